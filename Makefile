@@ -1,0 +1,35 @@
+# Two commands matter: `make demo` (set up everything, run the export on the local stack)
+# and `make test` (set up everything, run every test). Everything else is a building block.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo dev test test-fast bench clean stack-up stack-down
+
+venv: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/weward-pipeline demo
+
+dev: venv
+	$(BIN)/weward-pipeline dev
+
+stack-up: venv
+	$(BIN)/weward-pipeline stack up
+
+stack-down: venv
+	$(BIN)/weward-pipeline stack down
+
+test: venv
+	$(BIN)/python -m pytest weward_pipeline_tests
+
+clean:
+	-$(BIN)/weward-pipeline stack down
+	rm -rf .local

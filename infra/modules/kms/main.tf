@@ -1,0 +1,105 @@
+# One customer-managed key for everything the pipeline stores: lake objects, the Glue catalog,
+# Athena results, CloudWatch logs, Secrets Manager secrets, ECR images. One key keeps the key
+# policy reviewable; per-service access is still least privilege because every use is also
+# bounded by the caller's IAM policy and, for AWS services, by kms:ViaService.
+
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  region     = data.aws_region.current.name
+  partition  = data.aws_partition.current.partition
+
+  # The account root gets every KMS action, listed: a key policy that lost PutKeyPolicy for the
+  # account would make the key unmanageable. IAM policies then delegate from the account.
+  key_admin_actions = [
+    "kms:CancelKeyDeletion",
+    "kms:CreateAlias",
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:DisableKey",
+    "kms:DisableKeyRotation",
+    "kms:EnableKey",
+    "kms:EnableKeyRotation",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListAliases",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListKeyRotations",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:RetireGrant",
+    "kms:RevokeGrant",
+    "kms:RotateKeyOnDemand",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateAlias",
+    "kms:UpdateKeyDescription",
+  ]
+}
+
+# In a key policy "*" as resource means "this key": the key's own ARN cannot be named before
+# the key exists.
+data "aws_iam_policy_document" "key" {
+  #checkov:skip=CKV_AWS_109:Key policy: resource "*" is this key only, and the account root must be able to manage its own key.
+  #checkov:skip=CKV_AWS_111:Key policy: resource "*" is this key only; writes are bounded by the callers' IAM policies.
+  #checkov:skip=CKV_AWS_356:Key policy: resource "*" means this key; its ARN cannot be referenced inside its own policy.
+  statement {
+    sid       = "AccountRootManagesTheKey"
+    effect    = "Allow"
+    actions   = local.key_admin_actions
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
+    }
+  }
+
+  statement {
+    sid    = "CloudWatchLogsEncryptsTheProjectLogGroups"
+    effect = "Allow"
+    actions = [
+      "kms:Decrypt",
+      "kms:DescribeKey",
+      "kms:Encrypt",
+      "kms:GenerateDataKey",
+      "kms:ReEncryptFrom",
+      "kms:ReEncryptTo",
+    ]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["logs.${local.region}.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/${var.name_prefix}/*"]
+    }
+  }
+}
+
+resource "aws_kms_key" "this" {
+  description             = "${var.name_prefix}: lake, Glue catalog, Athena results, logs, secrets"
+  enable_key_rotation     = true
+  rotation_period_in_days = var.rotation_period_in_days
+  deletion_window_in_days = var.deletion_window_in_days
+  policy                  = data.aws_iam_policy_document.key.json
+  tags                    = var.tags
+}
+
+resource "aws_kms_alias" "this" {
+  name          = "alias/${var.name_prefix}"
+  target_key_id = aws_kms_key.this.key_id
+}

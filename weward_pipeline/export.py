@@ -1,0 +1,286 @@
+"""Export one (table, day): PostgreSQL -> Parquet in a new S3 prefix -> Glue points at it.
+
+Order matters and is the whole safety story:
+  1. check the catalog entry, the day, the bucket and Glue before reading anything;
+  2. read the day in one snapshot, streaming into a fresh version prefix;
+  3. rows written must equal the snapshot's count, else nothing is published;
+  4. end the PostgreSQL transaction, then describe the objects (size, ETag, version) and write
+     the manifest;
+  5. publish: one Glue call points dt=<day> at the new prefix (readers switch atomically);
+  6. delete superseded prefixes of that day (previous export, leftovers of killed runs).
+A failure before 5 deletes what this run wrote and leaves the published day untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from weward_pipeline import lake
+from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
+from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, SourceError
+from weward_pipeline.glue import GlueCatalog, GlueColumn
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(RuntimeError):
+    """The export was refused or failed; the published day (if any) is unchanged."""
+
+
+@dataclass
+class AwsClients:
+    s3: object
+    glue: object
+    filesystem: object
+    region: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AwsClients:
+        config = BotoConfig(
+            region_name=settings.aws_region,
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+        )
+        session = boto3.session.Session()
+        kwargs = {"config": config, "endpoint_url": settings.aws_endpoint_url}
+        return cls(
+            s3=session.client("s3", **kwargs),
+            glue=session.client("glue", **kwargs),
+            filesystem=lake.s3_filesystem(settings.aws_region, settings.aws_endpoint_url),
+            region=settings.aws_region,
+        )
+
+
+@dataclass
+class ExportResult:
+    table: str
+    day: dt.date
+    export_id: str
+    rows: int
+    bytes: int
+    location: str
+    manifest_url: str
+    glue_database: str
+    glue_table: str
+    columns: list[GlueColumn]
+    source_columns: list[dict[str, str]]
+    window: dict[str, str] | None
+    duration_s: float
+    read_s: float
+    superseded_deleted: int
+    objects: list[lake.WrittenObject] = field(default_factory=list)
+    snapshot_at: str | None = None
+
+
+def check_day(catalog: Catalog, table: TableConfig, day: dt.date, now: dt.datetime) -> DayWindow:
+    window = DayWindow(day, catalog.timezone)
+    if day < catalog.start_date:
+        raise ExportError(f"table {table.name}: day {day} is before the catalog's start_date {catalog.start_date}")
+    if window.end > now:
+        raise ExportError(
+            f"table {table.name}: day {day} has not ended yet (it ends at {window.end.isoformat()}); "
+            "exporting it now would publish a partial day"
+        )
+    if table.mode == "snapshot":
+        deadline = window.end + dt.timedelta(hours=table.snapshot_grace_hours)
+        if now > deadline:
+            raise ExportError(
+                f"table {table.name}: snapshot tables hold the table as it stands at export time, so day "
+                f"{day} can only be exported until {deadline.isoformat()} ({table.snapshot_grace_hours} h "
+                "after it ended). Exporting it now would file today's state under an old date; export "
+                "the latest day instead."
+            )
+    return window
+
+
+def check_lake_reachable(clients: AwsClients, settings: Settings, table: str) -> None:
+    bucket = settings.lake.bucket
+    try:
+        clients.s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise ExportError(
+                f"table {table}: the lake bucket {bucket!r} does not exist; create it (infra/ Terraform, or "
+                "`weward-pipeline stack up` locally) or fix WEWARD_LAKE_URL. Nothing was read or written."
+            ) from None
+        raise ExportError(f"table {table}: cannot access bucket {bucket!r} ({code}); check the role's S3 permissions") from None
+    except (EndpointConnectionError, BotoCoreError) as exc:
+        raise ExportError(
+            f"table {table}: cannot reach S3 ({exc.__class__.__name__}: {exc}); check AWS_ENDPOINT_URL/AWS_REGION "
+            "and the network path. Nothing was read or written."
+        ) from None
+
+
+def export_day(
+    settings: Settings,
+    catalog: Catalog,
+    table: TableConfig,
+    day: dt.date,
+    *,
+    clients: AwsClients | None = None,
+    limits: ExtractLimits = ExtractLimits(),
+    now: dt.datetime | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> ExportResult:
+    started = time.monotonic()
+    say = on_progress or (lambda message: log.info(message))
+    now = now or dt.datetime.now(dt.timezone.utc)
+    window = check_day(catalog, table, day, now)
+    clients = clients or AwsClients.from_settings(settings)
+    check_lake_reachable(clients, settings, table.name)
+    glue = GlueCatalog(clients.glue, settings.glue_database)
+    try:
+        glue.ensure_database()
+    except (EndpointConnectionError, BotoCoreError, ClientError) as exc:
+        raise ExportError(f"table {table.name}: cannot use Glue database {settings.glue_database!r}: {exc}") from None
+
+    export_id = lake.new_export_id()
+    location = LakeLocation(settings.lake.bucket, settings.lake.prefix)
+    prefix = lake.version_prefix(location, table.name, day, export_id)
+    manifest_key = lake.manifest_key(location, table.name, day, export_id)
+    bucket = settings.lake.bucket
+    written: list[lake.WrittenObject] = []
+    try:
+        with Extraction(settings.pg_url, table, window, limits) as extraction:
+            source = extraction.source
+            columns = [GlueColumn(c.name, c.glue_type, c.pg_type) for c in source.columns]
+            # Refuse an incompatible schema change before writing a single byte.
+            glue.plan_columns(table.name, columns)
+            say(f"{table.name} {day}: {extraction.source_rows} rows in the source window; writing {prefix}")
+            writer = lake.ParquetDayWriter(
+                clients.filesystem, f"{bucket}/{prefix}", source.arrow_schema,
+                metadata={"weward.table": table.name, "weward.day": day.isoformat(), "weward.export_id": export_id},
+            )
+            try:
+                for batch in extraction.batches():
+                    writer.write(batch)
+                written = writer.close()
+            except BaseException:
+                writer.abort()
+                written = writer.objects
+                raise
+            rows_written = sum(o.rows for o in written)
+            if rows_written != extraction.source_rows:
+                raise ExportError(
+                    f"table {table.name}: wrote {rows_written} rows but the source window holds "
+                    f"{extraction.source_rows} in the same snapshot; nothing was published"
+                )
+            source_rows = extraction.source_rows
+            snapshot_at = extraction.snapshot_at
+            source_columns = [{"name": c.name, "pg_type": c.pg_type, "glue_type": c.glue_type} for c in source.columns]
+        read_s = time.monotonic() - started
+        # The snapshot is released; from here on PostgreSQL carries no load from this export.
+        for obj in written:
+            obj.key = obj.key[len(bucket) + 1 :]
+        written = lake.describe_objects(clients.s3, bucket, written)
+        manifest = lake.Manifest(
+            table=table.name, day=day.isoformat(), export_id=export_id, location=f"s3://{bucket}/{prefix}",
+            objects=written, rows=rows_written, source_rows=source_rows,
+            window=window.as_metadata() if table.mode == "append" else None,
+            columns=source_columns, mode=table.mode, created_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+            snapshot_at=snapshot_at.isoformat() if snapshot_at else None,
+        )
+        lake.write_manifest(clients.s3, bucket, manifest_key, manifest)
+        merged = glue.ensure_table(
+            table.name, f"s3://{bucket}/{lake.table_prefix(location, table.name)}", columns,
+            description=table.description or f"{table.mode} export of PostgreSQL {table.qualified_source}",
+            parameters={"weward.mode": table.mode, "weward.source": table.qualified_source,
+                        "weward.primary_key": ",".join(table.primary_key)},
+        )
+        by_name = {c.name: c for c in merged}
+        previous = glue.get_partition(table.name, day.isoformat())
+        previous_id = (previous or {}).get("Parameters", {}).get("weward.export_id", "")
+        if previous_id > export_id:
+            raise ExportError(
+                f"table {table.name} day {day}: a newer export ({previous_id}) was published while this one "
+                "ran; keeping it and discarding this one"
+            )
+        glue.publish_partition(
+            table.name, day.isoformat(), manifest.location,
+            [by_name[c.name] for c in columns],
+            {
+                "weward.export_id": export_id,
+                "weward.manifest": f"s3://{bucket}/{manifest_key}",
+                "weward.rows": str(rows_written),
+                "weward.source_rows": str(source_rows),
+                "weward.exported_at": manifest.created_at,
+            },
+        )
+    except BaseException as exc:
+        _discard(clients, bucket, prefix, manifest_key, table.name)
+        if isinstance(exc, (SourceError, ConfigError, ExportError)):
+            raise
+        if isinstance(exc, (ClientError, BotoCoreError, OSError)):
+            raise ExportError(f"table {table.name} day {day}: writing to the lake failed ({exc}); the published day is unchanged") from exc
+        raise
+    say(f"{table.name} {day}: published {rows_written} rows at {manifest.location}")
+    deleted = delete_superseded(clients, location, table.name, day, keep_export_id=export_id, previous_export_id=previous_id)
+    return ExportResult(
+        table=table.name, day=day, export_id=export_id, rows=rows_written, bytes=manifest.bytes,
+        location=manifest.location, manifest_url=f"s3://{bucket}/{manifest_key}",
+        glue_database=settings.glue_database, glue_table=table.name, columns=columns,
+        source_columns=source_columns, window=manifest.window, duration_s=time.monotonic() - started,
+        read_s=read_s, superseded_deleted=deleted, objects=written, snapshot_at=manifest.snapshot_at,
+    )
+
+
+def _discard(clients: AwsClients, bucket: str, prefix: str, manifest_key: str, table: str) -> None:
+    """Remove what a failed run wrote; never the published day (it lives under another prefix)."""
+    try:
+        keys = lake.list_keys(clients.s3, bucket, prefix) + [manifest_key]
+        lake.delete_keys(clients.s3, bucket, keys)
+    except Exception as exc:  # noqa: BLE001 - the next export of this day sweeps leftovers too
+        log.warning("table %s: could not remove unpublished objects under %s: %s", table, prefix, exc)
+
+
+# A version prefix that is not published and older than this is a leftover of a killed run,
+# not an export still in flight.
+LEFTOVER_AGE = dt.timedelta(hours=6)
+
+
+def _export_time(export_id: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(export_id.split("-")[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+
+
+def delete_superseded(clients: AwsClients, location: LakeLocation, table: str, day: dt.date,
+                      keep_export_id: str, previous_export_id: str = "") -> int:
+    """After publishing `keep_export_id`: delete the export it replaced, and leftovers of killed runs.
+
+    Never deletes a newer prefix (an export that may still be in flight) or a recent unpublished one.
+    """
+    bucket = location.bucket
+    day_prefix = lake.day_prefix(location, table, day)
+    now = dt.datetime.now(dt.timezone.utc)
+    stale: list[str] = []
+    for key in lake.list_keys(clients.s3, bucket, day_prefix):
+        version = key[len(day_prefix):].split("/", 1)[0]
+        export_id = version[2:] if version.startswith("v=") else ""
+        if export_id == keep_export_id or export_id > keep_export_id:
+            continue
+        created = _export_time(export_id)
+        if export_id == previous_export_id or created is None or now - created > LEFTOVER_AGE:
+            stale.append(key)
+    superseded_ids = {k[len(day_prefix):].split("/", 1)[0][2:] for k in stale}
+    superseded_ids.add(previous_export_id)
+    for export_id in superseded_ids - {"", keep_export_id}:
+        stale.append(lake.manifest_key(location, table, day, export_id))
+    if stale:
+        try:
+            lake.delete_keys(clients.s3, bucket, stale)
+        except Exception as exc:  # noqa: BLE001 - harmless leftovers; retried next export
+            log.warning("table %s day %s: could not delete superseded objects: %s", table, day, exc)
+            return 0
+    return len(stale)

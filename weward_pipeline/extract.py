@@ -1,0 +1,373 @@
+"""Read one day of one PostgreSQL table as a stream of Arrow record batches, gently.
+
+One connection, one READ ONLY REPEATABLE READ transaction: the row count and the rows come from
+the same snapshot, so "rows written == rows in the source window" is an exact check. The server
+settings are set at connect time (libpq `options`), so they hold for every statement, and
+`application_name` says which table and day this is in pg_stat_activity.
+
+Transport is ADBC's PostgreSQL driver: COPY BINARY decoded straight into Arrow, batch by batch,
+so memory depends on the batch size, not on the size of the day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from psycopg import sql
+
+from weward_pipeline.config import TableConfig, mask_url
+from weward_pipeline.typemap import (
+    PARTITION_COLUMN_TYPES,
+    ColumnMapping,
+    UnsupportedTypeError,
+    arrow_schema,
+    map_column,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(RuntimeError):
+    """The source table cannot be exported as configured. The message names table, column and fix."""
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """What the export may cost the production database."""
+
+    statement_timeout_s: int = 1800
+    lock_timeout_s: int = 5
+    idle_in_transaction_timeout_s: int = 300
+    connect_timeout_s: int = 15
+    # ADBC's hint for the size of each Arrow batch; one batch is also one Parquet row group.
+    batch_bytes: int = 32 * 1024 * 1024
+    # Optional throttle: stop reading (the server then waits on its socket) above this rate.
+    max_rows_per_second: float | None = None
+
+
+@dataclass(frozen=True)
+class DayWindow:
+    """Day D of the catalog's time zone: [start, end) as local midnights (23 or 25 h on DST days)."""
+
+    day: dt.date
+    timezone: str
+
+    @property
+    def start(self) -> dt.datetime:
+        return dt.datetime.combine(self.day, dt.time(), tzinfo=ZoneInfo(self.timezone))
+
+    @property
+    def end(self) -> dt.datetime:
+        return dt.datetime.combine(self.day + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(self.timezone))
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start).total_seconds() / 3600
+
+    def bounds_for(self, base_type: str) -> tuple[object, object]:
+        """Literal bounds matching the partition column's type, so the index on it is usable."""
+        if base_type == "timestamptz":
+            return self.start, self.end
+        if base_type == "timestamp":  # local wall-clock time, as the app stores it
+            return self.start.replace(tzinfo=None), self.end.replace(tzinfo=None)
+        return self.day, self.day + dt.timedelta(days=1)
+
+    def as_metadata(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "timezone": self.timezone}
+
+
+@dataclass
+class SourceTable:
+    table: TableConfig
+    columns: list[ColumnMapping]
+    partition_type: str | None = None
+    estimated_rows: int | None = None
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return arrow_schema(self.columns)
+
+    def column(self, name: str) -> ColumnMapping:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+
+DESCRIBE_SQL = """
+SELECT a.attname,
+       format_type(a.atttypid, a.atttypmod),
+       coalesce(elem_base.typname, base.typname),
+       CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END,
+       base.typcategory = 'A' OR t.typcategory = 'A',
+       NOT a.attnotnull,
+       base.typtype,
+       elem_base.typtype
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type base ON base.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+LEFT JOIN pg_type elem ON elem.oid = base.typelem AND base.typcategory = 'A'
+LEFT JOIN pg_type elem_base ON elem_base.oid = CASE WHEN elem.typtype = 'd' THEN elem.typbasetype ELSE elem.oid END
+WHERE n.nspname = {schema} AND c.relname = {table} AND a.attnum > 0 AND NOT a.attisdropped
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+ORDER BY a.attnum
+"""
+
+
+def connection_uri(url: str, application_name: str, limits: ExtractLimits, read_only: bool = True) -> str:
+    """The libpq URI with our session settings; keeps the caller's own parameters (sslmode...)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    settings = {
+        "statement_timeout": f"{limits.statement_timeout_s}s",
+        "lock_timeout": f"{limits.lock_timeout_s}s",
+        "idle_in_transaction_session_timeout": f"{limits.idle_in_transaction_timeout_s}s",
+    }
+    # Pinned so text forms (interval, timetz, arrays of timestamps) never depend on server defaults.
+    settings.update({"TimeZone": "UTC", "DateStyle": "ISO,\\ YMD", "IntervalStyle": "postgres"})
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
+        settings["default_transaction_isolation"] = "repeatable\\ read"
+    options = " ".join(f"-c {k}={v}" for k, v in settings.items())
+    query["options"] = (query.get("options", "") + " " + options).strip()
+    query["application_name"] = application_name[:63]
+    query.setdefault("connect_timeout", str(limits.connect_timeout_s))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
+
+
+def _mask_error(message: str, url: str) -> str:
+    """Drivers sometimes echo the URI; never let a password reach a log or an exception."""
+    password = urlsplit(url).password
+    if password:
+        message = message.replace(password, "***").replace(quote(password, safe=""), "***")
+    return re.sub(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", r"\1***@", message)
+
+
+class Extraction:
+    """One day of one table: `with Extraction(...) as ex: ex.source_rows; for b in ex.batches(): ...`."""
+
+    def __init__(
+        self,
+        pg_url: str,
+        table: TableConfig,
+        window: DayWindow | None,
+        limits: ExtractLimits = ExtractLimits(),
+        application_name: str | None = None,
+    ) -> None:
+        if table.mode == "append" and window is None:
+            raise ValueError("append tables are read one day window at a time")
+        self.pg_url = pg_url
+        self.table = table
+        self.window = window if table.mode == "append" else None
+        self.limits = limits
+        label = window.day.isoformat() if window else "snapshot"
+        self.application_name = application_name or f"weward-export {table.name} {label}"
+        self._conn = None
+        self.source: SourceTable | None = None
+        self.source_rows: int | None = None
+        self.snapshot_at: dt.datetime | None = None
+        self.rows_read = 0
+        self.batches_read = 0
+
+    # -- connection -----------------------------------------------------------------------
+    def __enter__(self) -> Extraction:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> None:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        uri = connection_uri(self.pg_url, self.application_name, self.limits)
+        try:
+            self._conn = adbc.connect(uri)
+        except Exception as exc:  # noqa: BLE001 - ADBC raises its own hierarchy
+            raise SourceError(
+                f"table {self.table.name}: cannot connect to PostgreSQL at {mask_url(self.pg_url)}: "
+                f"{_mask_error(str(exc), self.pg_url).strip()}. Check WEWARD_PG_URL, the network path "
+                "and that the server is up."
+            ) from None
+        try:
+            self.snapshot_at = self._scalar("SELECT now()")  # transaction start == snapshot time
+            self.source = describe(self._query_rows, self.table)
+            self.source_rows = self._scalar(self._count_sql())
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()  # read-only: nothing to commit; ends the snapshot now
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _query_rows(self, query: str) -> list[tuple]:
+        with self._conn.cursor() as cur:
+            try:
+                cur.execute(query)
+                return cur.fetchall()
+            except Exception as exc:  # noqa: BLE001
+                raise SourceError(
+                    f"table {self.table.name}: query on {self.table.qualified_source} failed: "
+                    f"{_mask_error(str(exc), self.pg_url).strip()}"
+                ) from None
+
+    def _scalar(self, query: str | sql.Composable):
+        text = query if isinstance(query, str) else query.as_string(None)
+        return self._query_rows(text)[0][0]
+
+    # -- SQL ------------------------------------------------------------------------------
+    def _where(self) -> sql.Composable:
+        if self.window is None:
+            return sql.SQL("")
+        lower, upper = self.window.bounds_for(self.source.partition_type)
+        column = sql.Identifier(self.table.partition_column)
+        return sql.SQL(" WHERE {c} >= {lo} AND {c} < {hi}").format(c=column, lo=sql.Literal(lower), hi=sql.Literal(upper))
+
+    def _from(self) -> sql.Composable:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.table.schema), sql.Identifier(self.table.source))
+
+    def _count_sql(self) -> sql.Composable:
+        return sql.SQL("SELECT count(*) FROM {}{}").format(self._from(), self._where())
+
+    def select_sql(self) -> str:
+        items = []
+        for column in self.source.columns:
+            ident = sql.Identifier(column.name)
+            if column.as_text:
+                cast = sql.SQL("::text[]") if column.is_array else sql.SQL("::text")
+                items.append(sql.SQL("{}{} AS {}").format(ident, cast, ident))
+            else:
+                items.append(ident)
+        query = sql.SQL("SELECT {} FROM {}{}").format(sql.SQL(", ").join(items), self._from(), self._where())
+        return query.as_string(None)
+
+    # -- rows -----------------------------------------------------------------------------
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Record batches in the lake's Arrow schema; raises SourceError on a value that does not fit."""
+        target = self.source.arrow_schema
+        started = time.monotonic()
+        with self._conn.cursor() as cur:
+            cur.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(self.limits.batch_bytes)}
+            )
+            try:
+                cur.execute(self.select_sql())
+                reader = cur.fetch_record_batch()
+            except Exception as exc:  # noqa: BLE001
+                raise SourceError(
+                    f"table {self.table.name}: reading {self.table.qualified_source} failed: "
+                    f"{_mask_error(str(exc), self.pg_url).strip()}"
+                ) from None
+            for batch in reader:
+                converted = convert_batch(batch, target, self.table.name)
+                self.rows_read += converted.num_rows
+                self.batches_read += 1
+                yield converted
+                self._throttle(started)
+
+    def _throttle(self, started: float) -> None:
+        rate = self.limits.max_rows_per_second
+        if rate:
+            ahead = self.rows_read / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def describe(query_rows, table: TableConfig) -> SourceTable:
+    """Columns of the source table, mapped; validates the catalog's column names against it."""
+    query = sql.SQL(DESCRIBE_SQL).format(schema=sql.Literal(table.schema), table=sql.Literal(table.source))
+    rows = query_rows(query.as_string(None))
+    if not rows:
+        raise SourceError(
+            f"table {table.name}: PostgreSQL has no table {table.qualified_source} (or the export role "
+            "cannot see it); fix `schema`/`source_table` in the catalog or grant SELECT on it"
+        )
+    columns: list[ColumnMapping] = []
+    problems: list[str] = []
+    for name, pg_type, base_type, typmod, is_array, nullable, base_typtype, elem_typtype in rows:
+        if (elem_typtype or base_typtype) == "e":
+            base_type = "enum"
+        try:
+            columns.append(
+                map_column(name=name, pg_type=pg_type, base_type=base_type, typmod=typmod,
+                           is_array=bool(is_array), nullable=bool(nullable), table=table.name)
+            )
+        except UnsupportedTypeError as exc:
+            problems.append(str(exc))
+    source = SourceTable(table=table, columns=columns)
+    names = {c.name for c in columns}
+    known = ", ".join(sorted(names))
+    for key in table.primary_key:
+        if key not in names:
+            problems.append(f"table {table.name}: primary_key column {key!r} does not exist in {table.qualified_source} (columns: {known})")
+    for key in (table.user_column, *table.pii):
+        if key is not None and key not in names:
+            problems.append(f"table {table.name}: column {key!r} named in the catalog does not exist in {table.qualified_source} (columns: {known})")
+    if table.partition_column is not None:
+        if table.partition_column not in names:
+            problems.append(
+                f"table {table.name}: partition_column {table.partition_column!r} does not exist in "
+                f"{table.qualified_source} (columns: {known})"
+            )
+        else:
+            column = source.column(table.partition_column)
+            if column.base_type not in PARTITION_COLUMN_TYPES or column.is_array:
+                problems.append(
+                    f"table {table.name}: partition_column {table.partition_column!r} is {column.pg_type}; "
+                    f"it must be one of {', '.join(PARTITION_COLUMN_TYPES)}"
+                )
+            source.partition_type = column.base_type
+    if problems:
+        raise SourceError("\n".join(problems))
+    return source
+
+
+def convert_batch(batch: pa.RecordBatch, target: pa.Schema, table_name: str = "?") -> pa.RecordBatch:
+    """ADBC's batch -> the lake schema: unwrap extension types, cast numeric text to decimal (checked)."""
+    arrays = []
+    for index, field_ in enumerate(target):
+        array = batch.column(index)
+        if isinstance(array.type, pa.BaseExtensionType):
+            array = array.storage
+        elif pa.types.is_list(array.type) and isinstance(array.type.value_type, pa.BaseExtensionType):
+            array = pa.ListArray.from_arrays(array.offsets, array.values.storage, mask=array.is_null())
+        if not array.type.equals(field_.type):
+            try:
+                array = pc.cast(array, field_.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SourceError(
+                    f"table {table_name}: column {field_.name!r} ({field_.metadata.get(b'pg_type', b'?').decode()}) "
+                    f"has a value that does not fit {field_.type}: {_first_bad_value(array, field_.type)} "
+                    f"({exc}). Nothing was published; declare the column with an explicit numeric(p,s) "
+                    "that fits, or fix the value."
+                ) from None
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=target)
+
+
+def _first_bad_value(array: pa.Array, target: pa.DataType) -> str:
+    for value in array:
+        try:
+            pc.cast(pa.array([value.as_py()], type=array.type), target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return repr(value.as_py())
+    return "?"
