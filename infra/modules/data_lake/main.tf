@@ -303,7 +303,6 @@ resource "aws_s3_bucket_policy" "athena_results" {
 # ---------------------------------------------------------------------------------------------
 
 resource "aws_s3_bucket" "access_logs" {
-  #checkov:skip=CKV_AWS_18:This is the access-log destination; logging it into itself would loop.
   #checkov:skip=CKV_AWS_144:No cross-region replication: logs stay in the EU region with the data they describe.
   #checkov:skip=CKV_AWS_145:S3 server access log delivery does not support SSE-KMS destination buckets; SSE-S3 is used.
   #checkov:skip=CKV2_AWS_62:No event notifications: logs are read by Athena on demand.

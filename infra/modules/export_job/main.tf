@@ -113,7 +113,6 @@ resource "aws_iam_role" "execution" {
 }
 
 data "aws_iam_policy_document" "execution" {
-  #checkov:skip=CKV_AWS_356:ecr:GetAuthorizationToken has no resource-level permissions; it is the only action on "*".
   statement {
     sid       = "EcrLogin"
     actions   = ["ecr:GetAuthorizationToken"]

@@ -37,3 +37,18 @@ output "log_group_name" {
   description = "CloudWatch log group of the run worker."
   value       = aws_cloudwatch_log_group.run_worker.name
 }
+
+output "repository_arn" {
+  description = "ARN of the ECR repository."
+  value       = aws_ecr_repository.run_worker.arn
+}
+
+output "log_group_arn" {
+  description = "ARN of the run worker log group."
+  value       = aws_cloudwatch_log_group.run_worker.arn
+}
+
+output "plain_environment" {
+  description = "Plain environment of the run worker container."
+  value       = local.plain_environment
+}

@@ -52,7 +52,6 @@ locals {
 # In a key policy "*" as resource means "this key": the key's own ARN cannot be named before
 # the key exists.
 data "aws_iam_policy_document" "key" {
-  #checkov:skip=CKV_AWS_109:Key policy: resource "*" is this key only, and the account root must be able to manage its own key.
   #checkov:skip=CKV_AWS_111:Key policy: resource "*" is this key only; writes are bounded by the callers' IAM policies.
   #checkov:skip=CKV_AWS_356:Key policy: resource "*" means this key; its ARN cannot be referenced inside its own policy.
   statement {

@@ -1,0 +1,181 @@
+# Optional: a long-running Dagster (webserver + daemon) for teams that want the UI, sensors and
+# backfills in AWS. Both share Dagster's PostgreSQL storage with the scheduled run worker, and the
+# daemon's EcsRunLauncher starts each run as a Fargate task from the run worker's (export) task
+# definition. This is the one part of the deployment that costs money while idle: two small
+# Fargate tasks around the clock.
+#
+# No load balancer: the webserver is reached through ECS Exec port forwarding
+# (see infra/README.md), so nothing listens on a network outside the VPC.
+
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account_id   = data.aws_caller_identity.current.account_id
+  region       = data.aws_region.current.name
+  partition    = data.aws_partition.current.partition
+  cluster_name = element(split("/", var.cluster_arn), 1)
+  task_arns    = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${local.cluster_name}/*"
+
+  environment = merge(var.environment, {
+    DAGSTER_RUN_TASK_DEFINITION = var.run_worker_task_definition
+  })
+
+  services = {
+    webserver = {
+      command = ["dagster-webserver", "--host", "0.0.0.0", "--port", "3000", "--workspace", "/opt/dagster/app/workspace.yaml"]
+      cpu     = 512
+      memory  = 2048
+    }
+    daemon = {
+      command = ["dagster-daemon", "run", "--workspace", "/opt/dagster/app/workspace.yaml"]
+      cpu     = 512
+      memory  = 2048
+    }
+  }
+}
+
+data "aws_iam_policy_document" "ecs_tasks_trust" {
+  statement {
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "service" {
+  name               = "${var.name_prefix}-dagster-service"
+  description        = "Dagster webserver and daemon: launch and watch run worker tasks."
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "service" {
+  statement {
+    sid       = "LaunchRunsFromTheRunWorkerTaskDefinition"
+    actions   = ["ecs:RunTask"]
+    resources = [var.run_worker_task_definition]
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [var.cluster_arn]
+    }
+  }
+
+  statement {
+    sid       = "WatchAndStopRuns"
+    actions   = ["ecs:DescribeTasks", "ecs:StopTask", "ecs:TagResource"]
+    resources = [local.task_arns]
+  }
+
+  statement {
+    sid       = "PassTheRunWorkerRoles"
+    actions   = ["iam:PassRole"]
+    resources = var.run_worker_role_arns
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid = "DescribeWithoutResourceLevelPermissions"
+    actions = [
+      "ec2:DescribeNetworkInterfaces",
+      "ecs:DescribeTaskDefinition",
+      "ssmmessages:CreateControlChannel",
+      "ssmmessages:CreateDataChannel",
+      "ssmmessages:OpenControlChannel",
+      "ssmmessages:OpenDataChannel",
+    ]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "service" {
+  name   = "dagster-service"
+  role   = aws_iam_role.service.id
+  policy = data.aws_iam_policy_document.service.json
+}
+
+resource "aws_ecs_task_definition" "service" {
+  for_each = local.services
+
+  family                   = "${var.name_prefix}-dagster-${each.key}"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = each.value.cpu
+  memory                   = each.value.memory
+  execution_role_arn       = var.execution_role_arn
+  task_role_arn            = aws_iam_role.service.arn
+  tags                     = var.tags
+
+  volume {
+    name = "tmp"
+  }
+
+  volume {
+    name = "dagster-home"
+  }
+
+  container_definitions = jsonencode([{
+    name                   = each.key
+    image                  = var.image
+    essential              = true
+    command                = each.value.command
+    readonlyRootFilesystem = true
+    user                   = "10001:10001"
+    linuxParameters        = { initProcessEnabled = true }
+    environment            = [for key in sort(keys(local.environment)) : { name = key, value = local.environment[key] }]
+    secrets                = [{ name = "DAGSTER_PG_PASSWORD", valueFrom = var.storage_password_secret_arn }]
+    portMappings           = each.key == "webserver" ? [{ containerPort = 3000, protocol = "tcp" }] : []
+    mountPoints = [
+      { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
+      { sourceVolume = "dagster-home", containerPath = "/opt/dagster/dagster_home/storage", readOnly = false },
+    ]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = var.log_group_name
+        awslogs-region        = local.region
+        awslogs-stream-prefix = "dagster-${each.key}"
+      }
+    }
+  }])
+}
+
+# The run worker's security group fits both services: PostgreSQL (Dagster's storage) and the
+# VPC endpoints, no ingress. The EcsRunLauncher copies it into every run it launches.
+resource "aws_ecs_service" "service" {
+  for_each = local.services
+
+  name                   = "dagster-${each.key}"
+  cluster                = var.cluster_arn
+  task_definition        = aws_ecs_task_definition.service[each.key].arn
+  desired_count          = 1
+  launch_type            = "FARGATE"
+  platform_version       = "LATEST"
+  enable_execute_command = true
+  propagate_tags         = "SERVICE"
+  tags                   = var.tags
+
+  # One daemon at a time: never two schedulers ticking the same schedule.
+  deployment_minimum_healthy_percent = 0
+  deployment_maximum_percent         = 100
+
+  network_configuration {
+    subnets          = var.subnet_ids
+    security_groups  = [var.security_group_id]
+    assign_public_ip = false
+  }
+}

@@ -1,0 +1,60 @@
+variable "name_prefix" {
+  description = "Prefix of every resource name, e.g. weward-prod."
+  type        = string
+}
+
+variable "cluster_arn" {
+  description = "ECS cluster (modules/export_job)."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets of the services and of the runs they launch."
+  type        = list(string)
+}
+
+variable "security_group_id" {
+  description = "Security group of the services, copied into each launched run (the run worker's)."
+  type        = string
+}
+
+variable "image" {
+  description = "Full reference of the run worker image; it also contains dagster-webserver and dagster-daemon."
+  type        = string
+}
+
+variable "environment" {
+  description = "Plain environment (modules/export_job plain_environment)."
+  type        = map(string)
+}
+
+variable "storage_password_secret_arn" {
+  description = "Secret holding the password of Dagster's PostgreSQL storage."
+  type        = string
+}
+
+variable "execution_role_arn" {
+  description = "Execution role (image pull, logs, secret injection): the run worker's."
+  type        = string
+}
+
+variable "log_group_name" {
+  description = "Log group of the services (the run worker's)."
+  type        = string
+}
+
+variable "run_worker_task_definition" {
+  description = "Task definition ARN each launched run uses (the export run worker)."
+  type        = string
+}
+
+variable "run_worker_role_arns" {
+  description = "Roles of that task definition (execution and task roles), passed to ECS at launch."
+  type        = list(string)
+}
+
+variable "tags" {
+  description = "Tags for every resource."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,278 @@
+# When the pipeline runs. Default ("ecs_task"): EventBridge Scheduler starts the run worker as a
+# Fargate task at 02:00 in the table catalog's time zone; compute exists only while a run lasts.
+# Variant ("ec2_instance"): the scheduler starts a stopped instance whose boot runs the same
+# image once and powers the instance off; a second schedule stops it in case a run hangs.
+
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  region     = data.aws_region.current.name
+  partition  = data.aws_partition.current.partition
+  use_ecs    = var.launch_type == "ecs_task"
+  use_ec2    = var.launch_type == "ec2_instance"
+
+  runs = {
+    export = { expression = var.export_schedule_expression, task_definition_arn = var.task_definition_arns["export"] }
+    redact = { expression = var.redact_schedule_expression, task_definition_arn = var.task_definition_arns["redact"] }
+  }
+}
+
+data "aws_iam_policy_document" "scheduler_trust" {
+  statement {
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["scheduler.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "scheduler" {
+  name               = "${var.name_prefix}-scheduler"
+  description        = "EventBridge Scheduler: starts the ${var.name_prefix} runs."
+  assume_role_policy = data.aws_iam_policy_document.scheduler_trust.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "scheduler" {
+  statement {
+    sid       = "DecryptTheSchedules"
+    actions   = ["kms:Decrypt"]
+    resources = [var.kms_key_arn]
+  }
+
+  dynamic "statement" {
+    for_each = local.use_ecs ? [1] : []
+    content {
+      sid       = "RunTheWorkerTasks"
+      actions   = ["ecs:RunTask"]
+      resources = [for run in local.runs : run.task_definition_arn]
+      condition {
+        test     = "ArnEquals"
+        variable = "ecs:cluster"
+        values   = [var.cluster_arn]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.use_ecs ? [1] : []
+    content {
+      sid       = "PassTheWorkerRoles"
+      actions   = ["iam:PassRole"]
+      resources = distinct(concat([var.execution_role_arn], values(var.task_role_arns)))
+      condition {
+        test     = "StringEquals"
+        variable = "iam:PassedToService"
+        values   = ["ecs-tasks.amazonaws.com"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.use_ec2 ? [1] : []
+    content {
+      sid       = "StartAndStopTheRunInstance"
+      actions   = ["ec2:StartInstances", "ec2:StopInstances"]
+      resources = [aws_instance.run_worker[0].arn]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  name   = "scheduler"
+  role   = aws_iam_role.scheduler.id
+  policy = data.aws_iam_policy_document.scheduler.json
+}
+
+resource "aws_scheduler_schedule_group" "this" {
+  name = var.name_prefix
+  tags = var.tags
+}
+
+# ---------------------------------------------------------------------------------------------
+# Fargate task per run (default)
+# ---------------------------------------------------------------------------------------------
+
+resource "aws_scheduler_schedule" "run" {
+  for_each = local.use_ecs ? local.runs : {}
+
+  name                         = "${var.name_prefix}-${each.key}"
+  group_name                   = aws_scheduler_schedule_group.this.name
+  description                  = "Daily ${each.key} of the WeWard lake (${var.schedule_timezone})."
+  schedule_expression          = each.value.expression
+  schedule_expression_timezone = var.schedule_timezone
+  state                        = var.enabled ? "ENABLED" : "DISABLED"
+  kms_key_arn                  = var.kms_key_arn
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = var.cluster_arn
+    role_arn = aws_iam_role.scheduler.arn
+
+    ecs_parameters {
+      task_definition_arn     = each.value.task_definition_arn
+      launch_type             = "FARGATE"
+      task_count              = 1
+      enable_ecs_managed_tags = true
+      propagate_tags          = "TASK_DEFINITION"
+
+      network_configuration {
+        subnets          = var.subnet_ids
+        security_groups  = [var.security_group_id]
+        assign_public_ip = false
+      }
+    }
+
+    # Runs are idempotent per partition; a retry after a capacity error is safe.
+    retry_policy {
+      maximum_event_age_in_seconds = 3600
+      maximum_retry_attempts       = 3
+    }
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# EC2 start/stop variant
+# ---------------------------------------------------------------------------------------------
+
+data "aws_ssm_parameter" "al2023" {
+  count = local.use_ec2 ? 1 : 0
+  name  = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${var.ec2_architecture}"
+}
+
+resource "aws_iam_instance_profile" "run_worker" {
+  count = local.use_ec2 ? 1 : 0
+  name  = "${var.name_prefix}-run-worker"
+  role  = var.ec2_instance_role_name
+  tags  = var.tags
+}
+
+resource "aws_instance" "run_worker" {
+  count = local.use_ec2 ? 1 : 0
+
+  ami                                  = data.aws_ssm_parameter.al2023[0].value
+  instance_type                        = var.ec2_instance_type
+  subnet_id                            = var.subnet_ids[0]
+  vpc_security_group_ids               = [var.security_group_id]
+  iam_instance_profile                 = aws_iam_instance_profile.run_worker[0].name
+  associate_public_ip_address          = false
+  ebs_optimized                        = true
+  monitoring                           = true
+  instance_initiated_shutdown_behavior = "stop"
+  user_data_replace_on_change          = true
+  user_data = templatefile("${path.module}/run-on-boot.sh.tftpl", {
+    region        = local.region
+    image         = var.ec2_image
+    command       = join(" ", [for part in var.ec2_command : format("'%s'", replace(part, "'", "'\\''"))])
+    environment   = var.ec2_environment
+    secret_arns   = var.ec2_secret_arns
+    log_group     = var.ec2_log_group_name
+    registry_host = split("/", var.ec2_image)[0]
+  })
+  tags = merge(var.tags, { Name = "${var.name_prefix}-run-worker" })
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 2
+  }
+
+  root_block_device {
+    encrypted   = true
+    kms_key_id  = var.kms_key_arn
+    volume_type = "gp3"
+    volume_size = var.ec2_volume_size_gib
+  }
+
+  lifecycle {
+    ignore_changes = [ami]
+  }
+}
+
+# What ECS's execution role does for a task, the instance does itself: pull the image, write logs.
+data "aws_iam_policy_document" "run_instance" {
+  count = local.use_ec2 ? 1 : 0
+
+  statement {
+    sid       = "EcrLogin"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "PullTheRunWorkerImage"
+    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    resources = [var.ec2_repository_arn]
+  }
+
+  statement {
+    sid       = "WriteTheRunWorkerLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${var.ec2_log_group_arn}:log-stream:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "run_instance" {
+  count = local.use_ec2 ? 1 : 0
+
+  name   = "run-instance"
+  role   = var.ec2_instance_role_name
+  policy = data.aws_iam_policy_document.run_instance[0].json
+}
+
+resource "aws_scheduler_schedule" "ec2_start" {
+  count = local.use_ec2 ? 1 : 0
+
+  name                         = "${var.name_prefix}-start-run-instance"
+  group_name                   = aws_scheduler_schedule_group.this.name
+  description                  = "Boots the run instance, whose boot runs the daily export (${var.schedule_timezone})."
+  schedule_expression          = var.export_schedule_expression
+  schedule_expression_timezone = var.schedule_timezone
+  state                        = var.enabled ? "ENABLED" : "DISABLED"
+  kms_key_arn                  = var.kms_key_arn
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = "arn:${local.partition}:scheduler:::aws-sdk:ec2:startInstances"
+    role_arn = aws_iam_role.scheduler.arn
+    input    = jsonencode({ InstanceIds = [aws_instance.run_worker[0].id] })
+  }
+}
+
+resource "aws_scheduler_schedule" "ec2_stop" {
+  count = local.use_ec2 ? 1 : 0
+
+  name                         = "${var.name_prefix}-stop-run-instance"
+  group_name                   = aws_scheduler_schedule_group.this.name
+  description                  = "Stops the run instance if a run is still going (${var.schedule_timezone})."
+  schedule_expression          = var.ec2_stop_schedule_expression
+  schedule_expression_timezone = var.schedule_timezone
+  state                        = var.enabled ? "ENABLED" : "DISABLED"
+  kms_key_arn                  = var.kms_key_arn
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = "arn:${local.partition}:scheduler:::aws-sdk:ec2:stopInstances"
+    role_arn = aws_iam_role.scheduler.arn
+    input    = jsonencode({ InstanceIds = [aws_instance.run_worker[0].id] })
+  }
+}
