@@ -15,6 +15,12 @@ locals {
     managed-by  = "terraform"
   })
   pipeline = module.pipeline_env
+
+  # A scheduled run materializes yesterday's partition: partition keys are local dates of the
+  # table catalog's time zone, the same zone the schedule fires in.
+  yesterday      = "$(TZ=${var.schedule_timezone} date -d yesterday +%F)"
+  export_command = ["sh", "-c", "exec dagster asset materialize -m weward_pipeline.definitions --select '${var.export_selection}' --partition \"${local.yesterday}\""]
+  redact_command = ["sh", "-c", "exec dagster asset materialize -m weward_pipeline.definitions --select '${var.redact_selection}' --partition \"${local.yesterday}\""]
 }
 
 data "aws_caller_identity" "current" {}
@@ -86,8 +92,8 @@ module "export_job" {
   secret_arns                    = module.secrets.secret_arns
   export_role_arn                = module.iam.export_role_arn
   redaction_role_arn             = module.iam.redaction_role_arn
-  export_command                 = var.export_command
-  redact_command                 = var.redact_command
+  export_command                 = local.export_command
+  redact_command                 = local.redact_command
   image_tag                      = var.image_tag
   dagster_storage_host           = var.dagster_storage_host
   kms_key_arn                    = module.kms.key_arn
@@ -115,7 +121,7 @@ module "schedule" {
 
   ec2_instance_role_name = module.iam.export_role_name
   ec2_image              = "${module.export_job.repository_url}:${var.image_tag}"
-  ec2_command            = var.export_command
+  ec2_command            = local.export_command
   ec2_environment        = module.export_job.plain_environment
   ec2_secret_arns        = { for name in ["WEWARD_PG_URL", "WEWARD_PII_KEY", "DAGSTER_PG_PASSWORD"] : name => module.secrets.secret_arns[name] }
   ec2_log_group_name     = module.export_job.log_group_name

@@ -51,16 +51,16 @@ variable "image_tag" {
   type        = string
 }
 
-variable "export_command" {
-  description = "Container command of the daily export: yesterday's partition of every table, in the catalog's time zone."
-  type        = list(string)
-  default     = ["weward-pipeline", "run", "export", "--partition", "yesterday"]
+variable "export_selection" {
+  description = "Dagster asset selection of the daily export; each scheduled run materializes yesterday's partition (in schedule_timezone) of it."
+  type        = string
+  default     = "key:lake/*"
 }
 
-variable "redact_command" {
-  description = "Container command of the redaction."
-  type        = list(string)
-  default     = ["weward-pipeline", "run", "redact", "--partition", "yesterday"]
+variable "redact_selection" {
+  description = "Dagster asset selection of the daily redaction run."
+  type        = string
+  default     = "key:redaction/*"
 }
 
 variable "run_worker_cpu" {
