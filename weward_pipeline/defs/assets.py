@@ -1,0 +1,135 @@
+"""One table config -> `postgres/<name>` (external source) and `lake/<name>` (the daily export)."""
+
+
+import datetime as dt
+import re
+
+import dagster as dg
+from botocore.exceptions import BotoCoreError
+
+from weward_pipeline.config import Catalog, ConfigError, TableConfig
+from weward_pipeline.export import ExportError, ExportResult, export_day
+from weward_pipeline.extract import SourceError
+from weward_pipeline.glue import CatalogError
+from weward_pipeline.defs.resources import LakeResource
+
+# All exports share one pool: PostgreSQL is one server, and a 90-day backfill of 6 tables must
+# not open 540 connections to it. The limit lives in dagster.yaml (default 2).
+SOURCE_POOL = "postgres_source"
+
+# Errors that retrying cannot fix: bad config, missing column, incompatible schema, refused day.
+PERMANENT_ERRORS = (ConfigError, SourceError, CatalogError, ExportError)
+
+# Transient failures (connection reset, S3 5xx, a failover) are retried with backoff.
+EXPORT_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def lake_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["lake", table])
+
+
+def source_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["postgres", table])
+
+
+def group_for(table: TableConfig) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", table.schema)
+
+
+def daily_partitions(catalog: Catalog) -> dg.DailyPartitionsDefinition:
+    # Partition keys are local dates of the catalog's time zone; the newest is yesterday there.
+    return dg.DailyPartitionsDefinition(start_date=catalog.start_date.isoformat(), timezone=catalog.timezone)
+
+
+def source_asset(table: TableConfig) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=source_key(table.name),
+        description=f"PostgreSQL table {table.qualified_source} (production; read only by the export).",
+        group_name=group_for(table),
+        kinds={"postgres"},
+        owners=list(table.owners),
+        metadata={"postgres/table": table.qualified_source, "primary_key": ", ".join(table.primary_key)},
+    )
+
+
+def glue_console_url(region: str, database: str, table: str) -> str:
+    return (
+        f"https://{region}.console.aws.amazon.com/glue/home?region={region}"
+        f"#/v2/data-catalog/tables/view/{table}?database={database}"
+    )
+
+
+def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(name=c.name, type=c.type, description=f"PostgreSQL {c.comment}") for c in result.columns]
+    )
+    metadata = {
+        "dagster/row_count": dg.MetadataValue.int(result.rows),
+        "dagster/column_schema": schema,
+        "dagster/table_name": dg.MetadataValue.text(f"{result.glue_database}.{result.glue_table}"),
+        "bytes": dg.MetadataValue.int(result.bytes),
+        "s3_location": dg.MetadataValue.text(result.location),
+        "manifest": dg.MetadataValue.text(result.manifest_url),
+        "export_id": dg.MetadataValue.text(result.export_id),
+        "glue_table": dg.MetadataValue.text(f"{result.glue_database}.{result.glue_table}"),
+        "glue_console": dg.MetadataValue.url(glue_console_url(lake.aws_region, result.glue_database, result.glue_table)),
+        "files": dg.MetadataValue.int(len(result.objects)),
+        "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
+        "postgres_read_s": dg.MetadataValue.float(round(result.read_s, 3)),
+        "superseded_objects_deleted": dg.MetadataValue.int(result.superseded_deleted),
+    }
+    if result.window:
+        metadata.update(
+            window_start=dg.MetadataValue.text(result.window["start"]),
+            window_end=dg.MetadataValue.text(result.window["end"]),
+            window_timezone=dg.MetadataValue.text(result.window["timezone"]),
+        )
+    if result.snapshot_at:
+        metadata["snapshot_at"] = dg.MetadataValue.text(result.snapshot_at)
+    return metadata
+
+
+def lake_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition:
+    description = (table.description or f"Daily {table.mode} export of {table.qualified_source}.") + (
+        f"\n\nPartition D holds the rows whose `{table.partition_column}` falls in day D ({catalog.timezone})."
+        if table.mode == "append"
+        else "\n\nPartition D holds the whole table as it stood when D was exported (just after D ended)."
+    )
+
+    @dg.asset(
+        key=lake_key(table.name),
+        deps=[source_key(table.name)],
+        partitions_def=daily_partitions(catalog),
+        # One run per day: per-day metadata, per-day retries, and the pool (not the backfill)
+        # decides how many days hit PostgreSQL at once.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+        retry_policy=EXPORT_RETRY_POLICY,
+        pool=SOURCE_POOL,
+        group_name=group_for(table),
+        kinds={"postgres", "s3", "parquet", "glue"},
+        owners=list(table.owners),
+        tags={"weward/mode": table.mode},
+        description=description,
+        metadata={
+            "source": table.qualified_source,
+            "mode": table.mode,
+            "partition_column": table.partition_column or "(whole table)",
+            "timezone": catalog.timezone,
+        },
+        code_version="1",
+    )
+    def _export(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        day = dt.date.fromisoformat(context.partition_key)
+        try:
+            result = export_day(
+                lake.settings(), catalog, table, day,
+                clients=lake.clients(), limits=lake.limits(), on_progress=context.log.info,
+            )
+        except PERMANENT_ERRORS as exc:
+            # Retrying cannot fix bad config or data: fail once, with the message that says what to do.
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        except BotoCoreError as exc:
+            raise dg.Failure(description=f"table {table.name} day {day}: AWS call failed: {exc}") from exc
+        return dg.MaterializeResult(metadata=export_metadata(result, lake))
+
+    return _export

@@ -1,0 +1,23 @@
+"""Catalog -> Definitions. One table config gives one source asset, one export asset, its checks."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from weward_pipeline.config import Catalog, TableConfig
+from weward_pipeline.defs.assets import lake_asset, source_asset
+from weward_pipeline.defs.checks import export_checks
+from weward_pipeline.defs.resources import lake_resource_from_env
+
+
+def table_definitions(table: TableConfig, catalog: Catalog) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[source_asset(table), lake_asset(table, catalog)],
+        asset_checks=export_checks(table, catalog),
+    )
+
+
+def build_definitions(catalog: Catalog, resources: dict | None = None) -> dg.Definitions:
+    per_table = [table_definitions(table, catalog) for table in catalog.tables]
+    shared = dg.Definitions(resources=resources or {"lake": lake_resource_from_env()})
+    return dg.Definitions.merge(*per_table, shared)

@@ -1,0 +1,111 @@
+"""The whole local stack in one place: PostgreSQL with the sample app data, moto S3+Glue,
+the lake bucket and a SQLite Dagster instance, with its state in one JSON file.
+
+`up()` is idempotent (reuses running servers), `down()` stops them by PID and removes the state,
+so `make demo` can run twice in a row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from weward_pipeline.devstack.aws import LocalAws
+from weward_pipeline.devstack.postgres import LocalPostgres
+from weward_pipeline.devstack.processes import pid_alive
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DIR = Path(os.environ.get("WEWARD_STACK_DIR", REPO_ROOT / ".local" / "stack"))
+APP_DATABASE = "weward_app"
+LAKE_BUCKET = "weward-lake-local"
+LAKE_PREFIX = "lake"
+GLUE_DATABASE = "weward_lake"
+
+
+@dataclass
+class StackState:
+    pg_port: int = 0
+    pg_admin_password: str = ""
+    moto_port: int = 0
+    moto_pid: int | None = None
+    seeded: dict = field(default_factory=dict)
+    extra_env: dict = field(default_factory=dict)
+
+
+class LocalStack:
+    def __init__(self, base_dir: Path | str = DEFAULT_DIR) -> None:
+        self.base_dir = Path(base_dir)
+        self.state_file = self.base_dir / "state.json"
+        self.state = StackState()
+        if self.state_file.exists():
+            self.state = StackState(**json.loads(self.state_file.read_text()))
+        self.postgres = LocalPostgres(self.base_dir / "postgres", port=self.state.pg_port,
+                                      admin_password=self.state.pg_admin_password)
+        self.aws = LocalAws(self.base_dir / "moto", port=self.state.moto_port, pid=self.state.moto_pid)
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.base_dir / "dagster_home"
+
+    def _save(self) -> None:
+        self.state.pg_port = self.postgres.port
+        self.state.pg_admin_password = self.postgres.admin_password
+        self.state.moto_port = self.aws.port
+        self.state.moto_pid = self.aws.pid
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(asdict(self.state), indent=1))
+        os.chmod(self.state_file, 0o600)  # holds the local admin password
+
+    def up(self) -> LocalStack:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base_dir, 0o755)  # the PostgreSQL server user traverses it
+        self.postgres.start()
+        self.postgres.create_database(APP_DATABASE)
+        self.aws.start()
+        self.aws.create_bucket(LAKE_BUCKET)
+        self.dagster_home.mkdir(exist_ok=True)
+        shutil.copy(REPO_ROOT / "dagster.yaml", self.dagster_home / "dagster.yaml")
+        self._save()
+        return self
+
+    def running(self) -> bool:
+        return self.postgres.pid() is not None and self.state.moto_pid is not None and pid_alive(self.state.moto_pid)
+
+    def down(self, remove: bool = True) -> None:
+        self.postgres.stop()
+        self.aws.stop()
+        if remove and self.base_dir.exists():
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def pg_url(self) -> str:
+        return self.postgres.admin_url(APP_DATABASE)
+
+    def env(self) -> dict[str, str]:
+        """The environment-variable contract, pointed at the local stack."""
+        return {
+            **self.aws.env(),
+            "WEWARD_PG_URL": self.pg_url(),
+            "WEWARD_LAKE_URL": f"s3://{LAKE_BUCKET}/{LAKE_PREFIX}",
+            "WEWARD_GLUE_DATABASE": GLUE_DATABASE,
+            "DAGSTER_HOME": str(self.dagster_home),
+            **self.state.extra_env,
+        }
+
+    def seed(self, *, days: int = 5, users: int = 2_000, end_date: dt.date | None = None,
+             timezone: str = "Europe/Paris", seed: float = 0.42) -> dict[str, int]:
+        """Load the sample app data, ending yesterday in `timezone` (so those days are exportable)."""
+        from weward_pipeline.devstack import sample_data
+
+        if self.state.seeded:
+            return self.state.seeded["rows"]
+        end_date = end_date or (dt.datetime.now(ZoneInfo(timezone)).date() - dt.timedelta(days=1))
+        rows = sample_data.load(self.pg_url(), end_date=end_date,
+                                size=sample_data.SampleSize(users=users, days=days), timezone=timezone, seed=seed)
+        self.state.seeded = {"rows": rows, "end_date": end_date.isoformat(), "days": days}
+        self._save()
+        return rows
