@@ -1,0 +1,439 @@
+"""Invariants of infra/ that checkov does not check, read from the Terraform itself.
+
+Providers cannot be downloaded here, so nothing is planned: every .tf file is parsed with
+python-hcl2 and the settings are asserted where they are written. The one computed part, the
+names taken from deploy/<env>.env, is evaluated by `terraform console` on the provider-less
+pipeline_env module when terraform is installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import hcl2
+import pytest
+import yaml
+
+from weward_pipeline.config import SAMPLE_CATALOG, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+INFRA = ROOT / "infra"
+MODULES = INFRA / "modules"
+ENVS = ("dev", "prod")
+
+# What production must be, from the issue that created deploy/prod.env. If one of these changes,
+# it changes here, in deploy/prod.env, and nowhere else.
+PRODUCTION = {
+    "AWS_REGION": "eu-west-3",
+    "WEWARD_LAKE_URL": "s3://weward-lake-prod/lake",
+    "WEWARD_GLUE_DATABASE": "weward_lake",
+    "WEWARD_ATHENA_WORKGROUP": "weward-analysts",
+    "WEWARD_ATHENA_OUTPUT": "s3://weward-athena-results-prod/results",
+    "WEWARD_PG_URL_SECRET": "weward/pipeline/pg-export-url",
+    "WEWARD_PG_REDACT_URL_SECRET": "weward/pipeline/pg-redact-url",
+    "WEWARD_PII_KEY_SECRET": "weward/pipeline/pii-key",
+}
+
+# Actions AWS authorizes only on "*" (no resource-level permissions). Nothing else may be granted
+# on "*" outside a key policy, where "*" means the key itself.
+ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = {
+    "ecr:GetAuthorizationToken",
+    "ecs:DescribeTaskDefinition",
+    "ec2:DescribeNetworkInterfaces",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+}
+
+OPTIONS = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
+
+
+@functools.cache
+def parse(path: Path) -> dict:
+    with path.open() as f:
+        return hcl2.load(f, serialization_options=OPTIONS)
+
+
+def tf_files() -> list[Path]:
+    return sorted(p for p in INFRA.rglob("*.tf") if ".terraform" not in p.parts)
+
+
+def blocks(directory: Path, kind: str) -> dict[tuple[str, str], dict]:
+    """`resource` or `data` blocks of one module directory, by (type, name)."""
+    found = {}
+    for path in sorted(directory.glob("*.tf")):
+        for entry in parse(path).get(kind, []):
+            for type_, named in entry.items():
+                for name, body in named.items():
+                    found[(type_, name)] = body
+    return found
+
+
+def module_calls(directory: Path) -> dict[str, dict]:
+    found = {}
+    for path in sorted(directory.glob("*.tf")):
+        for entry in parse(path).get("module", []):
+            found.update(entry)
+    return found
+
+
+def variables(directory: Path) -> dict[str, dict]:
+    found = {}
+    for path in sorted(directory.glob("*.tf")):
+        for entry in parse(path).get("variable", []):
+            found.update(entry)
+    return found
+
+
+def single(body: dict, key: str) -> dict:
+    """A nested block that appears once (hcl2 gives blocks as lists)."""
+    value = body[key]
+    assert isinstance(value, list) and len(value) == 1, f"expected one {key} block, got {value!r}"
+    return value[0]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+def catalog_timezone() -> str:
+    """The `timezone` of the sample table catalog, which the pipeline's partitions follow."""
+    if SAMPLE_CATALOG.exists():
+        timezone = yaml.safe_load(SAMPLE_CATALOG.read_text()).get("timezone")
+        assert timezone, f"{SAMPLE_CATALOG} has no `timezone`"
+        return timezone
+    return "Europe/Paris"
+
+
+def module_locals(directory: Path) -> dict:
+    found = {}
+    for path in sorted(directory.glob("*.tf")):
+        for entry in parse(path).get("locals", []):
+            found.update(entry)
+    return found
+
+
+def resolve_list(value, locals_: dict, where: str) -> list[str]:
+    """A list attribute as strings: literal lists, `local.x`, or `concat(local.x, local.y)`.
+
+    Anything else fails, so that no action list escapes these checks by being computed.
+    """
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    names = re.fullmatch(r"\$\{(?:local\.(\w+)|concat\(((?:local\.\w+(?:, )?)+)\))\}", value)
+    assert names, f"{where}: cannot read {value!r}; write actions as a list or local.<name>"
+    found = []
+    for name in re.findall(r"local\.(\w+)", value):
+        found.extend(resolve_list(locals_[name], locals_, where))
+    return found
+
+
+def all_policy_documents() -> list[tuple[str, dict, dict]]:
+    """Every aws_iam_policy_document in infra/: where it is, its body, its module's locals."""
+    documents = []
+    for directory in sorted({p.parent for p in tf_files()}):
+        for (type_, name), body in blocks(directory, "data").items():
+            if type_ == "aws_iam_policy_document":
+                documents.append((f"{directory.relative_to(INFRA)}:{name}", body, module_locals(directory)))
+    return documents
+
+
+def statements(document: dict) -> list[dict]:
+    found = list(document.get("statement", []))
+    for dynamic in document.get("dynamic", []):
+        if "statement" in dynamic:
+            found.extend(as_list(dynamic["statement"].get("content", [])))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_terraform_file_parses_modules_included():
+    files = tf_files()
+    parsed_modules = {p.parent.name for p in files if p.parent.parent == MODULES}
+    assert {"kms", "data_lake", "catalog", "export_job", "schedule", "iam", "dagster_service"} <= parsed_modules
+    for path in files:
+        assert isinstance(parse(path), dict), path
+
+
+def test_every_bucket_is_private_encrypted_versioned_tls_only_and_expires_old_versions():
+    lake_module = MODULES / "data_lake"
+    resources = blocks(lake_module, "resource")
+    data = blocks(lake_module, "data")
+    buckets = [name for (type_, name) in resources if type_ == "aws_s3_bucket"]
+    assert sorted(buckets) == ["access_logs", "athena_results", "lake"]
+    every_bucket_in_infra = [
+        (path, name) for path in tf_files() for entry in parse(path).get("resource", [])
+        for type_, named in entry.items() if type_ == "aws_s3_bucket" for name in named
+    ]
+    assert all(path.parent == lake_module for path, _ in every_bucket_in_infra), (
+        "buckets outside modules/data_lake escape these checks", every_bucket_in_infra)
+
+    for bucket in buckets:
+        ref = f"${{aws_s3_bucket.{bucket}.id}}"
+
+        def companion(type_: str) -> dict:
+            matches = [body for (t, _), body in resources.items() if t == type_ and body.get("bucket") == ref]
+            assert len(matches) == 1, f"bucket {bucket}: expected one {type_}, found {len(matches)}"
+            return matches[0]
+
+        public = companion("aws_s3_bucket_public_access_block")
+        for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
+            assert public[flag] is True, (bucket, flag)
+
+        assert single(companion("aws_s3_bucket_ownership_controls"), "rule")["object_ownership"] == "BucketOwnerEnforced"
+        assert single(companion("aws_s3_bucket_versioning"), "versioning_configuration")["status"] == "Enabled"
+
+        rule = single(companion("aws_s3_bucket_server_side_encryption_configuration"), "rule")
+        default = single(rule, "apply_server_side_encryption_by_default")
+        if bucket == "access_logs":
+            # S3 log delivery cannot write to SSE-KMS buckets; SSE-S3 is the only option.
+            assert default["sse_algorithm"] == "AES256"
+        else:
+            assert default["sse_algorithm"] == "aws:kms"
+            assert default["kms_master_key_id"] == "${var.kms_key_arn}"
+            assert rule["bucket_key_enabled"] is True
+
+        rules = companion("aws_s3_bucket_lifecycle_configuration")["rule"]
+        assert any(
+            r["status"] == "Enabled" and single(r, "noncurrent_version_expiration")["noncurrent_days"]
+            == "${var.noncurrent_version_expiration_days}"
+            for r in rules
+        ), f"bucket {bucket}: noncurrent versions must expire after var.noncurrent_version_expiration_days"
+        assert all("abort_incomplete_multipart_upload" in r for r in rules if "noncurrent_version_expiration" in r)
+
+        policy_ref = companion("aws_s3_bucket_policy")["policy"]
+        document = data[("aws_iam_policy_document", re.fullmatch(r"\$\{data\.aws_iam_policy_document\.(\w+)\.json\}", policy_ref)[1])]
+        tls = [s for s in statements(document) if s.get("effect") == "Deny"
+               and any(c["variable"] == "aws:SecureTransport" and c["values"] == ["false"] for c in s.get("condition", []))]
+        assert tls, f"bucket {bucket}: no TLS-only statement"
+        assert tls[0]["actions"] == ["s3:*"] and len(tls[0]["resources"]) == 2, f"bucket {bucket}: TLS rule must cover bucket and objects"
+
+        if bucket != "access_logs":
+            logging = companion("aws_s3_bucket_logging")
+            assert logging["target_bucket"] == "${aws_s3_bucket.access_logs.id}"
+            encryption_denies = [
+                c for s in statements(document) if s.get("effect") == "Deny" and s["actions"] == ["s3:PutObject"]
+                for c in s.get("condition", [])
+            ]
+            assert {c["variable"] for c in encryption_denies} == {
+                "s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id"
+            }, f"bucket {bucket}: puts with another encryption or another key must be denied"
+
+
+def test_noncurrent_versions_expire_within_a_month_everywhere():
+    variable = variables(MODULES / "data_lake")["noncurrent_version_expiration_days"]
+    assert variable["default"] <= 30
+    assert "validation" in variable
+    for env in ENVS:
+        assert variables(INFRA / "envs" / env)["noncurrent_version_expiration_days"]["default"] <= 30
+
+
+def test_no_allow_statement_grants_a_wildcard_action():
+    offenders = []
+    checked = 0
+    for where, document, locals_ in all_policy_documents():
+        for statement in statements(document):
+            if statement.get("effect", "Allow") == "Deny":
+                continue  # Deny s3:* (TLS only) restricts; it grants nothing.
+            for action in resolve_list(statement["actions"], locals_, where):
+                checked += 1
+                if "*" in action:
+                    offenders.append((where, statement.get("sid"), action))
+            assert "not_actions" not in statement, (where, statement.get("sid"))
+    assert checked > 100, "the parser found too few actions: these checks would be vacuous"
+    assert not offenders
+
+
+def test_only_actions_without_resource_level_permissions_are_granted_on_star():
+    key_policies = {
+        f"{p.parent.relative_to(INFRA)}:{m[1]}"
+        for p in tf_files() for m in re.finditer(r"policy\s*=\s*data\.aws_iam_policy_document\.(\w+)\.json", p.read_text())
+        if any("aws_kms_key" in entry for entry in parse(p).get("resource", []))
+    }
+    assert key_policies == {"modules/kms:key"}
+    offenders = []
+    for where, document, locals_ in all_policy_documents():
+        for statement in statements(document):
+            resources = as_list(statement.get("resources", []))
+            if statement.get("effect", "Allow") == "Deny" or "*" not in resources:
+                continue
+            if where in key_policies:
+                continue  # In a key policy "*" is the key itself.
+            extra = set(resolve_list(statement["actions"], locals_, where)) - ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS
+            if extra:
+                offenders.append((where, statement.get("sid"), sorted(extra)))
+    assert not offenders
+
+
+def test_the_redaction_role_cannot_write_to_the_lake():
+    document = blocks(MODULES / "iam", "data")[("aws_iam_policy_document", "redaction")]
+    locals_ = module_locals(MODULES / "iam")
+    actions = {a for s in statements(document) for a in resolve_list(s["actions"], locals_, "iam:redaction")}
+    s3_actions = {a for a in actions if a.startswith("s3:")}
+    assert s3_actions == {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
+    glue_actions = {a for a in actions if a.startswith("glue:")}
+    assert all(a.startswith(("glue:Get", "glue:BatchGet")) for a in glue_actions)
+
+
+def test_lake_access_is_scoped_to_the_prefix_the_database_and_the_key():
+    iam = MODULES / "iam"
+    text = (iam / "main.tf").read_text()
+    assert 'lake_objects      = "${var.lake_bucket_arn}/${var.lake_prefix}/*"' in text or re.search(
+        r'lake_objects\s*=\s*"\$\{var\.lake_bucket_arn\}/\$\{var\.lake_prefix\}/\*"', text)
+    assert re.search(r'glue_tables\s*=\s*".*:table/\$\{var\.glue_database_name\}/\*"', text)
+    for role in ("export", "redaction", "analyst"):
+        document = blocks(iam, "data")[("aws_iam_policy_document", role)]
+        for statement in statements(document):
+            resources = as_list(statement["resources"])
+            actions = resolve_list(statement["actions"], module_locals(iam), role)
+            if any(a in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject") for a in actions):
+                assert all(r in ("${local.lake_objects}", "${local.results_objects}") for r in resources), (role, statement)
+            if any(a == "s3:ListBucket" for a in actions):
+                assert statement["condition"][0]["variable"] == "s3:prefix", (role, statement)
+            if any(a.startswith("glue:") for a in actions):
+                assert resources == ["${local.glue_catalog}", "${local.glue_database}", "${local.glue_tables}"]
+            if any(a.startswith("kms:") for a in actions):
+                assert resources == ["${var.kms_key_arn}"]
+
+
+def test_the_kms_key_rotates():
+    key = blocks(MODULES / "kms", "resource")[("aws_kms_key", "this")]
+    assert key["enable_key_rotation"] is True
+
+
+def test_athena_workgroup_enforces_its_configuration_encrypts_results_and_caps_scans():
+    workgroup = blocks(MODULES / "catalog", "resource")[("aws_athena_workgroup", "analysts")]
+    config = single(workgroup, "configuration")
+    assert config["enforce_workgroup_configuration"] is True
+    assert config["bytes_scanned_cutoff_per_query"] == "${var.bytes_scanned_cutoff_per_query}"
+    encryption = single(single(config, "result_configuration"), "encryption_configuration")
+    assert encryption == {"encryption_option": "SSE_KMS", "kms_key_arn": "${var.kms_key_arn}"}
+    glue = blocks(MODULES / "catalog", "resource")[("aws_glue_data_catalog_encryption_settings", "this")]
+    at_rest = single(single(glue, "data_catalog_encryption_settings"), "encryption_at_rest")
+    assert at_rest["catalog_encryption_mode"] == "SSE-KMS"
+
+
+def test_the_run_worker_reaches_only_postgres_and_the_vpc_endpoints():
+    resources = blocks(MODULES / "export_job", "resource")
+    rules = {name: body for (type_, name), body in resources.items() if type_.startswith("aws_vpc_security_group_")}
+    worker_rules = {n: b for n, b in rules.items() if b["security_group_id"] == "${aws_security_group.run_worker.id}"}
+    assert not [n for (t, n) in resources if t == "aws_vpc_security_group_ingress_rule" and n in worker_rules]
+    destinations = {
+        name: body.get("referenced_security_group_id") or body.get("prefix_list_id") or body.get("cidr_ipv4")
+        for name, body in worker_rules.items()
+    }
+    assert destinations == {
+        "postgres": "${var.postgres_security_group_id}",
+        "vpc_endpoints": "${var.vpc_endpoint_security_group_id}",
+        "s3_gateway": "${var.s3_prefix_list_id}",
+    }
+    assert "ingress" not in resources[("aws_security_group", "run_worker")]
+    assert "egress" not in resources[("aws_security_group", "run_worker")]
+
+
+def test_the_log_group_is_encrypted_and_tasks_run_read_only():
+    resources = blocks(MODULES / "export_job", "resource")
+    assert resources[("aws_cloudwatch_log_group", "run_worker")]["kms_key_id"] == "${var.kms_key_arn}"
+    text = (MODULES / "export_job" / "main.tf").read_text()
+    assert "readonlyRootFilesystem = true" in text
+    assert re.search(r"secrets\s+=\s+\[for name in each.value.secrets : \{ name = name, valueFrom = var.secret_arns\[name\] \}\]", text)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_schedule_fires_at_2am_in_the_table_catalog_time_zone(env):
+    root = INFRA / "envs" / env
+    schedule = module_calls(root)["schedule"]
+    assert schedule["schedule_timezone"] == "${var.schedule_timezone}"
+    assert variables(root)["schedule_timezone"]["default"] == catalog_timezone()
+    assert "TZ=${var.schedule_timezone}" in parse(root / "main.tf")["locals"][0]["yesterday"]
+
+    schedule_vars = variables(MODULES / "schedule")
+    assert schedule_vars["export_schedule_expression"]["default"] == "cron(0 2 * * ? *)"
+    for (type_, name), body in blocks(MODULES / "schedule", "resource").items():
+        if type_ == "aws_scheduler_schedule":
+            assert body["schedule_expression_timezone"] == "${var.schedule_timezone}", name
+
+
+def test_prod_env_holds_the_production_values():
+    env = read_env_file(ROOT / "deploy" / "prod.env")
+    assert {key: env.get(key) for key in PRODUCTION} == PRODUCTION
+    dev = read_env_file(ROOT / "deploy" / "dev.env")
+    assert dev["WEWARD_GLUE_DATABASE"] == "weward_lake_dev"
+    assert all(value.endswith("-dev") for key, value in dev.items() if key.endswith("_SECRET"))
+    assert "-dev" in dev["WEWARD_LAKE_URL"] and "-dev" in dev["WEWARD_ATHENA_OUTPUT"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_bucket_database_and_workgroup_names_are_wired_from_the_env_file(env):
+    root = INFRA / "envs" / env
+    calls = module_calls(root)
+    locals_ = parse(root / "main.tf")["locals"][0]
+    assert locals_["environment"] == env
+    assert calls["pipeline_env"]["env_file"] == "${path.module}/../../../deploy/${local.environment}.env"
+    assert (root / "../../../deploy" / f"{env}.env").resolve() == ROOT / "deploy" / f"{env}.env"
+    assert calls["data_lake"]["lake_bucket_name"] == "${local.pipeline.lake_bucket}"
+    assert calls["data_lake"]["athena_results_bucket_name"] == "${local.pipeline.athena_results_bucket}"
+    assert calls["catalog"]["glue_database_name"] == "${local.pipeline.glue_database}"
+    assert calls["catalog"]["athena_workgroup_name"] == "${local.pipeline.athena_workgroup}"
+    assert calls["iam"]["lake_prefix"] == "${local.pipeline.lake_prefix}"
+    assert calls["export_job"]["pipeline_env"] == "${local.pipeline.env}"
+    assert calls["secrets"]["secret_names"] == "${local.pipeline.secret_names}"
+    assert "region = module.pipeline_env.aws_region" in (root / "versions.tf").read_text()
+
+
+def test_dev_and_prod_roots_differ_only_by_their_name():
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+        prod = (INFRA / "envs" / "prod" / name).read_text()
+        dev = (INFRA / "envs" / "dev" / name).read_text()
+        normalized = dev.replace('environment = "dev"', 'environment = "prod"').replace("# Development.", "# Production.")
+        normalized = normalized.replace("deploy/dev.env", "deploy/prod.env")
+        assert normalized == prod, f"envs/dev/{name} drifted from envs/prod/{name}"
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform not installed")
+@pytest.mark.parametrize("env", ENVS)
+def test_terraform_reads_the_names_the_pipeline_reads(env, tmp_path):
+    """Evaluates modules/pipeline_env on deploy/<env>.env and compares with the pipeline's parser."""
+    env_file = ROOT / "deploy" / f"{env}.env"
+    (tmp_path / "main.tf").write_text(
+        f'module "pipeline_env" {{\n  source   = "{MODULES / "pipeline_env"}"\n  env_file = "{env_file}"\n}}\n'
+    )
+    run_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "TF_IN_AUTOMATION": "1", "HOME": str(tmp_path)}
+    subprocess.run(["terraform", "init", "-backend=false", "-input=false"], cwd=tmp_path, env=run_env,
+                   check=True, capture_output=True, timeout=120)
+    # Non-interactive `terraform console` prints only the last expression's value: ask for one.
+    console = subprocess.run(
+        ["terraform", "console"], cwd=tmp_path, env=run_env, input="jsonencode(module.pipeline_env)\n",
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    terraform = json.loads(json.loads(console.stdout.strip().splitlines()[-1]))
+
+    file_env = read_env_file(env_file)
+    pipeline = Settings.from_env({**file_env, "WEWARD_PG_URL": "postgresql://export@db.invalid/app"})
+    assert terraform["lake_bucket"] == pipeline.lake.bucket
+    assert terraform["lake_prefix"] == pipeline.lake.prefix
+    assert terraform["glue_database"] == pipeline.glue_database
+    assert terraform["aws_region"] == pipeline.aws_region
+    assert f"s3://{terraform['athena_results_bucket']}/{terraform['athena_results_prefix']}" == file_env["WEWARD_ATHENA_OUTPUT"]
+    assert terraform["athena_workgroup"] == file_env["WEWARD_ATHENA_WORKGROUP"]
+    if env == "prod":
+        assert (terraform["lake_bucket"], terraform["glue_database"], terraform["athena_results_bucket"]) == (
+            "weward-lake-prod", "weward_lake", "weward-athena-results-prod")
