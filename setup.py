@@ -40,6 +40,7 @@ setup(
             "pytest-timeout>=2.3",
             "moto[server]>=5.0.20,<6",
             "hypothesis>=6.100",
+            "python-hcl2>=8.1,<9",
         ],
     },
     entry_points={
