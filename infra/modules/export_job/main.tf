@@ -15,6 +15,9 @@ locals {
     {
       DAGSTER_HOME    = "/opt/dagster/dagster_home"
       DAGSTER_PG_HOST = var.dagster_storage_host
+      # Runs launched from here (EcsRunLauncher in deploy/dagster.yaml) use the export task
+      # definition's latest revision.
+      DAGSTER_RUN_TASK_DEFINITION = "${var.name_prefix}-export"
     },
   )
   environment = [for key in sort(keys(local.plain_environment)) : { name = key, value = local.plain_environment[key] }]
