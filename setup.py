@@ -41,6 +41,7 @@ setup(
             "moto[server]>=5.0.20,<6",
             "hypothesis>=6.100",
             "python-hcl2>=8.1,<9",
+            "playwright>=1.50,<2",  # UI lineage test; drives Debian's /usr/bin/chromium (scripts/install-browser-deps.sh)
         ],
     },
     entry_points={
