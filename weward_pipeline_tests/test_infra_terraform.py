@@ -437,3 +437,12 @@ def test_terraform_reads_the_names_the_pipeline_reads(env, tmp_path):
     if env == "prod":
         assert (terraform["lake_bucket"], terraform["glue_database"], terraform["athena_results_bucket"]) == (
             "weward-lake-prod", "weward_lake", "weward-athena-results-prod")
+
+
+def test_the_readme_documents_every_variable_and_output_of_the_environments():
+    readme = (INFRA / "README.md").read_text()
+    root = INFRA / "envs" / "prod"
+    outputs = {name for path in root.glob("*.tf") for entry in parse(path).get("output", []) for name in entry}
+    undocumented = [name for name in [*variables(root), *outputs] if f"| `{name}` |" not in readme]
+    assert not undocumented, f"add to infra/README.md: {undocumented}"
+    assert "```mermaid" in readme
