@@ -71,7 +71,9 @@ class DayWindow:
 
     @property
     def hours(self) -> float:
-        return (self.end - self.start).total_seconds() / 3600
+        # Same-tzinfo subtraction is wall-clock in Python; compare instants in UTC instead.
+        utc = dt.timezone.utc
+        return (self.end.astimezone(utc) - self.start.astimezone(utc)).total_seconds() / 3600
 
     def bounds_for(self, base_type: str) -> tuple[object, object]:
         """Literal bounds matching the partition column's type, so the index on it is usable."""

@@ -36,6 +36,12 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    try:  # our own child: reap it, or it lingers as a zombie that still answers kill(0)
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
