@@ -446,3 +446,30 @@ def test_the_readme_documents_every_variable_and_output_of_the_environments():
     undocumented = [name for name in [*variables(root), *outputs] if f"| `{name}` |" not in readme]
     assert not undocumented, f"add to infra/README.md: {undocumented}"
     assert "```mermaid" in readme
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform not installed")
+def test_the_ec2_variant_boot_script_renders_to_valid_bash_that_quotes_the_command(tmp_path):
+    template = MODULES / "schedule" / "run-on-boot.sh.tftpl"
+    command = ["sh", "-c", "exec dagster asset materialize --select 'key:lake/*' --partition \"$(date)\""]
+    quoted = 'join(" ", [for part in %s : format("\'%%s\'", replace(part, "\'", "\'\\\\\'\'"))])' % json.dumps(command)
+    main_tf = (MODULES / "schedule" / "main.tf").read_text()
+    assert 'command       = join(" ", [for part in var.ec2_command : format("\'%s\'", replace(part, "\'", "\'\\\\\'\'"))])' in main_tf
+    expression = (
+        f'templatefile("{template}", {{region = "eu-west-3", image = "registry/run-worker:t", command = {quoted}, '
+        'environment = {A = "1"}, secret_arns = {WEWARD_PG_URL = "arn:secret"}, log_group = "/weward-prod/run-worker", '
+        'registry_host = "registry"})'
+    )
+    (tmp_path / "main.tf").write_text("")
+    run_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}
+    console = subprocess.run(["terraform", "console"], cwd=tmp_path, env=run_env, input=f"jsonencode({expression})\n",
+                             capture_output=True, text=True, timeout=120, check=True)
+    script = json.loads(json.loads(console.stdout.strip().splitlines()[-1]))
+    inner = script.split("<<'SCRIPT'\n", 1)[1].split("\nSCRIPT\n", 1)[0]
+    for text in (script, inner):
+        subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+    # The command survives the shell: bash splits it back into the original arguments.
+    docker_line = next(line for line in inner.splitlines() if line.startswith("  registry/run-worker:t"))
+    argv = subprocess.run(["bash", "-c", f"printf '%s\\0' {docker_line.split(' ', 3)[3]}"],
+                          capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+    assert argv == command

@@ -78,6 +78,21 @@ data "aws_iam_policy_document" "scheduler" {
     }
   }
 
+  # Starting an instance whose volume is encrypted with the project key creates a grant for EC2.
+  dynamic "statement" {
+    for_each = local.use_ec2 ? [1] : []
+    content {
+      sid       = "LetEc2UseTheKeyForTheRunInstanceVolume"
+      actions   = ["kms:CreateGrant"]
+      resources = [var.kms_key_arn]
+      condition {
+        test     = "Bool"
+        variable = "kms:GrantIsForAWSResource"
+        values   = ["true"]
+      }
+    }
+  }
+
   dynamic "statement" {
     for_each = local.use_ec2 ? [1] : []
     content {
@@ -148,9 +163,11 @@ resource "aws_scheduler_schedule" "run" {
 # EC2 start/stop variant
 # ---------------------------------------------------------------------------------------------
 
-data "aws_ssm_parameter" "al2023" {
+# The ECS-optimized Amazon Linux 2023 image ships Docker and the AWS CLI: the instance installs
+# nothing at boot (its subnets have no route to package mirrors).
+data "aws_ssm_parameter" "ami" {
   count = local.use_ec2 ? 1 : 0
-  name  = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-${var.ec2_architecture}"
+  name  = var.ec2_architecture == "arm64" ? "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id" : "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
 }
 
 resource "aws_iam_instance_profile" "run_worker" {
@@ -163,7 +180,7 @@ resource "aws_iam_instance_profile" "run_worker" {
 resource "aws_instance" "run_worker" {
   count = local.use_ec2 ? 1 : 0
 
-  ami                                  = data.aws_ssm_parameter.al2023[0].value
+  ami                                  = data.aws_ssm_parameter.ami[0].value
   instance_type                        = var.ec2_instance_type
   subnet_id                            = var.subnet_ids[0]
   vpc_security_group_ids               = [var.security_group_id]
