@@ -2,7 +2,9 @@
 
 
 import datetime as dt
+import os
 import re
+from pathlib import Path
 
 import dagster as dg
 from botocore.exceptions import BotoCoreError
@@ -10,6 +12,7 @@ from botocore.exceptions import BotoCoreError
 from weward_pipeline.config import Catalog, ConfigError, TableConfig
 from weward_pipeline.export import ExportError, ExportResult, export_day
 from weward_pipeline.extract import SourceError
+from weward_pipeline.failures import transient_reason
 from weward_pipeline.glue import CatalogError
 from weward_pipeline.defs.resources import LakeResource
 
@@ -18,9 +21,12 @@ from weward_pipeline.defs.resources import LakeResource
 SOURCE_POOL = "postgres_source"
 
 # Errors that retrying cannot fix: bad config, missing column, incompatible schema, refused day.
+# Unless their cause is transient (weward_pipeline.failures): a SourceError "cannot connect" from
+# a failover or an ExportError around an S3 503 is worth the retry.
 PERMANENT_ERRORS = (ConfigError, SourceError, CatalogError, ExportError)
 
-# Transient failures (connection reset, S3 5xx, a failover) are retried with backoff.
+# Transient failures (connection reset, S3 5xx, a failover) are retried with backoff: ~30 s, 60 s,
+# 120 s; a failover or an S3 throttling episode is over by then.
 EXPORT_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
@@ -41,14 +47,40 @@ def daily_partitions(catalog: Catalog) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=catalog.start_date.isoformat(), timezone=catalog.timezone)
 
 
-def source_asset(table: TableConfig) -> dg.AssetSpec:
+def catalog_reference(table: TableConfig, catalog: Catalog | None) -> dict:
+    """The table's entry in the catalog YAML, where its mode, owners and retention are changed."""
+    if catalog is None or not catalog.path or not Path(catalog.path).is_file():
+        return {}
+    path = Path(catalog.path).resolve()
+    entry = re.compile(rf"^\s*-?\s*name:\s*[\"']?{re.escape(table.name)}[\"']?\s*(#.*)?$")
+    lines = path.read_text().splitlines()
+    line = next((n for n, text in enumerate(lines, start=1) if entry.match(text)), 1)
+    reference = dg.LocalFileCodeReference(file_path=str(path), line_number=line, label=f"{table.name} in {path.name}")
+    return {"dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[reference])}
+
+
+def glue_metadata(table: TableConfig) -> dict:
+    """Where analysts find the table: its Glue name and console page (Athena queries it by that name)."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-west-3"
+    database = os.environ.get("WEWARD_GLUE_DATABASE") or "weward_lake"
+    return {
+        "dagster/table_name": f"{database}.{table.name}",
+        "glue_console": dg.MetadataValue.url(glue_console_url(region, database, table.name)),
+    }
+
+
+def source_asset(table: TableConfig, catalog: Catalog | None = None) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=source_key(table.name),
         description=f"PostgreSQL table {table.qualified_source} (production; read only by the export).",
         group_name=group_for(table),
         kinds={"postgres"},
         owners=list(table.owners),
-        metadata={"postgres/table": table.qualified_source, "primary_key": ", ".join(table.primary_key)},
+        metadata={
+            "postgres/table": table.qualified_source,
+            "primary_key": ", ".join(table.primary_key),
+            **catalog_reference(table, catalog),
+        },
     )
 
 
@@ -89,7 +121,9 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
     return metadata
 
 
-def lake_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition:
+def lake_asset(
+    table: TableConfig, catalog: Catalog, retry_policy: dg.RetryPolicy = EXPORT_RETRY_POLICY
+) -> dg.AssetsDefinition:
     description = (table.description or f"Daily {table.mode} export of {table.qualified_source}.") + (
         f"\n\nPartition D holds the rows whose `{table.partition_column}` falls in day D ({catalog.timezone})."
         if table.mode == "append"
@@ -103,7 +137,7 @@ def lake_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition:
         # One run per day: per-day metadata, per-day retries, and the pool (not the backfill)
         # decides how many days hit PostgreSQL at once.
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
-        retry_policy=EXPORT_RETRY_POLICY,
+        retry_policy=retry_policy,
         pool=SOURCE_POOL,
         group_name=group_for(table),
         kinds={"postgres", "s3", "parquet", "glue"},
@@ -115,6 +149,8 @@ def lake_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition:
             "mode": table.mode,
             "partition_column": table.partition_column or "(whole table)",
             "timezone": catalog.timezone,
+            **glue_metadata(table),
+            **catalog_reference(table, catalog),
         },
         code_version="1",
     )
@@ -125,11 +161,17 @@ def lake_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition:
                 lake.settings(), catalog, table, day,
                 clients=lake.clients(), limits=lake.limits(), on_progress=context.log.info,
             )
-        except PERMANENT_ERRORS as exc:
-            # Retrying cannot fix bad config or data: fail once, with the message that says what to do.
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        except BotoCoreError as exc:
-            raise dg.Failure(description=f"table {table.name} day {day}: AWS call failed: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - classified below, re-raised as a dg.Failure
+            reason = transient_reason(exc)
+            if reason is not None:
+                context.log.warning(f"table {table.name} day {day}: transient failure ({reason}); retried with backoff")
+                raise dg.Failure(description=f"{exc} [transient: {reason}]", allow_retries=True) from None
+            if isinstance(exc, PERMANENT_ERRORS):
+                # Retrying cannot fix bad config or data: fail once, with the message that says what to do.
+                raise dg.Failure(description=str(exc), allow_retries=False) from None
+            if isinstance(exc, BotoCoreError):
+                raise dg.Failure(description=f"table {table.name} day {day}: AWS call failed: {exc}") from exc
+            raise
         return dg.MaterializeResult(metadata=export_metadata(result, lake))
 
     return _export

@@ -8,16 +8,20 @@ from weward_pipeline.config import Catalog, TableConfig
 from weward_pipeline.defs.assets import lake_asset, source_asset
 from weward_pipeline.defs.checks import export_checks
 from weward_pipeline.defs.resources import lake_resource_from_env
+from weward_pipeline.defs.schedules import ScheduleSettings, schedule_definitions
 
 
 def table_definitions(table: TableConfig, catalog: Catalog) -> dg.Definitions:
     return dg.Definitions(
-        assets=[source_asset(table), lake_asset(table, catalog)],
+        # Code references: the catalog entry of the table and the function that exports it.
+        assets=dg.with_source_code_references([source_asset(table, catalog), lake_asset(table, catalog)]),
         asset_checks=export_checks(table, catalog),
     )
 
 
-def build_definitions(catalog: Catalog, resources: dict | None = None) -> dg.Definitions:
+def build_definitions(
+    catalog: Catalog, resources: dict | None = None, schedules: ScheduleSettings | None = None
+) -> dg.Definitions:
     per_table = [table_definitions(table, catalog) for table in catalog.tables]
     shared = dg.Definitions(resources=resources or {"lake": lake_resource_from_env()})
-    return dg.Definitions.merge(*per_table, shared)
+    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), shared)
