@@ -166,6 +166,7 @@ class Extraction:
         window: DayWindow | None,
         limits: ExtractLimits = ExtractLimits(),
         application_name: str | None = None,
+        skip_columns: frozenset[str] = frozenset(),
     ) -> None:
         if table.mode == "append" and window is None:
             raise ValueError("append tables are read one day window at a time")
@@ -173,10 +174,13 @@ class Extraction:
         self.table = table
         self.window = window if table.mode == "append" else None
         self.limits = limits
+        # Never selected (personal data the catalog drops): the values never leave PostgreSQL.
+        self.skip_columns = frozenset(skip_columns)
         label = window.day.isoformat() if window else "snapshot"
         self.application_name = application_name or f"weward-export {table.name} {label}"
         self._conn = None
         self.source: SourceTable | None = None
+        self.described_columns: list[ColumnMapping] = []  # all of them, skipped ones included
         self.source_rows: int | None = None
         self.snapshot_at: dt.datetime | None = None
         self.rows_read = 0
@@ -205,6 +209,8 @@ class Extraction:
         try:
             self.snapshot_at = self._scalar("SELECT now()")  # transaction start == snapshot time
             self.source = describe(self._query_rows, self.table)
+            self.described_columns = list(self.source.columns)
+            self.source.columns = [c for c in self.source.columns if c.name not in self.skip_columns]
             self.source_rows = self._scalar(self._count_sql())
         except BaseException:
             self.close()
