@@ -119,7 +119,7 @@ resource "aws_scheduler_schedule_group" "this" {
 # ---------------------------------------------------------------------------------------------
 
 resource "aws_scheduler_schedule" "run" {
-  for_each = local.use_ecs ? local.runs : {}
+  for_each = { for name, run in local.runs : name => run if local.use_ecs }
 
   name                         = "${var.name_prefix}-${each.key}"
   group_name                   = aws_scheduler_schedule_group.this.name
