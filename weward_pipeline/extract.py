@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -38,6 +38,21 @@ log = logging.getLogger(__name__)
 
 class SourceError(RuntimeError):
     """The source table cannot be exported as configured. The message names table, column and fix."""
+
+
+# Redaction keys (tables with `retention_days`): next to each row, the export selects a fingerprint
+# of the row computed by PostgreSQL in the same snapshot, so redaction can later delete a row only
+# if it is unchanged since it was exported. The text form of a row depends on these settings; the
+# export records their values and redaction recomputes fingerprints under the same ones.
+FINGERPRINT_SETTINGS = ("TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "lc_monetary")
+FINGERPRINT_COLUMN = "_weward_fingerprint"
+FINGERPRINT_FUNCTION = "decode(md5(ROW(<columns>)::text), 'hex')"
+
+
+def row_fingerprint_sql(columns: list[str], qualifier: str | None = None) -> sql.Composable:
+    """16 bytes: md5 of the row's text form over `columns` (in this order)."""
+    refs = [sql.Identifier(qualifier, c) if qualifier else sql.Identifier(c) for c in columns]
+    return sql.SQL("decode(md5(ROW({})::text), 'hex')").format(sql.SQL(", ").join(refs))
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,7 @@ class Extraction:
         limits: ExtractLimits = ExtractLimits(),
         application_name: str | None = None,
         skip_columns: frozenset[str] = frozenset(),
+        fingerprint: bool | None = None,
     ) -> None:
         if table.mode == "append" and window is None:
             raise ValueError("append tables are read one day window at a time")
@@ -176,6 +192,9 @@ class Extraction:
         self.limits = limits
         # Never selected (personal data the catalog drops): the values never leave PostgreSQL.
         self.skip_columns = frozenset(skip_columns)
+        # Primary key + row fingerprint for redaction; by default for tables that have a retention.
+        self.fingerprint = (table.mode == "append" and table.retention_days is not None) if fingerprint is None else fingerprint
+        self.fingerprint_settings: dict[str, str] = {}
         label = window.day.isoformat() if window else "snapshot"
         self.application_name = application_name or f"weward-export {table.name} {label}"
         self._conn = None
@@ -211,6 +230,10 @@ class Extraction:
             self.source = describe(self._query_rows, self.table)
             self.described_columns = list(self.source.columns)
             self.source.columns = [c for c in self.source.columns if c.name not in self.skip_columns]
+            if self.fingerprint:
+                names = sql.SQL(", ").join(sql.SQL("current_setting({})").format(sql.Literal(n)) for n in FINGERPRINT_SETTINGS)
+                values = self._query_rows(sql.SQL("SELECT {}").format(names).as_string(None))[0]
+                self.fingerprint_settings = dict(zip(FINGERPRINT_SETTINGS, values))
             self.source_rows = self._scalar(self._count_sql())
         except BaseException:
             self.close()
@@ -265,12 +288,24 @@ class Extraction:
                 items.append(sql.SQL("{}{} AS {}").format(ident, cast, ident))
             else:
                 items.append(ident)
+        if self.fingerprint:  # last column, taken off before the batch reaches the lake schema
+            fingerprint = row_fingerprint_sql(self.fingerprint_columns)
+            items.append(sql.SQL("{} AS {}").format(fingerprint, sql.Identifier(FINGERPRINT_COLUMN)))
         query = sql.SQL("SELECT {} FROM {}{}").format(sql.SQL(", ").join(items), self._from(), self._where())
         return query.as_string(None)
 
+    @property
+    def fingerprint_columns(self) -> list[str]:
+        """The columns the fingerprint covers: every column the export reads (dropped PII is not read)."""
+        return [c.name for c in self.source.columns]
+
     # -- rows -----------------------------------------------------------------------------
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        """Record batches in the lake's Arrow schema; raises SourceError on a value that does not fit."""
+    def batches(self, keys_sink: Callable[[pa.RecordBatch], None] | None = None) -> Iterator[pa.RecordBatch]:
+        """Record batches in the lake's Arrow schema; raises SourceError on a value that does not fit.
+
+        With `fingerprint`, `keys_sink` receives, before each batch is yielded, the batch's redaction
+        keys: the primary key columns (lake types) and the row fingerprint, row for row.
+        """
         target = self.source.arrow_schema
         started = time.monotonic()
         with self._conn.cursor() as cur:
@@ -287,6 +322,8 @@ class Extraction:
                 ) from None
             for batch in reader:
                 converted = convert_batch(batch, target, self.table.name)
+                if self.fingerprint and keys_sink is not None:
+                    keys_sink(redaction_keys_batch(converted, batch.column(batch.num_columns - 1), self.table.primary_key))
                 self.rows_read += converted.num_rows
                 self.batches_read += 1
                 yield converted
@@ -347,6 +384,13 @@ def describe(query_rows, table: TableConfig) -> SourceTable:
     if problems:
         raise SourceError("\n".join(problems))
     return source
+
+
+def redaction_keys_batch(converted: pa.RecordBatch, fingerprints: pa.Array, primary_key: tuple[str, ...]) -> pa.RecordBatch:
+    if isinstance(fingerprints.type, pa.BaseExtensionType):
+        fingerprints = fingerprints.storage
+    arrays = [converted.column(name) for name in primary_key] + [fingerprints.cast(pa.binary())]
+    return pa.RecordBatch.from_arrays(arrays, names=[*primary_key, FINGERPRINT_COLUMN])
 
 
 def convert_batch(batch: pa.RecordBatch, target: pa.Schema, table_name: str = "?") -> pa.RecordBatch:
