@@ -4,6 +4,7 @@ Layout (every export of a day gets a fresh version prefix; Glue's partition is t
 
     s3://bucket/prefix/<table>/dt=<day>/v=<export_id>/part-00000.parquet
     s3://bucket/prefix/_manifests/<table>/dt=<day>/<export_id>.json
+    s3://bucket/prefix/_manifests/<table>/dt=<day>/<export_id>.keys/part-00000.parquet  (retention tables: keys.py)
 
 Writing into a new prefix means a failed or killed export never touches the published day;
 the switch happens in Glue (one API call), and superseded prefixes are deleted afterwards.
@@ -145,6 +146,10 @@ class Manifest:
     created_at: str
     snapshot_at: str | None = None
     extra: dict = field(default_factory=dict)
+    # Rows kept from the previous export because redaction already deleted them from PostgreSQL
+    # (tables with retention_days; see keys.py). They follow the PostgreSQL rows in the data files,
+    # so rows == source_rows + carried_rows.
+    carried_rows: int = 0
     version: int = MANIFEST_VERSION
 
     @property

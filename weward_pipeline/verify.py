@@ -110,10 +110,12 @@ def verify_published_day(glue: GlueCatalog, s3_client, filesystem, table: str, d
         file_schema = file_schema or metadata.schema.to_arrow_schema()
     result.parquet_rows = parquet_rows
     if result.passed("objects"):
-        if parquet_rows != manifest.source_rows:
+        if parquet_rows != manifest.source_rows + manifest.carried_rows:
+            carried = (f" plus {manifest.carried_rows} carried over from the previous export (already redacted "
+                       "from PostgreSQL)") if manifest.carried_rows else ""
             result.fail(
                 "row_count",
-                f"Parquet holds {parquet_rows} rows, the source window held {manifest.source_rows} at export time",
+                f"Parquet holds {parquet_rows} rows, the source window held {manifest.source_rows} at export time{carried}",
             )
     else:
         result.fail("row_count", "objects do not match the manifest, rows cannot be counted")
