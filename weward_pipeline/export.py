@@ -23,10 +23,11 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from weward_pipeline import lake
+from weward_pipeline import lake, pii
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
 from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, SourceError
 from weward_pipeline.glue import GlueCatalog, GlueColumn
+from weward_pipeline.secret_store import PiiKey, load_pii_key
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +132,14 @@ def export_day(
     limits: ExtractLimits = ExtractLimits(),
     now: dt.datetime | None = None,
     on_progress: Callable[[str], None] | None = None,
+    pii_key: PiiKey | None = None,
 ) -> ExportResult:
     started = time.monotonic()
     say = on_progress or (lambda message: log.info(message))
     now = now or dt.datetime.now(dt.timezone.utc)
     window = check_day(catalog, table, day, now)
+    if pii.needs_key(table) and pii_key is None:  # before anything is read
+        pii_key = load_pii_key(needed_by=f"table {table.name} pseudonymizes {', '.join(pii.columns_with(table, 'hash'))}")
     clients = clients or AwsClients.from_settings(settings)
     check_lake_reachable(clients, settings, table.name)
     glue = GlueCatalog(clients.glue, settings.glue_database)
@@ -143,6 +147,7 @@ def export_day(
         glue.ensure_database()
     except (EndpointConnectionError, BotoCoreError, ClientError) as exc:
         raise ExportError(f"table {table.name}: cannot use Glue database {settings.glue_database!r}: {exc}") from None
+    pii.check_key_id(glue.get_table(table.name), table, pii_key)
 
     export_id = lake.new_export_id()
     location = LakeLocation(settings.lake.bucket, settings.lake.prefix)
@@ -151,19 +156,25 @@ def export_day(
     bucket = settings.lake.bucket
     written: list[lake.WrittenObject] = []
     try:
-        with Extraction(settings.pg_url, table, window, limits) as extraction:
-            source = extraction.source
-            columns = [GlueColumn(c.name, c.glue_type, c.pg_type) for c in source.columns]
+        with Extraction(settings.pg_url, table, window, limits,
+                        skip_columns=frozenset(pii.columns_with(table, "drop"))) as extraction:
+            # Personal data: dropped columns were not selected; hashed/generalized ones change type.
+            pii_plan = pii.plan(table, extraction.described_columns, pii_key)
+            unreviewed = pii.unreviewed_personal_columns(table, extraction.described_columns)
+            if unreviewed:
+                log.warning("table %s: column(s) %s look personal but have no `pii` policy in the catalog; "
+                            "exported as is", table.name, ", ".join(unreviewed))
+            columns = [GlueColumn(c.name, c.glue_type, pii_plan.glue_comment(c)) for c in pii_plan.lake_columns]
             # Refuse an incompatible schema change before writing a single byte.
             glue.plan_columns(table.name, columns)
             say(f"{table.name} {day}: {extraction.source_rows} rows in the source window; writing {prefix}")
             writer = lake.ParquetDayWriter(
-                clients.filesystem, f"{bucket}/{prefix}", source.arrow_schema,
+                clients.filesystem, f"{bucket}/{prefix}", pii_plan.arrow_schema,
                 metadata={"weward.table": table.name, "weward.day": day.isoformat(), "weward.export_id": export_id},
             )
             try:
                 for batch in extraction.batches():
-                    writer.write(batch)
+                    writer.write(pii_plan.apply(batch))
                 written = writer.close()
             except BaseException:
                 writer.abort()
@@ -177,7 +188,7 @@ def export_day(
                 )
             source_rows = extraction.source_rows
             snapshot_at = extraction.snapshot_at
-            source_columns = [{"name": c.name, "pg_type": c.pg_type, "glue_type": c.glue_type} for c in source.columns]
+            source_columns = pii_plan.manifest_columns()
         read_s = time.monotonic() - started
         # The snapshot is released; from here on PostgreSQL carries no load from this export.
         for obj in written:
@@ -189,13 +200,16 @@ def export_day(
             window=window.as_metadata() if table.mode == "append" else None,
             columns=source_columns, mode=table.mode, created_at=dt.datetime.now(dt.timezone.utc).isoformat(),
             snapshot_at=snapshot_at.isoformat() if snapshot_at else None,
+            extra={"pii": pii.glue_parameters(table, pii_key)} if table.pii else {},
         )
         lake.write_manifest(clients.s3, bucket, manifest_key, manifest)
         merged = glue.ensure_table(
             table.name, f"s3://{bucket}/{lake.table_prefix(location, table.name)}", columns,
-            description=table.description or f"{table.mode} export of PostgreSQL {table.qualified_source}",
+            description=" ".join(filter(None, [
+                table.description or f"{table.mode} export of PostgreSQL {table.qualified_source}",
+                pii.description_note(table)])),
             parameters={"weward.mode": table.mode, "weward.source": table.qualified_source,
-                        "weward.primary_key": ",".join(table.primary_key)},
+                        "weward.primary_key": ",".join(table.primary_key), **pii.glue_parameters(table, pii_key)},
         )
         by_name = {c.name: c for c in merged}
         previous = glue.get_partition(table.name, day.isoformat())

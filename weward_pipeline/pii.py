@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from weward_pipeline.config import TableConfig
+from weward_pipeline.config import ConfigError, TableConfig
 from weward_pipeline.secret_store import PiiKey
 from weward_pipeline.typemap import ColumnMapping
 
@@ -42,7 +42,7 @@ FIELD_POLICY = b"weward.pii"
 _HASHABLE = ("string", "large_string", "binary", "large_binary", "integer", "date", "decimal")
 
 
-class PiiPolicyError(ValueError):
+class PiiPolicyError(ConfigError):
     """A policy cannot apply to the column as PostgreSQL defines it. Names table, column and fix."""
 
 
@@ -64,6 +64,28 @@ def describe_policies(table: TableConfig) -> dict[str, str]:
         "weward.pii.algorithm": HASH_ALGORITHM if needs_key(table) else "",
         "weward.user_column": table.user_column or "",
     }
+
+
+def glue_parameters(table: TableConfig, key: PiiKey | None) -> dict[str, str]:
+    """Glue table parameters: the policies, and which key made the pseudonyms (its id, not the key)."""
+    return {**describe_policies(table), KEY_ID_PARAMETER: key.key_id if key is not None and needs_key(table) else ""}
+
+
+KEY_ID_PARAMETER = "weward.pii.key_id"
+
+
+def check_key_id(glue_table: dict | None, table: TableConfig, key: PiiKey | None) -> None:
+    """Refuse to mix pseudonyms of two keys in one lake table: they would silently stop joining."""
+    if glue_table is None or key is None or not needs_key(table):
+        return
+    published = (glue_table.get("Parameters") or {}).get(KEY_ID_PARAMETER)
+    if published and published != key.key_id:
+        raise PiiPolicyError(
+            f"table {table.name}: the PII key (id {key.key_id}) is not the key that pseudonymized the published "
+            f"days (id {published}); their pseudonyms would no longer join. Nothing was read. Restore the "
+            "original key (WEWARD_PII_KEY / its Secrets Manager secret), or, to change keys on purpose, "
+            "re-export every day of the table after removing the Glue table."
+        )
 
 
 def description_note(table: TableConfig) -> str:
