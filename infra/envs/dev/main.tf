@@ -106,11 +106,14 @@ module "export_job" {
 }
 
 module "schedule" {
-  source               = "../../modules/schedule"
-  name_prefix          = local.name_prefix
-  launch_type          = var.launch_type
-  schedule_timezone    = var.schedule_timezone
-  enabled              = var.schedules_enabled
+  source            = "../../modules/schedule"
+  name_prefix       = local.name_prefix
+  launch_type       = var.launch_type
+  schedule_timezone = var.schedule_timezone
+  enabled           = var.schedules_enabled
+  # With the Dagster daemon running, its own daily schedule starts the export (one run per day
+  # by run key); two schedulers would export every day twice.
+  enabled_runs         = var.dagster_service_enabled ? ["redact"] : ["export", "redact"]
   kms_key_arn          = module.kms.key_arn
   cluster_arn          = module.export_job.cluster_arn
   task_definition_arns = module.export_job.task_definition_arns

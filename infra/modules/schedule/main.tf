@@ -126,7 +126,7 @@ resource "aws_scheduler_schedule" "run" {
   description                  = "Daily ${each.key} of the WeWard lake (${var.schedule_timezone})."
   schedule_expression          = each.value.expression
   schedule_expression_timezone = var.schedule_timezone
-  state                        = var.enabled ? "ENABLED" : "DISABLED"
+  state                        = var.enabled && contains(var.enabled_runs, each.key) ? "ENABLED" : "DISABLED"
   kms_key_arn                  = var.kms_key_arn
 
   flexible_time_window {

@@ -37,6 +37,12 @@ variable "enabled" {
   default     = true
 }
 
+variable "enabled_runs" {
+  description = "Runs (export, redact) this scheduler starts; a run left out keeps a DISABLED schedule, e.g. the export when the Dagster daemon schedules it."
+  type        = list(string)
+  default     = ["export", "redact"]
+}
+
 variable "kms_key_arn" {
   description = "The project key (schedule payloads, EC2 volume)."
   type        = string
