@@ -35,6 +35,10 @@ class StackState:
     moto_pid: int | None = None
     seeded: dict = field(default_factory=dict)
     extra_env: dict = field(default_factory=dict)
+    # Least-privilege roles (devstack/roles.py) and the local pseudonymization key.
+    export_password: str = ""
+    redact_password: str = ""
+    pii_key: str = ""
 
 
 class LocalStack:
@@ -66,6 +70,7 @@ class LocalStack:
         os.chmod(self.base_dir, 0o755)  # the PostgreSQL server user traverses it
         self.postgres.start()
         self.postgres.create_database(APP_DATABASE)
+        self._ensure_roles()
         self.aws.start()
         self.aws.create_bucket(LAKE_BUCKET)
         self.dagster_home.mkdir(exist_ok=True)
@@ -83,13 +88,37 @@ class LocalStack:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def pg_url(self) -> str:
+        """The superuser URL: for seeding and granting, never handed to the pipeline."""
         return self.postgres.admin_url(APP_DATABASE)
 
+    @property
+    def roles(self):
+        from weward_pipeline.devstack.roles import PipelineRoles
+
+        return PipelineRoles(export_password=self.state.export_password, redact_password=self.state.redact_password)
+
+    def _ensure_roles(self) -> None:
+        """The export and redaction roles (created once, passwords kept in the 0600 state file),
+        granted on the catalog's tables that exist (again after seeding)."""
+        import secrets
+
+        from weward_pipeline.config import load_catalog
+        from weward_pipeline.devstack import roles
+
+        if not self.state.export_password:
+            self.state.export_password = secrets.token_urlsafe(24)
+            self.state.redact_password = secrets.token_urlsafe(24)
+            self.state.pii_key = secrets.token_urlsafe(48)
+        roles.ensure_roles(self.postgres.admin_url(), self.roles)
+        roles.grant_catalog(self.pg_url(), load_catalog(), self.roles)
+
     def env(self) -> dict[str, str]:
-        """The environment-variable contract, pointed at the local stack."""
+        """The environment-variable contract, pointed at the local stack (least-privilege roles)."""
         return {
             **self.aws.env(),
-            "WEWARD_PG_URL": self.pg_url(),
+            "WEWARD_PG_URL": self.roles.export_url(self.pg_url()),
+            "WEWARD_PG_REDACT_URL": self.roles.redact_url(self.pg_url()),
+            "WEWARD_PII_KEY": self.state.pii_key,
             "WEWARD_LAKE_URL": f"s3://{LAKE_BUCKET}/{LAKE_PREFIX}",
             "WEWARD_GLUE_DATABASE": GLUE_DATABASE,
             "DAGSTER_HOME": str(self.dagster_home),
@@ -107,5 +136,6 @@ class LocalStack:
         rows = sample_data.load(self.pg_url(), end_date=end_date,
                                 size=sample_data.SampleSize(users=users, days=days), timezone=timezone, seed=seed)
         self.state.seeded = {"rows": rows, "end_date": end_date.isoformat(), "days": days}
+        self._ensure_roles()  # the tables exist now: grant on them
         self._save()
         return rows

@@ -1,0 +1,174 @@
+"""Least-privilege PostgreSQL roles for the pipeline, created by the local stack and printed for DBAs.
+
+    export role     (WEWARD_PG_URL)         SELECT on the catalog's tables. Nothing else: no
+                                            INSERT/UPDATE/DELETE/TRUNCATE, owns nothing (so no
+                                            ALTER/DROP), no CREATE. Defaults to read-only transactions.
+    redaction role  (WEWARD_PG_REDACT_URL)  DELETE on the catalog's tables that are redacted
+                                            (`retention_days`) or erasable (`user_column`), and only
+                                            the SELECT those deletes need. No INSERT/UPDATE/TRUNCATE/DDL.
+
+What "read only keys and fingerprints" can mean in PostgreSQL:
+  - Column privileges are exact for erasure: `DELETE ... WHERE pk IN (SELECT pk ... WHERE
+    user_col = ANY(...))` needs SELECT on the key and user columns only, so an erasable table
+    without retention gets `GRANT SELECT (pk, user_column)`: the role cannot read any other column.
+  - Redaction deletes a row only if its fingerprint, md5 of the whole row, is unchanged, and it
+    must evaluate that *inside* the DELETE (a concurrent UPDATE is then re-checked by PostgreSQL on
+    the new row version). A whole-row reference needs SELECT on every column, so a redacted table
+    gets table-level SELECT: the role could read rows, as the export role does, but can change
+    nothing except deleting.
+  - The alternatives, and why not: a view exposing (pk, fingerprint) moves the fingerprint check
+    out of the DELETE's own row re-check, so a row updated between the check and the delete could
+    go; a SECURITY DEFINER function per table (`delete_if_unchanged(pks, fingerprints)`) would give
+    the strictest reading (no SELECT at all) but puts the deletion logic into database migrations
+    owned by the DBA, versioned apart from the code that plans it. Revisit if the DBA prefers that.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from weward_pipeline.config import Catalog, TableConfig
+
+EXPORT_ROLE = "weward_export"
+REDACT_ROLE = "weward_redact"
+# A backfill goes through the `postgres_source` pool (2 by default); a few more for checks and humans.
+EXPORT_CONNECTION_LIMIT = 10
+REDACT_CONNECTION_LIMIT = 4
+
+
+@dataclass
+class PipelineRoles:
+    export_role: str = EXPORT_ROLE
+    redact_role: str = REDACT_ROLE
+    export_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    redact_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+
+    def export_url(self, admin_url: str) -> str:
+        return role_url(admin_url, self.export_role, self.export_password)
+
+    def redact_url(self, admin_url: str) -> str:
+        return role_url(admin_url, self.redact_role, self.redact_password)
+
+
+def role_url(admin_url: str, user: str, password: str) -> str:
+    """`admin_url` with another user and password (same host, port, database and options)."""
+    parts = urlsplit(admin_url)
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+def _table(table: TableConfig) -> sql.Composable:
+    return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.source))
+
+
+def redaction_access(table: TableConfig) -> str | None:
+    """'row' (whole-row SELECT + DELETE), 'keys' (key and user columns + DELETE) or None."""
+    if table.retention_days:
+        return "row"
+    if table.user_column:
+        return "keys"
+    return None
+
+
+def grant_statements(catalog: Catalog, roles: PipelineRoles, database: str) -> list[sql.Composable]:
+    """The GRANTs for the catalog's tables (idempotent). Roles must exist; run as the tables' owner."""
+    export, redact = sql.Identifier(roles.export_role), sql.Identifier(roles.redact_role)
+    statements: list[sql.Composable] = [
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(sql.Identifier(database), export, redact),
+    ]
+    for schema in sorted({t.schema for t in catalog.tables}):
+        statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}, {}").format(sql.Identifier(schema), export, redact))
+    for table in catalog.tables:
+        statements.append(sql.SQL("GRANT SELECT ON {} TO {}").format(_table(table), export))
+        access = redaction_access(table)
+        if access == "row":
+            statements.append(sql.SQL("GRANT SELECT, DELETE ON {} TO {}").format(_table(table), redact))
+        elif access == "keys":
+            columns = list(dict.fromkeys([*table.primary_key, table.user_column]))
+            statements.append(sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)), _table(table), redact))
+            statements.append(sql.SQL("GRANT DELETE ON {} TO {}").format(_table(table), redact))
+    return statements
+
+
+def role_statements(conn: psycopg.Connection, roles: PipelineRoles) -> list[sql.Composable]:
+    """CREATE/ALTER ROLE with SCRAM verifiers computed client-side: the password never reaches the server."""
+    out: list[sql.Composable] = []
+    for name, password, limit, read_only in (
+        (roles.export_role, roles.export_password, EXPORT_CONNECTION_LIMIT, True),
+        (roles.redact_role, roles.redact_password, REDACT_CONNECTION_LIMIT, False),
+    ):
+        verifier = conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256").decode()
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+        verb = sql.SQL("ALTER ROLE" if exists else "CREATE ROLE")
+        out.append(sql.SQL(
+            "{} {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT "
+            "CONNECTION LIMIT {} PASSWORD {}"
+        ).format(verb, sql.Identifier(name), sql.Literal(limit), sql.Literal(verifier)))
+        # Belt and braces: the export also asks for read-only transactions itself.
+        out.append(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = {}").format(
+            sql.Identifier(name), sql.Literal("on" if read_only else "off")))
+    return out
+
+
+def ensure_roles(admin_url: str, roles: PipelineRoles) -> None:
+    """Create (or reset the password of) both roles. Roles belong to the server, not a database."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for statement in role_statements(conn, roles):
+            conn.execute(statement)
+
+
+def existing_tables(conn: psycopg.Connection, catalog: Catalog) -> tuple[list[TableConfig], list[TableConfig]]:
+    present, missing = [], []
+    for table in catalog.tables:
+        found = conn.execute(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (table.schema, table.source),
+        ).fetchone()
+        (present if found else missing).append(table)
+    return present, missing
+
+
+def grant_catalog(admin_url: str, catalog: Catalog, roles: PipelineRoles) -> list[str]:
+    """Grant what the catalog's existing tables need; returns the tables not (yet) in the database."""
+    database = urlsplit(admin_url).path.lstrip("/")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        present, missing = existing_tables(conn, catalog)
+        subset = Catalog(start_date=catalog.start_date, timezone=catalog.timezone, tables=tuple(present), path=catalog.path)
+        with conn.transaction():
+            for statement in grant_statements(subset, roles, database):
+                conn.execute(statement)
+    return [t.qualified_source for t in missing]
+
+
+def drop_roles(admin_url: str, roles: PipelineRoles, databases: list[str]) -> None:
+    """Revoke everything the roles were granted in `databases`, then drop them."""
+    names = [roles.export_role, roles.redact_role]
+    for database in databases:
+        url = urlunsplit(urlsplit(admin_url)._replace(path="/" + database))
+        with psycopg.connect(url, autocommit=True) as conn:
+            for name in names:
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def print_sql(catalog: Catalog, database: str, roles: PipelineRoles | None = None) -> str:
+    """The GRANTs for a DBA to review and run in production (roles created separately, with their secrets)."""
+    roles = roles or PipelineRoles(export_password="", redact_password="")
+    lines = [
+        f"-- Least-privilege grants for the weward_pipeline catalog {catalog.path or ''}".rstrip(),
+        f"-- Create the roles first: CREATE ROLE {roles.export_role} LOGIN ...; CREATE ROLE {roles.redact_role} LOGIN ...;",
+        f"ALTER ROLE {sql.Identifier(roles.export_role).as_string(None)} SET default_transaction_read_only = on;",
+    ]
+    lines += [statement.as_string(None) + ";" for statement in grant_statements(catalog, roles, database)]
+    return "\n".join(lines)
