@@ -33,6 +33,7 @@ setup(
         "sqlalchemy>=2.0",
         "boto3>=1.34",
         "pyyaml>=6",
+        "duckdb>=1.1,<3",  # `weward-pipeline query --engine local`: Athena-style SQL over the lake's Parquet, in-process
     ],
     extras_require={
         "dev": [

@@ -10,6 +10,7 @@ import sys
 # Modules that add sub-commands with a `register(subparsers)` function.
 COMMAND_MODULES = [
     "weward_pipeline.devstack.commands",
+    "weward_pipeline.query_cli",
 ]
 
 

@@ -7,6 +7,7 @@ import dagster as dg
 from weward_pipeline.config import Catalog, TableConfig
 from weward_pipeline.defs.assets import lake_asset, source_asset
 from weward_pipeline.defs.checks import export_checks
+from weward_pipeline.defs.query_resource import query_resource_from_env
 from weward_pipeline.defs.resources import lake_resource_from_env
 from weward_pipeline.defs.schedules import ScheduleSettings, schedule_definitions
 
@@ -23,5 +24,5 @@ def build_definitions(
     catalog: Catalog, resources: dict | None = None, schedules: ScheduleSettings | None = None
 ) -> dg.Definitions:
     per_table = [table_definitions(table, catalog) for table in catalog.tables]
-    shared = dg.Definitions(resources=resources or {"lake": lake_resource_from_env()})
+    shared = dg.Definitions(resources=resources or {"lake": lake_resource_from_env(), "query": query_resource_from_env()})
     return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), shared)

@@ -1,0 +1,429 @@
+"""The local engine answers like PostgreSQL on the source rows, for the SQL analysts write.
+
+The sample days (2024-03-28 .. 2024-04-01, Europe/Paris, with the 23-hour 2024-03-31) are
+exported once for the module; each query then runs twice: through `LocalEngine` on the lake
+(DuckDB over the Parquet objects Glue points at) and on PostgreSQL over the source tables,
+where temporary views shadow each table with the lake's shape (a `dt` column computed from the
+partition column in the catalog's time zone, enums/uuid/json as text, `<t>_latest`). The SQL
+is the same text on both sides, written in the subset DuckDB, Trino (Athena) and PostgreSQL share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+import secrets
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from psycopg import sql as pgsql
+
+from weward_pipeline.config import Settings
+from weward_pipeline.devstack import sample_data
+from weward_pipeline.export import AwsClients, export_day
+from weward_pipeline.query import (
+    ANALYST_QUESTIONS,
+    BytesScannedLimitError,
+    LocalEngine,
+    QueryCancelledError,
+    QueryFailedError,
+    QuerySyntaxError,
+    UnknownTableError,
+)
+from weward_pipeline_tests.conftest import SAMPLE_DAYS, SAMPLE_END, TIMEZONE, make_catalog
+
+DAYS = [SAMPLE_END - dt.timedelta(days=i) for i in reversed(range(SAMPLE_DAYS))]
+# Just after the last sample day ended in Paris: every day is exportable, snapshots included.
+EXPORT_NOW = dt.datetime(2024, 4, 2, 6, 0, tzinfo=ZoneInfo(TIMEZONE))
+
+TABLES = [
+    {"name": "users", "mode": "snapshot", "primary_key": ["id"]},
+    {"name": "reward_offers", "mode": "snapshot", "primary_key": ["id"]},
+    {"name": "step_events", "mode": "append", "partition_column": "created_at", "primary_key": ["id"]},
+    {"name": "ward_transactions", "mode": "append", "partition_column": "created_at", "primary_key": ["id"]},
+    {"name": "reward_purchases", "mode": "append", "partition_column": "purchased_at", "primary_key": ["id"]},
+    {"name": "contest_participations", "mode": "append", "partition_column": "joined_at", "primary_key": ["id"]},
+]
+
+
+@dataclass
+class ExportedLake:
+    settings: Settings
+    clients: AwsClients
+    pg_url: str
+
+    def engine(self, **kwargs) -> LocalEngine:
+        return LocalEngine(self.clients.glue, self.clients.filesystem, self.settings.glue_database, **kwargs)
+
+
+# Rows on the edges of the local days, around the 2024-03-31 DST change (Paris: CET -> CEST at
+# 02:00 local, 01:00 UTC). The sample generator gives all rows of a day one timestamp, so the
+# edges are added here: one sync in every hour of every day, and the last/first microseconds.
+EDGE_ROWS = """
+INSERT INTO step_events (id, user_id, created_at, step_date, steps, distance_m, active_minutes, source)
+SELECT 1000000 + row_number() OVER (ORDER BY ts), 1 + (extract(epoch FROM ts)::bigint % 300), ts,
+       (ts AT TIME ZONE 'Europe/Paris')::date, 100 + extract(hour FROM ts)::int,
+       CASE WHEN extract(hour FROM ts)::int % 3 = 0 THEN NULL ELSE 12.5 END, NULL, 'manual'
+FROM (
+    SELECT generate_series(timestamptz '2024-03-28 00:00 Europe/Paris', timestamptz '2024-04-01 23:00 Europe/Paris',
+                           interval '1 hour') AS ts
+    UNION ALL
+    SELECT unnest(ARRAY[
+        timestamptz '2024-03-27 22:59:59.999999+00',  -- 2024-03-27 23:59:59.999999 CET: not exported
+        timestamptz '2024-03-30 22:59:59.999999+00',  -- last microsecond of 2024-03-30
+        timestamptz '2024-03-31 00:59:59.999999+00',  -- 01:59:59.999999 CET, just before the jump
+        timestamptz '2024-03-31 21:59:59.999999+00',  -- last microsecond of the 23-hour day
+        timestamptz '2024-04-01 22:00:00+00'          -- 2024-04-02 00:00 CEST: not exported
+    ])
+) AS edges;
+
+INSERT INTO ward_transactions (id, user_id, created_at, kind, amount, balance_after, reason, transaction_id)
+VALUES
+    (2000001, 1, '2024-03-30 22:59:59.999999+00', 'earn_bonus', 0.01, NULL, NULL, md5('e1')::uuid),
+    (2000002, 1, '2024-03-30 23:00:00+00', 'spend_reward', -0.01, 0.00, 'edge', md5('e2')::uuid),
+    (2000003, 2, '2024-03-31 01:00:00+00', 'refund', 9999999999.99, 999999999999.99, NULL, md5('e3')::uuid),
+    (2000004, 2, '2024-03-31 21:59:59.999999+00', 'spend_reward', -9999999999.99, NULL, 'edge', md5('e4')::uuid);
+
+INSERT INTO contest_participations (id, contest_id, user_id, joined_at, final_rank, prize_wards)
+VALUES
+    (3000001, 999, 1, '2024-03-30 23:59:59.999999', NULL, 0.000000001),
+    (3000002, 999, 2, '2024-03-31 00:00:00', 1, NULL),
+    (3000003, 999, 3, '2024-03-31 02:30:00', NULL, 12345678901234567890.123456789),  -- no such Paris time
+    (3000004, 999, 4, '2024-03-31 23:59:59.999999', 2, NULL),
+    (3000005, 999, 5, '2024-04-01 00:00:00', NULL, NULL);
+"""
+
+
+@pytest.fixture(scope="module")
+def source_database(pg_server):
+    """The sample app data plus EDGE_ROWS, in a database of this module's own."""
+    name = f"query_{secrets.token_hex(4)}"
+    url = pg_server.create_database(name)
+    sample_data.load(url, end_date=SAMPLE_END, size=sample_data.SampleSize(users=300, days=SAMPLE_DAYS),
+                     timezone=TIMEZONE)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(EDGE_ROWS)
+    yield url
+    with psycopg.connect(pg_server.admin_url(), autocommit=True) as conn:
+        conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def lake(aws_server, source_database) -> ExportedLake:
+    suffix = secrets.token_hex(4)
+    bucket = f"query-{suffix}"
+    aws_server.create_bucket(bucket)
+    env = {**aws_server.env(), "WEWARD_PG_URL": source_database, "WEWARD_LAKE_URL": f"s3://{bucket}/lake",
+           "WEWARD_GLUE_DATABASE": f"query_{suffix}"}
+    settings = Settings.from_env(env)
+    clients = AwsClients.from_settings(settings)
+    catalog = make_catalog(*TABLES)
+    for table in catalog.tables:
+        for day in DAYS if table.mode == "append" else [SAMPLE_END]:
+            export_day(settings, catalog, table, day, clients=clients, now=EXPORT_NOW)
+    return ExportedLake(settings, clients, source_database)
+
+
+# PostgreSQL side: the lake's view of each table, computed from the source.
+TEXT_TYPES = {"uuid", "json", "jsonb", "inet", "cidr", "interval", "time"}
+
+
+def _shadow_views(conn: psycopg.Connection) -> None:
+    for table in TABLES:
+        name = table["name"]
+        columns = conn.execute(
+            "SELECT column_name, data_type, udt_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position", (name,)
+        ).fetchall()
+        select = []
+        for column, data_type, udt in columns:
+            ident = pgsql.Identifier(column)
+            if data_type == "USER-DEFINED" or udt in TEXT_TYPES:
+                select.append(pgsql.SQL("{}::text AS {}").format(ident, ident))
+            elif data_type == "ARRAY" and udt.lstrip("_") not in ("int2", "int4", "int8", "text", "numeric", "float8"):
+                select.append(pgsql.SQL("{}::text[] AS {}").format(ident, ident))
+            else:
+                select.append(ident)
+        if table["mode"] == "append":
+            column = table["partition_column"]
+            kind = dict((c, d) for c, d, _ in columns)[column]
+            local = (pgsql.SQL("{} AT TIME ZONE {}").format(pgsql.Identifier(column), pgsql.Literal(TIMEZONE))
+                     if "with time zone" in kind else pgsql.Identifier(column))
+            day = pgsql.SQL("to_char({}, 'YYYY-MM-DD')").format(local)
+            body = pgsql.SQL("SELECT {}, {} AS dt FROM public.{} WHERE {} BETWEEN {} AND {}").format(
+                pgsql.SQL(", ").join(select), day, pgsql.Identifier(name), day,
+                pgsql.Literal(DAYS[0].isoformat()), pgsql.Literal(DAYS[-1].isoformat()),
+            )
+            views = [name]
+        else:
+            body = pgsql.SQL("SELECT {}, {} AS dt FROM public.{}").format(
+                pgsql.SQL(", ").join(select), pgsql.Literal(SAMPLE_END.isoformat()), pgsql.Identifier(name))
+            views = [name, f"{name}_latest"]
+        for view in views:
+            conn.execute(pgsql.SQL("CREATE TEMP VIEW {} AS {}").format(pgsql.Identifier(view), body))
+
+
+@pytest.fixture(scope="module")
+def postgres(lake):
+    """Temporary views only: the source tables stay as exported."""
+    with psycopg.connect(lake.pg_url) as conn:
+        conn.execute("SET TimeZone = 'UTC'")  # Athena's session time zone
+        _shadow_views(conn)
+        conn.commit()
+        yield conn
+
+
+def _normal(value):
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _same(a, b) -> bool:
+    a, b = _normal(a), _normal(b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b
+    numbers = (int, float, decimal.Decimal)
+    if isinstance(a, numbers) and isinstance(b, numbers):
+        if isinstance(a, float) or isinstance(b, float):
+            return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+        return decimal.Decimal(a) == decimal.Decimal(b)
+    return a == b
+
+
+def assert_same_answer(lake_rows: list[tuple], pg_rows: list[tuple], sql: str) -> None:
+    assert len(lake_rows) == len(pg_rows), f"row counts differ for:\n{sql}"
+    for index, (mine, theirs) in enumerate(zip(lake_rows, pg_rows)):
+        assert len(mine) == len(theirs)
+        assert all(_same(a, b) for a, b in zip(mine, theirs)), f"row {index} differs for:\n{sql}\nlake: {mine}\npg:   {theirs}"
+
+
+def run_both(lake: ExportedLake, postgres, sql: str):
+    result = lake.engine().run(sql)
+    lake_rows = [tuple(row.values()) for row in result.table.to_pylist()]
+    pg_rows = postgres.execute(sql).fetchall()
+    assert_same_answer(lake_rows, pg_rows, sql)
+    return result, lake_rows
+
+
+PARITY_QUERIES = {
+    # Aggregates per partition; dt is the local day.
+    "steps_per_day": ANALYST_QUESTIONS[0][1],
+    # Joins across two tables (append x snapshot's latest day), decimals summed exactly.
+    "wards_per_country": ANALYST_QUESTIONS[1][1],
+    "top_rewards": ANALYST_QUESTIONS[2][1],
+    # Partition range filter and decimals: min/max/sum of numeric(12,2) and numeric(14,2).
+    "ledger_by_kind_over_three_days": """
+        SELECT kind, count(*) AS transactions, sum(amount) AS total, min(amount) AS smallest,
+               max(balance_after) AS largest_balance
+        FROM ward_transactions
+        WHERE dt BETWEEN '2024-03-29' AND '2024-03-31'
+        GROUP BY kind
+        ORDER BY kind""",
+    "biggest_balance_changes_on_one_day": """
+        SELECT user_id, sum(amount) AS change, count(*) AS transactions
+        FROM ward_transactions
+        WHERE dt = '2024-03-31'
+        GROUP BY user_id
+        ORDER BY change DESC, user_id
+        LIMIT 10""",
+    "days_in_a_list": """
+        SELECT dt, count(*) AS purchases, sum(wards_spent) AS wards
+        FROM reward_purchases
+        WHERE dt IN ('2024-03-28', '2024-04-01')
+        GROUP BY dt
+        ORDER BY dt""",
+    # DST: 2024-03-31 is 23 hours long in Paris; its rows span 23 distinct UTC hours.
+    "utc_hours_per_local_day": """
+        SELECT dt, count(*) AS syncs, count(DISTINCT extract(hour FROM created_at)) AS utc_hours,
+               min(created_at) AS first_sync, max(created_at) AS last_sync
+        FROM step_events
+        GROUP BY dt
+        ORDER BY dt""",
+    # timestamp WITHOUT time zone in local wall-clock time, across the DST change.
+    "naive_local_timestamps_around_dst": """
+        SELECT dt, count(*) AS joined, min(joined_at) AS first_join, max(joined_at) AS last_join,
+               count(final_rank) AS ranked
+        FROM contest_participations
+        WHERE dt BETWEEN '2024-03-30' AND '2024-04-01'
+        GROUP BY dt
+        ORDER BY dt""",
+    # Timestamp literals compare in UTC, as in Athena.
+    "utc_timestamp_range": """
+        SELECT count(*) AS syncs, sum(steps) AS steps
+        FROM step_events
+        WHERE created_at >= TIMESTAMP '2024-03-31 00:00:00' AND created_at < TIMESTAMP '2024-04-01 00:00:00'""",
+    "date_column_filter": """
+        SELECT step_date, count(*) AS syncs, avg(steps) AS mean_steps
+        FROM step_events
+        WHERE step_date >= DATE '2024-03-31'
+        GROUP BY step_date
+        ORDER BY step_date""",
+    # NULLs: counts, unconstrained numeric (decimal(38,9)) with NULLs, NULL ordering, COALESCE.
+    "nullable_prizes_and_ranks": """
+        SELECT count(*) AS participations, count(prize_wards) AS with_prize, sum(prize_wards) AS prizes,
+               max(prize_wards) AS biggest_prize, min(final_rank) AS best_rank,
+               count(*) - count(final_rank) AS unranked
+        FROM contest_participations""",
+    "nulls_first_when_asked": """
+        SELECT id, final_rank, prize_wards
+        FROM contest_participations
+        WHERE dt = '2024-03-31'
+        ORDER BY final_rank DESC NULLS FIRST, id
+        LIMIT 15""",
+    "coalesce_null_reasons": """
+        SELECT coalesce(reason, '(no reason)') AS reason, count(*) AS transactions,
+               sum(CASE WHEN details IS NULL THEN 1 ELSE 0 END) AS without_details
+        FROM ward_transactions
+        WHERE dt = '2024-03-30'
+        GROUP BY coalesce(reason, '(no reason)')
+        ORDER BY transactions DESC, reason""",
+    "nullable_user_columns": """
+        SELECT status, count(*) AS users, count(phone) AS with_phone, count(birth_date) AS with_birth_date
+        FROM users_latest
+        GROUP BY status
+        ORDER BY status""",
+    "left_join_keeps_users_without_purchases": """
+        SELECT count(*) AS users_without_purchase_that_day
+        FROM users_latest u
+        LEFT JOIN reward_purchases p ON p.user_id = u.id AND p.dt = '2024-03-31'
+        WHERE p.id IS NULL""",
+    "filter_aggregate_and_case": """
+        SELECT dt, count(*) FILTER (WHERE distance_m IS NULL) AS without_distance,
+               count(*) FILTER (WHERE active_minutes IS NULL) AS without_minutes,
+               sum(CASE WHEN source = 'garmin' THEN steps ELSE 0 END) AS garmin_steps
+        FROM step_events
+        GROUP BY dt
+        ORDER BY dt""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARITY_QUERIES))
+def test_local_engine_answers_like_postgres_on_the_source_rows(lake, postgres, name):
+    result, rows = run_both(lake, postgres, PARITY_QUERIES[name])
+    assert rows, "a parity query that returns nothing proves nothing"
+    assert result.engine == "local" and result.bytes_scanned > 0
+
+
+def test_the_dst_day_has_23_utc_hours_and_its_edges_land_on_the_right_day(lake, postgres):
+    _, rows = run_both(lake, postgres, PARITY_QUERIES["utc_hours_per_local_day"])
+    by_day = {row[0]: row for row in rows}
+    assert [row[0] for row in rows] == [d.isoformat() for d in DAYS]
+    assert {day: row[2] for day, row in by_day.items()} == {
+        "2024-03-28": 24, "2024-03-29": 24, "2024-03-30": 24, "2024-03-31": 23, "2024-04-01": 24,
+    }
+    # Paris midnight is 23:00 UTC in winter and 22:00 UTC in summer.
+    assert by_day["2024-03-28"][3] == dt.datetime(2024, 3, 27, 23, 0)
+    assert by_day["2024-03-30"][4] == dt.datetime(2024, 3, 30, 22, 59, 59, 999999)
+    assert by_day["2024-03-31"][3] == dt.datetime(2024, 3, 30, 23, 0)
+    assert by_day["2024-03-31"][4] == dt.datetime(2024, 3, 31, 21, 59, 59, 999999)
+    assert by_day["2024-04-01"][3] == dt.datetime(2024, 3, 31, 22, 0)
+
+
+def test_naive_local_timestamps_stay_on_their_wall_clock_day(lake, postgres):
+    _, rows = run_both(lake, postgres, PARITY_QUERIES["naive_local_timestamps_around_dst"])
+    by_day = {row[0]: row for row in rows}
+    assert by_day["2024-03-30"][3] == dt.datetime(2024, 3, 30, 23, 59, 59, 999999)
+    assert by_day["2024-03-31"][2] == dt.datetime(2024, 3, 31, 0, 0)
+    assert by_day["2024-03-31"][3] == dt.datetime(2024, 3, 31, 23, 59, 59, 999999)
+    assert by_day["2024-04-01"][2] == dt.datetime(2024, 4, 1, 0, 0)
+    spring_gap = lake.engine().run("SELECT dt FROM contest_participations WHERE id = 3000003")
+    assert spring_gap.rows == [{"dt": "2024-03-31"}]  # 02:30 does not exist in Paris that day; kept as written
+
+
+def test_decimal_sums_stay_exact_decimals(lake, postgres):
+    result, rows = run_both(lake, postgres, PARITY_QUERIES["ledger_by_kind_over_three_days"])
+    assert all(isinstance(row[2], decimal.Decimal) for row in rows)
+    assert str(result.table.schema.field("total").type).startswith("decimal128(")
+
+
+def test_partition_filters_read_only_the_named_days(lake):
+    engine = lake.engine()
+    everything = engine.run("SELECT sum(steps) AS steps FROM step_events")
+    one_day = engine.run("SELECT sum(steps) AS steps FROM step_events WHERE dt = '2024-03-31'")
+    two_days = engine.run("SELECT sum(steps) AS steps FROM step_events WHERE dt BETWEEN '2024-03-30' AND '2024-03-31'")
+    assert 0 < one_day.bytes_scanned < two_days.bytes_scanned < everything.bytes_scanned
+    assert one_day.bytes_scanned < everything.bytes_scanned / 3
+    # Column pruning too: one narrow column costs less than every column.
+    wide = engine.run("SELECT * FROM step_events WHERE dt = '2024-03-31'")
+    assert one_day.bytes_scanned < wide.bytes_scanned
+
+
+def test_qualified_names_work_as_in_athena(lake):
+    database = lake.settings.glue_database
+    engine = lake.engine()
+    counts = {
+        engine.run(sql).table.column(0)[0].as_py()
+        for sql in (
+            "SELECT count(*) FROM reward_offers",
+            f"SELECT count(*) FROM {database}.reward_offers",
+            f'SELECT count(*) FROM "{database}"."reward_offers"',
+            f"SELECT count(*) FROM awsdatacatalog.{database}.reward_offers",
+        )
+    }
+    assert len(counts) == 1 and counts.pop() > 0
+
+
+def test_unknown_table_lists_the_known_ones_and_suggests_the_closest(lake):
+    with pytest.raises(UnknownTableError) as error:
+        lake.engine().run("SELECT count(*) FROM step_event WHERE dt = '2024-03-31'")
+    message = str(error.value)
+    assert "step_event" in message and "did you mean step_events" in message
+    for known in ("contest_participations", "reward_offers_latest", "users", "users_latest", "ward_transactions"):
+        assert known in message
+    assert error.value.missing == ["step_event"]
+
+
+def test_unknown_database_is_an_unknown_table(lake):
+    with pytest.raises(UnknownTableError) as error:
+        lake.engine().run("SELECT count(*) FROM other_lake.users")
+    assert "other_lake.users" in str(error.value)
+
+
+def test_syntax_error_gives_line_and_column_and_points_at_it(lake):
+    sql = "SELECT dt, count(*)\nFORM step_events\nGROUP BY dt"
+    with pytest.raises(QuerySyntaxError) as error:
+        lake.engine().run(sql)
+    assert (error.value.line, error.value.column) == (2, 6)
+    message = str(error.value)
+    assert "line 2, column 6" in message and "FORM step_events\n       ^" in message
+
+
+def test_unknown_column_names_the_column_and_its_position(lake):
+    with pytest.raises(QueryFailedError) as error:
+        lake.engine().run("SELECT dt, stepz FROM step_events")
+    assert "stepz" in str(error.value) and error.value.line == 1 and error.value.column == 12
+
+
+def test_bytes_scanned_limit_stops_the_query_and_says_how_to_scan_less(lake):
+    engine = lake.engine(max_bytes_scanned=20_000)
+    with pytest.raises(BytesScannedLimitError) as error:
+        engine.run("SELECT * FROM step_events")
+    message = str(error.value)
+    assert "bytes-scanned limit reached" in message and "19.53 KB" in message
+    assert "WHERE dt BETWEEN" in message and "--max-bytes-scanned" in message
+    assert error.value.scanned > 20_000
+    # The same engine still answers queries that stay under the limit.
+    assert engine.run("SELECT count(*) AS offers FROM reward_offers_latest WHERE id < 5").rows == [{"offers": 4}]
+
+
+def test_a_query_past_its_timeout_is_cancelled(lake):
+    engine = lake.engine(timeout_s=0.3)
+    with pytest.raises(QueryCancelledError) as error:
+        engine.run("SELECT count(*) FROM range(1000000000) a, range(1000) b")
+    assert "timeout of 0.3 s" in str(error.value)
+
+
+def test_local_engine_reads_only_the_lake(lake):
+    with pytest.raises(QueryFailedError) as error:
+        lake.engine().run("SELECT * FROM read_csv('/etc/hostname')")
+    assert "reads only the lake" in str(error.value)
+
+
+def test_one_statement_per_query(lake):
+    with pytest.raises(Exception) as error:
+        lake.engine().run("SELECT 1; SELECT 2")
+    assert "one statement per query" in str(error.value)
