@@ -91,7 +91,15 @@ class LocalPostgres:
                 os.setgid(user.pw_gid)
                 os.setuid(user.pw_uid)
         env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-        return subprocess.run(args, preexec_fn=preexec, env=env, check=True, **kwargs)
+        try:
+            return subprocess.run(args, preexec_fn=preexec, env=env, check=True, **kwargs)
+        except subprocess.CalledProcessError as exc:
+            detail = (exc.stderr or b"").decode(errors="replace").strip()
+            hint = ""
+            if user is not None:
+                hint = (f" (the server runs as OS user {user.pw_name!r}: every parent directory of "
+                        f"{self.base_dir} must be traversable by it)")
+            raise RuntimeError(f"{Path(args[0]).name} failed: {detail}{hint}") from None
 
     def _chown_for_server(self, path: Path) -> None:
         user = _server_user()
