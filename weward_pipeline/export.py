@@ -27,6 +27,7 @@ from weward_pipeline import lake, pii
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
 from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, SourceError
 from weward_pipeline.glue import GlueCatalog, GlueColumn
+from weward_pipeline.keys import MANIFEST_ENTRY as REDACTION_KEYS, CarryOverError, ExportKeys, keys_prefix
 from weward_pipeline.secret_store import PiiKey, load_pii_key
 
 log = logging.getLogger(__name__)
@@ -167,24 +168,36 @@ def export_day(
             columns = [GlueColumn(c.name, c.glue_type, pii_plan.glue_comment(c)) for c in pii_plan.lake_columns]
             # Refuse an incompatible schema change before writing a single byte.
             glue.plan_columns(table.name, columns)
+            # Tables with a retention: primary key + fingerprint of each row for redaction, and the rows
+            # redaction already deleted carried over from the published export (keys.py). Created after
+            # the snapshot was taken: that order is what makes the carry-over complete.
+            export_keys = ExportKeys(clients=clients, glue=glue, location=location, table=table, day=day,
+                                     export_id=export_id, extraction=extraction) if extraction.fingerprint else None
+            carried = 0
             say(f"{table.name} {day}: {extraction.source_rows} rows in the source window; writing {prefix}")
             writer = lake.ParquetDayWriter(
                 clients.filesystem, f"{bucket}/{prefix}", pii_plan.arrow_schema,
                 metadata={"weward.table": table.name, "weward.day": day.isoformat(), "weward.export_id": export_id},
             )
             try:
-                for batch in extraction.batches():
+                for batch in extraction.batches(keys_sink=export_keys.add if export_keys else None):
                     writer.write(pii_plan.apply(batch))
+                if export_keys is not None:
+                    extraction.close()  # the snapshot is read in full: release it before reading S3
+                    carried = export_keys.carry_over(writer)
+                    keys_entry = export_keys.close()
                 written = writer.close()
             except BaseException:
                 writer.abort()
+                if export_keys is not None:
+                    export_keys.abort()
                 written = writer.objects
                 raise
             rows_written = sum(o.rows for o in written)
-            if rows_written != extraction.source_rows:
+            if rows_written != extraction.source_rows + carried or (export_keys and keys_entry.rows != extraction.source_rows):
                 raise ExportError(
-                    f"table {table.name}: wrote {rows_written} rows but the source window holds "
-                    f"{extraction.source_rows} in the same snapshot; nothing was published"
+                    f"table {table.name}: wrote {rows_written} rows ({carried} carried over) but the source window "
+                    f"holds {extraction.source_rows} in the same snapshot; nothing was published"
                 )
             source_rows = extraction.source_rows
             snapshot_at = extraction.snapshot_at
@@ -202,6 +215,9 @@ def export_day(
             snapshot_at=snapshot_at.isoformat() if snapshot_at else None,
             extra={"pii": pii.glue_parameters(table, pii_key)} if table.pii else {},
         )
+        if export_keys is not None:
+            manifest.carried_rows = carried
+            manifest.extra[REDACTION_KEYS] = keys_entry.to_manifest()
         lake.write_manifest(clients.s3, bucket, manifest_key, manifest)
         merged = glue.ensure_table(
             table.name, f"s3://{bucket}/{lake.table_prefix(location, table.name)}", columns,
@@ -227,6 +243,7 @@ def export_day(
                 "weward.manifest": f"s3://{bucket}/{manifest_key}",
                 "weward.rows": str(rows_written),
                 "weward.source_rows": str(source_rows),
+                "weward.carried_rows": str(carried),
                 "weward.exported_at": manifest.created_at,
             },
         )
@@ -234,6 +251,8 @@ def export_day(
         _discard(clients, bucket, prefix, manifest_key, table.name)
         if isinstance(exc, (SourceError, ConfigError, ExportError)):
             raise
+        if isinstance(exc, CarryOverError):
+            raise ExportError(str(exc)) from None
         if isinstance(exc, (ClientError, BotoCoreError, OSError)):
             raise ExportError(f"table {table.name} day {day}: writing to the lake failed ({exc}); the published day is unchanged") from exc
         raise
@@ -252,6 +271,7 @@ def _discard(clients: AwsClients, bucket: str, prefix: str, manifest_key: str, t
     """Remove what a failed run wrote; never the published day (it lives under another prefix)."""
     try:
         keys = lake.list_keys(clients.s3, bucket, prefix) + [manifest_key]
+        keys += lake.list_keys(clients.s3, bucket, manifest_key.removesuffix(".json") + ".keys/")
         lake.delete_keys(clients.s3, bucket, keys)
     except Exception as exc:  # noqa: BLE001 - the next export of this day sweeps leftovers too
         log.warning("table %s: could not remove unpublished objects under %s: %s", table, prefix, exc)
@@ -291,6 +311,7 @@ def delete_superseded(clients: AwsClients, location: LakeLocation, table: str, d
     superseded_ids.add(previous_export_id)
     for export_id in superseded_ids - {"", keep_export_id}:
         stale.append(lake.manifest_key(location, table, day, export_id))
+        stale.extend(lake.list_keys(clients.s3, bucket, keys_prefix(location, table, day, export_id)))
     if stale:
         try:
             lake.delete_keys(clients.s3, bucket, stale)

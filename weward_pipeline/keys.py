@@ -123,7 +123,14 @@ class ExportKeys:
             metadata={"weward.table": table.name, "weward.day": str(day), "weward.export_id": export_id,
                       "weward.content": "redaction keys: primary key + row fingerprint, in data file order"},
         )
-        _, self.previous = published_manifest(glue, clients.s3, table.name, str(day))
+        partition, self.previous = published_manifest(glue, clients.s3, table.name, str(day))
+        if partition is not None and self.previous is None:
+            raise CarryOverError(
+                f"table {table.name} day {day}: the published partition has no readable manifest, so this "
+                "export cannot tell which of its rows were already redacted from PostgreSQL; nothing was "
+                "published. Restore the manifest (weward.manifest in the Glue partition), or, if nothing of "
+                f"this day was ever redacted, remove the Glue partition dt={day} and re-export."
+            )
         previous_keys = RedactionKeys.from_manifest(self.previous) if self.previous else None
         # An export without keys was never redacted (redaction refuses it), and carried nothing.
         self.may_carry = self.previous is not None and (previous_keys is not None or self.previous.carried_rows > 0)
@@ -132,7 +139,7 @@ class ExportKeys:
         self.carried_from: str | None = None
 
     def add(self, keys: pa.RecordBatch) -> None:
-        self.writer.write(keys)
+        self.writer.write(pa.RecordBatch.from_arrays(keys.columns, schema=self.writer.schema))
         if self.snapshot_keys is not None:
             self.snapshot_keys.add(keys)
 
