@@ -1,21 +1,27 @@
 """Least-privilege PostgreSQL roles for the pipeline, created by the local stack and printed for DBAs.
 
-    export role     (WEWARD_PG_URL)         SELECT on the catalog's tables. Nothing else: no
-                                            INSERT/UPDATE/DELETE/TRUNCATE, owns nothing (so no
-                                            ALTER/DROP), no CREATE. Defaults to read-only transactions.
+    export role     (WEWARD_PG_URL)         SELECT on the catalog's tables, minus the columns the
+                                            catalog drops as personal data (never read, so never
+                                            granted). Nothing else: no INSERT/UPDATE/DELETE/TRUNCATE,
+                                            owns nothing (so no ALTER/DROP), no CREATE. Defaults to
+                                            read-only transactions.
     redaction role  (WEWARD_PG_REDACT_URL)  DELETE on the catalog's tables that are redacted
                                             (`retention_days`) or erasable (`user_column`), and only
                                             the SELECT those deletes need. No INSERT/UPDATE/TRUNCATE/DDL.
+
+Column grants are computed from the table as it is when granting: a column added later by an app
+migration is not readable until it is granted (re-run the grants, `weward-pipeline roles-sql`),
+which is also when someone decides whether it is personal data.
 
 What "read only keys and fingerprints" can mean in PostgreSQL:
   - Column privileges are exact for erasure: `DELETE ... WHERE pk IN (SELECT pk ... WHERE
     user_col = ANY(...))` needs SELECT on the key and user columns only, so an erasable table
     without retention gets `GRANT SELECT (pk, user_column)`: the role cannot read any other column.
-  - Redaction deletes a row only if its fingerprint, md5 of the whole row, is unchanged, and it
-    must evaluate that *inside* the DELETE (a concurrent UPDATE is then re-checked by PostgreSQL on
-    the new row version). A whole-row reference needs SELECT on every column, so a redacted table
-    gets table-level SELECT: the role could read rows, as the export role does, but can change
-    nothing except deleting.
+  - Redaction deletes a row only if its fingerprint, md5 of the exported columns, is unchanged, and
+    it must evaluate that *inside* the DELETE (a concurrent UPDATE is then re-checked by PostgreSQL
+    on the new row version). That needs SELECT on every exported column, so a redacted table gets
+    SELECT on the columns the export reads (not the dropped personal ones): the role could read
+    what the lake already holds, but can change nothing except deleting.
   - The alternatives, and why not: a view exposing (pk, fingerprint) moves the fingerprint check
     out of the DELETE's own row re-check, so a row updated between the check and the delete could
     go; a SECURITY DEFINER function per table (`delete_if_unchanged(pks, fingerprints)`) would give
@@ -26,6 +32,7 @@ What "read only keys and fingerprints" can mean in PostgreSQL:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -77,23 +84,37 @@ def redaction_access(table: TableConfig) -> str | None:
     return None
 
 
-def grant_statements(catalog: Catalog, roles: PipelineRoles, database: str) -> list[sql.Composable]:
-    """The GRANTs for the catalog's tables (idempotent). Roles must exist; run as the tables' owner."""
+def grant_statements(catalog: Catalog, roles: PipelineRoles, database: str,
+                     columns_of: Callable[[TableConfig], list[str]] | None = None) -> list[sql.Composable]:
+    """The GRANTs for the catalog's tables (idempotent). Roles must exist; run as the tables' owner.
+
+    `columns_of(table)` lists the table's columns; with it, SELECT is granted per column, leaving out
+    the ones the catalog drops. Without it (printing offline), table-level SELECT.
+    """
     export, redact = sql.Identifier(roles.export_role), sql.Identifier(roles.redact_role)
     statements: list[sql.Composable] = [
         sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(sql.Identifier(database), export, redact),
     ]
     for schema in sorted({t.schema for t in catalog.tables}):
         statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}, {}").format(sql.Identifier(schema), export, redact))
+
+    def select(table: TableConfig, columns: list[str] | None, role: sql.Identifier) -> sql.Composable:
+        if columns is None:
+            return sql.SQL("GRANT SELECT ON {} TO {}").format(_table(table), role)
+        return sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), _table(table), role)
+
     for table in catalog.tables:
-        statements.append(sql.SQL("GRANT SELECT ON {} TO {}").format(_table(table), export))
+        exported = None
+        if columns_of is not None:
+            exported = [c for c in columns_of(table) if table.pii.get(c) != "drop"]
+        statements.append(select(table, exported, export))
         access = redaction_access(table)
         if access == "row":
-            statements.append(sql.SQL("GRANT SELECT, DELETE ON {} TO {}").format(_table(table), redact))
+            statements.append(select(table, exported, redact))
         elif access == "keys":
-            columns = list(dict.fromkeys([*table.primary_key, table.user_column]))
-            statements.append(sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
-                sql.SQL(", ").join(map(sql.Identifier, columns)), _table(table), redact))
+            statements.append(select(table, list(dict.fromkeys([*table.primary_key, table.user_column])), redact))
+        if access:
             statements.append(sql.SQL("GRANT DELETE ON {} TO {}").format(_table(table), redact))
     return statements
 
@@ -125,6 +146,15 @@ def ensure_roles(admin_url: str, roles: PipelineRoles) -> None:
             conn.execute(statement)
 
 
+def table_columns(conn: psycopg.Connection, table: TableConfig) -> list[str]:
+    return [row[0] for row in conn.execute(
+        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (table.schema, table.source),
+    )]
+
+
 def existing_tables(conn: psycopg.Connection, catalog: Catalog) -> tuple[list[TableConfig], list[TableConfig]]:
     present, missing = [], []
     for table in catalog.tables:
@@ -143,7 +173,11 @@ def grant_catalog(admin_url: str, catalog: Catalog, roles: PipelineRoles) -> lis
         present, missing = existing_tables(conn, catalog)
         subset = Catalog(start_date=catalog.start_date, timezone=catalog.timezone, tables=tuple(present), path=catalog.path)
         with conn.transaction():
-            for statement in grant_statements(subset, roles, database):
+            # Start from nothing, so a column newly declared `drop` loses its grant too.
+            for table in present:
+                conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}, {}").format(
+                    _table(table), sql.Identifier(roles.export_role), sql.Identifier(roles.redact_role)))
+            for statement in grant_statements(subset, roles, database, lambda t: table_columns(conn, t)):
                 conn.execute(statement)
     return [t.qualified_source for t in missing]
 
@@ -162,13 +196,18 @@ def drop_roles(admin_url: str, roles: PipelineRoles, databases: list[str]) -> No
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def print_sql(catalog: Catalog, database: str, roles: PipelineRoles | None = None) -> str:
+def print_sql(catalog: Catalog, database: str, roles: PipelineRoles | None = None,
+              columns_of: Callable[[TableConfig], list[str]] | None = None) -> str:
     """The GRANTs for a DBA to review and run in production (roles created separately, with their secrets)."""
     roles = roles or PipelineRoles(export_password="", redact_password="")
     lines = [
         f"-- Least-privilege grants for the weward_pipeline catalog {catalog.path or ''}".rstrip(),
-        f"-- Create the roles first: CREATE ROLE {roles.export_role} LOGIN ...; CREATE ROLE {roles.redact_role} LOGIN ...;",
+        f"-- Create the roles first (passwords from the secrets): CREATE ROLE {roles.export_role} LOGIN NOINHERIT; "
+        f"CREATE ROLE {roles.redact_role} LOGIN NOINHERIT;",
         f"ALTER ROLE {sql.Identifier(roles.export_role).as_string(None)} SET default_transaction_read_only = on;",
     ]
-    lines += [statement.as_string(None) + ";" for statement in grant_statements(catalog, roles, database)]
+    if columns_of is None:
+        lines.append("-- Table-level SELECT below: connect to the database (--pg-url) to grant per column, "
+                     "leaving out the columns the catalog drops.")
+    lines += [statement.as_string(None) + ";" for statement in grant_statements(catalog, roles, database, columns_of)]
     return "\n".join(lines)
