@@ -8,16 +8,19 @@ from weward_pipeline.config import Catalog, TableConfig
 from weward_pipeline.defs.assets import lake_asset, source_asset
 from weward_pipeline.defs.checks import export_checks
 from weward_pipeline.defs.query_resource import query_resource_from_env
+from weward_pipeline.defs.redaction import redaction_definitions, redaction_sensor
 from weward_pipeline.defs.resources import lake_resource_from_env
 from weward_pipeline.defs.schedules import ScheduleSettings, schedule_definitions
 
 
 def table_definitions(table: TableConfig, catalog: Catalog) -> dg.Definitions:
-    return dg.Definitions(
+    exports = dg.Definitions(
         # Code references: the catalog entry of the table and the function that exports it.
         assets=dg.with_source_code_references([source_asset(table, catalog), lake_asset(table, catalog)]),
         asset_checks=export_checks(table, catalog),
     )
+    # Tables with retention_days: redaction/<name> and its "needs re-export" check.
+    return dg.Definitions.merge(exports, redaction_definitions(table, catalog))
 
 
 def build_definitions(
@@ -25,4 +28,5 @@ def build_definitions(
 ) -> dg.Definitions:
     per_table = [table_definitions(table, catalog) for table in catalog.tables]
     shared = dg.Definitions(resources=resources or {"lake": lake_resource_from_env(), "query": query_resource_from_env()})
-    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), shared)
+    redaction = dg.Definitions(sensors=[redaction_sensor()] if any(t.retention_days for t in catalog.tables) else [])
+    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), redaction, shared)
