@@ -27,7 +27,9 @@ stack-up: venv
 stack-down: venv
 	$(BIN)/weward-pipeline stack down
 
+# Everything CI runs: offline infra checks (terraform fmt, checkov, hadolint), then every test.
 test: venv
+	scripts/check-infra.sh
 	$(BIN)/python -m pytest weward_pipeline_tests
 
 clean:
