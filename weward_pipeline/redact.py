@@ -141,7 +141,7 @@ class RedactionReport:
     postgres: str  # masked: user@host:port/db
     dry_run: bool
     started_at: str
-    status: str = "running"  # done | stopped | dry_run | failed
+    status: str = "running"  # done | incomplete (batches skipped) | stopped (why_quit) | dry_run | failed
     why_quit: str | None = None
     # The export this redaction relied on: what is in the lake, where, and how to prove it.
     export_id: str = ""
@@ -524,7 +524,9 @@ def plan_deletes(conn: psycopg.Connection, table: TableConfig, window: DayWindow
             "row fingerprints cannot be compared; nothing was deleted. Re-export the day, then redact.",
         )
     covered = {c["name"] for c in keys.columns}
-    required_null = [name for name in current if name not in covered]
+    # Columns added since the export read as NULL in the lake: a row may go only if they are NULL.
+    # Columns the catalog drops as personal data are never exported, whatever their value.
+    required_null = [name for name in current if name not in covered and table.pii.get(name) != "drop"]
     needed = sorted(covered | set(required_null) | set(table.primary_key) | {table.partition_column})
     unreadable = [name for name in needed if not current[name][3]]
     if unreadable:
@@ -797,7 +799,8 @@ def redact_day(
                 f"({report.why_quit}); every committed batch was verified, re-run to finish",
                 report,
             ) from exc
-        report.status = "dry_run" if dry_run else ("stopped" if report.why_quit else "done")
+        report.status = ("dry_run" if dry_run else "stopped" if report.why_quit
+                         else "incomplete" if report.batches_skipped else "done")
         if not dry_run:
             # What we relied on must still be there: an alarm, not a rollback, if it is not.
             after = verify_published_day(glue, clients.s3, clients.filesystem, table.name, day)
