@@ -11,6 +11,7 @@ import sys
 COMMAND_MODULES = [
     "weward_pipeline.devstack.commands",
     "weward_pipeline.query_cli",
+    "weward_pipeline.erasure_cli",
 ]
 
 

@@ -207,7 +207,7 @@ def print_sql(catalog: Catalog, database: str, roles: PipelineRoles | None = Non
         f"ALTER ROLE {sql.Identifier(roles.export_role).as_string(None)} SET default_transaction_read_only = on;",
     ]
     if columns_of is None:
-        lines.append("-- Table-level SELECT below: connect to the database (--pg-url) to grant per column, "
+        lines.append("-- Table-level SELECT below: run `weward-pipeline roles-sql` with WEWARD_PG_URL set to grant per column, "
                      "leaving out the columns the catalog drops.")
     lines += [statement.as_string(None) + ";" for statement in grant_statements(catalog, roles, database, columns_of)]
     return "\n".join(lines)
