@@ -90,6 +90,10 @@ def run_exports(days: list[dt.date]) -> list[tuple[str, dt.date, bool]]:
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         print(f"  {day}: {'ok' if result.success else 'FAILED'} ({len(tables)} tables, run {result.run_id[:8]})")
+        for event in result.all_events:
+            if event.event_type_value == "STEP_FAILURE":
+                error = event.event_specific_data.error
+                print(f"    {event.step_key}: {error.message.strip() if error else 'failed'}")
         for table in tables:
             outcomes.append((table.name, day, result.success))
     return outcomes
