@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 from botocore.exceptions import BotoCoreError
 
+from weward_pipeline import pii
 from weward_pipeline.config import Catalog, ConfigError, TableConfig
 from weward_pipeline.export import ExportError, ExportResult, export_day
 from weward_pipeline.extract import SourceError
@@ -91,9 +92,27 @@ def glue_console_url(region: str, database: str, table: str) -> str:
     )
 
 
+def pii_metadata(table: TableConfig) -> dict:
+    """What the UI says about personal data: which columns are pseudonymized, dropped, generalized."""
+    if not table.pii:
+        return {}
+    def listed(policy: str) -> str:
+        return ", ".join(pii.columns_with(table, policy)) or "none"
+    return {
+        "pii/pseudonymized": f"{listed('hash')} (HMAC-SHA256, keyed)" if pii.needs_key(table) else "none",
+        "pii/dropped": listed("drop"),
+        "pii/year_only": listed("generalize_year"),
+        "pii/kept_personal": listed("keep"),
+        "pii/user_column": table.user_column or "none",
+    }
+
+
 def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
+    policies = {c["name"]: c.get("pii") for c in result.source_columns}
     schema = dg.TableSchema(
-        columns=[dg.TableColumn(name=c.name, type=c.type, description=f"PostgreSQL {c.comment}") for c in result.columns]
+        columns=[dg.TableColumn(name=c.name, type=c.type, description=f"PostgreSQL {c.comment}",
+                                tags={"pii": policies[c.name]} if policies.get(c.name) else None)
+                 for c in result.columns]
     )
     metadata = {
         "dagster/row_count": dg.MetadataValue.int(result.rows),
@@ -128,7 +147,7 @@ def lake_asset(
         f"\n\nPartition D holds the rows whose `{table.partition_column}` falls in day D ({catalog.timezone})."
         if table.mode == "append"
         else "\n\nPartition D holds the whole table as it stood when D was exported (just after D ended)."
-    )
+    ) + (f"\n\n{pii.description_note(table)}" if table.pii else "")
 
     @dg.asset(
         key=lake_key(table.name),
@@ -149,6 +168,7 @@ def lake_asset(
             "mode": table.mode,
             "partition_column": table.partition_column or "(whole table)",
             "timezone": catalog.timezone,
+            **pii_metadata(table),
             **glue_metadata(table),
             **catalog_reference(table, catalog),
         },
@@ -172,6 +192,6 @@ def lake_asset(
             if isinstance(exc, BotoCoreError):
                 raise dg.Failure(description=f"table {table.name} day {day}: AWS call failed: {exc}") from exc
             raise
-        return dg.MaterializeResult(metadata=export_metadata(result, lake))
+        return dg.MaterializeResult(metadata={**export_metadata(result, lake), **pii_metadata(table)})
 
     return _export

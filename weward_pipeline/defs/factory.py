@@ -7,6 +7,7 @@ import dagster as dg
 from weward_pipeline.config import Catalog, TableConfig
 from weward_pipeline.defs.assets import lake_asset, source_asset
 from weward_pipeline.defs.checks import export_checks
+from weward_pipeline.defs.erasure import erasure_job
 from weward_pipeline.defs.query_resource import query_resource_from_env
 from weward_pipeline.defs.redaction import redaction_definitions, redaction_sensor
 from weward_pipeline.defs.resources import lake_resource_from_env
@@ -29,4 +30,6 @@ def build_definitions(
     per_table = [table_definitions(table, catalog) for table in catalog.tables]
     shared = dg.Definitions(resources=resources or {"lake": lake_resource_from_env(), "query": query_resource_from_env()})
     redaction = dg.Definitions(sensors=[redaction_sensor()] if any(t.retention_days for t in catalog.tables) else [])
-    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), redaction, shared)
+    # GDPR erasure, launched by hand with a request file (defs/erasure.py); only if a table can be erased.
+    erasure = dg.Definitions(jobs=[erasure_job(catalog)] if any(t.user_column for t in catalog.tables) else [])
+    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), redaction, erasure, shared)
