@@ -27,6 +27,11 @@ from weward_pipeline.config import LakeLocation
 # zstd: ~30% smaller than snappy on this data at similar speed, and Athena reads it.
 COMPRESSION = "zstd"
 MAX_ROWS_PER_FILE = 5_000_000
+# A column stops dictionary-encoding once its dictionary outgrows this (pyarrow's default: 1 MB).
+# Low-cardinality columns (enums, versions, flags) still fit; ids, timestamps and uuids give up
+# early instead of hashing 128k values per row group first. 2M step_events rows: Parquet
+# encoding 3.1 -> 1.5 s of CPU and 82 -> 73 MB (bench/).
+DICTIONARY_PAGE_LIMIT = 64 * 1024
 MANIFEST_VERSION = 1
 
 
@@ -96,6 +101,7 @@ class ParquetDayWriter:
             coerce_timestamps="us",
             allow_truncated_timestamps=False,
             write_statistics=True,
+            dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
         )
         self.objects.append(WrittenObject(key=path, rows=0))  # filesystem path; S3: "bucket/key"
         self._rows_in_file = 0
