@@ -14,7 +14,7 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from weward_pipeline import erasure, lake
+from weward_pipeline import cli, erasure, lake
 from weward_pipeline.config import ConfigError
 from weward_pipeline.devstack import sample_data
 from weward_pipeline.devstack.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
@@ -122,6 +122,8 @@ def erased_step_ids(db: str) -> set[int]:
 def test_erasure_removes_exactly_the_users_rows_from_every_day_and_every_version(exported, app_db, clients):
     settings, catalog = exported
     before = snapshot(clients, settings)
+    glue = GlueCatalog(clients.glue, settings.glue_database)
+    _, manifest_before = published_manifest(glue, clients.s3, "step_events", DAYS[0].isoformat())
     step_ids = erased_step_ids(app_db)
     assert versions_holding_erased(clients, settings, step_ids)  # the test data does hold them, also noncurrent
     expected = {name: [r for r in rows if not belongs_to_erased(name, r)] for name, rows in before.items()}
@@ -132,7 +134,6 @@ def test_erasure_removes_exactly_the_users_rows_from_every_day_and_every_version
 
     assert report.ok and report.status == "completed" and report.rows_erased == erased_rows
     assert snapshot(clients, settings) == expected  # all other rows identical; reward_offers untouched
-    glue = GlueCatalog(clients.glue, settings.glue_database)
     for table in ("step_events", "ward_transactions", "users"):
         for partition in glue.list_partitions(table):
             day = partition["Values"][0]
@@ -144,6 +145,16 @@ def test_erasure_removes_exactly_the_users_rows_from_every_day_and_every_version
         for day in table.days:
             assert day.rows_after == day.rows_before - day.rows_erased
             assert glue.get_partition(table.table, day.day)["Parameters"]["weward.rows"] == str(day.rows_after)
+
+    # The manifest records the lineage; the redaction keys lost exactly the erased rows.
+    _, after = published_manifest(glue, clients.s3, "step_events", DAYS[0].isoformat())
+    (entry,) = after.extra["erasures"]
+    assert entry["erasure_id"] == report.erasure_id and entry["previous_export_id"] == manifest_before.export_id
+    assert after.rows == manifest_before.rows - entry["rows_erased"] and after.source_rows + after.carried_rows == after.rows
+    keys = after.extra["redaction_keys"]
+    assert keys["rows"] == after.source_rows and sum(o["rows"] for o in keys["objects"]) == keys["rows"]
+    assert all(o.key.startswith(lake.version_prefix(settings.lake, "step_events", DAYS[0], after.export_id))
+               for o in after.objects)
 
     # Redaction still accepts the rewritten days: keys aligned with data, counts consistent.
     redaction = redact_day(settings, catalog, catalog.table("step_events"), DAYS[0], clients=clients, dry_run=True,
@@ -183,7 +194,8 @@ def test_erasure_removes_exactly_the_users_rows_from_every_day_and_every_version
             for t in ("step_events", "users") for p in glue.list_partitions(t)} == publications
 
 
-def test_dry_run_reports_the_same_counts_and_writes_nothing(exported, clients):
+def test_dry_run_writes_nothing_and_bad_requests_say_why_without_echoing_ids(exported, clients, tmp_path, capsys,
+                                                                            monkeypatch, app_db):
     settings, catalog = exported
     stored = {(k, v) for k, v, _ in every_stored_version(clients, settings)}
     report = erase_users(settings, catalog, ERASED, clients=clients, pii_key=PII_KEY, dry_run=True)
@@ -194,6 +206,41 @@ def test_dry_run_reports_the_same_counts_and_writes_nothing(exported, clients):
     assert report.rows_erased == expected
     assert all(d.status in ("would_erase", "clean") for t in report.tables for d in t.days)
     assert any(t.versions_with_users for t in report.tables)  # the superseded step_events export
+
+    # The console script: ids from a file, never echoed; exit 0; still nothing written.
+    catalog_file = tmp_path / "tables.yaml"
+    catalog_file.write_text(json.dumps({"start_date": "2024-01-01", "timezone": "Europe/Paris", "tables": list(TABLES)}))
+    for name, value in {"WEWARD_TABLES_FILE": str(catalog_file), "WEWARD_PG_URL": app_db, "WEWARD_PII_KEY": KEY}.items():
+        monkeypatch.setenv(name, value)
+    request = tmp_path / "ticket.txt"
+    request.write_text("# ticket 1234\n3\n7\n")
+    assert cli.main(["erase", "--ids-file", str(request), "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert f"{expected} lake row(s) would be erased" in out.out and "(dry run" in out.err
+    assert {(k, v) for k, v, _ in every_stored_version(clients, settings)} == stored
+    request.write_text("3\nnot-a-number-42\n")
+    assert cli.main(["erase", "--ids-file", str(request), "--tables", "step_events"]) == 1  # incomplete
+    out = capsys.readouterr()
+    assert "not-a-number-42" not in out.out + out.err and "id number 2 of the request is not a valid value" in out.out
+
+    # Requests that cannot be carried out say why.
+    with pytest.raises(ErasureError, match=r"unknown table\(s\) nope .*table\(s\) reward_offers without `user_column`"):
+        erase_users(settings, catalog, ERASED, clients=clients, pii_key=PII_KEY, tables=["nope", "reward_offers"])
+    report = erase_users(settings, catalog, ["3", "not-a-number-42"], clients=clients, pii_key=PII_KEY,
+                         tables=["step_events"])
+    refused = [d for d in report.tables[0].days if d.status == "refused"]
+    assert refused and all("id number 2 of the request is not a valid value" in d.message for d in refused)
+    assert "not-a-number-42" not in report.summary() and "not-a-number-42" not in json.dumps(
+        erasure.read_audit(clients.s3, settings.lake, report.erasure_id))
+    monkeypatch.delenv("WEWARD_PII_KEY", raising=False)
+    with pytest.raises(ConfigError, match="no PII key .erasure of a pseudonymized user column"):
+        erase_users(settings, catalog, ERASED, clients=clients, tables=["ward_transactions"])
+    with pytest.raises(ErasureError, match="no user id"):
+        erase_users(settings, catalog, ["", "# only a comment"], clients=clients, pii_key=PII_KEY)
+    with pytest.raises(ConfigError, match="is not the key that pseudonymized"):
+        erase_users(settings, catalog, ERASED, clients=clients, tables=["ward_transactions"],
+                    pii_key=PiiKey(b"x" * 40, "wrong"))
+    assert repr(erasure.ErasureRequest.parse(["12345"])) == "ErasureRequest(1 user id(s))"
 
 
 def test_delete_from_postgres_uses_the_redaction_role(exported, app_db, clients, pg_server, lake_env):
@@ -280,39 +327,3 @@ def test_killed_after_publishing_the_superseded_export_is_purged_on_rerun(export
     second = erase_users(settings, catalog, ERASED, clients=clients, pii_key=PII_KEY, tables=["users"])
     assert second.ok and second.rows_erased == 0 and second.tables[0].versions_purged > 0  # ...until the sweep
     assert not any("/users/" in v for v in versions_holding_erased(clients, settings, set()))
-
-
-def test_requests_that_cannot_be_carried_out_say_why_without_echoing_ids(exported, clients, monkeypatch):
-    settings, catalog = exported
-    with pytest.raises(ErasureError, match=r"unknown table\(s\) nope .*table\(s\) reward_offers without `user_column`"):
-        erase_users(settings, catalog, ERASED, clients=clients, pii_key=PII_KEY, tables=["nope", "reward_offers"])
-    report = erase_users(settings, catalog, ["3", "not-a-number-42"], clients=clients, pii_key=PII_KEY,
-                         tables=["step_events"])
-    refused = [d for d in report.tables[0].days if d.status == "refused"]
-    assert refused and all("id number 2 of the request is not a valid value" in d.message for d in refused)
-    assert "not-a-number-42" not in report.summary() and "not-a-number-42" not in json.dumps(
-        erasure.read_audit(clients.s3, settings.lake, report.erasure_id))
-    monkeypatch.delenv("WEWARD_PII_KEY", raising=False)
-    with pytest.raises(ConfigError, match="no PII key .erasure of a pseudonymized user column"):
-        erase_users(settings, catalog, ERASED, clients=clients, tables=["ward_transactions"])
-    with pytest.raises(ErasureError, match="no user id"):
-        erase_users(settings, catalog, ["", "# only a comment"], clients=clients, pii_key=PII_KEY)
-    with pytest.raises(ConfigError, match="is not the key that pseudonymized"):
-        erase_users(settings, catalog, ERASED, clients=clients, tables=["ward_transactions"],
-                    pii_key=PiiKey(b"x" * 40, "wrong"))
-    assert repr(erasure.ErasureRequest.parse(["12345"])) == "ErasureRequest(1 user id(s))"
-
-
-def test_manifests_record_the_erasure_lineage(exported, clients):
-    settings, catalog = exported
-    glue = GlueCatalog(clients.glue, settings.glue_database)
-    _, before = published_manifest(glue, clients.s3, "step_events", DAYS[0].isoformat())
-    report = erase_users(settings, catalog, ERASED, clients=clients, pii_key=PII_KEY, tables=["step_events"])
-    _, after = published_manifest(glue, clients.s3, "step_events", DAYS[0].isoformat())
-    (entry,) = after.extra["erasures"]
-    assert entry["erasure_id"] == report.erasure_id and entry["previous_export_id"] == before.export_id
-    assert after.rows == before.rows - entry["rows_erased"] and after.source_rows + after.carried_rows == after.rows
-    keys = after.extra["redaction_keys"]
-    assert keys["rows"] == after.source_rows and sum(o["rows"] for o in keys["objects"]) == keys["rows"]
-    assert all(o.key.startswith(lake.version_prefix(settings.lake, "step_events", DAYS[0], after.export_id))
-               for o in after.objects)
