@@ -1,8 +1,9 @@
 """What an export (or a redaction) costs the application on the same server.
 
 The application is pgbench: its TPC-B-like read/write mix on its own tables, plus the app's own
-step syncs inserted into the exported table (today's rows, which no export reads), at a fixed
-arrival rate, as an app's users arrive. Its per-transaction log gives TPS and latency (p99
+step syncs inserted into the exported table (today's rows, which no export reads) and users
+correcting old step syncs (updates of random rows of the very day being exported or redacted),
+at a fixed arrival rate, as an app's users arrive. Its per-transaction log gives TPS and latency (p99
 includes the schedule lag, i.e. what a user waits) for exactly the seconds the pipeline ran.
 
 A watcher polls pg_locks and pg_stat_activity every 50 ms for the longest wait of any other
@@ -30,6 +31,12 @@ STEP_SYNC_SQL = """\\set uid random(1, 20000000)
 \\set steps random(0, 4000)
 INSERT INTO bench.step_events (user_id, created_at, steps, distance_m, wards, source, app_version, device_id, payload, is_manual)
 VALUES (:uid, now(), :steps, :steps * 0.7, :steps / 400.0, 'ios_healthkit', '4.12.3', gen_random_uuid(), '{"battery": 50, "sync": "foreground"}', false);
+"""
+
+
+# An app user correcting an old step sync: touches rows of the day being exported or redacted.
+OLD_ROW_FIX_SQL = """\\set id random(:lo, :hi)
+UPDATE bench.step_events SET steps = steps + 1 WHERE id = :id;
 """
 
 
@@ -71,6 +78,7 @@ class PgbenchRun:
     threads: int = 2
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pgbench-")))
     cpus: set[int] | None = None
+    touch_ids: tuple[int, int] | None = None  # ids of the pipeline's day, for OLD_ROW_FIX_SQL
     process: subprocess.Popen | None = None
     output: str = ""
 
@@ -82,6 +90,10 @@ class PgbenchRun:
             "-c", str(self.clients), "-j", str(self.threads), "-T", str(max(1, round(self.seconds))),
             "-l", f"--log-prefix={self.log_dir / 'tx'}",
         ]
+        if self.touch_ids:
+            fix = self.log_dir / "old_row_fix.sql"
+            fix.write_text(OLD_ROW_FIX_SQL)
+            args += ["-f", f"{fix}@1", "-D", f"lo={self.touch_ids[0]}", "-D", f"hi={self.touch_ids[1]}"]
         if self.rate:
             args += ["-R", str(round(self.rate))]
         self.process = subprocess.Popen([*args, self.url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -156,8 +168,9 @@ def pgbench_init(pgbench: str, url: str, scale: int) -> None:
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def max_tps(pgbench: str, url: str, seconds: float, cpus: set[int] | None = None) -> float:
-    run = PgbenchRun(pgbench, url, seconds, cpus=cpus).start().wait()
+def max_tps(pgbench: str, url: str, seconds: float, cpus: set[int] | None = None,
+            touch_ids: tuple[int, int] | None = None) -> float:
+    run = PgbenchRun(pgbench, url, seconds, cpus=cpus, touch_ids=touch_ids).start().wait()
     match = re.search(r"tps = ([\d.]+)", run.output)
     run.cleanup()
     return float(match.group(1)) if match else 0.0
@@ -227,13 +240,14 @@ class LockWatch:
 
 
 def run_under_load(pgbench: str, url: str, rate: float, expected_s: float, action, settle_s: float = 2.0,
-                   cpus: set[int] | None = None) -> dict:
+                   cpus: set[int] | None = None, touch_ids: tuple[int, int] | None = None) -> dict:
     """Start the app load, let it settle, run `action()` and measure the app while it ran.
 
     `action()` returns a dict; when it has `ended_epoch` and `seconds` (a method's own clock), the
     window is exactly those seconds, without the process start-up around them.
     """
-    load = PgbenchRun(pgbench, url, seconds=settle_s + expected_s + settle_s, rate=rate, cpus=cpus).start()
+    load = PgbenchRun(pgbench, url, seconds=settle_s + expected_s + settle_s, rate=rate, cpus=cpus,
+                      touch_ids=touch_ids).start()
     load_end = time.time() + settle_s + expected_s + settle_s
     try:
         time.sleep(settle_s)

@@ -24,13 +24,24 @@ from bench import data
 COMPRESSION = "zstd"
 
 
-def _table_config():
+def _table_config(retention_days: int | None = None):
     from weward_pipeline.config import TableConfig
 
     return TableConfig(
         name=data.TABLE, mode="append", primary_key=("id",), schema=data.SCHEMA,
-        source_table=data.TABLE, partition_column="created_at",
+        source_table=data.TABLE, partition_column="created_at", retention_days=retention_days,
     )
+
+
+def _settings_and_catalog(spec: dict, table):
+    from weward_pipeline.config import Catalog, LakeLocation, Settings
+
+    settings = Settings(
+        pg_url=spec["pg_url"], lake=LakeLocation(spec["bucket"], "lake"), glue_database="weward_bench",
+        aws_region=os.environ["AWS_REGION"], aws_endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        tables_file=None, pg_redact_url=spec["pg_url"],
+    )
+    return settings, Catalog(start_date=dt.date(2000, 1, 1), timezone=data.TIMEZONE, tables=(table,))
 
 
 def _limits(spec: dict):
@@ -99,16 +110,11 @@ def product_s3(spec: dict, out: Path) -> dict:
     """The public code path, `export_day`: S3 (the moto endpoint) and Glue, manifest and publish."""
     import adbc_driver_postgresql.dbapi  # noqa: F401 - imported by Extraction.open(); not timed
 
-    from weward_pipeline.config import Catalog, LakeLocation, Settings
     from weward_pipeline.export import export_day
 
-    table = _table_config()
-    settings = Settings(
-        pg_url=spec["pg_url"], lake=LakeLocation(spec["bucket"], "lake"), glue_database="weward_bench",
-        aws_region=os.environ["AWS_REGION"], aws_endpoint_url=os.environ["AWS_ENDPOINT_URL"],
-        tables_file=None, pg_redact_url=spec["pg_url"],
-    )
-    catalog = Catalog(start_date=dt.date(2000, 1, 1), timezone=data.TIMEZONE, tables=(table,))
+    # With retention_days the export also records redaction keys (a fingerprint per row).
+    table = _table_config(spec.get("retention_days"))
+    settings, catalog = _settings_and_catalog(spec, table)
     started = time.monotonic()
     result = export_day(settings, catalog, table, _day(spec), limits=_limits(spec), on_progress=lambda m: None)
     seconds = time.monotonic() - started
@@ -124,6 +130,27 @@ def product_s3(spec: dict, out: Path) -> dict:
         "seconds": seconds, "read_s": result.read_s, "rows": result.rows, "bytes": result.bytes,
         "files": len(result.objects), "wards_type": str(schema.field("wards").type),
         "created_at_type": str(schema.field("created_at").type), "codec": codec,
+    }
+
+
+def redact(spec: dict, out: Path) -> dict:
+    """The public redaction path, `redact_day`, on a day exported with redaction keys.
+
+    Stops cleanly after `redact_seconds` (RedactionLimits.max_runtime_s): its pace is steady, and
+    a re-run would go on where it stopped.
+    """
+    from weward_pipeline.redact import RedactionLimits, redact_day
+
+    table = _table_config(spec["retention_days"])
+    settings, catalog = _settings_and_catalog(spec, table)
+    limits = RedactionLimits(max_runtime_s=spec.get("redact_seconds"))
+    started = time.monotonic()
+    report = redact_day(settings, catalog, table, _day(spec), limits=limits, on_progress=lambda m: None)
+    return {
+        "seconds": time.monotonic() - started, "rows_deleted": report.rows_deleted, "batches": report.batches,
+        "status": report.status, "why_quit": report.why_quit, "lock_timeouts": report.lock_timeouts,
+        "kept_back": report.kept_back, "batch_rows": limits.batch_rows, "pause_s": limits.pause_s,
+        "lock_timeout_s": limits.lock_timeout_s,
     }
 
 
@@ -219,6 +246,7 @@ METHODS: dict[str, Callable[[dict, Path], dict]] = {
     "copy_floor": copy_floor,
     "product": product_local,
     "product_s3": product_s3,
+    "redact": redact,
     "adbc_raw": adbc_raw,
     "connectorx": connectorx,
     "dlt_pyarrow": dlt_pyarrow,
@@ -256,7 +284,7 @@ def main(argv: list[str]) -> int:
     out = Path(spec["out"])
     result = METHODS[spec["method"]](spec, out)
     result["ended_epoch"] = time.time()
-    described = describe_output(out) if spec["method"] not in ("copy_floor", "product_s3") else {}
+    described = describe_output(out) if spec["method"] not in ("copy_floor", "product_s3", "redact") else {}
     result = {**described, **result}
     usage = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)

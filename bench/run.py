@@ -147,6 +147,7 @@ class Runner:
                 return {"error": f"exit status {status}", "log": tail}
             result = json.loads(result_path.read_text())
             result["expected_rows"] = spec["rows"]
+            result["peak_anon_kb"] = process.peak_anon_kb
             # The floor's COPY runs in psql, a child of the method's process: its RSS is the floor's.
             own = rusage.ru_maxrss if rusage else result.get("self_rss_kb", 0)
             result["peak_rss_kb"] = result["children_rss_kb"] if result.get("transport") == "psql" else max(own, result.get("children_rss_kb", 0))
@@ -155,13 +156,27 @@ class Runner:
             shutil.rmtree(out, ignore_errors=True)
 
 
+def _anon_kb(pid: int) -> int:
+    """Private memory (heap, Arrow buffers) of a process: RSS without the shared library pages."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def _wait(process: subprocess.Popen, timeout: float):
+    """Wait for the method's process; its rusage has the peak RSS. Samples its anonymous memory too."""
     deadline = time.monotonic() + timeout
+    process.peak_anon_kb = 0
     while True:
         pid, status, rusage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)
             return process.returncode, rusage
+        process.peak_anon_kb = max(process.peak_anon_kb, _anon_kb(process.pid))
         if time.monotonic() > deadline:
             process.kill()
             _, status, rusage = os.wait4(process.pid, 0)
@@ -178,7 +193,9 @@ def run_rounds(runner: Runner, methods: list[Method], rounds: int, say) -> dict[
         shift = round_ % len(methods)
         order = methods[shift:] + methods[:shift]  # rotate so no method always runs first or last
         for method in order:
+            load = os.getloadavg()[0]
             result = runner.run(method, f"r{round_}")
+            result["loadavg_before"] = load
             results[key(method)].append(result)
             if "error" in result:
                 say(f"  round {round_ + 1}: {key(method):16s} FAILED ({result['error']})\n{result['log']}")
@@ -196,10 +213,19 @@ def summarize(runs: list[dict]) -> dict | None:
     summary["seconds"] = statistics.median(r["seconds"] for r in good)
     summary["seconds_all"] = [round(r["seconds"], 2) for r in good]
     summary["peak_rss_kb"] = max(r["peak_rss_kb"] for r in good)
+    summary["peak_anon_kb"] = max(r.get("peak_anon_kb", 0) for r in good)
     summary["runs"] = len(good)
+    summary["loadavg_max"] = max(r.get("loadavg_before", 0) for r in good)
     summary["failed_runs"] = len(runs) - len(good)
     summary["rows_ok"] = all(r.get("rows", r["expected_rows"]) == r["expected_rows"] for r in good)
     return summary
+
+
+def day_ids(dataset: data.Dataset) -> tuple[int, int]:
+    """The id range of the exported day (data.load numbers rows day after day from 1)."""
+    index = (dataset.day - dataset.first_day).days
+    first = 1 + index * dataset.rows_per_day
+    return first, first + dataset.rows_per_day - 1
 
 
 def measure_impact(runner: Runner, args, product_seconds: float, rows: int, say, pg, aws) -> dict:
@@ -207,6 +233,7 @@ def measure_impact(runner: Runner, args, product_seconds: float, rows: int, say,
     if not pgbench:
         return {"skipped": "pgbench not found (Debian package postgresql-client)"}
     url = runner.pg_url
+    touch = day_ids(runner.dataset)
     say("impact: pgbench -i")
     impact.pgbench_init(pgbench, url, args.pgbench_scale)
     split = impact.split_cpus() if not args.no_pin else None
@@ -218,10 +245,9 @@ def measure_impact(runner: Runner, args, product_seconds: float, rows: int, say,
         if aws.pid:
             impact.pin_tree(aws.pid, client_cpus)
         say(f"impact: PostgreSQL pinned to CPU {sorted(server_cpus)}, pipeline and pgbench to CPU {sorted(client_cpus)}")
-    capacity = impact.max_tps(pgbench, url, args.calibrate_seconds, cpus=client_cpus)
+    capacity = impact.max_tps(pgbench, url, args.calibrate_seconds, cpus=client_cpus, touch_ids=touch)
     rate = max(10.0, round(capacity * args.app_load))
     say(f"impact: app capacity {capacity:.0f} tps quiet; the app runs at {rate:.0f} tps ({args.app_load:.0%})")
-    phases: list[dict] = []
 
     def quiet():
         time.sleep(args.quiet_seconds)
@@ -240,36 +266,49 @@ def measure_impact(runner: Runner, args, product_seconds: float, rows: int, say,
         throttle = round(product_rate * fraction, -3) or 1000
         plan.append((f"export, throttled to {throttle:,.0f} rows/s ({fraction:.0%})", throttle, export(throttle),
                      rows / throttle * 1.3 + 5))
-    redaction = redaction_action(runner, args)
-    if redaction is None:
-        phases_pending = "redaction: weward_pipeline.redact has no usable entry point yet"
-    else:
-        phases_pending = None
-        plan.append(("redaction", None, redaction, args.redact_expected_seconds))
+    phases: list[dict] = []
     for label, throttle, action, expected in plan:
-        say(f"impact: {label}")
-        measured = impact.run_under_load(pgbench, url, rate, expected, action, cpus=client_cpus)
-        measured.update(label=label, throttle=throttle)
-        outcome = measured["action"]
-        if isinstance(outcome, dict) and "error" in outcome:
-            say(f"  FAILED: {outcome['error']}\n{outcome.get('log', '')}")
-        app = measured["app"]
-        say(f"  app {app['tps']:.0f} tps, p99 {app['p99_ms']:.1f} ms; pipeline xact {measured['locks']['longest_pipeline_xact_s']:.1f} s")
-        phases.append(measured)
-    return {"capacity_tps": capacity, "rate_tps": rate, "phases": phases, "pending": phases_pending,
+        phases.append(_phase(label, action, expected, pgbench, url, rate, args, client_cpus, touch, say))
+        phases[-1]["throttle"] = throttle
+    keyed_export = None
+    if args.redact_seconds > 0:
+        say("impact: export_day with redaction keys (retention_days set), for the redaction")
+        keyed_export = runner.run(S3_METHOD, "keys", cpus=client_cpus, retention_days=REDACT_RETENTION_DAYS)
+        if "error" in keyed_export:
+            say(f"  FAILED: {keyed_export['error']}\n{keyed_export.get('log', '')}")
+        else:
+            def redaction():
+                return runner.run(Method("redact", "", peer=False), "impact", cpus=client_cpus,
+                                  retention_days=REDACT_RETENTION_DAYS, redact_seconds=args.redact_seconds)
+            phases.append(_phase(f"redaction (first {args.redact_seconds:.0f} s)", redaction,
+                                 args.redact_seconds + 15, pgbench, url, rate, args, client_cpus, touch, say))
+    return {"capacity_tps": capacity, "rate_tps": rate, "phases": phases, "keyed_export": keyed_export,
             "server_cpus": sorted(server_cpus) if server_cpus else None,
             "pgbench_scale": args.pgbench_scale, "lock_timeout_s": _lock_timeout()}
+
+
+REDACT_RETENTION_DAYS = 30
+
+
+def _phase(label, action, expected, pgbench, url, rate, args, cpus, touch, say) -> dict:
+    say(f"impact: {label}")
+    measured = impact.run_under_load(pgbench, url, rate, expected, action, settle_s=args.settle_seconds,
+                                     cpus=cpus, touch_ids=touch)
+    measured["label"] = label
+    outcome = measured["action"]
+    if isinstance(outcome, dict) and "error" in outcome:
+        say(f"  FAILED: {outcome['error']}\n{outcome.get('log', '')}")
+    app = measured["app"]
+    say(f"  app {app['tps']:.0f} tps, p99 {app['p99_ms']:.1f} ms; pipeline xact "
+        f"{measured['locks']['longest_pipeline_xact_s']:.1f} s; app waited on pipeline "
+        f"{measured['locks']['longest_app_wait_on_pipeline_s']:.2f} s")
+    return measured
 
 
 def _lock_timeout() -> int:
     from weward_pipeline.extract import ExtractLimits
 
     return ExtractLimits().lock_timeout_s
-
-
-def redaction_action(runner: Runner, args):
-    """The redaction run, once weward_pipeline.redact offers a plain-Python entry point."""
-    return None
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -307,28 +346,31 @@ def render(report: dict) -> str:
     lines.append(
         f"One day of `bench.step_events` ({ds['rows']:,} rows, {ds['day']}, {ds['columns']}), zstd; "
         f"{report['rounds']} interleaved round(s), median seconds, peak RSS = max over rounds; "
-        f"run {report['started']} in {report['total_minutes']:.1f} min."
+        f"run {report['started']} in {report['total_minutes']:.1f} min; 1-minute load average before each run: "
+        f"median {report['loadavg']['median']:.1f}, max {report['loadavg']['max']:.1f} (the machine has {os.cpu_count()} cores; "
+        "above that, other processes were competing for them)."
     )
     lines.append("")
-    lines.append("| method | seconds | rows/s | x floor | x product | peak RSS | output | numeric(12,2) became | timestamptz became |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---|---|")
+    lines.append("| method | seconds | rows/s | x floor | x product | peak RSS | of it private | output | numeric(12,2) became | timestamptz became |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
     summaries = report["summaries"]
     floor = summaries.get("copy_floor")
     product = summaries.get("product")
     for method in METHODS:
         s = summaries.get(method.name)
         if method.name in report["skipped"]:
-            lines.append(f"| {method.label} | skipped: {report['skipped'][method.name]} | | | | | | | |")
+            lines.append(f"| {method.label} | skipped: {report['skipped'][method.name]} | | | | | | | | |")
             continue
         if s is None:
             if method.name in report["failed"]:
-                lines.append(f"| {method.label} | failed: {report['failed'][method.name]} | | | | | | | |")
+                lines.append(f"| {method.label} | failed: {report['failed'][method.name]} | | | | | | | | |")
             continue
         rows = s["expected_rows"]
         cells = [
             method.label, f"{s['seconds']:.2f}", f"{rows / s['seconds']:,.0f}",
             f"{s['seconds'] / floor['seconds']:.2f}" if floor else "", f"{s['seconds'] / product['seconds']:.2f}" if product else "",
-            _mb(s["peak_rss_kb"]), _mb(s["bytes"] / 1024) if s.get("bytes") else "-",
+            _mb(s["peak_rss_kb"]), _mb(s["peak_anon_kb"]) if method.name != "copy_floor" else "",
+            _mb(s["bytes"] / 1024) if s.get("bytes") else "-",
             _decimal_verdict(s.get("wards_type")) if method.name != "copy_floor" else "(binary, not decoded)",
             _tz_verdict(s.get("created_at_type")) if method.name != "copy_floor" else "",
         ]
@@ -377,28 +419,41 @@ def render(report: dict) -> str:
 def render_impact(imp: dict) -> list[str]:
     if "skipped" in imp:
         return [f"Impact on the application: skipped ({imp['skipped']}).", ""]
+    pinned = (f" PostgreSQL had CPU {imp['server_cpus']} to itself, the pipeline and pgbench the other(s), as the "
+              "database and the pipeline run on different machines in production." if imp.get("server_cpus") else "")
     lines = [
-        f"Impact on the application: pgbench (TPC-B-like read/write mix on its own tables, scale {imp['pgbench_scale']}, "
-        f"plus the app's step syncs inserted into the exported table), 4 clients at a fixed {imp['rate_tps']:.0f} tps "
-        f"(half of the {imp['capacity_tps']:.0f} tps this server does when quiet). p99 includes schedule lag: what a user waits. "
-        f"The pipeline's lock_timeout is {imp['lock_timeout_s']} s.",
+        f"Impact on the application: pgbench at a fixed {imp['rate_tps']:.0f} tps, 4 clients (half of the "
+        f"{imp['capacity_tps']:.0f} tps the server does when quiet): TPC-B-like read/write mix on its own tables "
+        f"(scale {imp['pgbench_scale']}), plus the app inserting step syncs into the exported table and updating "
+        f"random old rows of the exported day. p99 includes schedule lag, i.e. what a user waits.{pinned} "
+        f"The export's lock_timeout is {imp['lock_timeout_s']} s.",
         "",
         "| while | pipeline s | app tps | app p50 ms | app p99 ms | longest app wait on a pipeline lock | longest pipeline transaction |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for phase in imp["phases"]:
         action = phase["action"] if isinstance(phase["action"], dict) else {}
-        seconds = action.get("seconds")
-        app = phase["app"]
-        locks = phase["locks"]
-        pipeline = "-" if phase["label"].startswith("quiet") else (f"{seconds:.1f}" if seconds else "failed")
+        app, locks = phase["app"], phase["locks"]
+        if phase["label"].startswith("quiet"):
+            pipeline = "-"
+        elif "error" in action:
+            pipeline = "failed"
+        elif "rows_deleted" in action:
+            pipeline = f"{action['seconds']:.1f} ({action['rows_deleted']:,} rows deleted in {action['batches']:,} batches)"
+        else:
+            pipeline = f"{action['seconds']:.1f}"
         lines.append(
             f"| {phase['label']} | {pipeline} | {app['tps']:.0f} | {app['p50_ms']:.1f} | {app['p99_ms']:.1f} | "
-            f"{locks['longest_app_wait_on_pipeline_s']:.2f} s | {locks['longest_pipeline_xact_s']:.1f} s |"
+            f"{locks['longest_app_wait_on_pipeline_s']:.2f} s | {locks['longest_pipeline_xact_s']:.2f} s |"
         )
-    if imp.get("pending"):
-        lines.append(f"| redaction | pending: {imp['pending']} | | | | | |")
     lines.append("")
+    keyed = imp.get("keyed_export")
+    if keyed and "error" not in keyed:
+        lines.append(
+            f"Before the redaction, the day was exported again with `retention_days` set (export_day to S3, which then "
+            f"also records a fingerprint per row for redaction): {keyed['seconds']:.2f} s, peak RSS {_mb(keyed['peak_rss_kb'])}."
+        )
+        lines.append("")
     return lines
 
 
@@ -442,9 +497,11 @@ def parse_args(argv: list[str]):
     parser.add_argument("--no-pin", action="store_true", help="do not give PostgreSQL its own CPU during the impact runs")
     parser.add_argument("--calibrate-seconds", type=float, default=8)
     parser.add_argument("--quiet-seconds", type=float, default=15)
+    parser.add_argument("--settle-seconds", type=float, default=2, help="app load before and after each pipeline run")
     parser.add_argument("--app-load", type=float, default=0.5, help="app rate as a fraction of quiet capacity")
     parser.add_argument("--throttles", default="0.5", help="fractions of the unthrottled rate to try, comma-separated")
-    parser.add_argument("--redact-expected-seconds", type=float, default=60)
+    parser.add_argument("--redact-seconds", type=float, default=60,
+                        help="how long the redaction runs under the app load (0: skip it)")
     parser.add_argument("--method-timeout", type=float, default=900)
     parser.add_argument("--product-python", default=default_python(".venv"))
     parser.add_argument("--peer-python", default=default_python(".venv-bench"))
@@ -509,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{args.rounds} round(s) of {', '.join(key(m) for m in chosen)}")
         results = run_rounds(runner, chosen, args.rounds, say)
         summaries = {k: s for k, runs in results.items() if (s := summarize(runs))}
+        loads = [r["loadavg_before"] for runs in results.values() for r in runs if "loadavg_before" in r]
         failed = {k.split("@")[0]: runs[-1]["error"] for k, runs in results.items() if k not in summaries}
         report = {
             "started": started_at,
@@ -526,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
             "scale": "product@3x" in summaries,
             "targets": {k: list(v) for k, v in evaluate(summaries).items()},
             "python": {"product": args.product_python, "peer": args.peer_python},
+            "loadavg": {"median": statistics.median(loads) if loads else 0, "max": max(loads, default=0)},
         }
         product_versions = versions(args.product_python, ["pyarrow", "adbc-driver-postgresql"])
         peer_versions = versions(args.peer_python, ["pandas", "dlt", "connectorx"])
