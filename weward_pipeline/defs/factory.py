@@ -14,6 +14,13 @@ from weward_pipeline.defs.resources import lake_resource_from_env
 from weward_pipeline.defs.schedules import ScheduleSettings, schedule_definitions
 
 
+# Steps (one export per table, its checks) run in parallel subprocesses, within the pool's limit.
+# forkserver: each step forks from a process that has already imported dagster, pyarrow, boto3
+# and the code location, instead of a fresh interpreter importing them again for every step;
+# a backfill is many one-day runs of several steps each.
+STEP_EXECUTOR = dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}})
+
+
 def table_definitions(table: TableConfig, catalog: Catalog) -> dg.Definitions:
     exports = dg.Definitions(
         # Code references: the catalog entry of the table and the function that exports it.
@@ -28,7 +35,10 @@ def build_definitions(
     catalog: Catalog, resources: dict | None = None, schedules: ScheduleSettings | None = None
 ) -> dg.Definitions:
     per_table = [table_definitions(table, catalog) for table in catalog.tables]
-    shared = dg.Definitions(resources=resources or {"lake": lake_resource_from_env(), "query": query_resource_from_env()})
+    shared = dg.Definitions(
+        resources=resources or {"lake": lake_resource_from_env(), "query": query_resource_from_env()},
+        executor=STEP_EXECUTOR,
+    )
     redaction = dg.Definitions(sensors=[redaction_sensor()] if any(t.retention_days for t in catalog.tables) else [])
     # GDPR erasure, launched by hand with a request file (defs/erasure.py); only if a table can be erased.
     erasure = dg.Definitions(jobs=[erasure_job(catalog)] if any(t.user_column for t in catalog.tables) else [])
