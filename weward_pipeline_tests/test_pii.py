@@ -336,3 +336,36 @@ def test_hashing_a_numeric_user_column_matches_what_an_operator_recomputes(small
         by_id = dict(conn.execute("SELECT id, user_id FROM ward_transactions").fetchall())
     assert rows and all(r["user_id"] == reference_hmac(KEY, str(by_id[r["id"]])) for r in rows)
     assert all(isinstance(r["amount"], decimal.Decimal) for r in rows)
+
+
+def test_the_dagster_ui_says_which_columns_are_pseudonymized_dropped_or_generalized(small_app, lake_env, clients):
+    import dagster as dg
+
+    from weward_pipeline.defs.assets import export_metadata
+    from weward_pipeline.defs.factory import build_definitions
+    from weward_pipeline.defs.resources import LakeResource
+
+    catalog = make_catalog(USERS)
+    key = dg.AssetKey(["lake", "users"])
+    asset = build_definitions(catalog).get_assets_def(key)
+    metadata = asset.metadata_by_key[key]
+    assert metadata["pii/pseudonymized"] == "email (HMAC-SHA256, keyed)"
+    assert metadata["pii/dropped"] == "first_name, phone" and metadata["pii/year_only"] == "birth_date"
+    assert metadata["pii/kept_personal"] == "id" and metadata["pii/user_column"] == "id"
+    assert "Personal data - pseudonymized (HMAC-SHA256, keyed): email" in asset.descriptions_by_key[key]
+
+    settings = make_settings(lake_env, small_app)
+    result = export_day(settings, catalog, catalog.tables[0], DAY, clients=clients, now=AFTER_DAY,
+                        pii_key=PiiKey(KEY.encode(), "test"))
+    resource = LakeResource(pg_url=small_app, lake_url=lake_env["WEWARD_LAKE_URL"])
+    columns = {c.name: c for c in export_metadata(result, resource)["dagster/column_schema"].columns}
+    assert columns["email"].tags == {"pii": "hash"} and "pseudonymized" in columns["email"].description
+    assert columns["birth_date"].tags == {"pii": "generalize_year"} and columns["birth_date"].type == "int"
+    assert "phone" not in columns and not columns["country"].tags
+
+
+def test_columns_that_look_personal_but_have_no_policy_are_named():
+    table = make_catalog({"name": "t", "mode": "snapshot", "primary_key": ["id"], "pii": {"email": "hash"}}).tables[0]
+    columns = [map_column(name=n, pg_type="text", base_type="text", typmod=-1, is_array=False, nullable=True)
+               for n in ("id", "email", "contact_phone", "home_address", "steps", "lastName")]
+    assert pii.unreviewed_personal_columns(table, columns) == ["contact_phone", "home_address", "lastName"]
