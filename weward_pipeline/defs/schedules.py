@@ -2,7 +2,10 @@
 
 The schedule runs through the Dagster daemon, in the catalog's time zone, a little after local
 midnight: at 02:00 (WEWARD_SCHEDULE_HOUR) it requests yesterday's partition of every `lake/*`
-asset. Its run key is the day, so a daemon that restarts or catches up never exports a day twice.
+asset. Each tick maps to exactly one day (run key and tag `weward/day`); after daemon downtime the
+scheduler replays up to 5 missed ticks (Dagster's max_catchup_runs), i.e. exports the missed days.
+On DST days the tick still comes once: 03:00 when 02:00 does not exist, the later 02:00 when it
+happens twice. Older gaps are a backfill from the UI.
 
 Freshness is checked per table with Dagster's time-partition freshness checks: from the deadline
 (08:00 local by default, WEWARD_FRESHNESS_DEADLINE_HOUR) the check of `lake/<t>` fails (red in
@@ -105,7 +108,7 @@ def daily_export_schedule(
         ),
         description=(
             f"Exports yesterday ({catalog.timezone}) of every table, at `{settings.cron}` local time. "
-            "One run per day; the run key is the day, so a tick is never exported twice."
+            "One run per tick, for the day before it."
         ),
         tags={"weward/trigger": "schedule"},
     )
