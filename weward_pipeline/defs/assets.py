@@ -153,8 +153,11 @@ def lake_asset(
         key=lake_key(table.name),
         deps=[source_key(table.name)],
         partitions_def=daily_partitions(catalog),
-        # One run per day: per-day metadata, per-day retries, and the pool (not the backfill)
-        # decides how many days hit PostgreSQL at once.
+        # Multi-run, one day per run, on purpose: a 90-day backfill of 6 tables is 90 runs of 6
+        # exports (not 540), each day gets its own materialization metadata, checks, retries and
+        # red/green partition in the UI, and a failed day is re-run alone. A single-run backfill
+        # would hand the asset a range and one materialization for all of it. Load on PostgreSQL
+        # is bounded by the pool (2 exports at once), the run queue by dagster.yaml (2 backfill runs).
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
         retry_policy=retry_policy,
         pool=SOURCE_POOL,
