@@ -298,6 +298,12 @@ class Settings:
     tables_file: str | None
     pg_redact_url: str
 
+    def __repr__(self) -> str:
+        """Masked: a Settings printed in a log or a traceback must not carry the DSN passwords."""
+        return (f"Settings(pg_url={mask_url(self.pg_url)!r}, pg_redact_url={mask_url(self.pg_redact_url)!r}, "
+                f"lake={self.lake!r}, glue_database={self.glue_database!r}, aws_region={self.aws_region!r}, "
+                f"aws_endpoint_url={self.aws_endpoint_url!r}, tables_file={self.tables_file!r})")
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)

@@ -172,3 +172,12 @@ def test_scrub_masks_urls_keyword_passwords_and_known_secrets():
     cleaned = scrub(text, env=env)
     assert "S3cret-Pw" not in cleaned and "k" * 40 not in cleaned and "a:b@" not in cleaned
     assert "postgresql://u:***@h:5432/db" in cleaned
+
+
+def test_settings_print_masked():
+    settings = Settings.from_env({"WEWARD_PG_URL": "postgresql://exp:Pw-One-123@db:5432/app",
+                                  "WEWARD_PG_REDACT_URL": "postgresql://red:Pw-Two-456@db:5432/app",
+                                  "WEWARD_LAKE_URL": "s3://b/p"})
+    for text in (repr(settings), str(settings), f"{settings}", repr([settings])):
+        assert "Pw-One-123" not in text and "Pw-Two-456" not in text
+    assert "postgresql://exp@db:5432/app" in repr(settings) and settings.pg_url.endswith("@db:5432/app")
