@@ -17,6 +17,7 @@ import threading
 import time
 
 import psycopg
+from psycopg import sql
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -566,3 +567,97 @@ def test_re_export_refuses_when_the_published_day_is_damaged_after_redaction(sce
     assert "may hold the only copy of rows already redacted" in str(refused.value)
     assert scenario.manifest().export_id in str(refused.value)
     assert scenario.pg_ids() == everything - day_rows
+
+
+# -- the real thing: least-privilege roles, every column type, composite keys ----------------------
+
+def test_the_least_privilege_roles_export_and_redact_with_a_dropped_personal_column(fresh_database, pg_server, lake_env, clients):
+    """Export as the read-only role, redact as the role that can only read exported columns and delete."""
+    import secrets
+
+    from weward_pipeline.devstack.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
+
+    sample_data.load(fresh_database, end_date=dt.date(2024, 4, 1), size=sample_data.SampleSize(users=30, days=2),
+                     timezone=TIMEZONE)
+    table = {**STEP_EVENTS, "user_column": "user_id", "pii": {"user_id": "keep", "device_id": "drop"}}
+    catalog = make_catalog(table)
+    suffix = secrets.token_hex(3)
+    roles = PipelineRoles(export_role=f"t_export_{suffix}", redact_role=f"t_redact_{suffix}")
+    ensure_roles(pg_server.admin_url(), roles)
+    try:
+        assert grant_catalog(fresh_database, catalog, roles) == []
+        scenario = Scenario(lake_env, clients, fresh_database, table)
+        scenario.settings = make_settings({**lake_env, "WEWARD_PG_REDACT_URL": roles.redact_url(fresh_database)},
+                                          roles.export_url(fresh_database))
+        everything = scenario.pg_ids()
+        day_rows = scenario.pg_ids(DAY)
+        scenario.export()
+        # The app changes the dropped column: it is not in the lake, so the row may still go.
+        scenario.execute("UPDATE step_events SET device_id = gen_random_uuid() WHERE id = %s", (min(day_rows),))
+
+        dry = scenario.redact(dry_run=True)
+        report = scenario.redact()
+
+        assert dry.rows_would_delete == report.rows_deleted == len(day_rows)
+        assert report.postgres.startswith(f"postgresql://{roles.redact_role}@")
+        assert "device_id" not in report.delete_sql
+        assert scenario.pg_ids() == everything - day_rows
+        assert scenario.lake_ids() == day_rows
+    finally:
+        drop_roles(pg_server.admin_url(), roles, [fresh_database.rsplit("/", 1)[1]])
+
+
+EVERY_TYPE_DDL = """
+CREATE TYPE mood AS ENUM ('sad', 'happy');
+CREATE TABLE visits (
+    shop text NOT NULL, visit_no integer NOT NULL,
+    at timestamp NOT NULL,  -- local wall-clock time, as some apps store it
+    amount numeric(8, 2), ratio double precision, small real, tags text[], doc jsonb, raw_doc json,
+    took interval, raw bytea, u uuid, m mood, ok boolean, d date, tm time, ip inet,
+    PRIMARY KEY (shop, visit_no)
+);
+INSERT INTO visits
+SELECT 'shop-' || (g % 3), g, timestamp '2024-03-30 00:00' + g * interval '37 minutes',
+       g * 1.25, g / 7.0, g / 3.0::real, ARRAY['a', NULL, 'c,d'], jsonb_build_object('g', g, 'é', true),
+       '{"b": 1,  "a": [1, 2]}', make_interval(days => g, secs => g / 3.0), decode(md5(g::text), 'hex'),
+       md5(g::text)::uuid, (ARRAY['sad', 'happy'])[1 + g % 2]::mood, g % 2 = 0, date '2024-01-01' + g,
+       time '00:00' + g * interval '1 minute 1.5 second', ('10.0.0.' || g)::inet
+FROM generate_series(1, 120) AS g;
+"""
+
+
+def test_fingerprints_agree_for_every_column_type_whatever_the_server_defaults(fresh_database, lake_env, clients):
+    """The export (ADBC) and the redaction (psycopg) compute the same fingerprint; the database's own
+    text settings (float digits, bytea, dates, time zone) do not matter: the export's are recorded."""
+    database = fresh_database.rsplit("/", 1)[1]
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute(EVERY_TYPE_DDL)
+        for setting, value in (("extra_float_digits", "3"), ("bytea_output", "escape"), ("DateStyle", "SQL, DMY"),
+                               ("IntervalStyle", "sql_standard"), ("TimeZone", "America/New_York")):
+            conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(database), sql.Identifier(setting), sql.Literal(value)))
+    table = {"name": "visits", "mode": "append", "partition_column": "at", "primary_key": ["shop", "visit_no"],
+             "retention_days": 1}
+    scenario = Scenario(lake_env, clients, fresh_database, table)
+
+    def keys(day=None):
+        query = "SELECT shop, visit_no FROM visits"
+        if day:
+            query += f" WHERE at >= '{day}' AND at < '{day + dt.timedelta(days=1)}'"
+        with psycopg.connect(fresh_database) as conn:
+            return {tuple(row) for row in conn.execute(query)}
+
+    everything, day_rows = keys(), keys(DAY)
+    assert len(day_rows) > 30
+    scenario.export()
+    changed = sorted(day_rows)[0]
+    scenario.execute("UPDATE visits SET ratio = ratio + 1e-15 WHERE shop = %s AND visit_no = %s", changed)
+
+    report = scenario.redact()
+
+    assert report.kept_back == {redact.CHANGED_SINCE_EXPORT: 1}
+    assert report.kept_back_keys[redact.CHANGED_SINCE_EXPORT] == [list(changed)]
+    assert report.rows_deleted == len(day_rows) - 1
+    assert keys() == (everything - day_rows) | {changed}
+    lake = read_table(scenario.glue, clients.filesystem, "visits", DAY.isoformat())
+    assert set(zip(lake.column("shop").to_pylist(), lake.column("visit_no").to_pylist())) == day_rows
