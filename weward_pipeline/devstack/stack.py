@@ -86,6 +86,10 @@ class LocalStack:
         self.aws.stop()
         if remove and self.base_dir.exists():
             shutil.rmtree(self.base_dir, ignore_errors=True)
+        if remove:  # forget the old ports, passwords and seed: the next up() starts from scratch
+            self.state = StackState()
+            self.postgres = LocalPostgres(self.base_dir / "postgres")
+            self.aws = LocalAws(self.base_dir / "moto")
 
     def pg_url(self) -> str:
         """The superuser URL: for seeding and granting, never handed to the pipeline."""
