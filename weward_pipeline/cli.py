@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "weward_pipeline.devstack.commands",
     "weward_pipeline.query_cli",
     "weward_pipeline.erasure_cli",
+    "weward_pipeline.redact_cli",
 ]
 
 

@@ -296,12 +296,13 @@ def collect_evidence(clients: AwsClients, glue: GlueCatalog, table: TableConfig,
 
 
 def _download_exact(s3, bucket: str, obj: lake.WrittenObject, path: Path, table: TableConfig, day) -> None:
-    """The object exactly as the export described it (If-Match on its ETag), or a refusal."""
-    kwargs = {"Bucket": bucket, "Key": obj.key, "IfMatch": f'"{obj.etag}"'}
-    if obj.version_id:
-        kwargs["VersionId"] = obj.version_id
+    """The object exactly as the export described it (If-Match on its ETag), or a refusal.
+
+    Not by VersionId: that would need s3:GetObjectVersion, which the redaction role does not have
+    (infra/modules/iam), and the ETag already pins the content.
+    """
     try:
-        body = s3.get_object(**kwargs)["Body"]
+        body = s3.get_object(Bucket=bucket, Key=obj.key, IfMatch=f'"{obj.etag}"')["Body"]
         with open(path, "wb") as out:
             shutil.copyfileobj(body, out, 1024 * 1024)
     except ClientError as exc:

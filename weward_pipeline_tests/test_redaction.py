@@ -251,10 +251,9 @@ def test_an_object_rewritten_with_other_rows_means_nothing_is_deleted(scenario):
     assert scenario.pg_ids() == everything
 
 
-def test_keys_rewritten_to_name_a_row_not_in_the_lake_do_not_get_it_deleted(scenario):
-    """The redaction reads the keys version the export wrote, and checks it against the data files."""
+def test_keys_rewritten_to_name_a_row_not_in_the_lake_mean_nothing_is_deleted(scenario):
+    """Someone appends a late row's key and true fingerprint to the keys object: refused (ETag)."""
     everything = scenario.pg_ids()
-    day_rows = scenario.pg_ids(DAY)
     scenario.export()
     scenario.execute(
         "INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
@@ -268,12 +267,11 @@ def test_keys_rewritten_to_name_a_row_not_in_the_lake_do_not_get_it_deleted(scen
     forged = pa.concat_tables([original, pa.table({"id": [900005], "_weward_fingerprint": [fingerprint]}).cast(original.schema)])
     pq.write_table(forged, path, filesystem=scenario.clients.filesystem)
 
-    report = scenario.redact()
+    with pytest.raises(RedactionRefused) as refused:
+        scenario.redact()
 
-    assert report.rows_deleted == len(day_rows)
-    assert report.kept_back == {redact.INSERTED_AFTER_EXPORT: 1}
-    assert scenario.pg_ids() == (everything - day_rows) | {900005}
-    assert scenario.lake_ids() == day_rows
+    assert refused.value.reason == redact.KEYS_MISMATCH and "PreconditionFailed" in str(refused.value)
+    assert scenario.pg_ids() == everything | {900005}
 
 
 def test_keys_gone_from_s3_mean_nothing_is_deleted(scenario):
@@ -281,8 +279,7 @@ def test_keys_gone_from_s3_mean_nothing_is_deleted(scenario):
     scenario.export()
     keys = RedactionKeys.from_manifest(scenario.manifest())
     bucket = scenario.settings.lake.bucket
-    for version in scenario.clients.s3.list_object_versions(Bucket=bucket, Prefix=keys.objects[0].key)["Versions"]:
-        scenario.clients.s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
+    scenario.clients.s3.delete_object(Bucket=bucket, Key=keys.objects[0].key)
 
     with pytest.raises(RedactionRefused) as refused:
         scenario.redact()
@@ -661,3 +658,53 @@ def test_fingerprints_agree_for_every_column_type_whatever_the_server_defaults(f
     assert keys() == (everything - day_rows) | {changed}
     lake = read_table(scenario.glue, clients.filesystem, "visits", DAY.isoformat())
     assert set(zip(lake.column("shop").to_pylist(), lake.column("visit_no").to_pylist())) == day_rows
+
+
+def test_a_connection_lost_midway_says_what_was_deleted_and_a_re_run_finishes(scenario):
+    """A failover or a DBA's pg_terminate_backend between batches."""
+    everything = scenario.pg_ids()
+    day_rows = scenario.pg_ids(DAY)
+    scenario.export()
+    order = export_order(scenario)
+
+    def terminate_after_two_batches(report):
+        if report.batches == 2:
+            scenario.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE application_name LIKE 'weward-redact%%'")
+
+    with pytest.raises(redact.RedactionFailed) as failed:
+        scenario.redact(on_batch=terminate_after_two_batches)
+
+    report = failed.value.report
+    assert report.status == "failed" and report.rows_deleted == 2 * FAST.batch_rows
+    assert "re-run to finish" in str(failed.value)
+    assert scenario.pg_ids() == everything - set(order[: 2 * FAST.batch_rows])
+    scenario.redact()
+    assert scenario.pg_ids() == everything - day_rows
+    assert scenario.lake_ids() == day_rows
+
+
+def test_the_cli_dry_runs_a_range_of_days_and_deletes_only_with_execute(scenario, lake_env, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from weward_pipeline.cli import main
+
+    everything = scenario.pg_ids()
+    day_rows = scenario.pg_ids(DAY)
+    scenario.export()
+    catalog_file = tmp_path / "tables.yaml"
+    catalog_file.write_text(yaml.safe_dump({"start_date": "2024-01-01", "timezone": TIMEZONE, "tables": [STEP_EVENTS]}))
+    monkeypatch.setenv("WEWARD_TABLES_FILE", str(catalog_file))
+    monkeypatch.setenv("WEWARD_PG_URL", scenario.pg_url)
+
+    assert main(["redact", "step_events", "2024-03-30", "--to", "2024-03-31", "--batch-rows", "40"]) == 1
+    out = capsys.readouterr().out
+    assert "2024-03-30  refused (not_published)" in out
+    assert f"2024-03-31  {len(day_rows):>9} {len(day_rows):>9}      0      0  dry_run" in out
+    assert "dry run: nothing was written" in out and 'DELETE FROM "public"."step_events"' in out
+    assert scenario.pg_ids() == everything
+
+    assert main(["redact", "step_events", "2024-03-31", "--execute", "--pause-s", "0"]) == 0
+    assert f"{len(day_rows):>9}      0      0  done" in capsys.readouterr().out
+    assert scenario.pg_ids() == everything - day_rows
+    assert scenario.lake_ids() == day_rows
