@@ -9,7 +9,8 @@ from weward_pipeline.defs.resources import LakeResource
 from weward_pipeline.verify import Verification, verify_published_day
 
 CHECK_DESCRIPTIONS = {
-    "row_count": "Rows in the published Parquet objects equal the rows of the source window at export time.",
+    "row_count": "Rows in the published Parquet objects equal the rows of the source window at export time "
+                 "(plus, for tables with retention_days, the rows carried over because redaction already deleted them).",
     "objects": "The Glue partition points at exactly the objects the export wrote (present, same size and ETag).",
     "schema": "Glue's partition and table columns match the Parquet files' schema.",
 }
@@ -22,6 +23,7 @@ def _metadata(verification: Verification, check: str) -> dict:
         metadata.update(
             export_id=dg.MetadataValue.text(verification.manifest.export_id),
             source_rows=dg.MetadataValue.int(verification.manifest.source_rows),
+            carried_rows=dg.MetadataValue.int(verification.manifest.carried_rows),
             location=dg.MetadataValue.text(verification.manifest.location),
         )
     if verification.parquet_rows is not None:

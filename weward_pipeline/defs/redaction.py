@@ -34,6 +34,7 @@ from weward_pipeline.defs.assets import SOURCE_POOL, daily_partitions, group_for
 from weward_pipeline.defs.checks import CHECK_NAMES
 from weward_pipeline.defs.resources import LakeResource
 from weward_pipeline.extract import SourceError
+from weward_pipeline.failures import transient_reason
 from weward_pipeline.redact import (
     CHANGED_SINCE_EXPORT,
     CHECKS_NOT_PASSED,
@@ -249,7 +250,10 @@ def redaction_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition
                 yield dg.MaterializeResult(metadata=report_metadata(exc.report))
             raise dg.Failure(description=str(exc), metadata={"rows_deleted": exc.report.rows_deleted}) from exc
         except (SourceError, psycopg.Error, BotoCoreError, ClientError) as exc:
-            raise dg.Failure(description=f"table {table.name} day {day}: {exc}") from exc
+            # A failover or S3 throttling is worth the retry; a missing grant or password is not.
+            reason = transient_reason(exc)
+            raise dg.Failure(description=f"table {table.name} day {day}: {exc}" + (f" [transient: {reason}]" if reason else ""),
+                             allow_retries=reason is not None) from None
         if dry_run:
             yield dg.AssetObservation(asset_key=context.asset_key, partition=context.partition_key,
                                       metadata=report_metadata(report))
