@@ -25,7 +25,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from dagster._utils.schedules import is_valid_cron_string
 
 from weward_pipeline.config import Catalog, ConfigError
-from weward_pipeline.defs.assets import daily_partitions, lake_key
+from weward_pipeline.defs.assets import lake_key
 
 DAILY_EXPORT_JOB = "daily_export"
 DAILY_EXPORT_SCHEDULE = "daily_export_schedule"
@@ -86,7 +86,6 @@ def daily_export_job(catalog: Catalog) -> UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         DAILY_EXPORT_JOB,
         selection=dg.AssetSelection.assets(*(lake_key(t.name) for t in catalog.tables)),
-        partitions_def=daily_partitions(catalog),
         description=(
             "Every table of the catalog for one day: export to S3, register in Glue, verify. "
             "Steps share the `postgres_source` pool, so at most its limit read PostgreSQL at once."
