@@ -148,7 +148,12 @@ def export_day(
         glue.ensure_database()
     except (EndpointConnectionError, BotoCoreError, ClientError) as exc:
         raise ExportError(f"table {table.name}: cannot use Glue database {settings.glue_database!r}: {exc}") from None
-    pii.check_key_id(glue.get_table(table.name), table, pii_key)
+    glue_table = glue.get_table(table.name)
+    pii.check_key_id(glue_table, table, pii_key)
+    tightened = pii.tightened_columns(glue_table, table)
+    if tightened:
+        log.warning("table %s: column(s) %s now have a stricter pii policy, but days exported before still hold "
+                    "them as they were; re-export those days (a backfill) to apply it", table.name, ", ".join(tightened))
 
     export_id = lake.new_export_id()
     location = LakeLocation(settings.lake.bucket, settings.lake.prefix)

@@ -88,6 +88,21 @@ def check_key_id(glue_table: dict | None, table: TableConfig, key: PiiKey | None
         )
 
 
+def tightened_columns(glue_table: dict | None, table: TableConfig) -> list[str]:
+    """Columns now hashed, dropped or generalized that published days recorded as exported as is.
+
+    Those days still hold the raw values: re-export them (a backfill) to apply the new policy."""
+    if glue_table is None:
+        return []
+    params = glue_table.get("Parameters") or {}
+    # No recorded policy (exported before policies existed) reads as "exported as is".
+    before = {c: p for p in ("hash", "drop", "generalize_year", "keep")
+              for c in params.get(f"weward.pii.{p}", "").split(",") if c}
+    published = {c["Name"] for c in glue_table.get("StorageDescriptor", {}).get("Columns", [])}
+    return sorted(c for c, p in table.pii.items()
+                  if p in ("hash", "drop", "generalize_year") and before.get(c, "keep") != p and c in published)
+
+
 def description_note(table: TableConfig) -> str:
     """One sentence for the Glue table comment and the asset description."""
     parts = []

@@ -369,3 +369,14 @@ def test_columns_that_look_personal_but_have_no_policy_are_named():
     columns = [map_column(name=n, pg_type="text", base_type="text", typmod=-1, is_array=False, nullable=True)
                for n in ("id", "email", "contact_phone", "home_address", "steps", "lastName")]
     assert pii.unreviewed_personal_columns(table, columns) == ["contact_phone", "home_address", "lastName"]
+
+
+def test_a_stricter_policy_warns_that_days_exported_before_keep_the_raw_values(small_app, lake_env, clients, caplog):
+    settings = make_settings(lake_env, small_app)
+    before = make_catalog({**USERS, "pii": {**USERS["pii"], "email": "keep", "phone": "keep"}})
+    export_day(settings, before, before.tables[0], DAY, clients=clients, now=AFTER_DAY, pii_key=PiiKey(KEY.encode(), "t"))
+    after = make_catalog(USERS)
+    with caplog.at_level("WARNING", logger="weward_pipeline.export"):
+        export_day(settings, after, after.tables[0], DAY, clients=clients, now=AFTER_DAY, pii_key=PiiKey(KEY.encode(), "t"))
+    (warning,) = [r.getMessage() for r in caplog.records if "stricter pii policy" in r.getMessage()]
+    assert "column(s) email, phone now have a stricter pii policy" in warning and "re-export those days" in warning
