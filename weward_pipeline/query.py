@@ -56,6 +56,7 @@ ATHENA_CATALOG = "AwsDataCatalog"
 LATEST_SUFFIX = "_latest"
 # Catalogs/schemas a query may name besides the Glue database.
 SYSTEM_SCHEMAS = {"information_schema", "pg_catalog"}
+CLIENT_LIMIT_SOURCE = "--max-bytes-scanned / WEWARD_QUERY_MAX_BYTES_SCANNED"
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,6 +159,10 @@ def format_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def format_usd(amount: float) -> str:
+    return f"${amount:.2f}" if amount >= 1 else f"${amount:.6f}"
+
+
 def athena_cost_usd(bytes_scanned: int, usd_per_tb: float = ATHENA_USD_PER_TB) -> float:
     """What Athena bills for a query that scanned this much (0 scanned: nothing billed)."""
     if bytes_scanned <= 0:
@@ -236,7 +241,7 @@ class QueryResult:
     workgroup: str | None = None
     output_location: str | None = None
     statement_type: str = "DML"
-    partitions_read: dict[str, int] = field(default_factory=dict)
+    partitions_listed: dict[str, int] = field(default_factory=dict)
     usd_per_tb: float = ATHENA_USD_PER_TB
 
     @property
@@ -258,12 +263,13 @@ class QueryResult:
         rows = self.table.num_rows
         scanned = f"scanned {format_bytes(self.bytes_scanned)}"
         if self.engine == "athena":
-            cost = f"cost ${self.cost_usd:.4f} at ${self.usd_per_tb:g}/TB (10 MB minimum)"
+            cost = f"cost {format_usd(self.cost_usd)} at ${self.usd_per_tb:g}/TB (10 MB minimum)"
             ident = f", query {self.query_id} in workgroup {self.workgroup}"
         else:
-            cost = f"no charge locally; Athena would bill ${self.cost_usd:.4f} for a similar scan"
-            days = sum(self.partitions_read.values())
-            ident = f", {days} partition(s) read" if self.partitions_read else ""
+            cost = f"no charge locally (Athena: about {format_usd(self.cost_usd)})"
+            ident = ""
+            if self.partitions_listed:
+                ident = "; tables: " + ", ".join(f"{t} ({n} day{'s' if n != 1 else ''})" for t, n in sorted(self.partitions_listed.items()))
         return f"{rows} row{'s' if rows != 1 else ''} in {self.elapsed_s:.2f} s, {scanned}, {cost}{ident}"
 
     def format(self, max_rows: int = 100, max_width: int = 40) -> str:
@@ -453,21 +459,56 @@ def _partition_value(value: str, glue_type: str) -> pa.Scalar:
 
 
 class _ScanBudget:
-    """Bytes read from S3 by one query, and the limit it may not pass."""
+    """Bytes read from S3 by one query, and the limit it may not pass.
+
+    Reads run on pyarrow's I/O threads, which take the GIL to run this Python code, so they
+    never raise: a Python error aborting a scan that is still starting (pyarrow holds the GIL
+    there) deadlocks. Past the limit the query is interrupted through DuckDB instead, and reads
+    of an ended query return nothing. `drain` waits, GIL released, until no read is in flight,
+    so the next query (or the interpreter's exit) never meets a straggler.
+    """
+
+    QUIET_S = 0.05
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.bytes = 0
         self.exceeded = False
+        self.closed = False
+        self.inflight = 0
+        self.last_activity = time.monotonic()
+        self.on_exceeded: Callable[[], None] | None = None
         self._lock = threading.Lock()
 
-    def add(self, n: int) -> None:
+    def begin_read(self) -> bool:
         with self._lock:
+            if self.closed or self.exceeded:
+                return False
+            self.inflight += 1
+            self.last_activity = time.monotonic()
+            return True
+
+    def end_read(self, n: int) -> None:
+        fire = False
+        with self._lock:
+            self.inflight -= 1
             self.bytes += n
-            if self.limit is not None and self.bytes > self.limit:
-                self.exceeded = True
-        if self.exceeded:
-            raise OSError(f"bytes-scanned limit of {self.limit} bytes reached")
+            self.last_activity = time.monotonic()
+            if self.limit is not None and self.bytes > self.limit and not self.exceeded:
+                self.exceeded = fire = True
+        if fire and self.on_exceeded is not None:
+            self.on_exceeded()
+
+    def drain(self, timeout_s: float = 30.0) -> None:
+        with self._lock:
+            self.closed = True
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                idle = self.inflight == 0 and time.monotonic() - self.last_activity > self.QUIET_S
+            if idle:
+                return
+            time.sleep(0.01)
 
 
 class _CountingFile(io.RawIOBase):
@@ -491,10 +532,13 @@ class _CountingFile(io.RawIOBase):
         return self._inner.size()
 
     def read(self, n: int = -1) -> bytes:
-        if self._budget.exceeded:
-            raise OSError("bytes-scanned limit reached")
-        data = self._inner.read() if n is None or n < 0 else self._inner.read(n)
-        self._budget.add(len(data))
+        if not self._budget.begin_read():
+            return b""  # the query has ended or is being stopped: nothing more is read
+        data = b""
+        try:
+            data = self._inner.read() if n is None or n < 0 else self._inner.read(n)
+        finally:
+            self._budget.end_read(len(data))
         return data
 
     def readinto(self, buffer) -> int:
@@ -731,10 +775,11 @@ class LocalEngine:
         counting = pafs.PyFileSystem(_CountingHandler(self.filesystem, budget))
         config = {"threads": self.threads} if self.threads else {}
         con = duckdb.connect(config=config)
+        budget.on_exceeded = con.interrupt
         timer = ticker = None
         stop_ticking = threading.Event()
         cancelled = {"timeout": False}
-        partitions_read: dict[str, int] = {}
+        partitions_listed: dict[str, int] = {}
         try:
             con.execute("SET TimeZone = 'UTC'")
             con.execute(f"ATTACH ':memory:' AS {ATHENA_CATALOG.lower()}")
@@ -743,7 +788,7 @@ class LocalEngine:
             for name in sorted(needed):
                 table = tables[name]
                 dataset, count, to_wall_clock = self._dataset(table, counting)
-                partitions_read[name] = count
+                partitions_listed[name] = count
                 con.register(f"__lake_{name}", dataset)
                 select = ", ".join(
                     f'CAST("{column}" AS TIMESTAMP) AS "{column}"' if column in to_wall_clock else f'"{column}"'
@@ -783,6 +828,8 @@ class LocalEngine:
             try:
                 relation = con.sql(sql)
                 result = relation.to_arrow_table() if relation is not None else pa.table({})
+                if budget.exceeded:  # the last reads crossed the limit as the query finished
+                    raise BytesScannedLimitError(self.max_bytes_scanned, budget.bytes, CLIENT_LIMIT_SOURCE, "local engine")
             except KeyboardInterrupt:
                 con.interrupt()
                 raise QueryCancelledError(
@@ -799,6 +846,7 @@ class LocalEngine:
                         exc = positioned
                 raise self._translate(exc, sql, budget, cancelled["timeout"], tables) from None
         finally:
+            budget.drain()
             stop_ticking.set()
             if timer is not None:
                 timer.cancel()
@@ -810,7 +858,7 @@ class LocalEngine:
             self.progress(QueryProgress(self.name, "SUCCEEDED", elapsed, budget.bytes))
         return QueryResult(
             sql=sql, engine=self.name, table=result, bytes_scanned=budget.bytes, elapsed_s=elapsed,
-            partitions_read=partitions_read,
+            partitions_listed=partitions_listed,
         )
 
     def _latest_day(self, table: LakeTable) -> str | None:
@@ -824,7 +872,7 @@ class LocalEngine:
 
         message = str(exc)
         if budget.exceeded:
-            return BytesScannedLimitError(self.max_bytes_scanned, budget.bytes, "--max-bytes-scanned / WEWARD_QUERY_MAX_BYTES_SCANNED", "local engine")
+            return BytesScannedLimitError(self.max_bytes_scanned, budget.bytes, CLIENT_LIMIT_SOURCE, "local engine")
         if isinstance(exc, duckdb.InterruptException):
             reason = f"timeout of {self.timeout_s:g} s" if timed_out else "interrupted"
             return QueryCancelledError(
@@ -1000,13 +1048,12 @@ class AthenaEngine:
                     return execution
                 if self.max_bytes_scanned is not None and scanned > self.max_bytes_scanned:
                     self._stop(query_id)
-                    raise BytesScannedLimitError(self.max_bytes_scanned, scanned,
-                                                 "--max-bytes-scanned / WEWARD_QUERY_MAX_BYTES_SCANNED", f"Athena query {query_id}")
+                    raise BytesScannedLimitError(self.max_bytes_scanned, scanned, CLIENT_LIMIT_SOURCE, f"Athena query {query_id}")
                 if self.timeout_s is not None and elapsed > self.timeout_s:
                     self._stop(query_id)
                     raise QueryCancelledError(
                         f"Athena query {query_id} stopped after the {self.timeout_s:g} s timeout; it had scanned "
-                        f"{format_bytes(scanned)} (billed: ${athena_cost_usd(scanned, self.usd_per_tb):.4f})", scanned,
+                        f"{format_bytes(scanned)} (billed: {format_usd(athena_cost_usd(scanned, self.usd_per_tb))})", scanned,
                     )
                 self.sleep(interval)
                 interval = min(interval * 1.5, self.poll_interval_s[1])
@@ -1014,7 +1061,7 @@ class AthenaEngine:
             self._stop(query_id)
             raise QueryCancelledError(
                 f"Athena query {query_id} cancelled (Ctrl-C) after {time.monotonic() - started:.1f} s; it had scanned "
-                f"{format_bytes(scanned)} (billed: ${athena_cost_usd(scanned, self.usd_per_tb):.4f})", scanned,
+                f"{format_bytes(scanned)} (billed: {format_usd(athena_cost_usd(scanned, self.usd_per_tb))})", scanned,
             ) from None
 
     def failure(self, execution: dict, sql: str) -> QueryError:
@@ -1151,7 +1198,7 @@ def build_engine(
 
 ANALYST_QUESTIONS: list[tuple[str, str]] = [
     (
-        "Steps per day (dt is the local day; each day reads only its own partition)",
+        "Steps per day (dt is the local day, Europe/Paris in the sample catalog)",
         """
 SELECT dt AS day, count(*) AS syncs, count(DISTINCT user_id) AS walkers, sum(steps) AS steps
 FROM step_events

@@ -17,11 +17,16 @@ import secrets
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+import dagster as dg
 import psycopg
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 from psycopg import sql as pgsql
 
+from weward_pipeline import cli, query_cli
 from weward_pipeline.config import Settings
+from weward_pipeline.defs.query_resource import QueryResource
 from weward_pipeline.devstack import sample_data
 from weward_pipeline.export import AwsClients, export_day
 from weward_pipeline.query import (
@@ -427,3 +432,131 @@ def test_one_statement_per_query(lake):
     with pytest.raises(Exception) as error:
         lake.engine().run("SELECT 1; SELECT 2")
     assert "one statement per query" in str(error.value)
+
+
+# The command line, the Dagster resource and the demo's epilogue, on the same exported lake.
+
+
+@pytest.fixture
+def lake_environment(lake, monkeypatch):
+    env = {"glue_database": lake.settings.glue_database}
+    monkeypatch.setenv("WEWARD_GLUE_DATABASE", lake.settings.glue_database)
+    monkeypatch.delenv("WEWARD_QUERY_ENGINE", raising=False)
+    monkeypatch.delenv("WEWARD_QUERY_MAX_BYTES_SCANNED", raising=False)
+    return env
+
+
+def test_cli_prints_the_answer_as_a_table_and_the_scan_on_stderr(lake_environment, capsys):
+    code = cli.main(["query", "SELECT dt, count(*) AS syncs FROM step_events WHERE dt >= '2024-03-31' GROUP BY dt ORDER BY dt"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["dt", "|", "syncs"]
+    assert lines[2].startswith("2024-03-31 |") and lines[3].startswith("2024-04-01 |")
+    assert "[local] DuckDB" in err and "2 rows in" in err and "scanned" in err and "tables: step_events (5 days)" in err
+
+
+def test_cli_writes_every_row_to_csv_or_parquet(lake_environment, tmp_path, capsys):
+    sql = "SELECT id, created_at, amount, reason, dt FROM ward_transactions WHERE dt = '2024-03-31' ORDER BY id"
+    for name in ("ledger.csv", "ledger.parquet"):
+        assert cli.main(["query", sql, "--output", str(tmp_path / name), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "(csv)" in out and "(parquet)" in out
+    parquet = pq.read_table(tmp_path / "ledger.parquet")
+    # NULL is an empty unquoted field, an empty string is "" (as in Athena's CSV results).
+    csv = pacsv.read_csv(tmp_path / "ledger.csv", convert_options=pacsv.ConvertOptions(
+        strings_can_be_null=True, quoted_strings_can_be_null=False))
+    assert parquet.num_rows == csv.num_rows > 100
+    assert str(parquet.schema.field("amount").type) == "decimal128(12, 2)"
+    assert parquet.column("id").to_pylist() == csv.column("id").to_pylist()
+    assert parquet.column("reason").null_count == csv.column("reason").null_count > 0
+
+
+def test_cli_reads_sql_from_a_file_and_rejects_other_output_formats(lake_environment, tmp_path, capsys):
+    question = tmp_path / "question.sql"
+    question.write_text("SELECT count(*) AS offers FROM reward_offers_latest\n")
+    assert cli.main(["query", "-f", str(question), "--quiet"]) == 0
+    assert "60" in capsys.readouterr().out
+    assert cli.main(["query", "-f", str(question), "--output", str(tmp_path / "x.xlsx"), "--quiet"]) == 1
+    assert "must end in .csv or .parquet" in capsys.readouterr().err
+
+
+def test_cli_errors_are_one_clear_line_and_a_non_zero_exit(lake_environment, capsys):
+    assert cli.main(["query", "SELECT * FROM rewards"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error: unknown table rewards") and "reward_offers_latest" in err
+    assert cli.main(["query", "SELECT 1 FROM step_events", "--max-bytes-scanned", "1KB", "--quiet"]) == 1
+    assert "bytes-scanned limit reached" in capsys.readouterr().err
+    assert cli.main(["query", "SELECT count(*) FROM range(1000000000) a, range(1000) b", "--timeout", "0.2"]) == 130
+    assert "cancelled" in capsys.readouterr().err
+    assert cli.main(["query"]) == 2
+
+
+def test_cli_lists_the_tables_their_days_and_the_latest_views(lake_environment, capsys):
+    assert cli.main(["query", "--tables"]) == 0
+    out = capsys.readouterr().out
+    assert "step_events" in out and "2024-03-28 .. 2024-04-01 (5 days)" in out
+    assert "users_latest" in out and "dt = '2024-04-01'" in out
+    assert cli.main(["query", "--print-latest-views"]) == 0
+    out = capsys.readouterr().out
+    database = lake_environment["glue_database"]
+    assert f'CREATE OR REPLACE VIEW "{database}"."users_latest" AS' in out and "reward_offers_latest" in out
+
+
+def test_latest_view_is_the_newest_snapshot_day(aws_server, fresh_database, lake_env, clients):
+    sample_data.load(fresh_database, end_date=SAMPLE_END, size=sample_data.SampleSize(users=40, days=2), timezone=TIMEZONE)
+    settings = Settings.from_env({**lake_env, "WEWARD_PG_URL": fresh_database})
+    catalog = make_catalog(TABLES[0])
+    export_day(settings, catalog, catalog.tables[0], SAMPLE_END - dt.timedelta(days=1), clients=clients,
+               now=dt.datetime(2024, 4, 1, 6, 0, tzinfo=ZoneInfo(TIMEZONE)))
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute("DELETE FROM users WHERE id > 30")
+    export_day(settings, catalog, catalog.tables[0], SAMPLE_END, clients=clients, now=EXPORT_NOW)
+    engine = LocalEngine(clients.glue, clients.filesystem, settings.glue_database)
+    assert engine.run("SELECT dt, count(*) AS users FROM users GROUP BY dt ORDER BY dt").rows == [
+        {"dt": "2024-03-31", "users": 40}, {"dt": "2024-04-01", "users": 30},
+    ]
+    latest = engine.run("SELECT dt, count(*) AS users, max(id) AS last_id FROM users_latest GROUP BY dt")
+    assert latest.rows == [{"dt": "2024-04-01", "users": 30, "last_id": 30}]
+    assert latest.partitions_listed == {"users": 2}
+
+
+def test_query_resource_runs_sql_for_an_asset(lake):
+    @dg.asset
+    def daily_steps(query: QueryResource) -> dg.MaterializeResult:
+        result = query.run("SELECT dt, sum(steps) AS steps FROM step_events GROUP BY dt ORDER BY dt")
+        return dg.MaterializeResult(metadata=QueryResource.metadata(result))
+
+    resource = QueryResource(glue_database=lake.settings.glue_database, aws_region=lake.settings.aws_region,
+                             aws_endpoint_url=lake.settings.aws_endpoint_url)
+    outcome = dg.materialize([daily_steps], resources={"query": resource}, instance=dg.DagsterInstance.ephemeral())
+    metadata = outcome.asset_materializations_for_node("daily_steps")[0].metadata
+    assert metadata["dagster/row_count"].value == 5
+    assert metadata["query_engine"].value == "local" and metadata["bytes_scanned"].value > 0
+
+
+def test_definitions_offer_the_query_resource(lake_environment, monkeypatch):
+    from weward_pipeline.config import load_catalog
+    from weward_pipeline.defs.factory import build_definitions
+
+    monkeypatch.setenv("WEWARD_PG_URL", "postgresql://placeholder@localhost/placeholder")
+    monkeypatch.setenv("WEWARD_LAKE_URL", "s3://placeholder/lake")
+    monkeypatch.setenv("WEWARD_ATHENA_WORKGROUP", "weward-analysts")
+    resources = build_definitions(load_catalog()).resources
+    assert isinstance(resources["query"], QueryResource)
+    assert resources["query"].athena_workgroup == "weward-analysts"
+
+
+def test_demo_ends_with_the_analyst_questions_answered(lake_environment, capsys):
+    from weward_pipeline.devstack import commands
+
+    cli.build_parser()
+    assert query_cli._demo_epilogue in commands.DEMO_EPILOGUES
+    cli.build_parser()
+    assert commands.DEMO_EPILOGUES.count(query_cli._demo_epilogue) == 1
+    assert query_cli.demo_analyst_questions() == 0
+    out = capsys.readouterr().out
+    for title, _ in ANALYST_QUESTIONS:
+        assert f"-- {title}" in out
+    assert "2024-03-31" in out and "FR" in out and "Offer #" in out
+    assert out.count("no charge locally") == 3 and "tables: users (1 day), ward_transactions (5 days)" in out
