@@ -44,7 +44,7 @@ from psycopg import sql
 
 from weward_pipeline import lake, pii
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig, mask_url
-from weward_pipeline.export import AwsClients
+from weward_pipeline.export import AwsClients, delete_superseded
 from weward_pipeline.extract import ExtractLimits, _mask_error, connection_uri
 from weward_pipeline.glue import GlueCatalog, GlueColumn
 from weward_pipeline.secret_store import PiiKey, load_pii_key, scrub
@@ -347,6 +347,10 @@ class DayRewrite:
             ctx.purge_export(table, day, manifest.export_id)
         except Exception as exc:  # noqa: BLE001 - published already; the sweep below tries again
             ctx.pending_purges.append((table.name, day, manifest.export_id, scrub(str(exc))))
+        # Leftovers of killed runs (exports or erasures) older than what was just published, as an
+        # export would clear them; any that still held the users' rows are found by the sweep.
+        delete_superseded(ctx.clients, ctx.location, table.name, day, keep_export_id=export_id,
+                          previous_export_id=manifest.export_id)
         return result
 
     def _writer(self, path: str, schema: pa.Schema, metadata: dict[str, str]) -> pq.ParquetWriter:
