@@ -187,12 +187,17 @@ def _wait(process: subprocess.Popen, timeout: float):
 
 # -- the measurement -----------------------------------------------------------------------------
 
-def run_rounds(runner: Runner, methods: list[Method], rounds: int, say) -> dict[str, list[dict]]:
+def run_rounds(runner: Runner, methods: list[Method], rounds: int, say, slow_after: float = 0) -> dict[str, list[dict]]:
+    """Every method once per round, the order rotating. A method slower than `slow_after` seconds
+    in round 1 (pandas, dlt: minutes) is not repeated: its median would not change a conclusion."""
     results: dict[str, list[dict]] = {key(m): [] for m in methods}
     for round_ in range(rounds):
         shift = round_ % len(methods)
         order = methods[shift:] + methods[:shift]  # rotate so no method always runs first or last
         for method in order:
+            done = results[key(method)]
+            if slow_after and done and all(r.get("seconds", 0) > slow_after for r in done):
+                continue
             load = os.getloadavg()[0]
             result = runner.run(method, f"r{round_}")
             result["loadavg_before"] = load
@@ -366,8 +371,9 @@ def render(report: dict) -> str:
                 lines.append(f"| {method.label} | failed: {report['failed'][method.name]} | | | | | | | | |")
             continue
         rows = s["expected_rows"]
+        runs = "" if s["runs"] == report["rounds"] else f" ({s['runs']} run{'s' if s['runs'] > 1 else ''})"
         cells = [
-            method.label, f"{s['seconds']:.2f}", f"{rows / s['seconds']:,.0f}",
+            method.label, f"{s['seconds']:.2f}{runs}", f"{rows / s['seconds']:,.0f}",
             f"{s['seconds'] / floor['seconds']:.2f}" if floor else "", f"{s['seconds'] / product['seconds']:.2f}" if product else "",
             _mb(s["peak_rss_kb"]), _mb(s["peak_anon_kb"]) if method.name != "copy_floor" else "",
             _mb(s["bytes"] / 1024) if s.get("bytes") else "-",
@@ -493,6 +499,7 @@ def parse_args(argv: list[str]):
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated, from {', '.join(DEFAULT_METHODS)}")
     parser.add_argument("--no-impact", action="store_true", help="skip the pgbench measurements")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the untimed cache-warming reads")
     parser.add_argument("--pgbench-scale", type=int, default=10)
     parser.add_argument("--no-pin", action="store_true", help="do not give PostgreSQL its own CPU during the impact runs")
     parser.add_argument("--calibrate-seconds", type=float, default=8)
@@ -503,6 +510,8 @@ def parse_args(argv: list[str]):
     parser.add_argument("--redact-seconds", type=float, default=60,
                         help="how long the redaction runs under the app load (0: skip it)")
     parser.add_argument("--method-timeout", type=float, default=900)
+    parser.add_argument("--slow-after", type=float, default=40,
+                        help="run a method only once if its first run took longer (seconds; 0: always repeat)")
     parser.add_argument("--product-python", default=default_python(".venv"))
     parser.add_argument("--peer-python", default=default_python(".venv-bench"))
     parser.add_argument("--results", default=str(REPO / "bench" / "results.md"))
@@ -559,12 +568,13 @@ def main(argv: list[str] | None = None) -> int:
                 skipped[method.name] = f"no {', '.join(missing)} in {python}"
                 chosen.remove(method)
         runner = Runner(args, url, aws.env(), work, counts, dataset)
-        say("warming the cache (untimed floor runs)")
-        runner.run(Method("copy_floor", "", peer=False), "warmup")
-        if args.big_factor:
-            runner.run(Method("copy_floor", "", peer=False, scale=3), "warmup")
+        if not args.no_warmup:
+            say("warming the cache (untimed floor runs)")
+            runner.run(Method("copy_floor", "", peer=False), "warmup")
+            if args.big_factor:
+                runner.run(Method("copy_floor", "", peer=False, scale=3), "warmup")
         say(f"{args.rounds} round(s) of {', '.join(key(m) for m in chosen)}")
-        results = run_rounds(runner, chosen, args.rounds, say)
+        results = run_rounds(runner, chosen, args.rounds, say, slow_after=args.slow_after)
         summaries = {k: s for k, runs in results.items() if (s := summarize(runs))}
         loads = [r["loadavg_before"] for runs in results.values() for r in runs if "loadavg_before" in r]
         failed = {k.split("@")[0]: runs[-1]["error"] for k, runs in results.items() if k not in summaries}
