@@ -28,18 +28,18 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from weward_pipeline.config import ConfigError, TableConfig
+from weward_pipeline.config import PII_POLICIES, ConfigError, TableConfig
 from weward_pipeline.secret_store import PiiKey
 from weward_pipeline.typemap import ColumnMapping
 
-POLICIES = ("keep", "hash", "drop", "generalize_year")
+POLICIES = PII_POLICIES  # validated by the catalog (config.py)
 HASH_ALGORITHM = "HMAC-SHA256"
 HASH_GLUE_COMMENT = "pseudonymized: HMAC-SHA256 (hex) of the value, keyed"
 YEAR_GLUE_COMMENT = "generalized: year only"
 # Parquet field metadata and manifest column entries carry the policy applied.
 FIELD_POLICY = b"weward.pii"
 
-_HASHABLE = ("string", "large_string", "binary", "large_binary", "integer", "date", "decimal")
+_HASHABLE = ("string", "binary", "integer", "date", "decimal")
 
 
 class PiiPolicyError(ConfigError):

@@ -18,13 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weward_pipeline import lake, pii
+from weward_pipeline import pii
 from weward_pipeline.config import ConfigError
 from weward_pipeline.devstack import sample_data
 from weward_pipeline.export import export_day
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.secret_store import PiiKey, load_pii_key, scrub
-from weward_pipeline.typemap import ColumnMapping, map_column
+from weward_pipeline.typemap import map_column
 from weward_pipeline.verify import published_manifest, verify_published_day
 from weward_pipeline_tests.conftest import make_catalog, make_settings
 from weward_pipeline_tests.lake_reader import glue_column_types, read_table

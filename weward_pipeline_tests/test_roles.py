@@ -8,7 +8,7 @@ import secrets
 
 import psycopg
 import pytest
-from psycopg import errors, sql
+from psycopg import sql
 
 from weward_pipeline.config import ConfigError
 from weward_pipeline.devstack import roles as roles_module, sample_data
