@@ -327,3 +327,18 @@ def test_killed_after_publishing_the_superseded_export_is_purged_on_rerun(export
     second = erase_users(settings, catalog, ERASED, clients=clients, pii_key=PII_KEY, tables=["users"])
     assert second.ok and second.rows_erased == 0 and second.tables[0].versions_purged > 0  # ...until the sweep
     assert not any("/users/" in v for v in versions_holding_erased(clients, settings, set()))
+
+
+def test_row_comparison_treats_nan_as_equal_and_catches_any_other_difference():
+    import pyarrow as pa
+
+    table = pa.table({"id": [1, 2, 3], "x": [1.5, float("nan"), None], "xs": [[float("nan")], None, [2.0, 3.0]],
+                      "t": ["a", "b", None]})
+    same = pa.table({"id": [1, 2, 3], "x": [1.5, float("nan"), None], "xs": [[float("nan")], None, [2.0, 3.0]],
+                     "t": ["a", "b", None]})
+    assert erasure._streams_equal(iter([table]), iter([same.slice(0, 1), same.slice(1)])) == (True, 3)
+    for column, values in (("x", [1.5, 2.0, None]), ("x", [1.5, float("nan"), 0.0]), ("xs", [[float("nan")], None, [2.0]]),
+                           ("t", ["a", "B", None])):
+        other = same.set_column(same.schema.get_field_index(column), column, pa.array(values, same.schema.field(column).type))
+        assert erasure._streams_equal(iter([table]), iter([other]))[0] is False, column
+    assert erasure._streams_equal(iter([table]), iter([same.slice(0, 2)]))[0] is False  # a row missing
