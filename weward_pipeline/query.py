@@ -45,6 +45,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from weward_pipeline.config import ConfigError
+from weward_pipeline.glue import PARTITION_KEY
 
 # Athena's price in most regions (eu-west-3 included): 5 USD per TB scanned, billed per query
 # rounded up to the megabyte with a 10 MB minimum; DDL and failed queries are free.
@@ -285,8 +286,6 @@ def _cell(value) -> str:
         return "NULL"
     if isinstance(value, float):
         return f"{value:.10g}"
-    if isinstance(value, (list, dict)):
-        return str(value)
     return str(value)
 
 
@@ -450,7 +449,8 @@ def glue_type_to_arrow(glue_type: str, where: str = "") -> pa.DataType:
 
 
 def _partition_value(value: str, glue_type: str) -> pa.Scalar:
-    return pa.scalar(value, pa.string()).cast(glue_type_to_arrow(glue_type)) if glue_type.lower() != "string" else pa.scalar(value)
+    """Glue stores partition values as text; the dataset compares them in the key's own type."""
+    return pa.scalar(value, pa.string()).cast(glue_type_to_arrow(glue_type))
 
 
 # --------------------------------------------------------------------------------------------
@@ -714,9 +714,9 @@ class LocalEngine:
         with ThreadPoolExecutor(max_workers=self.listing_threads) as pool:
             return list(pool.map(listing, entries))
 
-    def _dataset(self, table: LakeTable, filesystem: pafs.FileSystem) -> tuple[ds.Dataset | pa.Table, int, list[str]]:
+    def _dataset(self, table: LakeTable, filesystem: pafs.FileSystem) -> tuple[ds.Dataset | pa.Table, list[_Partition], list[str]]:
         """The table as one pyarrow dataset (one fragment per object, tagged with its partition
-        values), its partition count, and the columns the view must turn into UTC wall-clock time."""
+        values), its partitions, and the columns the view must turn into UTC wall-clock time."""
         where = f"table {table.name}"
         fields = [pa.field(name, glue_type_to_arrow(typ, f"{where}, column {name!r}")) for name, typ in table.columns]
         fields += [pa.field(name, glue_type_to_arrow(typ, f"{where}, partition key {name!r}")) for name, typ in table.partition_keys]
@@ -744,11 +744,11 @@ class LocalEngine:
                         to_wall_clock.append(f.name)
         schema = pa.schema(fields)
         if not paths:
-            return schema.empty_table(), len(partitions), to_wall_clock
+            return schema.empty_table(), partitions, to_wall_clock
         dataset = ds.FileSystemDataset.from_paths(
             paths, schema=schema, format=ds.ParquetFileFormat(), filesystem=filesystem, partitions=expressions,
         )
-        return dataset, len(partitions), to_wall_clock
+        return dataset, partitions, to_wall_clock
 
     # -- running -----------------------------------------------------------------------------
 
@@ -766,7 +766,16 @@ class LocalEngine:
             raise QueryError(f"one statement per query (as in Athena), got {len(statements)}")
         referenced = self._referenced(sql)
         tables = self.tables()
-        known = queryable_names({n: t for n, t in tables.items() if not t.is_view})
+        real = {n: t for n, t in tables.items() if not t.is_view}
+        known = queryable_names(real)
+        latest_views = {latest_view_name(n): n for n, t in real.items()
+                        if t.mode == "snapshot" and latest_view_name(n) not in real}
+        athena_views = sorted(n for n in referenced if n in tables and n not in known)
+        if athena_views:
+            raise QueryError(
+                f"{', '.join(athena_views)}: Athena view(s), which only Athena can run; use --engine athena, "
+                "or query the tables they read"
+            )
         missing = sorted(name for name in referenced if name not in known)
         if missing:
             raise UnknownTableError(missing, known, self.database)
@@ -784,11 +793,11 @@ class LocalEngine:
             con.execute("SET TimeZone = 'UTC'")
             con.execute(f"ATTACH ':memory:' AS {ATHENA_CATALOG.lower()}")
             con.execute(f'CREATE SCHEMA {ATHENA_CATALOG.lower()}."{self.database}"')
-            needed = {name.removesuffix(LATEST_SUFFIX) if name not in tables else name for name in referenced}
+            needed = {latest_views.get(name, name) for name in referenced}
             for name in sorted(needed):
-                table = tables[name]
-                dataset, count, to_wall_clock = self._dataset(table, counting)
-                partitions_listed[name] = count
+                table = real[name]
+                dataset, partitions, to_wall_clock = self._dataset(table, counting)
+                partitions_listed[name] = len(partitions)
                 con.register(f"__lake_{name}", dataset)
                 select = ", ".join(
                     f'CAST("{column}" AS TIMESTAMP) AS "{column}"' if column in to_wall_clock else f'"{column}"'
@@ -799,10 +808,10 @@ class LocalEngine:
                     f'SELECT {select} FROM temp.main."__lake_{name}"'
                 )
                 view = latest_view_name(name)
-                if table.mode == "snapshot" and view in referenced and view not in tables:
-                    latest = self._latest_day(table)
+                if view in referenced and latest_views.get(view) == name:
                     # The latest day is read from Glue now, so the view is a plain partition filter.
-                    day = "NULL" if latest is None else "'" + latest.replace("'", "''") + "'"
+                    days = [p.values.get(PARTITION_KEY) for p in partitions if p.values.get(PARTITION_KEY)]
+                    day = "NULL" if not days else "'" + max(days).replace("'", "''") + "'"
                     con.execute(
                         f'CREATE VIEW {ATHENA_CATALOG.lower()}."{self.database}"."{view}" AS '
                         f'SELECT * FROM {ATHENA_CATALOG.lower()}."{self.database}"."{name}" WHERE dt = {day}'
@@ -860,12 +869,6 @@ class LocalEngine:
             sql=sql, engine=self.name, table=result, bytes_scanned=budget.bytes, elapsed_s=elapsed,
             partitions_listed=partitions_listed,
         )
-
-    def _latest_day(self, table: LakeTable) -> str | None:
-        days = []
-        for page in self.glue_client.get_paginator("get_partitions").paginate(DatabaseName=self.database, TableName=table.name):
-            days.extend(p["Values"][0] for p in page["Partitions"])
-        return max(days) if days else None
 
     def _translate(self, exc, sql: str, budget: _ScanBudget, timed_out: bool, tables) -> QueryError:
         import duckdb
@@ -1031,7 +1034,7 @@ class AthenaEngine:
         except Exception:  # noqa: BLE001 - best effort; the caller reports the cancellation anyway
             pass
 
-    def wait(self, query_id: str, sql: str = "") -> dict:
+    def wait(self, query_id: str) -> dict:
         """Poll until the query settles; stop it on timeout, scan limit or Ctrl-C."""
         started = time.monotonic()
         interval = self.poll_interval_s[0]
@@ -1090,11 +1093,12 @@ class AthenaEngine:
             name = re.search(r"Table '([^']+)' does not exist", reason)
             missing = [name.group(1).split(".")[-1]] if name else [detail]
             try:
-                known = queryable_names({n: t for n, t in list_lake_tables(self.glue_client, self.database).items() if not t.is_view})
-                known += sorted(n for n, t in list_lake_tables(self.glue_client, self.database).items() if t.is_view and n not in known)
+                lake = list_lake_tables(self.glue_client, self.database)
+                known = sorted(set(queryable_names({n: t for n, t in lake.items() if not t.is_view}))
+                               | {n for n, t in lake.items() if t.is_view})
             except Exception:  # noqa: BLE001 - the listing is a hint; the error stands without it
                 known = []
-            return UnknownTableError(missing, sorted(set(known)), self.database)
+            return UnknownTableError(missing, known, self.database)
         if "SCHEMA_NOT_FOUND" in reason or "Schema '" in reason:
             return QueryFailedError(f"{detail} (the lake's Glue database is {self.database}: WEWARD_GLUE_DATABASE)", sql, line, column)
         if any(marker in lowered for marker in _SYNTAX_MARKERS) or athena_error.get("ErrorType") == 1004:
@@ -1122,7 +1126,7 @@ class AthenaEngine:
         started = time.monotonic()
         sql = sql.strip().rstrip(";").strip()
         query_id = self.start(sql)
-        execution = self.wait(query_id, sql)
+        execution = self.wait(query_id)
         if execution["Status"]["State"] != "SUCCEEDED":
             raise self.failure(execution, sql)
         statement_type = execution.get("StatementType") or "DML"

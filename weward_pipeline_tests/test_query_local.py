@@ -34,6 +34,7 @@ from weward_pipeline.query import (
     BytesScannedLimitError,
     LocalEngine,
     QueryCancelledError,
+    QueryError,
     QueryFailedError,
     QuerySyntaxError,
     UnknownTableError,
@@ -503,7 +504,7 @@ def test_cli_lists_the_tables_their_days_and_the_latest_views(lake_environment, 
     assert f'CREATE OR REPLACE VIEW "{database}"."users_latest" AS' in out and "reward_offers_latest" in out
 
 
-def test_latest_view_is_the_newest_snapshot_day(aws_server, fresh_database, lake_env, clients):
+def test_latest_view_is_the_newest_snapshot_day_and_never_opens_older_ones(aws_server, fresh_database, lake_env, clients):
     sample_data.load(fresh_database, end_date=SAMPLE_END, size=sample_data.SampleSize(users=40, days=2), timezone=TIMEZONE)
     settings = Settings.from_env({**lake_env, "WEWARD_PG_URL": fresh_database})
     catalog = make_catalog(TABLES[0])
@@ -512,13 +513,33 @@ def test_latest_view_is_the_newest_snapshot_day(aws_server, fresh_database, lake
     with psycopg.connect(fresh_database, autocommit=True) as conn:
         conn.execute("DELETE FROM users WHERE id > 30")
     export_day(settings, catalog, catalog.tables[0], SAMPLE_END, clients=clients, now=EXPORT_NOW)
+    # Athena views live in Glue too (--create-latest-views); the local engine keeps its own
+    # <name>_latest and refuses other views clearly.
+    for view in ("users_latest", "weekly_users"):
+        clients.glue.create_table(DatabaseName=settings.glue_database, TableInput={
+            "Name": view, "TableType": "VIRTUAL_VIEW", "Parameters": {"presto_view": "true"},
+            "ViewOriginalText": "/* Presto View: e30= */", "StorageDescriptor": {"Columns": [{"Name": "id", "Type": "bigint"}]},
+        })
     engine = LocalEngine(clients.glue, clients.filesystem, settings.glue_database)
+    with pytest.raises(QueryError, match="weekly_users: Athena view"):
+        engine.run("SELECT * FROM weekly_users")
     assert engine.run("SELECT dt, count(*) AS users FROM users GROUP BY dt ORDER BY dt").rows == [
         {"dt": "2024-03-31", "users": 40}, {"dt": "2024-04-01", "users": 30},
     ]
     latest = engine.run("SELECT dt, count(*) AS users, max(id) AS last_id FROM users_latest GROUP BY dt")
     assert latest.rows == [{"dt": "2024-04-01", "users": 30, "last_id": 30}]
     assert latest.partitions_listed == {"users": 2}
+    # Pruning is by partition, before any object is opened: break the older day's object and
+    # the latest view still answers, while a query over both days fails naming the damage.
+    older = clients.glue.get_partition(DatabaseName=settings.glue_database, TableName="users",
+                                       PartitionValues=["2024-03-31"])["Partition"]["StorageDescriptor"]["Location"]
+    bucket, _, prefix = older.removeprefix("s3://").partition("/")
+    for key in [o["Key"] for o in clients.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]:
+        clients.s3.put_object(Bucket=bucket, Key=key, Body=b"not parquet at all")
+    assert engine.run("SELECT count(*) AS users FROM users_latest").rows == [{"users": 30}]
+    with pytest.raises(QueryFailedError) as error:
+        engine.run("SELECT count(*) AS users FROM users")
+    assert "users" in str(error.value) and "parquet" in str(error.value).lower()
 
 
 def test_query_resource_runs_sql_for_an_asset(lake):
