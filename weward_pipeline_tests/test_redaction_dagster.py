@@ -219,25 +219,24 @@ def test_a_day_inside_retention_fails_with_the_date_it_becomes_redactable(app_db
     assert pipeline.pg_ids() == everything
 
 
-@pytest.mark.parametrize("how", ["tag", "config"])
-def test_a_dry_run_observes_what_would_go_and_materializes_nothing(pipeline, how):
+def test_a_dry_run_by_tag_or_by_config_observes_what_would_go_and_materializes_nothing(pipeline):
     everything = pipeline.pg_ids()
     day_rows = pipeline.pg_ids(dt.date(2024, 3, 31))
     assert pipeline.run(LAKE).success
-    kwargs = ({"tags": {DRY_RUN_TAG: "true"}} if how == "tag"
-              else {"run_config": {"ops": {"redaction__step_events": {"config": {"dry_run": True}}}}})
 
-    result = pipeline.run(REDACTION, **kwargs)
+    for kwargs in ({"tags": {DRY_RUN_TAG: "true"}},
+                   {"run_config": {"ops": {"redaction__step_events": {"config": {"dry_run": True}}}}}):
+        result = pipeline.run(REDACTION, **kwargs)
 
-    assert result.success and not result.get_asset_materialization_events()
-    (observation,) = [e.event_specific_data.asset_observation for e in result.all_events
-                      if e.event_type_value == "ASSET_OBSERVATION"]
-    assert observation.metadata["rows_would_delete"].value == len(day_rows)
-    assert observation.metadata["dry_run"].value is True
-    assert "DELETE FROM" in observation.metadata["delete_sql"].value
-    assert pipeline.instance.get_latest_materialization_event(REDACTION) is None
-    assert pipeline.pg_ids() == everything
-    assert pipeline.lake_ids() == day_rows
+        assert result.success and not result.get_asset_materialization_events()
+        (observation,) = [e.event_specific_data.asset_observation for e in result.all_events
+                          if e.event_type_value == "ASSET_OBSERVATION"]
+        assert observation.metadata["rows_would_delete"].value == len(day_rows)
+        assert observation.metadata["dry_run"].value is True
+        assert "DELETE FROM" in observation.metadata["delete_sql"].value
+        assert pipeline.instance.get_latest_materialization_event(REDACTION) is None
+        assert pipeline.pg_ids() == everything
+        assert pipeline.lake_ids() == day_rows
 
 
 # -- automation -----------------------------------------------------------------------------------
