@@ -119,7 +119,8 @@ def _print_tables(settings: QuerySettings) -> int:
         days = []
         for page in glue.get_paginator("get_partitions").paginate(DatabaseName=settings.glue_database, TableName=name):
             days.extend(p["Values"][0] for p in page["Partitions"])
-        span = f"{min(days)} .. {max(days)} ({len(days)} days)" if days else "no day published yet"
+        span = (f"{min(days)} .. {max(days)} ({len(days)} day{'s' if len(days) != 1 else ''})"
+                if days else "no day published yet")
         print(f"  {name:<28} {table.mode or 'table':<8} {span}; columns: {', '.join(c for c, _ in table.columns)}, dt")
         if table.mode == "snapshot" and latest_view_name(name) not in tables:
             print(f"  {latest_view_name(name):<28} view     the latest day of {name}"
