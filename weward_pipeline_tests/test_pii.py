@@ -95,7 +95,7 @@ def test_pseudonyms_depend_on_the_key_and_are_not_plain_hashes(values):
     phones=st.lists(st.from_regex(r"\+33 6 [0-9]{8}", fullmatch=True), min_size=1, max_size=30),
     births=st.lists(st.dates(dt.date(1920, 1, 1), dt.date(2010, 12, 31)), min_size=1, max_size=30),
 )
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_no_raw_value_or_key_reaches_the_parquet_bytes(emails, phones, births):
     n = min(len(emails), len(phones), len(births))
     table = make_catalog({"name": "people", "mode": "snapshot", "primary_key": ["id"],
