@@ -421,12 +421,8 @@ class DeletePlan:
         )
 
     def _unchanged(self) -> sql.Composable:
-        lower, upper = self.window.bounds_for(self.source.partition_type)
-        parts = [
-            sql.SQL("{} = k.fp").format(row_fingerprint_sql(self.fingerprint_columns, "t")),
-            sql.SQL("t.{c} >= {lo} AND t.{c} < {hi}").format(
-                c=sql.Identifier(self.table.partition_column), lo=sql.Literal(lower), hi=sql.Literal(upper)),
-        ]
+        """The row is as exported: same fingerprint, still in day D, columns added since are NULL."""
+        parts = [sql.SQL("{} = k.fp").format(row_fingerprint_sql(self.fingerprint_columns, "t")), self._window()]
         parts += [sql.SQL("t.{} IS NULL").format(sql.Identifier(c)) for c in self.required_null]
         return sql.SQL(" AND ").join(parts)
 
