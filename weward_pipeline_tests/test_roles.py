@@ -197,6 +197,13 @@ def test_names_that_try_injection_are_rejected_or_quoted(app, lake_env, clients)
     result = export_day(make_settings(lake_env, pipeline_roles.export_url(admin_url)), catalog, catalog.tables[0], DAY,
                         clients=clients, pii_key=PiiKey(b"k" * 40, "test"))
     assert result.rows == 1
+    # Erasure quotes the same names, in the lake and in its PostgreSQL deletes (redaction role).
+    from weward_pipeline.erasure import erase_users
+
+    settings = make_settings({**lake_env, "WEWARD_PG_REDACT_URL": pipeline_roles.redact_url(admin_url)}, admin_url)
+    report = erase_users(settings, catalog, ["7"], clients=clients, pii_key=PiiKey(b"k" * 40, "test"),
+                         delete_from_postgres=True)
+    assert report.ok and report.rows_erased == 1 and report.tables[0].postgres_rows_deleted == 1
     # A source name that is an injection attempt is just a table that does not exist.
     catalog = make_catalog({"name": "users2", "source_table": "users; DROP TABLE users", "mode": "snapshot",
                             "primary_key": ["id"]})
