@@ -594,9 +594,8 @@ class _Context:
         return self._wanted[cache_key]
 
     def copy(self, obj: lake.WrittenObject, new_key: str) -> dict:
+        # If-Match on the ETag pins the exact bytes the manifest describes (no s3:GetObjectVersion needed).
         source = {"Bucket": self.location.bucket, "Key": obj.key}
-        if obj.version_id:
-            source["VersionId"] = obj.version_id
         self.clients.s3.copy_object(Bucket=self.location.bucket, Key=new_key, CopySource=source,
                                     CopySourceIfMatch=f'"{obj.etag}"' if obj.etag else "*")
         return self.clients.s3.head_object(Bucket=self.location.bucket, Key=new_key)
