@@ -203,12 +203,14 @@ def generate(
                (ARRAY['ios_healthkit','android_fit','garmin','manual'])[1 + (random() * 3)::int]::{s}.step_source,
                CASE WHEN random() < 0.95 THEN md5('dev' || u)::uuid END,
                CASE WHEN random() < 0.3 THEN jsonb_build_object('battery', (random() * 100)::int, 'app', '4.12.' || (u %% 9)) END
-        FROM generate_series(0, %(days)s - 1) AS d,
-             generate_series(1, %(users)s) AS u,
-             generate_series(1, %(steps_per_day)s) AS k,
-             LATERAL (SELECT ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s)
-                             + random() * ((((%(start)s::date + d + 1)::timestamp AT TIME ZONE %(tz)s))
-                                           - ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s)) AS ts) AS t
+        -- random() in a subquery's select list runs once per row (a LATERAL over d alone ran once per day)
+        FROM (SELECT d, u, k,
+                     ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s)
+                     + random() * ((((%(start)s::date + d + 1)::timestamp AT TIME ZONE %(tz)s))
+                                   - ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s)) AS ts
+              FROM generate_series(0, %(days)s - 1) AS d,
+                   generate_series(1, %(users)s) AS u,
+                   generate_series(1, %(steps_per_day)s) AS k) AS t
         WHERE random() < %(steps_keep)s
         """),
         sql.SQL("""
@@ -223,11 +225,12 @@ def generate(
                CASE WHEN random() < 0.6 THEN 'steps ' || (d + 1) END,
                md5('wt' || d || '-' || u || '-' || k)::uuid,
                CASE WHEN random() < 0.5 THEN jsonb_build_object('campaign', 'c' || (u %% 13), 'multiplier', 1 + (u %% 3)) END
-        FROM generate_series(0, %(days)s - 1) AS d,
-             generate_series(1, %(users)s) AS u,
-             generate_series(1, %(wards_per_day)s) AS k,
-             LATERAL (SELECT ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s) + random() * interval '23 hours' AS ts,
-                             (ARRAY['earn_steps','earn_steps','earn_bonus','spend_reward','refund','contest_prize'])[1 + (random() * 5)::int] AS kind) AS t
+        FROM (SELECT d, u, k,
+                     ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s) + random() * interval '23 hours' AS ts,
+                     (ARRAY['earn_steps','earn_steps','earn_bonus','spend_reward','refund','contest_prize'])[1 + (random() * 5)::int] AS kind
+              FROM generate_series(0, %(days)s - 1) AS d,
+                   generate_series(1, %(users)s) AS u,
+                   generate_series(1, %(wards_per_day)s) AS k) AS t
         WHERE random() < %(wards_keep)s
         """),
         sql.SQL("""
