@@ -219,7 +219,8 @@ def redaction_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition
         automation_condition=redaction_condition(table),
         # Deletes load the same primary as exports: they share its pool (dagster.yaml).
         pool=SOURCE_POOL,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+        # No BackfillPolicy: one run per day tagged `dagster/partition`, so the day's check results
+        # keep their partition (a one-day range run loses it in Dagster 1.13; see lake assets).
         retry_policy=REDACTION_RETRY_POLICY,
         output_required=False,  # a dry run reports without materializing
         group_name=group_for(table),
