@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo dev test test-fast bench clean stack-up stack-down
+.PHONY: venv system-deps demo dev test bench clean stack-up stack-down
 
 venv: $(STAMP)
 
@@ -15,7 +15,12 @@ $(STAMP): setup.py
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+system-deps:
+	scripts/install-system-deps.sh
+	scripts/install-browser-deps.sh
+
 demo: venv
+	scripts/install-system-deps.sh
 	$(BIN)/weward-pipeline demo
 
 dev: venv
@@ -27,8 +32,9 @@ stack-up: venv
 stack-down: venv
 	$(BIN)/weward-pipeline stack down
 
-# Everything CI runs: offline infra checks (terraform fmt, checkov, hadolint), then every test.
-test: venv
+# Everything CI runs: system packages (PostgreSQL server, Chromium; no-ops when present), offline
+# infra checks (terraform fmt, checkov, hadolint), then every test.
+test: system-deps venv
 	scripts/check-infra.sh
 	$(BIN)/python -m pytest weward_pipeline_tests
 
