@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import queue
 import secrets
+import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -65,10 +67,17 @@ class WrittenObject:
     version_id: str | None = None
 
 
+_STOP = object()
+
+
 class ParquetDayWriter:
     """Streams record batches into Parquet files under one prefix; one batch = one row group.
 
     Works with any pyarrow filesystem (S3 in production, local disk in the benchmark).
+    Encoding runs in a background thread, one batch behind the caller: while pyarrow encodes and
+    compresses batch N (without the GIL), the caller already decodes batch N+1 from PostgreSQL
+    (2M step_events rows: 6.0 -> 5.3 s, +5 MB peak RSS; bench/). An encoding or upload error is
+    raised by the next write() or by close().
     """
 
     def __init__(
@@ -89,6 +98,9 @@ class ParquetDayWriter:
         self.objects: list[WrittenObject] = []
         self._writer: pq.ParquetWriter | None = None
         self._rows_in_file = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def _open_next(self) -> None:
         path = f"{self.base}/part-{len(self.objects):05d}.parquet"
@@ -109,12 +121,37 @@ class ParquetDayWriter:
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
+        self._raise_pending()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._encode_loop, name="parquet-day-writer", daemon=True)
+            self._thread.start()
+        self._queue.put(batch)  # waits while one batch is queued and one is being encoded
+
+    def _encode_loop(self) -> None:
+        while (batch := self._queue.get()) is not _STOP:
+            if self._error is None:
+                try:
+                    self._write_now(batch)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                    self._error = exc
+
+    def _write_now(self, batch: pa.RecordBatch) -> None:
         if self._writer is None or self._rows_in_file >= self.max_rows_per_file:
             self._close_current()
             self._open_next()
         self._writer.write_batch(batch)
         self._rows_in_file += batch.num_rows
         self.objects[-1].rows += batch.num_rows
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def _close_current(self) -> None:
         if self._writer is not None:
@@ -123,12 +160,15 @@ class ParquetDayWriter:
 
     def close(self) -> list[WrittenObject]:
         """Finish the files. An empty day still gets one (empty) file, so readers see the schema."""
+        self._join()
+        self._raise_pending()
         if not self.objects:
             self._open_next()
         self._close_current()
         return self.objects
 
     def abort(self) -> None:
+        self._join()
         try:
             self._close_current()
         except Exception:  # noqa: BLE001 - the stream may already be broken
