@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import data, impact
+from bench import data, impact, profile
 
 REPO = Path(__file__).resolve().parent.parent
 BUCKET = "weward-bench"
@@ -121,7 +121,8 @@ class Runner:
         self.dataset = dataset
         self.psql = shutil.which("psql") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))), None)
 
-    def run(self, method: Method, tag: str, cpus: set[int] | None = None, **overrides) -> dict:
+    def run(self, method: Method, tag: str, cpus: set[int] | None = None, prefix: list[str] | None = None,
+            **overrides) -> dict:
         day = self.dataset.big_day if method.scale > 1 else self.dataset.day
         out = self.work / "out" / f"{key(method)}-{tag}"
         shutil.rmtree(out, ignore_errors=True)
@@ -137,7 +138,7 @@ class Runner:
         env = {**os.environ, **self.aws_env, "PYTHONPATH": str(REPO)}
         log_path = self.work / f"log-{key(method)}-{tag}.txt"
         with open(log_path, "w") as log:
-            process = subprocess.Popen([python, "-m", "bench.methods", str(spec_path), str(result_path)],
+            process = subprocess.Popen([*(prefix or []), python, "-m", "bench.methods", str(spec_path), str(result_path)],
                                        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                        preexec_fn=impact.pinned(cpus))
             status, rusage = _wait(process, self.args.method_timeout)
@@ -214,7 +215,8 @@ def summarize(runs: list[dict]) -> dict | None:
     good = [r for r in runs if "error" not in r]
     if not good:
         return None
-    summary = dict(good[0])
+    # The run with the median time stands for the method (its read_s, bytes...); RSS is the worst run's.
+    summary = dict(sorted(good, key=lambda r: r["seconds"])[(len(good) - 1) // 2])
     summary["seconds"] = statistics.median(r["seconds"] for r in good)
     summary["seconds_all"] = [round(r["seconds"], 2) for r in good]
     summary["peak_rss_kb"] = max(r["peak_rss_kb"] for r in good)
@@ -416,6 +418,20 @@ def render(report: dict) -> str:
         for name, (ok, detail) in targets.items():
             lines.append(f"- {'met' if ok else 'MISSED'}: {name} ({detail})")
         lines.append("")
+    prof = report.get("profile")
+    if prof:
+        lines.append(f"Where this product's time goes: one more export under py-spy ({prof['seconds']:.2f} s with the "
+                     "profiler's overhead), each thread's samples, waiting included.")
+        lines.append("")
+        lines.append("| the export's timeline (main thread) | share | the Parquet writer thread beside it | share |")
+        lines.append("|---|---:|---|---:|")
+        main, writer = prof["stages"]["main"], prof["stages"]["writer"]
+        for index in range(max(len(main), len(writer))):
+            left = main[index] if index < len(main) else ("", None)
+            right = writer[index] if index < len(writer) else ("", None)
+            lines.append(f"| {left[0]} | {'' if left[1] is None else f'{left[1]:.0%}'} | "
+                         f"{right[0]} | {'' if right[1] is None else f'{right[1]:.0%}'} |")
+        lines.append("")
     imp = report.get("impact")
     if imp:
         lines.extend(render_impact(imp))
@@ -500,6 +516,7 @@ def parse_args(argv: list[str]):
                         help=f"comma-separated, from {', '.join(DEFAULT_METHODS)}")
     parser.add_argument("--no-impact", action="store_true", help="skip the pgbench measurements")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed cache-warming reads")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the product")
     parser.add_argument("--pgbench-scale", type=int, default=10)
     parser.add_argument("--no-pin", action="store_true", help="do not give PostgreSQL its own CPU during the impact runs")
     parser.add_argument("--calibrate-seconds", type=float, default=8)
@@ -600,6 +617,16 @@ def main(argv: list[str] | None = None) -> int:
         peer_versions = versions(args.peer_python, ["pandas", "dlt", "connectorx"])
         report["versions"] = {**product_versions, **peer_versions}
         report["machine"] = machine_line(pg_version, report["versions"])
+        py_spy = profile.find_py_spy(args.peer_python, args.product_python) if not args.no_profile else None
+        if py_spy and "product" in summaries:
+            say("profiling one more product export with py-spy")
+            raw = work / "product.pyspy.txt"
+            prefix = [py_spy, "record", "--native", "--idle", "--threads", "-r", "200", "-f", "raw", "-o", str(raw), "--"]
+            profiled = runner.run(Method("product", "", peer=False), "profile", prefix=prefix)
+            if raw.exists() and "error" not in profiled:
+                report["profile"] = {"seconds": profiled["seconds"], "stages": profile.summarize(raw)}
+            else:
+                say(f"  profiling failed: {profiled.get('error')}")
         if not args.no_impact and "product" in summaries:
             report["impact"] = measure_impact(
                 runner, args, summaries["product"]["seconds"], counts[dataset.day.isoformat()], say, pg, aws,
