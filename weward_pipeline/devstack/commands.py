@@ -151,6 +151,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stack.down()
 
 
+def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM the process's group, then SIGKILL what is left after `timeout` seconds."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 # Other concerns append callables here to add to the demo's output (e.g. analyst queries).
 DEMO_EPILOGUES: list = []
 
@@ -167,10 +183,20 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(f"Dagster UI on http://127.0.0.1:{args.port} (local stack: PostgreSQL :{stack.postgres.port}, "
               f"S3/Glue {stack.aws.endpoint_url}); Ctrl-C to stop")
         dagster = Path(sys.executable).parent / "dagster"
-        return subprocess.call(
+        # Its own process group, so Ctrl-C reaches us and we stop the whole tree (webserver,
+        # daemon, code servers) by group; `dagster dev` alone does not always exit on SIGINT.
+        process = subprocess.Popen(
             [str(dagster), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(args.port)],
-            env=env, cwd=REPO_ROOT,
+            env=env, cwd=REPO_ROOT, start_new_session=True,
         )
+        import signal
+
+        # A SIGTERM (e.g. from a supervisor) cleans up like Ctrl-C does.
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            return process.wait()
+        finally:
+            stop_process_group(process)
     finally:
         if started_here:
             stack.down()
