@@ -38,6 +38,13 @@ test: system-deps venv
 	scripts/check-infra.sh
 	$(BIN)/python -m pytest weward_pipeline_tests
 
+# The benchmark (minutes, not part of make test); peers (pandas, dlt, connectorx) live in their
+# own venv, .venv-bench, so they never leak into the product's dependencies.
+bench: venv
+	scripts/install-system-deps.sh
+	PYTHON=$(PYTHON) bench/setup.sh
+	.venv-bench/bin/python -m bench.run
+
 clean:
 	-$(BIN)/weward-pipeline stack down
 	rm -rf .local
