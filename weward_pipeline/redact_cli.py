@@ -1,9 +1,17 @@
-"""`weward-pipeline redact TABLE DAY [--to DAY]`: what redaction would delete, day by day; or do it.
+"""Redaction from a shell.
 
+`weward-pipeline redact TABLE DAY [--to DAY]`: what redaction would delete, day by day; or do it.
 A dry run unless `--execute`, like pt-archiver's --dry-run turned around: deleting is the
-deliberate act. The scheduled path is Dagster (`redaction/<table>`, which also requires the
-export's checks to have passed); this command is for operators and benchmarks, and re-verifies
-the lake itself before every day.
+deliberate act. It bypasses Dagster (no check history, no audit in the event log): for operators
+and benchmarks; it re-verifies the lake itself before every day.
+
+`weward-pipeline redact-due [--tables ...] [--lookback-days N] [--dry-run]`: the scheduled path
+where no Dagster daemon runs the `redaction_automation` sensor (infra: EventBridge starts it as an
+ECS task every morning). It evaluates the same automation condition as the sensor, on the
+production instance, and materializes `redaction/<table>` for each day it selects, one run per
+day, so the audit lands in Dagster's event log exactly as with the sensor. Its automation cursor
+(what "the export changed since the last redaction" is measured against) is kept in that
+instance, one per table; a dry run leaves it alone.
 """
 
 from __future__ import annotations
@@ -11,14 +19,23 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
+from dataclasses import dataclass
 
-from weward_pipeline.config import ConfigError, Settings, load_catalog
+from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, load_catalog
 from weward_pipeline.export import AwsClients
-from weward_pipeline.redact import RedactionFailed, RedactionLimits, RedactionRefused, redact_day
+from weward_pipeline.redact import RedactionFailed, RedactionLimits, RedactionRefused, redact_day, retention_ends
+
+# redact-due imports Dagster (and the code location) when it runs, not when the CLI starts.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    register_redact(subparsers)
+    register_due(subparsers)
+
+
+def register_redact(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "redact", help="dry-run (or --execute) the redaction of a table's exported days from PostgreSQL",
         description="Per day: verify the published export, then count (dry run) or delete, in short batches, "
@@ -84,3 +101,382 @@ def cmd_redact(args: argparse.Namespace) -> int:
         print(f"\ndry run: nothing was written. Each batch of {limits.batch_rows} keys would run, in its own "
               f"transaction:\n{statement}")
     return 0 if ok else 1
+
+
+# -- redact-due: the daily redaction for deployments without the Dagster daemon --------------------
+
+LOOKBACK_ENV = "WEWARD_REDACT_LOOKBACK_DAYS"
+DEFAULT_LOOKBACK_DAYS = 30
+# Without the daemon nothing marks a run failed when its process is killed (OOM, task stopped):
+# it would stay "in progress" and block its day forever. A run of this command still going after
+# this long belongs to a task that is gone (they start 24 h apart).
+DEFAULT_ABANDONED_AFTER_HOURS = 20.0
+LAUNCHED_BY_TAG = "weward/launched_by"
+LAUNCHED_BY = "redact-due"
+CURSOR_KEY = "weward/redact-due/cursor/"
+MAX_ROUNDS = 3  # evaluate, run what is due, evaluate again... until nothing new is due
+
+
+def register_due(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "redact-due",
+        help="redact, through Dagster, every day whose retention has passed (for schedulers without the daemon)",
+        description=(
+            "For each table with retention_days: evaluate the redaction/<table> automation condition that the "
+            "redaction_automation sensor evaluates (retention passed, export checks passed, not redacted since its "
+            "last export, nothing in progress) on the Dagster instance of $DAGSTER_HOME, and materialize each day "
+            "it selects, one run per day, on that instance (its event log keeps the audit). Days missed by earlier "
+            "runs are caught up within the lookback. Exit status 1 if a day failed; nothing due is success."
+        ),
+    )
+    parser.add_argument("--tables", default="",
+                        help="comma-separated subset of the catalog's tables (default: all with retention_days)")
+    parser.add_argument("--lookback-days", type=int, default=None,
+                        help=f"consider days whose retention ended within this many days (default ${LOOKBACK_ENV} "
+                             f"or {DEFAULT_LOOKBACK_DAYS}); older days are listed, not redacted")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="run each due day as a Dagster dry run (tag weward/dry_run=true): PostgreSQL only read, "
+                             "nothing materialized, the automation state left as it was")
+    parser.add_argument("--abandoned-after-hours", type=float, default=DEFAULT_ABANDONED_AFTER_HOURS,
+                        help="mark runs of this command still in progress after this long as failed "
+                             f"(their process is gone; default {DEFAULT_ABANDONED_AFTER_HOURS:g})")
+    parser.add_argument("--now", type=_timestamp, default=None,
+                        help="evaluate as of this past instant (ISO 8601 with offset), e.g. to replay a missed day")
+    parser.set_defaults(handler=cmd_redact_due)
+
+
+def _timestamp(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; write e.g. 2024-05-01T06:00:00+02:00")
+    return value
+
+
+@dataclass
+class TablePlan:
+    """What the automation condition says about one table's days, within the lookback window."""
+
+    table: TableConfig
+    due: list[str]
+    not_due: dict[str, str]  # day -> why, for days of the window that are not due
+    redacted_before: int  # days of the window redacted and unchanged since
+    older: list[str]  # days the condition selects but that ended before the lookback window
+    cursor: object  # the automation cursor after this evaluation (AssetDaemonCursor)
+
+
+def lookback_window(catalog: Catalog, table: TableConfig, now: dt.datetime, lookback_days: int) -> list[str]:
+    """Days whose retention ended in (now - lookback_days, now], oldest first (redact.retention_ends)."""
+    last = now.astimezone(catalog.zone).date()
+    day = max(catalog.start_date, last - dt.timedelta(days=table.retention_days + lookback_days + 2))
+    since = now - dt.timedelta(days=lookback_days)
+    days = []
+    while day <= last:
+        if since < retention_ends(catalog, table, day) <= now:
+            days.append(day.isoformat())
+        day += dt.timedelta(days=1)
+    return days
+
+
+def _partitions(result) -> set[str]:
+    return set(result.true_subset.expensively_compute_partition_keys())
+
+
+def _label(condition) -> str:
+    return condition.get_label() or condition.name
+
+
+def explain(root, day: str, exported: set[str], table: TableConfig) -> str | None:
+    """Why the redaction condition's tree leaves `day` out; None when it selects it.
+
+    The tree is Dagster's evaluation of redaction_condition: an AND whose children were each
+    evaluated on the days the previous ones kept, so the first child without the day is the reason.
+    """
+    from weward_pipeline.defs.redaction import NEVER_REDACTED
+
+    if day in _partitions(root):
+        return None
+    for child in root.child_results:
+        if day in _partitions(child):
+            continue
+        label = _label(child.condition)
+        grandchild = _label(child.child_results[0].condition) if child.child_results else ""
+        if label.endswith("days of retention passed"):
+            return f"inside its {table.retention_days}-day retention"
+        if any(_label(c.condition) == NEVER_REDACTED for c in child.child_results):
+            never = next(c for c in child.child_results if _label(c.condition) == NEVER_REDACTED)
+            missing = never.child_results[0]
+            if day in _partitions(missing):
+                return (f"its last redaction failed; fix the cause (see that run), then: dagster asset materialize "
+                        f"-m weward_pipeline.definitions --select key:redaction/{table.name} --partition {day}")
+            return "redacted; the export has not changed since"
+        if label == "all_deps_blocking_checks_passed":
+            if day not in exported:
+                return f"never exported (materialize lake/{table.name} first)"
+            return f"the export's checks have not passed (run the checks of lake/{table.name} again, or re-export)"
+        if grandchild == "any_deps_missing":
+            return f"never exported (materialize lake/{table.name} first)"
+        if grandchild == "any_deps_in_progress":
+            return "its export is in progress"
+        if grandchild == "in_progress":
+            return "a redaction of it is in progress"
+        return f"{'not ' if label == 'NOT' else ''}{grandchild or label}"
+    return "not selected by the redaction condition"
+
+
+def load_cursor(instance, table: TableConfig):
+    from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
+    import dagster as dg
+
+    stored = instance.daemon_cursor_storage.get_cursor_values({CURSOR_KEY + table.name}).get(CURSOR_KEY + table.name)
+    if not stored:
+        return None
+    try:
+        return dg.deserialize_value(stored, AssetDaemonCursor)
+    except Exception as exc:  # a cursor of another Dagster version: start over, as a new sensor would
+        print(f"warning: the stored automation cursor of {table.name} is unreadable ({exc.__class__.__name__}); "
+              "starting from a fresh one (re-exports before now are not noticed)", file=sys.stderr)
+        return None
+
+
+def save_cursor(instance, table: TableConfig, cursor) -> None:
+    import dagster as dg
+
+    instance.daemon_cursor_storage.set_cursor_values({CURSOR_KEY + table.name: dg.serialize_value(cursor)})
+
+
+def plan_table(defs, instance, catalog: Catalog, table: TableConfig, now: dt.datetime, lookback_days: int) -> TablePlan:
+    """Evaluates redaction/<table>'s own automation condition (as the sensor does) with this command's cursor."""
+    import dagster as dg
+
+    from weward_pipeline.defs.assets import lake_key
+    from weward_pipeline.defs.redaction import redaction_key
+
+    key = redaction_key(table.name)
+    result = dg.evaluate_automation_conditions(defs, instance, asset_selection=dg.AssetSelection.assets(key),
+                                               evaluation_time=now, cursor=load_cursor(instance, table))
+    root = next(r for r in result.results if r.key == key)
+    requested = {d for d in result.get_requested_partitions(key) if d is not None}
+    window = lookback_window(catalog, table, now, lookback_days)
+    exported = set(instance.get_materialized_partitions(lake_key(table.name)))
+    not_due, redacted_before = {}, 0
+    for day in window:
+        if day in requested:
+            continue
+        why = explain(root, day, exported, table)
+        if why and why.startswith("redacted;"):
+            redacted_before += 1
+        elif why:
+            not_due[day] = why
+    return TablePlan(table=table, due=[d for d in window if d in requested], not_due=not_due,
+                     redacted_before=redacted_before, older=sorted(requested - set(window)), cursor=result.cursor)
+
+
+@dataclass
+class DayOutcome:
+    ok: bool
+    text: str
+    run_id: str
+
+
+def _failure_text(result) -> str:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            data = event.event_specific_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                reason = data.user_failure_data.metadata.get("reason")
+                return data.user_failure_data.description + (f" [{reason.value}]" if reason else "")
+            if data.error is not None:
+                return data.error.message.strip().splitlines()[-1]
+    for event in result.all_events:
+        if event.event_type_value == "RUN_FAILURE":
+            return event.message or "run failed"
+    return "run failed"
+
+
+def redact_one_day(defs, instance, table: TableConfig, day: str, dry_run: bool) -> DayOutcome:
+    """One Dagster run of redaction/<table> for `day` (with its check), on `instance`, in this process."""
+    from weward_pipeline.defs.redaction import DRY_RUN_TAG, redaction_key
+
+    key = redaction_key(table.name)
+    tags = {LAUNCHED_BY_TAG: LAUNCHED_BY}
+    if dry_run:
+        tags[DRY_RUN_TAG] = "true"
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance, partition_key=day, asset_selection=[key], tags=tags, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
+    run = result.run_id[:8]
+    metadata = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            metadata = event.event_specific_data.materialization.metadata
+        elif event.event_type_value == "ASSET_OBSERVATION" and dry_run:
+            metadata = event.event_specific_data.asset_observation.metadata
+    value = {k: v.value for k, v in metadata.items()}
+    if not result.success:
+        done = f" after deleting {value['rows_deleted']} rows" if value.get("rows_deleted") else ""
+        return DayOutcome(False, f"FAILED{done}: {_failure_text(result)} (run {run})", result.run_id)
+    if not value:
+        return DayOutcome(False, f"FAILED: the run recorded no redaction (run {run})", result.run_id)
+    kept = ", ".join(f"{n} {reason}" for reason, n in value.get("kept_back", {}).items() if n)
+    if dry_run:
+        text = f"dry run: would delete {value['rows_would_delete']} of {value['rows_in_export']} exported rows"
+    else:
+        text = (f"redacted: {value['rows_deleted']} of {value['rows_in_export']} exported rows deleted, "
+                f"{value['rows_already_gone']} already gone")
+    text += f"; kept back: {kept}" if kept else "; kept back: none"
+    if value.get("needs_reexport"):
+        text += f" (re-export lake/{table.name} for {day}; it is redacted again after)"
+    return DayOutcome(True, f"{text} (run {run})", result.run_id)
+
+
+def fail_abandoned_runs(instance, older_than: dt.timedelta) -> list[str]:
+    """Marks failed the runs of this command still in progress after `older_than`; their days then show
+    as "last redaction failed", as the daemon's run monitoring would have left them."""
+    import dagster as dg
+
+    in_progress = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+                   dg.DagsterRunStatus.CANCELING]
+    cutoff = dt.datetime.now(dt.timezone.utc) - older_than
+    lines = []
+    for run in instance.get_runs(filters=dg.RunsFilter(tags={LAUNCHED_BY_TAG: LAUNCHED_BY}, statuses=in_progress,
+                                                       created_before=cutoff)):
+        instance.report_run_failed(run, message=f"abandoned: still {run.status.value} after {older_than}; the "
+                                                "redact-due process running it is gone (killed or stopped)")
+        lines.append(f"run {run.run_id[:8]} ({run.tags.get('dagster/partition', '?')}) was still "
+                     f"{run.status.value} after {older_than}: marked failed")
+    return lines
+
+
+def cmd_redact_due(args: argparse.Namespace) -> int:
+    import dagster as dg
+    from dagster._core.errors import DagsterHomeNotSetError
+
+    from weward_pipeline.defs.factory import build_definitions
+
+    try:
+        catalog = load_catalog()
+        tables = _tables_with_retention(catalog, args.tables)
+        lookback = args.lookback_days if args.lookback_days is not None else _env_int(LOOKBACK_ENV, DEFAULT_LOOKBACK_DAYS)
+        if lookback < 1:
+            raise ConfigError(f"--lookback-days (or ${LOOKBACK_ENV}) must be at least 1, got {lookback}")
+        if args.abandoned_after_hours < 0:
+            raise ConfigError("--abandoned-after-hours must be 0 or more")
+        real_now = dt.datetime.now(dt.timezone.utc)
+        now = args.now or real_now
+        if now > real_now + dt.timedelta(minutes=1):
+            raise ConfigError(f"--now {now.isoformat()} is in the future: redaction itself checks the retention "
+                              "against the real clock")
+        defs = build_definitions(catalog)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not tables:
+        print(f"no table of {catalog.path or 'the catalog'} has retention_days: nothing is ever redacted")
+        return 0
+    try:
+        instance = dg.DagsterInstance.get()
+    except DagsterHomeNotSetError:
+        print("error: DAGSTER_HOME is not set. redact-due records every redaction in the Dagster instance of "
+              "$DAGSTER_HOME/dagster.yaml (in production deploy/dagster.yaml, PostgreSQL storage); set it to that "
+              "directory", file=sys.stderr)
+        return 2
+
+    failed = 0
+    width = max(len(t.name) for t in tables)
+    mode = "dry run" if args.dry_run else "redacting"
+    with instance:
+        print(f"redact-due ({mode}) as of {now.isoformat(timespec='seconds')}, lookback {lookback} days, "
+              f"Dagster instance {instance.root_directory} ({type(instance.run_storage).__name__})")
+        if not args.dry_run:
+            abandoned = fail_abandoned_runs(instance, dt.timedelta(hours=args.abandoned_after_hours))
+            for line in abandoned:
+                print(f"FAILED: {line}")
+            failed += len(abandoned)
+        for table in tables:
+            plan = plan_table(defs, instance, catalog, table, now, lookback)
+            for first, last, why in _runs_of_days(plan.not_due):
+                days = first if first == last else f"{first} .. {last}"
+                print(f"{table.name:<{width}}  {days}  not due: {why}")
+            first, attempted, latest = plan, set(), plan
+            for _ in range(MAX_ROUNDS):
+                todo = [day for day in latest.due if day not in attempted]
+                if not todo:
+                    break
+                for day in todo:
+                    outcome = redact_one_day(defs, instance, table, day, args.dry_run)
+                    attempted.add(day)
+                    failed += not outcome.ok
+                    print(f"{table.name:<{width}}  {day}  {outcome.text}", flush=True)
+                if args.dry_run:
+                    break
+                # Evaluate again, as the sensor's next tick would: this evaluation sees the runs just
+                # made (otherwise tomorrow's would see them together with a re-export made in between,
+                # and the re-export would go unnoticed), and a day re-exported meanwhile is due now.
+                latest = plan_table(defs, instance, catalog, table, now, lookback)
+            left = [day for day in latest.due if day not in attempted]
+            if left:
+                print(f"{table.name}: still due after {MAX_ROUNDS} rounds (exports changing meanwhile?): "
+                      f"{', '.join(left)}; the next run takes them")
+            elif not args.dry_run:
+                # Only after the runs: a crash before this line re-evaluates from the previous cursor.
+                save_cursor(instance, table, latest.cursor)
+            plan = first
+            summary = (f"{table.name}: {len(attempted)} due, {plan.redacted_before} redacted before, "
+                       f"{len(plan.not_due)} not due in the last {lookback} days past its {table.retention_days}-day "
+                       "retention")
+            if plan.older:
+                summary += (f"; {len(plan.older)} older day(s) not redacted ({plan.older[0]} .. {plan.older[-1]}): "
+                            f"--lookback-days {_days_to_cover(catalog, table, now, plan.older[0])} or a backfill of "
+                            f"redaction/{table.name}")
+            print(summary)
+    if failed:
+        print(f"{failed} day(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _runs_of_days(reasons: dict[str, str]) -> list[tuple[str, str, str]]:
+    """Consecutive days with the same reason as (first, last, reason)."""
+    runs: list[list[str]] = []
+    for day in sorted(reasons):
+        previous = runs[-1] if runs else None
+        if (previous and reasons[previous[1]] == reasons[day]
+                and dt.date.fromisoformat(previous[1]) + dt.timedelta(days=1) == dt.date.fromisoformat(day)):
+            previous[1] = day
+        else:
+            runs.append([day, day])
+    return [(first, last, reasons[first]) for first, last in runs]
+
+
+def _days_to_cover(catalog: Catalog, table: TableConfig, now: dt.datetime, day: str) -> int:
+    ends = retention_ends(catalog, table, dt.date.fromisoformat(day))
+    return (now - ends).days + 1
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"${name} must be a whole number of days, got {raw!r}") from None
+
+
+def _tables_with_retention(catalog: Catalog, names: str) -> list[TableConfig]:
+    with_retention = [t for t in catalog.tables if t.retention_days is not None]
+    if not names.strip():
+        return with_retention
+    chosen = []
+    for name in (n.strip() for n in names.split(",")):
+        if not name:
+            continue
+        table = catalog.table(name)  # ConfigError naming the known tables
+        if table.retention_days is None:
+            known = ", ".join(t.name for t in with_retention) or "none"
+            raise ConfigError(f"table {name} has no retention_days in {catalog.path or 'the catalog'}, so it is never "
+                              f"redacted; tables with a retention: {known}")
+        if table not in chosen:
+            chosen.append(table)
+    return chosen

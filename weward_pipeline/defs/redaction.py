@@ -19,6 +19,8 @@ still redacts the day later).
 """
 
 import datetime as dt
+import json
+import os
 from typing import Optional
 
 import dagster as dg
@@ -48,6 +50,12 @@ from weward_pipeline.redact import (
 
 DRY_RUN_TAG = "weward/dry_run"
 AUTOMATION_SENSOR = "redaction_automation"
+# Labels of the automation condition's branches; `weward-pipeline redact-due` explains skipped days with them.
+NEVER_REDACTED = "never redacted (and the last attempt did not fail)"
+EXPORT_CHANGED = "export updated since the last redaction"
+# On ECS (infra/modules/dagster_service) the daemon's EcsRunLauncher starts every run from the export
+# task definition: export role, export DSN, no DELETE. The sensor's runs name the redaction one instead.
+REDACTION_TASK_DEFINITION_ENV = "WEWARD_REDACTION_TASK_DEFINITION"
 REEXPORT_CHECK = "no_rows_need_reexport"
 # Locks held by the app, a failover, a lagging replica: worth coming back to, a few minutes later.
 # Each retry re-verifies everything and deletes only what is left.
@@ -97,9 +105,8 @@ def retention_passed(table: TableConfig) -> dg.AutomationCondition:
 
 def redaction_condition(table: TableConfig) -> dg.AutomationCondition:
     never_redacted = (dg.AutomationCondition.missing() & ~dg.AutomationCondition.execution_failed()).with_label(
-        "never redacted (and the last attempt did not fail)")
-    export_changed = dg.AutomationCondition.any_deps_updated().since_last_handled().with_label(
-        "export updated since the last redaction")
+        NEVER_REDACTED)
+    export_changed = dg.AutomationCondition.any_deps_updated().since_last_handled().with_label(EXPORT_CHANGED)
     return (
         retention_passed(table)
         & (never_redacted | export_changed)
@@ -110,10 +117,17 @@ def redaction_condition(table: TableConfig) -> dg.AutomationCondition:
     ).with_label("redact once retention passed and the export passed its checks")
 
 
+def redaction_run_tags() -> dict[str, str]:
+    """`ecs/run_task_kwargs` naming $WEWARD_REDACTION_TASK_DEFINITION, when set (dagster-aws reads the tag)."""
+    task_definition = os.environ.get(REDACTION_TASK_DEFINITION_ENV, "").strip()
+    return {"ecs/run_task_kwargs": json.dumps({"taskDefinition": task_definition})} if task_definition else {}
+
+
 def redaction_sensor() -> dg.AutomationConditionSensorDefinition:
     return dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
         target=dg.AssetSelection.key_prefixes(["redaction"]),
+        run_tags=redaction_run_tags(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Requests redaction/<table> for each day past its retention whose export passed its checks.",
     )
