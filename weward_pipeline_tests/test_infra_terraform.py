@@ -24,6 +24,7 @@ from weward_pipeline.config import SAMPLE_CATALOG, Settings
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 MODULES = INFRA / "modules"
+STACK = MODULES / "pipeline_stack"  # the body both environment roots call
 ENVS = ("dev", "prod")
 
 # What production must be, from the issue that created deploy/prod.env. If one of these changes,
@@ -360,10 +361,10 @@ def test_the_log_group_is_encrypted_and_tasks_run_read_only():
 @pytest.mark.parametrize("env", ENVS)
 def test_the_schedule_fires_at_2am_in_the_table_catalog_time_zone(env):
     root = INFRA / "envs" / env
-    schedule = module_calls(root)["schedule"]
-    assert schedule["schedule_timezone"] == "${var.schedule_timezone}"
+    assert module_calls(root)["pipeline"]["schedule_timezone"] == "${var.schedule_timezone}"
+    assert module_calls(STACK)["schedule"]["schedule_timezone"] == "${var.schedule_timezone}"
     assert variables(root)["schedule_timezone"]["default"] == catalog_timezone()
-    assert "TZ=${var.schedule_timezone}" in parse(root / "main.tf")["locals"][0]["yesterday"]
+    assert "TZ=${var.schedule_timezone}" in module_locals(STACK)["yesterday"]
 
     schedule_vars = variables(MODULES / "schedule")
     assert schedule_vars["export_schedule_expression"]["default"] == "cron(0 2 * * ? *)"
@@ -384,11 +385,15 @@ def test_prod_env_holds_the_production_values():
 @pytest.mark.parametrize("env", ENVS)
 def test_bucket_database_and_workgroup_names_are_wired_from_the_env_file(env):
     root = INFRA / "envs" / env
-    calls = module_calls(root)
+    root_calls = module_calls(root)
     locals_ = parse(root / "main.tf")["locals"][0]
     assert locals_["environment"] == env
-    assert calls["pipeline_env"]["env_file"] == "${path.module}/../../../deploy/${local.environment}.env"
+    assert root_calls["pipeline_env"]["env_file"] == "${path.module}/../../../deploy/${local.environment}.env"
     assert (root / "../../../deploy" / f"{env}.env").resolve() == ROOT / "deploy" / f"{env}.env"
+    assert root_calls["pipeline"]["environment"] == "${local.environment}"
+    assert root_calls["pipeline"]["pipeline_env"] == "${module.pipeline_env}"
+    assert module_locals(STACK)["pipeline"] == "${var.pipeline_env}"
+    calls = module_calls(STACK)
     assert calls["data_lake"]["lake_bucket_name"] == "${local.pipeline.lake_bucket}"
     assert calls["data_lake"]["athena_results_bucket_name"] == "${local.pipeline.athena_results_bucket}"
     assert calls["catalog"]["glue_database_name"] == "${local.pipeline.glue_database}"
@@ -400,12 +405,44 @@ def test_bucket_database_and_workgroup_names_are_wired_from_the_env_file(env):
 
 
 def test_dev_and_prod_roots_differ_only_by_their_name():
-    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+    names = sorted(p.name for p in (INFRA / "envs" / "prod").glob("*.tf"))
+    assert names == sorted(p.name for p in (INFRA / "envs" / "dev").glob("*.tf"))
+    assert {"main.tf", "variables.tf", "outputs.tf", "versions.tf", "moved.tf"} <= set(names)
+    for name in names:
         prod = (INFRA / "envs" / "prod" / name).read_text()
         dev = (INFRA / "envs" / "dev" / name).read_text()
-        normalized = dev.replace('environment = "dev"', 'environment = "prod"').replace("# Development.", "# Production.")
-        normalized = normalized.replace("deploy/dev.env", "deploy/prod.env")
+        normalized = dev.replace('environment = "dev"', 'environment = "prod"').replace("# Development:", "# Production:")
+        normalized = normalized.replace('environment "dev"', 'environment "prod"').replace("deploy/dev.env", "deploy/prod.env")
         assert normalized == prod, f"envs/dev/{name} drifted from envs/prod/{name}"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_roots_are_thin_every_variable_reaches_the_stack_and_every_output_comes_back(env):
+    """The roots hold backend, provider, name and defaults; modules/pipeline_stack holds the rest."""
+    root = INFRA / "envs" / env
+    root_variables, stack_variables = variables(root), variables(STACK)
+    assert set(root_variables) - {"tags"} == set(stack_variables) - {"environment", "pipeline_env"}
+    call = module_calls(root)["pipeline"]
+    assert call["source"] == "../../modules/pipeline_stack"
+    for name in set(root_variables) - {"tags"}:
+        assert call[name] == f"${{var.{name}}}", name
+    # Defaults live in the roots only: two copies could drift apart.
+    assert not [name for name, body in stack_variables.items() if "default" in body]
+    root_outputs = {name: body for p in root.glob("*.tf") for e in parse(p).get("output", []) for name, body in e.items()}
+    stack_outputs = {name for p in STACK.glob("*.tf") for e in parse(p).get("output", []) for name in e}
+    assert set(root_outputs) == stack_outputs
+    assert all(body["value"] == f"${{module.pipeline.{name}}}" for name, body in root_outputs.items())
+    assert set(module_calls(root)) == {"pipeline_env", "pipeline"}
+    assert not [p for p in root.glob("*.tf") if parse(p).get("resource") or parse(p).get("data")]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_state_written_before_the_stack_module_moves_with_it(env):
+    """Every module the stack calls had been called by the root itself: a moved block per module
+    carries its resources over, so the first apply after the refactor replaces nothing."""
+    moves = {(m["from"], m["to"]) for m in parse(INFRA / "envs" / env / "moved.tf")["moved"]}
+    stack_modules = set(module_calls(STACK))
+    assert moves == {(f"${{module.{m}}}", f"${{module.pipeline.module.{m}}}") for m in stack_modules}
 
 
 @pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform not installed")

@@ -1,0 +1,69 @@
+output "lake_url" {
+  description = "WEWARD_LAKE_URL of this environment."
+  value       = "s3://${module.data_lake.lake_bucket_name}/${local.pipeline.lake_prefix}"
+}
+
+output "athena_output_url" {
+  description = "WEWARD_ATHENA_OUTPUT of this environment."
+  value       = "s3://${module.data_lake.athena_results_bucket_name}/${local.pipeline.athena_results_prefix}"
+}
+
+output "glue_database" {
+  description = "WEWARD_GLUE_DATABASE."
+  value       = module.catalog.glue_database_name
+}
+
+output "athena_workgroup" {
+  description = "WEWARD_ATHENA_WORKGROUP."
+  value       = module.catalog.athena_workgroup_name
+}
+
+output "kms_key_arn" {
+  description = "The project key."
+  value       = module.kms.key_arn
+}
+
+output "ecr_repository_url" {
+  description = "Where CI pushes the run worker image (deploy/Dockerfile)."
+  value       = module.export_job.repository_url
+}
+
+output "ecs_cluster_name" {
+  description = "ECS cluster of the runs."
+  value       = module.export_job.cluster_name
+}
+
+output "task_definition_arns" {
+  description = "Run worker task definitions (export, redact)."
+  value       = module.export_job.task_definition_arns
+}
+
+output "secret_arns" {
+  description = "Secrets to fill with `aws secretsmanager put-secret-value` after the first apply."
+  value       = module.secrets.secret_arns
+}
+
+output "export_role_arn" {
+  description = "Export role."
+  value       = module.iam.export_role_arn
+}
+
+output "redaction_role_arn" {
+  description = "Redaction role."
+  value       = module.iam.redaction_role_arn
+}
+
+output "analyst_role_arn" {
+  description = "Analyst role (null without analyst principals)."
+  value       = module.iam.analyst_role_arn
+}
+
+output "schedule_names" {
+  description = "EventBridge Scheduler schedules."
+  value       = module.schedule.schedule_names
+}
+
+output "run_worker_log_group" {
+  description = "CloudWatch log group of every run."
+  value       = module.export_job.log_group_name
+}
