@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,7 +20,10 @@ import hcl2
 import pytest
 import yaml
 
+from weward_pipeline import cli
 from weward_pipeline.config import SAMPLE_CATALOG, Settings
+from weward_pipeline.defs.redaction import REDACTION_TASK_DEFINITION_ENV
+from weward_pipeline.redact_cli import DEFAULT_LOOKBACK_DAYS, cmd_redact_due
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -355,7 +359,92 @@ def test_the_log_group_is_encrypted_and_tasks_run_read_only():
     assert resources[("aws_cloudwatch_log_group", "run_worker")]["kms_key_id"] == "${var.kms_key_arn}"
     text = (MODULES / "export_job" / "main.tf").read_text()
     assert "readonlyRootFilesystem = true" in text
-    assert re.search(r"secrets\s+=\s+\[for name in each.value.secrets : \{ name = name, valueFrom = var.secret_arns\[name\] \}\]", text)
+    assert re.search(r"secrets\s+=\s+\[for name, secret in each.value.secrets : \{ name = name, valueFrom = var.secret_arns\[secret\] \}\]", text)
+
+
+def test_the_scheduled_redaction_runs_redact_due_not_yesterday():
+    """Yesterday is always inside the retention: materializing it refused every day, and nothing was
+    ever redacted. The task runs the command that redacts every due day within the lookback."""
+    stack = module_locals(STACK)
+    command = stack["redact_command"]
+    assert command == ["weward-pipeline", "redact-due", "--lookback-days", "${tostring(var.redact_lookback_days)}"]
+    assert not [part for part in command if "yesterday" in part or "--partition" in part or "materialize" in part]
+    assert "${local.yesterday}" in stack["export_command"][2]  # the export still takes yesterday
+    assert module_calls(STACK)["export_job"]["redact_command"] == "${local.redact_command}"
+    for env in ENVS:
+        variable = variables(INFRA / "envs" / env)["redact_lookback_days"]
+        assert variable["default"] == DEFAULT_LOOKBACK_DAYS and "validation" in variable
+        assert "redact_selection" not in variables(INFRA / "envs" / env)
+    # The image's console script has the command, with that option.
+    args = cli.build_parser().parse_args(["redact-due", "--lookback-days", "30"])
+    assert args.handler is cmd_redact_due and args.lookback_days == 30
+
+
+def test_eventbridge_starts_the_redaction_only_without_the_dagster_service():
+    """With the service, the daemon's sensor redacts: a second scheduler would race it."""
+    assert module_calls(STACK)["schedule"]["enabled_runs"] == '${var.dagster_service_enabled ? [] : ["export", "redact"]}'
+    schedule = blocks(MODULES / "schedule", "resource")[("aws_scheduler_schedule", "run")]
+    assert schedule["state"] == '${var.enabled && contains(var.enabled_runs, each.key) ? "ENABLED" : "DISABLED"}'
+    # The EC2 variant runs the export only: Terraform warns when nothing would redact.
+    (check,) = [c for p in STACK.glob("*.tf") for entry in parse(p).get("check", []) for c in entry.values()]
+    assert check["assert"][0]["condition"] == '${var.launch_type == "ecs_task" || var.dagster_service_enabled}'
+
+
+def test_the_daemon_launches_the_sensor_s_redactions_from_the_redaction_task_definition():
+    """EcsRunLauncher starts runs from the export task definition, whose role and DSN cannot DELETE."""
+    service = MODULES / "dagster_service"
+    environment = module_locals(service)["environment"]
+    assert f"{REDACTION_TASK_DEFINITION_ENV} = var.redaction_task_definition" in environment
+    (launch,) = [s for s in statements(blocks(service, "data")[("aws_iam_policy_document", "service")])
+                 if s["actions"] == ["ecs:RunTask"]]
+    assert launch["resources"] == ["${var.run_worker_task_definition}", "${var.redaction_task_definition}"]
+    call = module_calls(STACK)["dagster_service"]
+    assert call["redaction_task_definition"] == '${module.export_job.task_definition_arns["redact"]}'
+    assert call["run_worker_task_definition"] == '${module.export_job.task_definition_arns["export"]}'
+
+
+def test_the_redaction_task_never_gets_the_export_credentials_or_the_pii_key():
+    export_job = variables(MODULES / "export_job")
+    own = export_job["redaction_secret_variables"]["default"]
+    assert set(own) == {"WEWARD_PG_REDACT_URL", "DAGSTER_PG_PASSWORD"}
+    # The code location's lake resource reads WEWARD_PG_URL: in this task it is the redaction DSN.
+    assert export_job["redaction_secret_aliases"]["default"] == {"WEWARD_PG_URL": "WEWARD_PG_REDACT_URL"}
+    assert "validation" in export_job["redaction_secret_aliases"]
+    workers = module_locals(MODULES / "export_job")["workers"]
+    assert workers["redact"]["secrets"] == (
+        "${merge({for name in var.redaction_secret_variables : name => name}, var.redaction_secret_aliases)}")
+
+
+def provider_mirror() -> Path | None:
+    for candidate in (os.environ.get("TF_PROVIDER_MIRROR"), "/opt/tf-plugins"):
+        if candidate and (Path(candidate) / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None or provider_mirror() is None,
+                    reason="terraform or an AWS provider mirror (TF_PROVIDER_MIRROR) missing")
+@pytest.mark.parametrize("directory", ["envs/prod", "envs/dev", "modules/export_job", "modules/dagster_service"])
+def test_terraform_test_suites_pass_against_a_mock_provider(directory, tmp_path):
+    """`terraform test` (mock AWS provider, nothing leaves the machine) on a copy of infra/: which
+    scheduler starts what, the commands, each task's secrets, the daemon's task definitions."""
+    shutil.copytree(INFRA, tmp_path / "infra", ignore=shutil.ignore_patterns(".terraform*"))
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    work = tmp_path / "infra" / directory
+    if directory == "envs/dev":  # the roots are identical but for their name; one suite serves both
+        shutil.copytree(INFRA / "envs" / "prod" / "tests", work / "tests")
+    assert list((work / "tests").glob("*.tftest.hcl"))
+    config = tmp_path / "cli.tfrc"
+    config.write_text(f'provider_installation {{\n  filesystem_mirror {{\n    path    = "{provider_mirror()}"\n'
+                      '    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n}\n')
+    run_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "TF_IN_AUTOMATION": "1",
+               "TF_CLI_CONFIG_FILE": str(config)}
+    subprocess.run(["terraform", "init", "-backend=false", "-input=false", "-no-color"], cwd=work, env=run_env,
+                   check=True, capture_output=True, timeout=300)
+    result = subprocess.run(["terraform", "test", "-no-color"], cwd=work, env=run_env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " 0 failed" in result.stdout and "Success!" in result.stdout
 
 
 @pytest.mark.parametrize("env", ENVS)

@@ -57,10 +57,15 @@ variable "export_selection" {
   default     = "key:lake/*"
 }
 
-variable "redact_selection" {
-  description = "Dagster asset selection of the daily redaction run."
-  type        = string
-  default     = "key:redaction/*"
+variable "redact_lookback_days" {
+  description = "The daily redaction (weward-pipeline redact-due) redacts the due days whose retention ended within this many days; a day missed longer ago needs a backfill."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.redact_lookback_days >= 1 && floor(var.redact_lookback_days) == var.redact_lookback_days
+    error_message = "redact_lookback_days must be a whole number of days, at least 1."
+  }
 }
 
 variable "run_worker_cpu" {

@@ -32,7 +32,7 @@ module "pipeline" {
   s3_prefix_list_id                  = var.s3_prefix_list_id
   image_tag                          = var.image_tag
   export_selection                   = var.export_selection
-  redact_selection                   = var.redact_selection
+  redact_lookback_days               = var.redact_lookback_days
   run_worker_cpu                     = var.run_worker_cpu
   run_worker_memory                  = var.run_worker_memory
   launch_type                        = var.launch_type

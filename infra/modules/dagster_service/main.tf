@@ -1,8 +1,8 @@
 # Optional: a long-running Dagster (webserver + daemon) for teams that want the UI, sensors and
 # backfills in AWS. Both share Dagster's PostgreSQL storage with the scheduled run worker, and the
-# daemon's EcsRunLauncher starts each run as a Fargate task from the run worker's (export) task
-# definition. This is the one part of the deployment that costs money while idle: two small
-# Fargate tasks around the clock.
+# daemon's EcsRunLauncher starts each run as a Fargate task from the run worker's export task
+# definition, or the redaction one for the runs of the redaction_automation sensor. This is the
+# one part of the deployment that costs money while idle: two small Fargate tasks around the clock.
 #
 # No load balancer: the webserver is reached through ECS Exec port forwarding
 # (see infra/README.md), so nothing listens on a network outside the VPC.
@@ -20,6 +20,9 @@ locals {
 
   environment = merge(var.environment, {
     DAGSTER_RUN_TASK_DEFINITION = var.run_worker_task_definition
+    # The sensor tags its runs with this task definition (weward_pipeline/defs/redaction.py): the
+    # export's role cannot DELETE, and its task has no redaction DSN.
+    WEWARD_REDACTION_TASK_DEFINITION = var.redaction_task_definition
   })
 
   services = {
@@ -61,9 +64,9 @@ resource "aws_iam_role" "service" {
 
 data "aws_iam_policy_document" "service" {
   statement {
-    sid       = "LaunchRunsFromTheRunWorkerTaskDefinition"
+    sid       = "LaunchRunsFromTheRunWorkerTaskDefinitions"
     actions   = ["ecs:RunTask"]
-    resources = [var.run_worker_task_definition]
+    resources = [var.run_worker_task_definition, var.redaction_task_definition]
     condition {
       test     = "ArnEquals"
       variable = "ecs:cluster"

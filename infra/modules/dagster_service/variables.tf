@@ -48,6 +48,11 @@ variable "run_worker_task_definition" {
   type        = string
 }
 
+variable "redaction_task_definition" {
+  description = "Task definition ARN of the redaction runs the redaction_automation sensor requests (redaction role and DSN)."
+  type        = string
+}
+
 variable "run_worker_role_arns" {
   description = "Roles of that task definition (execution and task roles), passed to ECS at launch."
   type        = list(string)

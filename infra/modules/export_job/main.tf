@@ -23,14 +23,15 @@ locals {
   environment = [for key in sort(keys(local.plain_environment)) : { name = key, value = local.plain_environment[key] }]
 
   workers = {
+    # secrets: container variable => the secret (modules/secrets key) that fills it.
     export = {
       task_role_arn = var.export_role_arn
-      secrets       = var.export_secret_variables
+      secrets       = { for name in var.export_secret_variables : name => name }
       command       = var.export_command
     }
     redact = {
       task_role_arn = var.redaction_role_arn
-      secrets       = var.redaction_secret_variables
+      secrets       = merge({ for name in var.redaction_secret_variables : name => name }, var.redaction_secret_aliases)
       command       = var.redact_command
     }
   }
@@ -137,7 +138,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "InjectTheRunWorkerSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = distinct([for name in concat(var.export_secret_variables, var.redaction_secret_variables) : var.secret_arns[name]])
+    resources = distinct(flatten([for worker in local.workers : [for secret in values(worker.secrets) : var.secret_arns[secret]]]))
   }
 
   statement {
@@ -246,7 +247,7 @@ resource "aws_ecs_task_definition" "worker" {
     user                   = "10001:10001"
     linuxParameters        = { initProcessEnabled = true }
     environment            = local.environment
-    secrets                = [for name in each.value.secrets : { name = name, valueFrom = var.secret_arns[name] }]
+    secrets                = [for name, secret in each.value.secrets : { name = name, valueFrom = var.secret_arns[secret] }]
     mountPoints = [
       { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
       { sourceVolume = "dagster-home", containerPath = "/opt/dagster/dagster_home/storage", readOnly = false },

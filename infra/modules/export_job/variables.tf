@@ -25,6 +25,17 @@ variable "redaction_secret_variables" {
   default     = ["WEWARD_PG_REDACT_URL", "DAGSTER_PG_PASSWORD"]
 }
 
+variable "redaction_secret_aliases" {
+  description = "More variables of the redaction task, each filled from one of its secrets. The code location's lake resource needs WEWARD_PG_URL; the redaction task gets its own DSN there, never the export's."
+  type        = map(string)
+  default     = { WEWARD_PG_URL = "WEWARD_PG_REDACT_URL" }
+
+  validation {
+    condition     = alltrue([for secret in values(var.redaction_secret_aliases) : contains(["WEWARD_PG_REDACT_URL", "DAGSTER_PG_PASSWORD"], secret)])
+    error_message = "redaction_secret_aliases may only reuse the redaction task's own secrets."
+  }
+}
+
 variable "export_role_arn" {
   description = "Task role of the export (modules/iam)."
   type        = string

@@ -7,11 +7,14 @@ locals {
   name_prefix = "weward-${local.environment}"
   pipeline    = var.pipeline_env
 
-  # A scheduled run materializes yesterday's partition: partition keys are local dates of the
-  # table catalog's time zone, the same zone the schedule fires in.
+  # The export materializes yesterday's partition: partition keys are local dates of the table
+  # catalog's time zone, the same zone the schedule fires in.
   yesterday      = "$(TZ=${var.schedule_timezone} date -d yesterday +%F)"
   export_command = ["sh", "-c", "exec dagster asset materialize -m weward_pipeline.definitions --select '${var.export_selection}' --partition \"${local.yesterday}\""]
-  redact_command = ["sh", "-c", "exec dagster asset materialize -m weward_pipeline.definitions --select '${var.redact_selection}' --partition \"${local.yesterday}\""]
+  # Yesterday is always inside the retention: the redaction instead evaluates, per table, the
+  # redaction_automation sensor's condition and redacts every day it selects within the lookback
+  # (a missed morning is caught up the next), through Dagster on the production instance.
+  redact_command = ["weward-pipeline", "redact-due", "--lookback-days", tostring(var.redact_lookback_days)]
 }
 
 data "aws_caller_identity" "current" {}
@@ -102,9 +105,10 @@ module "schedule" {
   launch_type       = var.launch_type
   schedule_timezone = var.schedule_timezone
   enabled           = var.schedules_enabled
-  # With the Dagster daemon running, its own daily schedule starts the export (one run per day
-  # by run key); two schedulers would export every day twice.
-  enabled_runs         = var.dagster_service_enabled ? ["redact"] : ["export", "redact"]
+  # With the Dagster daemon running, its daily_export_schedule starts the export (one run per day
+  # by run key) and its redaction_automation sensor the redactions: two schedulers would export
+  # every day twice and race on the redactions. Both EventBridge schedules are then DISABLED.
+  enabled_runs         = var.dagster_service_enabled ? [] : ["export", "redact"]
   kms_key_arn          = module.kms.key_arn
   cluster_arn          = module.export_job.cluster_arn
   task_definition_arns = module.export_job.task_definition_arns
@@ -137,5 +141,15 @@ module "dagster_service" {
   execution_role_arn          = module.export_job.execution_role_arn
   log_group_name              = module.export_job.log_group_name
   run_worker_task_definition  = module.export_job.task_definition_arns["export"]
+  redaction_task_definition   = module.export_job.task_definition_arns["redact"]
   run_worker_role_arns        = distinct(concat([module.export_job.execution_role_arn], values(module.export_job.task_role_arns)))
+}
+
+# The EC2 variant's instance runs the export only (it has the export role, not the redaction
+# role and DSN): without the Dagster service nothing would ever redact.
+check "something_redacts" {
+  assert {
+    condition     = var.launch_type == "ecs_task" || var.dagster_service_enabled
+    error_message = "launch_type = \"ec2_instance\" runs the export only: set dagster_service_enabled = true (its sensor redacts), or use ecs_task, or tables with retention_days are never redacted."
+  }
 }

@@ -63,6 +63,16 @@ output "schedule_names" {
   value       = module.schedule.schedule_names
 }
 
+output "schedule_states" {
+  description = "Whether EventBridge starts each run (export, redact): DISABLED when the Dagster daemon does."
+  value       = module.schedule.schedule_states
+}
+
+output "run_commands" {
+  description = "Container command of each scheduled run (export, redact)."
+  value       = { export = local.export_command, redact = local.redact_command }
+}
+
 output "run_worker_log_group" {
   description = "CloudWatch log group of every run."
   value       = module.export_job.log_group_name

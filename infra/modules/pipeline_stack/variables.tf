@@ -84,9 +84,9 @@ variable "export_selection" {
 }
 
 
-variable "redact_selection" {
-  description = "Dagster asset selection of the daily redaction run."
-  type        = string
+variable "redact_lookback_days" {
+  description = "The daily redaction (weward-pipeline redact-due) redacts the due days whose retention ended within this many days; a day missed longer ago needs a backfill."
+  type        = number
 }
 
 

@@ -7,6 +7,11 @@ output "schedule_names" {
   )
 }
 
+output "schedule_states" {
+  description = "ENABLED or DISABLED, by run (export, redact), of the ecs_task schedules; empty for ec2_instance."
+  value       = { for name, schedule in aws_scheduler_schedule.run : name => schedule.state }
+}
+
 output "schedule_timezone" {
   description = "Time zone of the schedules."
   value       = var.schedule_timezone

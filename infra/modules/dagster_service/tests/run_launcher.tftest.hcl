@@ -1,0 +1,48 @@
+# What the daemon's EcsRunLauncher is told about the run worker task definitions, planned against
+# a mock AWS provider. From infra/modules/dagster_service: terraform init -backend=false && terraform test
+# (weward_pipeline_tests/test_infra_terraform.py runs it when the AWS provider is installable).
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012", arn = "arn:aws:iam::123456789012:user/ci", user_id = "AIDACI" }
+  }
+  mock_data "aws_region" {
+    defaults = { name = "eu-west-3", id = "eu-west-3", region = "eu-west-3" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws", dns_suffix = "amazonaws.com", id = "aws" }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}", minified_json = "{}" }
+  }
+}
+
+variables {
+  name_prefix                 = "weward-test"
+  cluster_arn                 = "arn:aws:ecs:eu-west-3:123456789012:cluster/weward-test"
+  subnet_ids                  = ["subnet-0aaaaaaaaaaaaaaaa"]
+  security_group_id           = "sg-0123456789abcdef0"
+  image                       = "123456789012.dkr.ecr.eu-west-3.amazonaws.com/weward-test/run-worker:test"
+  environment                 = { DAGSTER_HOME = "/opt/dagster/dagster_home" }
+  storage_password_secret_arn = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:dagster-pg-password"
+  execution_role_arn          = "arn:aws:iam::123456789012:role/execution"
+  log_group_name              = "/weward-test/run-worker"
+  run_worker_task_definition  = "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-test-export:3"
+  redaction_task_definition   = "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-test-redact:3"
+  run_worker_role_arns        = ["arn:aws:iam::123456789012:role/execution", "arn:aws:iam::123456789012:role/export", "arn:aws:iam::123456789012:role/redaction"]
+}
+
+run "the_daemon_launches_runs_from_the_export_and_the_sensor_s_redactions_from_the_redaction_task_definition" {
+  command = plan
+
+  assert {
+    condition = toset([
+      for e in jsondecode(aws_ecs_task_definition.service["daemon"].container_definitions)[0].environment : e
+      if startswith(e.name, "DAGSTER_RUN_TASK") || e.name == "WEWARD_REDACTION_TASK_DEFINITION"
+      ]) == toset([
+      { name = "DAGSTER_RUN_TASK_DEFINITION", value = var.run_worker_task_definition },
+      { name = "WEWARD_REDACTION_TASK_DEFINITION", value = var.redaction_task_definition },
+    ])
+    error_message = "the daemon needs both task definitions (weward_pipeline/defs/redaction.py reads WEWARD_REDACTION_TASK_DEFINITION)"
+  }
+}
