@@ -177,15 +177,26 @@ def lookback_window(catalog: Catalog, table: TableConfig, now: dt.datetime, look
     return days
 
 
-def _partitions(result) -> set[str]:
-    return set(result.true_subset.expensively_compute_partition_keys())
+ALREADY_REDACTED = "redacted; the export has not changed since"
+
+
+class _Days:
+    """The days each node of an evaluation tree holds, computed once per node."""
+
+    def __init__(self) -> None:
+        self._days: dict[int, set[str]] = {}
+
+    def __call__(self, result) -> set[str]:
+        if id(result) not in self._days:
+            self._days[id(result)] = set(result.true_subset.expensively_compute_partition_keys())
+        return self._days[id(result)]
 
 
 def _label(condition) -> str:
     return condition.get_label() or condition.name
 
 
-def explain(root, day: str, exported: set[str], table: TableConfig) -> str | None:
+def explain(root, day: str, exported: set[str], table: TableConfig, days: _Days) -> str | None:
     """Why the redaction condition's tree leaves `day` out; None when it selects it.
 
     The tree is Dagster's evaluation of redaction_condition: an AND whose children were each
@@ -193,10 +204,10 @@ def explain(root, day: str, exported: set[str], table: TableConfig) -> str | Non
     """
     from weward_pipeline.defs.redaction import NEVER_REDACTED
 
-    if day in _partitions(root):
+    if day in days(root):
         return None
     for child in root.child_results:
-        if day in _partitions(child):
+        if day in days(child):
             continue
         label = _label(child.condition)
         grandchild = _label(child.child_results[0].condition) if child.child_results else ""
@@ -205,10 +216,10 @@ def explain(root, day: str, exported: set[str], table: TableConfig) -> str | Non
         if any(_label(c.condition) == NEVER_REDACTED for c in child.child_results):
             never = next(c for c in child.child_results if _label(c.condition) == NEVER_REDACTED)
             missing = never.child_results[0]
-            if day in _partitions(missing):
+            if day in days(missing):
                 return (f"its last redaction failed; fix the cause (see that run), then: dagster asset materialize "
                         f"-m weward_pipeline.definitions --select key:redaction/{table.name} --partition {day}")
-            return "redacted; the export has not changed since"
+            return ALREADY_REDACTED
         if label == "all_deps_blocking_checks_passed":
             if day not in exported:
                 return f"never exported (materialize lake/{table.name} first)"
@@ -224,8 +235,8 @@ def explain(root, day: str, exported: set[str], table: TableConfig) -> str | Non
 
 
 def load_cursor(instance, table: TableConfig):
-    from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
     import dagster as dg
+    from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 
     stored = instance.daemon_cursor_storage.get_cursor_values({CURSOR_KEY + table.name}).get(CURSOR_KEY + table.name)
     if not stored:
@@ -258,12 +269,12 @@ def plan_table(defs, instance, catalog: Catalog, table: TableConfig, now: dt.dat
     requested = {d for d in result.get_requested_partitions(key) if d is not None}
     window = lookback_window(catalog, table, now, lookback_days)
     exported = set(instance.get_materialized_partitions(lake_key(table.name)))
-    not_due, redacted_before = {}, 0
+    not_due, redacted_before, days = {}, 0, _Days()
     for day in window:
         if day in requested:
             continue
-        why = explain(root, day, exported, table)
-        if why and why.startswith("redacted;"):
+        why = explain(root, day, exported, table, days)
+        if why == ALREADY_REDACTED:
             redacted_before += 1
         elif why:
             not_due[day] = why
@@ -275,7 +286,6 @@ def plan_table(defs, instance, catalog: Catalog, table: TableConfig, now: dt.dat
 class DayOutcome:
     ok: bool
     text: str
-    run_id: str
 
 
 def _failure_text(result) -> str:
@@ -316,9 +326,9 @@ def redact_one_day(defs, instance, table: TableConfig, day: str, dry_run: bool) 
     value = {k: v.value for k, v in metadata.items()}
     if not result.success:
         done = f" after deleting {value['rows_deleted']} rows" if value.get("rows_deleted") else ""
-        return DayOutcome(False, f"FAILED{done}: {_failure_text(result)} (run {run})", result.run_id)
+        return DayOutcome(False, f"FAILED{done}: {_failure_text(result)} (run {run})")
     if not value:
-        return DayOutcome(False, f"FAILED: the run recorded no redaction (run {run})", result.run_id)
+        return DayOutcome(False, f"FAILED: the run recorded no redaction (run {run})")
     kept = ", ".join(f"{n} {reason}" for reason, n in value.get("kept_back", {}).items() if n)
     if dry_run:
         text = f"dry run: would delete {value['rows_would_delete']} of {value['rows_in_export']} exported rows"
@@ -328,7 +338,7 @@ def redact_one_day(defs, instance, table: TableConfig, day: str, dry_run: bool) 
     text += f"; kept back: {kept}" if kept else "; kept back: none"
     if value.get("needs_reexport"):
         text += f" (re-export lake/{table.name} for {day}; it is redacted again after)"
-    return DayOutcome(True, f"{text} (run {run})", result.run_id)
+    return DayOutcome(True, f"{text} (run {run})")
 
 
 def fail_abandoned_runs(instance, older_than: dt.timedelta) -> list[str]:
@@ -395,45 +405,50 @@ def cmd_redact_due(args: argparse.Namespace) -> int:
                 print(f"FAILED: {line}")
             failed += len(abandoned)
         for table in tables:
-            plan = plan_table(defs, instance, catalog, table, now, lookback)
-            for first, last, why in _runs_of_days(plan.not_due):
-                days = first if first == last else f"{first} .. {last}"
-                print(f"{table.name:<{width}}  {days}  not due: {why}")
-            first, attempted, latest = plan, set(), plan
-            for _ in range(MAX_ROUNDS):
-                todo = [day for day in latest.due if day not in attempted]
-                if not todo:
-                    break
-                for day in todo:
-                    outcome = redact_one_day(defs, instance, table, day, args.dry_run)
-                    attempted.add(day)
-                    failed += not outcome.ok
-                    print(f"{table.name:<{width}}  {day}  {outcome.text}", flush=True)
-                if args.dry_run:
-                    break
-                # Evaluate again, as the sensor's next tick would: this evaluation sees the runs just
-                # made (otherwise tomorrow's would see them together with a re-export made in between,
-                # and the re-export would go unnoticed), and a day re-exported meanwhile is due now.
-                latest = plan_table(defs, instance, catalog, table, now, lookback)
-            left = [day for day in latest.due if day not in attempted]
-            if left:
-                print(f"{table.name}: still due after {MAX_ROUNDS} rounds (exports changing meanwhile?): "
-                      f"{', '.join(left)}; the next run takes them")
-            elif not args.dry_run:
-                # Only after the runs: a crash before this line re-evaluates from the previous cursor.
-                save_cursor(instance, table, latest.cursor)
-            plan = first
-            summary = (f"{table.name}: {len(attempted)} due, {plan.redacted_before} redacted before, "
-                       f"{len(plan.not_due)} not due in the last {lookback} days past its {table.retention_days}-day "
-                       "retention")
-            if plan.older:
-                summary += (f"; {len(plan.older)} older day(s) not redacted ({plan.older[0]} .. {plan.older[-1]}): "
-                            f"--lookback-days {_days_to_cover(catalog, table, now, plan.older[0])} or a backfill of "
-                            f"redaction/{table.name}")
-            print(summary)
+            failed += redact_table(defs, instance, catalog, table, now, lookback, args.dry_run, width)
     if failed:
         print(f"{failed} day(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def redact_table(defs, instance, catalog: Catalog, table: TableConfig, now: dt.datetime, lookback: int,
+                 dry_run: bool, width: int) -> int:
+    """Prints why days are not due, redacts the due ones; returns how many failed."""
+    plan = plan_table(defs, instance, catalog, table, now, lookback)
+    for first, last, why in _runs_of_days(plan.not_due):
+        days = first if first == last else f"{first} .. {last}"
+        print(f"{table.name:<{width}}  {days}  not due: {why}")
+    failed, attempted, latest = 0, set(), plan
+    for _ in range(MAX_ROUNDS):
+        todo = [day for day in latest.due if day not in attempted]
+        if not todo:
+            break
+        for day in todo:
+            outcome = redact_one_day(defs, instance, table, day, dry_run)
+            attempted.add(day)
+            failed += not outcome.ok
+            print(f"{table.name:<{width}}  {day}  {outcome.text}", flush=True)
+        if dry_run:
+            break
+        # Evaluate again, as the sensor's next tick would: this evaluation sees the runs just made
+        # (otherwise tomorrow's would see them together with a re-export made in between, and the
+        # re-export would go unnoticed), and a day re-exported meanwhile is due now.
+        latest = plan_table(defs, instance, catalog, table, now, lookback)
+    left = [day for day in latest.due if day not in attempted]
+    if left and not dry_run:
+        print(f"{table.name}: still due after {MAX_ROUNDS} rounds (exports changing meanwhile?): "
+              f"{', '.join(left)}; the next run takes them")
+    elif not dry_run:
+        # Only after the runs: a crash before this line re-evaluates from the previous cursor.
+        save_cursor(instance, table, latest.cursor)
+    summary = (f"{table.name}: {len(attempted)} due, {plan.redacted_before} redacted before, "
+               f"{len(plan.not_due)} not due in the last {lookback} days past its {table.retention_days}-day retention")
+    if plan.older:
+        summary += (f"; {len(plan.older)} older day(s) not redacted ({plan.older[0]} .. {plan.older[-1]}): "
+                    f"--lookback-days {_days_to_cover(catalog, table, now, plan.older[0])} or a backfill of "
+                    f"redaction/{table.name}")
+    print(summary)
+    return failed
 
 
 def _runs_of_days(reasons: dict[str, str]) -> list[tuple[str, str, str]]:
