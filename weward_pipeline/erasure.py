@@ -47,15 +47,13 @@ from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings,
 from weward_pipeline.export import AwsClients, delete_superseded
 from weward_pipeline.extract import ExtractLimits, _mask_error, connection_uri
 from weward_pipeline.glue import GlueCatalog, GlueColumn
+from weward_pipeline.keys import MANIFEST_ENTRY as KEYS_ENTRY
 from weward_pipeline.secret_store import PiiKey, load_pii_key, scrub
 from weward_pipeline.verify import published_manifest, verify_published_day
 
 log = logging.getLogger(__name__)
 
 AUDIT_PREFIX = ("_audit", "erasure")
-# Where the redaction keys of an export are recorded in its manifest (keys.py, issue 3).
-KEYS_ENTRY = "redaction_keys"
-KEYS_FINGERPRINT = "_weward_fingerprint"
 
 
 class ErasureError(RuntimeError):
@@ -346,7 +344,7 @@ class DayRewrite:
         day = dt.date.fromisoformat(self.day)
         new_prefix = lake.version_prefix(ctx.location, table.name, day, export_id)
         new_manifest_key = lake.manifest_key(ctx.location, table.name, day, export_id)
-        new_keys_prefix = new_manifest_key.removesuffix(".json") + ".keys/"
+        new_keys_prefix = lake.keys_prefix_of(new_manifest_key)
         try:
             objects = self._rewrite_data(new_prefix, result)
             keys_entry, keys_erased = self._rewrite_keys(new_keys_prefix)
@@ -584,7 +582,7 @@ class _Context:
 
     def export_prefixes(self, table: str, day: dt.date, export_id: str) -> list[str]:
         manifest_key = lake.manifest_key(self.location, table, day, export_id)
-        return [lake.version_prefix(self.location, table, day, export_id), manifest_key.removesuffix(".json") + ".keys/",
+        return [lake.version_prefix(self.location, table, day, export_id), lake.keys_prefix_of(manifest_key),
                 manifest_key]
 
     def wanted(self, table: TableConfig, column: dict, arrow_type: pa.DataType) -> pa.Array:
@@ -780,7 +778,7 @@ def _sweep(ctx: _Context, table: TableConfig, report: TableErasure, dry_run: boo
         if published.get(day) == export_id:
             continue  # never the published export's keys or manifest
         manifest_key = lake.manifest_key(ctx.location, table.name, dt.date.fromisoformat(day), export_id)
-        for prefix in (manifest_key.removesuffix(".json") + ".keys/", manifest_key):
+        for prefix in (lake.keys_prefix_of(manifest_key), manifest_key):
             for v in list_versions(s3, bucket, prefix)[0]:
                 to_delete.append((v["Key"], v["VersionId"]))
     report.versions_purged += delete_versions(s3, bucket, to_delete)

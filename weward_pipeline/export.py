@@ -27,7 +27,7 @@ from weward_pipeline import lake, pii
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
 from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, SourceError
 from weward_pipeline.glue import GlueCatalog, GlueColumn
-from weward_pipeline.keys import MANIFEST_ENTRY as REDACTION_KEYS, CarryOverError, ExportKeys, keys_prefix
+from weward_pipeline.keys import MANIFEST_ENTRY as REDACTION_KEYS, CarryOverError, ExportKeys
 from weward_pipeline.secret_store import PiiKey, load_pii_key
 
 log = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ def _discard(clients: AwsClients, bucket: str, prefix: str, manifest_key: str, t
     """Remove what a failed run wrote; never the published day (it lives under another prefix)."""
     try:
         keys = lake.list_keys(clients.s3, bucket, prefix) + [manifest_key]
-        keys += lake.list_keys(clients.s3, bucket, manifest_key.removesuffix(".json") + ".keys/")
+        keys += lake.list_keys(clients.s3, bucket, lake.keys_prefix_of(manifest_key))
         lake.delete_keys(clients.s3, bucket, keys)
     except Exception as exc:  # noqa: BLE001 - the next export of this day sweeps leftovers too
         log.warning("table %s: could not remove unpublished objects under %s: %s", table, prefix, exc)
@@ -316,7 +316,7 @@ def delete_superseded(clients: AwsClients, location: LakeLocation, table: str, d
     superseded_ids.add(previous_export_id)
     for export_id in superseded_ids - {"", keep_export_id}:
         stale.append(lake.manifest_key(location, table, day, export_id))
-        stale.extend(lake.list_keys(clients.s3, bucket, keys_prefix(location, table, day, export_id)))
+        stale.extend(lake.list_keys(clients.s3, bucket, lake.keys_prefix(location, table, day, export_id)))
     if stale:
         try:
             lake.delete_keys(clients.s3, bucket, stale)

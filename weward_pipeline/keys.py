@@ -40,10 +40,6 @@ class CarryOverError(RuntimeError):
     """A re-export cannot keep the rows already redacted from PostgreSQL; nothing is published."""
 
 
-def keys_prefix(location: LakeLocation, table: str, day, export_id: str) -> str:
-    return lake.manifest_key(location, table, day, export_id).removesuffix(".json") + ".keys/"
-
-
 def keys_schema(source: pa.Schema, primary_key: tuple[str, ...]) -> pa.Schema:
     fields = [source.field(name).with_nullable(False) for name in primary_key]
     return pa.schema([*fields, pa.field(FINGERPRINT_COLUMN, pa.binary(), nullable=False)])
@@ -114,7 +110,7 @@ class ExportKeys:
         self.bucket = location.bucket
         self.table = table
         self.day = day
-        self.prefix = keys_prefix(location, table.name, day, export_id)
+        self.prefix = lake.keys_prefix(location, table.name, day, export_id)
         self.columns = [{"name": c.name, "pg_type": c.pg_type} for c in extraction.source.columns]
         self.settings = dict(extraction.fingerprint_settings)
         self.writer = lake.ParquetDayWriter(

@@ -58,6 +58,15 @@ def manifest_key(lake: LakeLocation, table: str, day: dt.date, export_id: str) -
     return lake.key("_manifests", table, f"dt={day.isoformat()}", f"{export_id}.json")
 
 
+def keys_prefix_of(manifest_key: str) -> str:
+    """Where an export's redaction keys live: beside its manifest, outside the data Athena scans."""
+    return manifest_key.removesuffix(".json") + ".keys/"
+
+
+def keys_prefix(lake: LakeLocation, table: str, day: dt.date, export_id: str) -> str:
+    return keys_prefix_of(manifest_key(lake, table, day, export_id))
+
+
 @dataclass
 class WrittenObject:
     key: str

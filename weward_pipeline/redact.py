@@ -48,7 +48,7 @@ from psycopg import sql
 from weward_pipeline import lake
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, mask_url
 from weward_pipeline.export import AwsClients
-from weward_pipeline.extract import DayWindow, SourceError, SourceTable, _mask_error, describe, row_fingerprint_sql
+from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, _mask_error, describe, row_fingerprint_sql
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.keys import RedactionKeys
 from weward_pipeline.verify import verify_published_day
@@ -464,8 +464,8 @@ class DeletePlan:
         if rows is not None:
             batch = batch.take(pa.array(rows, pa.int64()))
         params = {f"k{i}": batch.column(name).to_pylist() for i, name in enumerate(primary_key)}
-        if "_weward_fingerprint" in batch.schema.names:
-            params["fp"] = batch.column("_weward_fingerprint").to_pylist()
+        if FINGERPRINT_COLUMN in batch.schema.names:
+            params["fp"] = batch.column(FINGERPRINT_COLUMN).to_pylist()
         return params
 
 
