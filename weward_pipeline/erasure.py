@@ -45,7 +45,7 @@ from psycopg import sql
 from weward_pipeline import lake, pii
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig, mask_url
 from weward_pipeline.export import AwsClients, delete_superseded
-from weward_pipeline.extract import ExtractLimits, _mask_error, connection_uri
+from weward_pipeline.extract import ExtractLimits, mask_error, connection_uri
 from weward_pipeline.glue import GlueCatalog, GlueColumn
 from weward_pipeline.keys import MANIFEST_ENTRY as KEYS_ENTRY
 from weward_pipeline.secret_store import PiiKey, load_pii_key, scrub
@@ -830,7 +830,7 @@ def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete
         conn = psycopg.connect(uri, autocommit=True)
     except psycopg.Error as exc:
         raise ErasureError(f"table {table.name}: cannot connect to PostgreSQL at {mask_url(url)} for erasure: "
-                           f"{_mask_error(str(exc), url).strip()}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL).") from None
+                           f"{mask_error(str(exc), url).strip()}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL).") from None
     with conn:
         found = conn.execute(USER_COLUMN_TYPE_SQL, (table.schema, table.source, table.user_column)).fetchone()
         if found is None:
@@ -860,7 +860,7 @@ def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete
             ctx.say(f"erasure {ctx.report.erasure_id}: {table.name}: {deleted} row(s) deleted from PostgreSQL")
         except psycopg.errors.InsufficientPrivilege as exc:
             raise ErasureError(f"table {table.name}: the redaction role may not do this on {table.qualified_source} "
-                               f"({_mask_error(str(exc), url).strip()}); grant it DELETE and SELECT on "
+                               f"({mask_error(str(exc), url).strip()}); grant it DELETE and SELECT on "
                                f"{', '.join(table.primary_key)}, {table.user_column} (weward-pipeline roles-sql)") from None
         except psycopg.errors.InvalidTextRepresentation:
             raise ErasureError(f"table {table.name}: an id of the request is not a valid {found[1]} for "

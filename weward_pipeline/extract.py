@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 from weward_pipeline.config import TableConfig, mask_url
+from weward_pipeline.secret_store import scrub, url_password_forms
 from weward_pipeline.typemap import (
     PARTITION_COLUMN_TYPES,
     ColumnMapping,
@@ -165,12 +165,9 @@ def connection_uri(url: str, application_name: str, limits: ExtractLimits, read_
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
 
 
-def _mask_error(message: str, url: str) -> str:
+def mask_error(message: str, url: str) -> str:
     """Drivers sometimes echo the URI; never let a password reach a log or an exception."""
-    password = urlsplit(url).password
-    if password:
-        message = message.replace(password, "***").replace(quote(password, safe=""), "***")
-    return re.sub(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", r"\1***@", message)
+    return scrub(message, url_password_forms(url))
 
 
 class Extraction:
@@ -224,7 +221,7 @@ class Extraction:
         except Exception as exc:  # noqa: BLE001 - ADBC raises its own hierarchy
             raise SourceError(
                 f"table {self.table.name}: cannot connect to PostgreSQL at {mask_url(self.pg_url)}: "
-                f"{_mask_error(str(exc), self.pg_url).strip()}. Check WEWARD_PG_URL, the network path "
+                f"{mask_error(str(exc), self.pg_url).strip()}. Check WEWARD_PG_URL, the network path "
                 "and that the server is up."
             ) from None
         try:
@@ -260,7 +257,7 @@ class Extraction:
             except Exception as exc:  # noqa: BLE001
                 raise SourceError(
                     f"table {self.table.name}: query on {self.table.qualified_source} failed: "
-                    f"{_mask_error(str(exc), self.pg_url).strip()}"
+                    f"{mask_error(str(exc), self.pg_url).strip()}"
                 ) from None
 
     def _scalar(self, query: str | sql.Composable):
@@ -320,7 +317,7 @@ class Extraction:
             except Exception as exc:  # noqa: BLE001
                 raise SourceError(
                     f"table {self.table.name}: reading {self.table.qualified_source} failed: "
-                    f"{_mask_error(str(exc), self.pg_url).strip()}"
+                    f"{mask_error(str(exc), self.pg_url).strip()}"
                 ) from None
             for batch in reader:
                 converted = convert_batch(batch, target, self.table.name)

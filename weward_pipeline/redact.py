@@ -48,7 +48,7 @@ from psycopg import sql
 from weward_pipeline import lake
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, mask_url
 from weward_pipeline.export import AwsClients
-from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, _mask_error, describe, row_fingerprint_sql
+from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, mask_error, describe, row_fingerprint_sql
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.keys import RedactionKeys
 from weward_pipeline.verify import verify_published_day
@@ -484,7 +484,7 @@ def connect(url: str, table: TableConfig, day: dt.date, limits: RedactionLimits,
     except psycopg.Error as exc:
         raise SourceError(
             f"table {table.name}: cannot connect to PostgreSQL at {mask_url(url)} for redaction: "
-            f"{_mask_error(str(exc), url).strip()}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL)."
+            f"{mask_error(str(exc), url).strip()}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL)."
         ) from None
     # The row text form (and so the fingerprint) depends on these: use the export's values.
     for name, value in settings.items():
@@ -790,7 +790,7 @@ def redact_day(
             run.classify_remaining()
         except (psycopg.Error, OSError, ClientError) as exc:
             report.status = "failed"
-            report.why_quit = f"{exc.__class__.__name__}: {_mask_error(str(exc), settings.pg_redact_url).strip()}"
+            report.why_quit = f"{exc.__class__.__name__}: {mask_error(str(exc), settings.pg_redact_url).strip()}"
             raise RedactionFailed(
                 f"table {table.name} day {day}: redaction broke off after {report.rows_deleted} deleted rows "
                 f"({report.why_quit}); every committed batch was verified, re-run to finish",

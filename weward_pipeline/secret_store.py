@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import os
 import re
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from weward_pipeline.config import ConfigError
 
@@ -113,19 +113,25 @@ _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.IGN
 _KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
+def url_password_forms(url: str) -> list[str]:
+    """A URL's password as it may appear in text: as written, decoded, and re-encoded."""
+    try:
+        password = urlsplit(url).password  # urlsplit does not percent-decode
+    except ValueError:
+        return []
+    if not password:
+        return []
+    decoded = unquote(password)
+    return list(dict.fromkeys([password, decoded, quote(decoded, safe=""), quote(password, safe="")]))
+
+
 def secret_values(env: dict[str, str] | None = None) -> list[str]:
     """The secret strings of the environment-variable contract, as they may appear in text."""
     env = os.environ if env is None else env
     values: list[str] = []
     for name in ("WEWARD_PG_URL", "WEWARD_PG_REDACT_URL"):
-        url = env.get(name)
-        if url:
-            try:
-                password = urlsplit(url).password
-            except ValueError:
-                password = None
-            if password:
-                values += [password, quote(password, safe="")]
+        if env.get(name):
+            values += url_password_forms(env[name])
     if env.get(KEY_ENV):
         values.append(env[KEY_ENV])
     return [v for v in values if len(v) >= 4]
