@@ -31,6 +31,16 @@ TABLE_KEYS = {
 }
 
 
+# Defaults of the environment contract (deploy/prod.env names the production values).
+DEFAULT_GLUE_DATABASE = "weward_lake"
+DEFAULT_AWS_REGION = "eu-west-3"  # Paris: the users' data stays in the EU
+
+
+def aws_region(env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_AWS_REGION
+
+
 class ConfigError(ValueError):
     """The catalog or the environment is wrong. The message says where and how to fix it."""
 
@@ -317,14 +327,14 @@ class Settings:
         pg_url = env["WEWARD_PG_URL"]
         if urlsplit(pg_url).scheme not in ("postgresql", "postgres"):
             raise ConfigError(f"WEWARD_PG_URL must be a postgresql:// URL, got {mask_url(pg_url)!r}")
-        glue_database = env.get("WEWARD_GLUE_DATABASE", "weward_lake")
+        glue_database = env.get("WEWARD_GLUE_DATABASE", DEFAULT_GLUE_DATABASE)
         if not re.match(r"^[a-z0-9_]{1,255}$", glue_database):
             raise ConfigError(f"WEWARD_GLUE_DATABASE must be lower-case letters, digits and _, got {glue_database!r}")
         return cls(
             pg_url=pg_url,
             lake=LakeLocation.parse(env["WEWARD_LAKE_URL"]),
             glue_database=glue_database,
-            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "eu-west-3",
+            aws_region=aws_region(env),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             tables_file=env.get("WEWARD_TABLES_FILE") or None,
             pg_redact_url=env.get("WEWARD_PG_REDACT_URL") or pg_url,

@@ -44,7 +44,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from weward_pipeline.config import ConfigError
+from weward_pipeline.config import DEFAULT_AWS_REGION, DEFAULT_GLUE_DATABASE, ConfigError
+from weward_pipeline.config import aws_region as region_from_env
 from weward_pipeline.glue import PARTITION_KEY
 
 # Athena's price in most regions (eu-west-3 included): 5 USD per TB scanned, billed per query
@@ -176,8 +177,8 @@ def athena_cost_usd(bytes_scanned: int, usd_per_tb: float = ATHENA_USD_PER_TB) -
 class QuerySettings:
     """The query side of the environment contract (no PostgreSQL needed)."""
 
-    glue_database: str = "weward_lake"
-    aws_region: str = "eu-west-3"
+    glue_database: str = DEFAULT_GLUE_DATABASE
+    aws_region: str = DEFAULT_AWS_REGION
     aws_endpoint_url: str | None = None
     athena_workgroup: str = "primary"
     athena_output: str | None = None
@@ -187,7 +188,7 @@ class QuerySettings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> QuerySettings:
         env = dict(os.environ if env is None else env)
-        database = env.get("WEWARD_GLUE_DATABASE") or "weward_lake"
+        database = env.get("WEWARD_GLUE_DATABASE") or DEFAULT_GLUE_DATABASE
         if not re.fullmatch(r"[a-z0-9_]{1,255}", database):
             raise ConfigError(f"WEWARD_GLUE_DATABASE must be lower-case letters, digits and _, got {database!r}")
         output = env.get("WEWARD_ATHENA_OUTPUT") or None
@@ -198,7 +199,7 @@ class QuerySettings:
             raise ConfigError(f"WEWARD_QUERY_ENGINE must be one of {', '.join(ENGINES)}, got {engine!r}")
         return cls(
             glue_database=database,
-            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "eu-west-3",
+            aws_region=region_from_env(env),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             athena_workgroup=env.get("WEWARD_ATHENA_WORKGROUP") or "primary",
             athena_output=output,

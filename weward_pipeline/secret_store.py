@@ -19,7 +19,7 @@ import os
 import re
 from urllib.parse import quote, unquote, urlsplit
 
-from weward_pipeline.config import ConfigError
+from weward_pipeline.config import ConfigError, aws_region
 
 KEY_ENV = "WEWARD_PII_KEY"
 SECRET_ID_ENV = "WEWARD_PII_KEY_SECRET_ID"
@@ -89,7 +89,7 @@ def _read_secret(secret_id: str, env, client) -> bytes:
 
         client = boto3.client(
             "secretsmanager",
-            region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "eu-west-3",
+            region_name=aws_region(env),
             endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         )
     try:

@@ -10,7 +10,8 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError
 
 from weward_pipeline import pii
-from weward_pipeline.config import Catalog, ConfigError, TableConfig
+from weward_pipeline.config import DEFAULT_GLUE_DATABASE, Catalog, ConfigError, TableConfig
+from weward_pipeline.config import aws_region as region_from_env
 from weward_pipeline.export import ExportError, ExportResult, export_day
 from weward_pipeline.extract import SourceError
 from weward_pipeline.failures import transient_reason
@@ -62,8 +63,8 @@ def catalog_reference(table: TableConfig, catalog: Catalog | None) -> dict:
 
 def glue_metadata(table: TableConfig) -> dict:
     """Where analysts find the table: its Glue name and console page (Athena queries it by that name)."""
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-west-3"
-    database = os.environ.get("WEWARD_GLUE_DATABASE") or "weward_lake"
+    region = region_from_env()
+    database = os.environ.get("WEWARD_GLUE_DATABASE") or DEFAULT_GLUE_DATABASE
     return {
         "dagster/table_name": f"{database}.{table.name}",
         "glue_console": dg.MetadataValue.url(glue_console_url(region, database, table.name)),

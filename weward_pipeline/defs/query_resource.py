@@ -5,6 +5,7 @@ from typing import Optional
 
 import dagster as dg
 
+from weward_pipeline.config import DEFAULT_AWS_REGION, DEFAULT_GLUE_DATABASE
 from weward_pipeline.query import ENGINES, QueryProgress, QueryResult, QuerySettings, build_engine, parse_size
 
 
@@ -16,8 +17,8 @@ class QueryResource(dg.ConfigurableResource):
     """
 
     engine: str = "auto"
-    glue_database: str = "weward_lake"
-    aws_region: str = "eu-west-3"
+    glue_database: str = DEFAULT_GLUE_DATABASE
+    aws_region: str = DEFAULT_AWS_REGION
     aws_endpoint_url: Optional[str] = None
     athena_workgroup: str = "primary"
     athena_output: Optional[str] = None

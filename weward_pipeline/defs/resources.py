@@ -7,7 +7,8 @@ from typing import Optional
 
 import dagster as dg
 
-from weward_pipeline.config import Settings
+from weward_pipeline.config import DEFAULT_AWS_REGION, DEFAULT_GLUE_DATABASE, Settings
+from weward_pipeline.config import aws_region as region_from_env
 from weward_pipeline.export import AwsClients
 from weward_pipeline.extract import ExtractLimits
 from weward_pipeline.glue import GlueCatalog
@@ -18,8 +19,8 @@ class LakeResource(dg.ConfigurableResource):
 
     pg_url: str
     lake_url: str
-    glue_database: str = "weward_lake"
-    aws_region: str = "eu-west-3"
+    glue_database: str = DEFAULT_GLUE_DATABASE
+    aws_region: str = DEFAULT_AWS_REGION
     aws_endpoint_url: Optional[str] = None
     statement_timeout_s: int = 1800
     lock_timeout_s: int = 5
@@ -56,7 +57,7 @@ def lake_resource_from_env() -> LakeResource:
     return LakeResource(
         pg_url=dg.EnvVar("WEWARD_PG_URL"),
         lake_url=dg.EnvVar("WEWARD_LAKE_URL"),
-        glue_database=os.environ.get("WEWARD_GLUE_DATABASE", "weward_lake"),
-        aws_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-west-3",
+        glue_database=os.environ.get("WEWARD_GLUE_DATABASE", DEFAULT_GLUE_DATABASE),
+        aws_region=region_from_env(),
         aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
     )
