@@ -19,7 +19,7 @@ from weward_pipeline.export import ExportError, export_day
 from weward_pipeline.extract import DayWindow, Extraction, ExtractLimits, SourceError
 from weward_pipeline.glue import CatalogError, GlueCatalog
 from weward_pipeline_tests.conftest import make_catalog, make_settings
-from weward_pipeline_tests.lake_reader import glue_partitions, read_table
+from weward_pipeline_tests.lake_reader import read_table
 
 EVENTS_DDL = """
 CREATE TABLE events (

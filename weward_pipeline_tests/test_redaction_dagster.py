@@ -7,7 +7,6 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import psycopg
 import pytest
 
 from weward_pipeline import redact
@@ -21,10 +20,8 @@ from weward_pipeline.defs.redaction import (
     redaction_key,
     retention_passed,
 )
-from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.verify import published_manifest
-from weward_pipeline_tests.conftest import TIMEZONE, make_catalog, make_settings
-from weward_pipeline_tests.lake_reader import read_table
+from weward_pipeline_tests.conftest import TIMEZONE, make_catalog
 from weward_pipeline_tests.test_redaction import STEP_EVENTS, Scenario, app_db  # noqa: F401 - fixture
 
 LAKE = dg.AssetKey(["lake", "step_events"])
