@@ -28,10 +28,10 @@ def production_config() -> dict:
     return yaml.safe_load(PRODUCTION_YAML.read_text())
 
 
-@pytest.fixture
-def production_instance(fresh_database, tmp_path, monkeypatch):
-    """A DagsterInstance from deploy/dagster.yaml whose DAGSTER_PG_* point at a fresh database."""
-    url = urlsplit(fresh_database)
+def production_dagster_home(database_url: str, tmp_path: Path, monkeypatch) -> Path:
+    """$DAGSTER_HOME holding deploy/dagster.yaml (default run launcher instead of ECS), its
+    DAGSTER_PG_* pointing at `database_url`."""
+    url = urlsplit(database_url)
     monkeypatch.setenv("DAGSTER_PG_HOST", url.hostname)
     monkeypatch.setenv("DAGSTER_PG_PORT", str(url.port))
     monkeypatch.setenv("DAGSTER_PG_DB", url.path.lstrip("/"))
@@ -45,7 +45,13 @@ def production_instance(fresh_database, tmp_path, monkeypatch):
     home.mkdir()
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
 
+
+@pytest.fixture
+def production_instance(fresh_database, tmp_path, monkeypatch):
+    """A DagsterInstance from deploy/dagster.yaml whose DAGSTER_PG_* point at a fresh database."""
+    home = production_dagster_home(fresh_database, tmp_path, monkeypatch)
     instance = dg.DagsterInstance.from_config(str(home))
     yield instance, home, fresh_database
     instance.dispose()

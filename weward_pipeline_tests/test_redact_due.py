@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import secrets
 import sys
-from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -28,7 +27,7 @@ from weward_pipeline.defs.redaction import AUTOMATION_SENSOR
 from weward_pipeline.devstack import sample_data
 from weward_pipeline.redact_cli import CURSOR_KEY, LAUNCHED_BY, LAUNCHED_BY_TAG
 from weward_pipeline_tests.conftest import TIMEZONE, make_catalog
-from weward_pipeline_tests.test_production_dagster_storage import production_config
+from weward_pipeline_tests.test_production_dagster_storage import production_dagster_home
 from weward_pipeline_tests.test_redaction import STEP_EVENTS
 from weward_pipeline_tests.test_redaction_dagster import LAKE, REDACTION, Pipeline
 
@@ -51,18 +50,7 @@ def app_db(fresh_database):
 def dagster_home(pg_server, tmp_path, monkeypatch):
     """$DAGSTER_HOME holding deploy/dagster.yaml, its DAGSTER_PG_* pointing at a database of its own."""
     name = f"dagster_{secrets.token_hex(4)}"
-    url = urlsplit(pg_server.create_database(name))
-    for key, value in {"HOST": url.hostname, "PORT": str(url.port), "DB": name,
-                       "USERNAME": unquote(url.username), "PASSWORD": unquote(url.password)}.items():
-        monkeypatch.setenv(f"DAGSTER_PG_{key}", value)
-    monkeypatch.delenv("PGSSLMODE", raising=False)  # production sets verify-full; the test server has no TLS
-    config = production_config()
-    config["run_launcher"] = {"module": "dagster", "class": "DefaultRunLauncher"}
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    yield home
+    yield production_dagster_home(pg_server.create_database(name), tmp_path, monkeypatch)
     with psycopg.connect(pg_server.admin_url(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
