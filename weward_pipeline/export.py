@@ -25,10 +25,11 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from weward_pipeline import lake, pii
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
-from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, SourceError
+from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, RecoveryConflict, SourceError
 from weward_pipeline.glue import GlueCatalog, GlueColumn
 from weward_pipeline.keys import MANIFEST_ENTRY as REDACTION_KEYS, CarryOverError, ExportKeys
 from weward_pipeline.secret_store import PiiKey, load_pii_key
+from weward_pipeline.standby import CONFLICT_SLICES, StandbyConflictError, StandbyLagging, conflict_failure
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class ExportResult:
     superseded_deleted: int
     objects: list[lake.WrittenObject] = field(default_factory=list)
     snapshot_at: str | None = None
+    # Where the rows came from: primary or standby (its replay position, the wait), reads, conflicts.
+    source: dict = field(default_factory=dict)
 
 
 def check_day(catalog: Catalog, table: TableConfig, day: dt.date, now: dt.datetime) -> DayWindow:
@@ -162,51 +165,23 @@ def export_day(
     bucket = settings.lake.bucket
     written: list[lake.WrittenObject] = []
     try:
-        with Extraction(settings.pg_url, table, window, limits,
-                        skip_columns=frozenset(pii.columns_with(table, "drop"))) as extraction:
-            # Personal data: dropped columns were not selected; hashed/generalized ones change type.
-            pii_plan = pii.plan(table, extraction.described_columns, pii_key)
-            unreviewed = pii.unreviewed_personal_columns(table, extraction.described_columns)
-            if unreviewed:
-                log.warning("table %s: column(s) %s look personal but have no `pii` policy in the catalog; "
-                            "exported as is", table.name, ", ".join(unreviewed))
-            columns = [GlueColumn(c.name, c.glue_type, pii_plan.glue_comment(c)) for c in pii_plan.lake_columns]
-            # Refuse an incompatible schema change before writing a single byte.
-            glue.plan_columns(table.name, columns)
-            # Tables with a retention: primary key + fingerprint of each row for redaction, and the rows
-            # redaction already deleted carried over from the published export (keys.py). Created after
-            # the snapshot was taken: that order is what makes the carry-over complete.
-            export_keys = ExportKeys(clients=clients, glue=glue, location=location, table=table, day=day,
-                                     export_id=export_id, extraction=extraction) if extraction.fingerprint else None
-            carried = 0
-            say(f"{table.name} {day}: {extraction.source_rows} rows in the source window; writing {prefix}")
-            writer = lake.ParquetDayWriter(
-                clients.filesystem, f"{bucket}/{prefix}", pii_plan.arrow_schema,
-                metadata={"weward.table": table.name, "weward.day": day.isoformat(), "weward.export_id": export_id},
-            )
+        read = None
+        conflicts: list[str] = []
+        for slices in CONFLICT_SLICES:
             try:
-                for batch in extraction.batches(keys_sink=export_keys.add if export_keys else None):
-                    writer.write(pii_plan.apply(batch))
-                if export_keys is not None:
-                    extraction.close()  # the snapshot is read in full: release it before reading S3
-                    carried = export_keys.carry_over(writer)
-                    keys_entry = export_keys.close()
-                written = writer.close()
-            except BaseException:
-                writer.abort()
-                if export_keys is not None:
-                    export_keys.abort()
-                written = writer.objects
-                raise
-            rows_written = sum(o.rows for o in written)
-            if rows_written != extraction.source_rows + carried or (export_keys and keys_entry.rows != extraction.source_rows):
-                raise ExportError(
-                    f"table {table.name}: wrote {rows_written} rows ({carried} carried over) but the source window "
-                    f"holds {extraction.source_rows} in the same snapshot; nothing was published"
-                )
-            source_rows = extraction.source_rows
-            snapshot_at = extraction.snapshot_at
-            source_columns = pii_plan.manifest_columns()
+                read = _read_day(settings, table, window, day, limits, pii_key, clients, glue, location, export_id,
+                                 prefix, slices, say)
+                break
+            except RecoveryConflict as exc:
+                # On a standby only: discard what this attempt wrote and read the day in shorter reads.
+                _discard(clients, bucket, prefix, manifest_key, table.name)
+                conflicts.append(f"{'whole day' if slices == 1 else f'{slices} slices'}: {exc}")
+                say(f"{table.name} {day}: {exc}; reading again in shorter reads")
+        if read is None:
+            raise conflict_failure(f"table {table.name} day {day}", conflicts)
+        written, rows_written, carried, keys_entry = read.written, read.rows_written, read.carried, read.keys
+        source_rows, snapshot_at, source_columns, columns = read.source_rows, read.snapshot_at, read.source_columns, read.columns
+        source = {**read.source, "recovery_conflicts": len(conflicts), **({"conflicts": conflicts} if conflicts else {})}
         read_s = time.monotonic() - started
         # The snapshot is released; from here on PostgreSQL carries no load from this export.
         for obj in written:
@@ -220,7 +195,7 @@ def export_day(
             snapshot_at=snapshot_at.isoformat() if snapshot_at else None,
             extra={"pii": pii.glue_parameters(table, pii_key)} if table.pii else {},
         )
-        if export_keys is not None:
+        if keys_entry is not None:
             manifest.carried_rows = carried
             manifest.extra[REDACTION_KEYS] = keys_entry.to_manifest()
         lake.write_manifest(clients.s3, bucket, manifest_key, manifest)
@@ -269,7 +244,80 @@ def export_day(
         glue_database=settings.glue_database, glue_table=table.name, columns=columns,
         source_columns=source_columns, window=manifest.window, duration_s=time.monotonic() - started,
         read_s=read_s, superseded_deleted=deleted, objects=written, snapshot_at=manifest.snapshot_at,
+        source=source,
     )
+
+
+def _read_day(settings: Settings, table: TableConfig, window: DayWindow, day: dt.date, limits: ExtractLimits,
+              pii_key: PiiKey | None, clients: AwsClients, glue: GlueCatalog, location: LakeLocation,
+              export_id: str, prefix: str, slices: int, say: Callable[[str], None]) -> _DayRead:
+    """Steps 2-4: read the day (in `slices` reads, each its own snapshot, after a recovery conflict) into
+    the new prefix; rows written must equal the rows counted. Raises RecoveryConflict to be read again."""
+    bucket = location.bucket
+    # On a standby: wait until it has replayed the primary past the day's end plus a margin.
+    fresh_after = window.end + dt.timedelta(seconds=limits.standby_margin_s)
+    with Extraction(settings.pg_url, table, window, limits, skip_columns=frozenset(pii.columns_with(table, "drop")),
+                    fresh_after=fresh_after, slices=slices, say=say) as extraction:
+        # Personal data: dropped columns were not selected; hashed/generalized ones change type.
+        pii_plan = pii.plan(table, extraction.described_columns, pii_key)
+        unreviewed = pii.unreviewed_personal_columns(table, extraction.described_columns)
+        if unreviewed:
+            log.warning("table %s: column(s) %s look personal but have no `pii` policy in the catalog; "
+                        "exported as is", table.name, ", ".join(unreviewed))
+        columns = [GlueColumn(c.name, c.glue_type, pii_plan.glue_comment(c)) for c in pii_plan.lake_columns]
+        # Refuse an incompatible schema change before writing a single byte.
+        glue.plan_columns(table.name, columns)
+        # Tables with a retention: primary key + fingerprint of each row for redaction, and the rows
+        # redaction already deleted carried over from the published export (keys.py). Created after
+        # the snapshot was taken: that order is what makes the carry-over complete.
+        export_keys = ExportKeys(clients=clients, glue=glue, location=location, table=table, day=day,
+                                 export_id=export_id, extraction=extraction) if extraction.fingerprint else None
+        carried = 0
+        counted = f"{extraction.source_rows} rows" if extraction.slices == 1 else f"{extraction.slices} reads"
+        say(f"{table.name} {day}: {counted} in the source window; writing {prefix}")
+        writer = lake.ParquetDayWriter(
+            clients.filesystem, f"{bucket}/{prefix}", pii_plan.arrow_schema,
+            metadata={"weward.table": table.name, "weward.day": day.isoformat(), "weward.export_id": export_id},
+        )
+        try:
+            for batch in extraction.batches(keys_sink=export_keys.add if export_keys else None):
+                writer.write(pii_plan.apply(batch))
+            if export_keys is not None:
+                extraction.close()  # the snapshot is read in full: release it before reading S3
+                carried = export_keys.carry_over(writer)
+                keys_entry = export_keys.close()
+            written = writer.close()
+        except BaseException:
+            writer.abort()
+            if export_keys is not None:
+                export_keys.abort()
+            written = writer.objects
+            raise
+        rows_written = sum(o.rows for o in written)
+        if rows_written != extraction.source_rows + carried or (export_keys and keys_entry.rows != extraction.source_rows):
+            raise ExportError(
+                f"table {table.name}: wrote {rows_written} rows ({carried} carried over) but the source window "
+                f"holds {extraction.source_rows} in the same snapshot(s); nothing was published"
+            )
+        return _DayRead(
+            written=written, rows_written=rows_written, carried=carried,
+            keys=keys_entry if export_keys is not None else None, source_rows=extraction.source_rows,
+            snapshot_at=extraction.snapshot_at, source_columns=pii_plan.manifest_columns(), columns=columns,
+            source={**extraction.standby, "reads": extraction.slices},
+        )
+
+
+@dataclass
+class _DayRead:
+    written: list[lake.WrittenObject]
+    rows_written: int
+    carried: int
+    keys: object | None  # keys.RedactionKeys
+    source_rows: int
+    snapshot_at: dt.datetime | None
+    source_columns: list[dict[str, str]]
+    columns: list[GlueColumn]
+    source: dict
 
 
 def _discard(clients: AwsClients, bucket: str, prefix: str, manifest_key: str, table: str) -> None:

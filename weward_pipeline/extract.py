@@ -25,6 +25,7 @@ from psycopg import sql
 
 from weward_pipeline.config import TableConfig, mask_url
 from weward_pipeline.secret_store import scrub, url_password_forms
+from weward_pipeline.standby import CONFLICTS_SQL, is_recovery_conflict, slice_bounds, wait_until_replayed
 from weward_pipeline.typemap import (
     PARTITION_COLUMN_TYPES,
     ColumnMapping,
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 
 class SourceError(RuntimeError):
     """The source table cannot be exported as configured. The message names table, column and fix."""
+
+
+class RecoveryConflict(SourceError):
+    """The standby cancelled a read to replay a cleanup (standby.py); a shorter read may succeed."""
 
 
 # Redaction keys (tables with `retention_days`): next to each row, the export selects a fingerprint
@@ -69,6 +74,11 @@ class ExtractLimits:
     batch_bytes: int = 16 * 1024 * 1024
     # Optional throttle: stop reading (the server then waits on its socket) above this rate.
     max_rows_per_second: float | None = None
+    # Reading a hot standby (standby.py): it must have replayed the primary past the day's end plus
+    # this margin (transactions commit a little after the timestamps they write) ...
+    standby_margin_s: float = 600.0
+    # ... and the export waits at most this long for it, then fails as transient (retried later).
+    standby_max_wait_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -182,6 +192,9 @@ class Extraction:
         application_name: str | None = None,
         skip_columns: frozenset[str] = frozenset(),
         fingerprint: bool | None = None,
+        fresh_after: dt.datetime | None = None,
+        slices: int = 1,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         if table.mode == "append" and window is None:
             raise ValueError("append tables are read one day window at a time")
@@ -195,6 +208,7 @@ class Extraction:
         self.fingerprint = (table.mode == "append" and table.retention_days is not None) if fingerprint is None else fingerprint
         self.fingerprint_settings: dict[str, str] = {}
         label = window.day.isoformat() if window else "snapshot"
+        self.label = f"table {table.name} {label}"
         self.application_name = application_name or f"weward-export {table.name} {label}"
         self._conn = None
         self.source: SourceTable | None = None
@@ -203,6 +217,14 @@ class Extraction:
         self.snapshot_at: dt.datetime | None = None
         self.rows_read = 0
         self.batches_read = 0
+        # On a standby, the source must reflect the primary at least as of this instant (standby.py).
+        self.fresh_after = fresh_after
+        # >1: the day is read in this many time slices, each in its own short snapshot (after a
+        # recovery conflict on a standby); the row count is then taken per slice.
+        self.slices = slices if self.window is not None else 1
+        self.say = say or log.info
+        self.standby: dict = {"standby": False}
+        self._conflicts_before = 0
 
     # -- connection -----------------------------------------------------------------------
     def __enter__(self) -> Extraction:
@@ -212,19 +234,30 @@ class Extraction:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def open(self) -> None:
+    def _connect(self):
         import adbc_driver_postgresql.dbapi as adbc
 
         uri = connection_uri(self.pg_url, self.application_name, self.limits)
         try:
-            self._conn = adbc.connect(uri)
+            return adbc.connect(uri)
         except Exception as exc:  # noqa: BLE001 - ADBC raises its own hierarchy
             raise SourceError(
                 f"table {self.table.name}: cannot connect to PostgreSQL at {mask_url(self.pg_url)}: "
                 f"{mask_error(str(exc), self.pg_url).strip()}. Check WEWARD_PG_URL, the network path "
                 "and that the server is up."
             ) from None
+
+    def open(self) -> None:
+        self._conn = self._connect()
         try:
+            if self.fresh_after is not None:
+                # Before the snapshot: the snapshot taken next is at least as fresh as this check.
+                self.standby = wait_until_replayed(
+                    self._poll, self.fresh_after, max_wait_s=self.limits.standby_max_wait_s,
+                    what=self.label, say=self.say)
+                if self.standby["standby"]:
+                    self._conflicts_before = self._scalar(CONFLICTS_SQL)
+                self._conn.rollback()
             self.snapshot_at = self._scalar("SELECT now()")  # transaction start == snapshot time
             self.source = describe(self._query_rows, self.table)
             self.described_columns = list(self.source.columns)
@@ -233,7 +266,10 @@ class Extraction:
                 names = sql.SQL(", ").join(sql.SQL("current_setting({})").format(sql.Literal(n)) for n in FINGERPRINT_SETTINGS)
                 values = self._query_rows(sql.SQL("SELECT {}").format(names).as_string(None))[0]
                 self.fingerprint_settings = dict(zip(FINGERPRINT_SETTINGS, values))
-            self.source_rows = self._scalar(self._count_sql())
+            if self.slices == 1:
+                self.source_rows = self._scalar(self._count_sql())
+            else:
+                self._conn.rollback()  # each slice counts and reads in a snapshot of its own
         except BaseException:
             self.close()
             raise
@@ -255,30 +291,67 @@ class Extraction:
                 cur.execute(query)
                 return cur.fetchall()
             except Exception as exc:  # noqa: BLE001
+                self._raise_if_conflict(exc)
                 raise SourceError(
                     f"table {self.table.name}: query on {self.table.qualified_source} failed: "
                     f"{mask_error(str(exc), self.pg_url).strip()}"
                 ) from None
 
+    def _poll(self, query: str) -> list[tuple]:
+        """A query in a transaction of its own: a session idle in a transaction on a standby holds
+        back its replay (for up to max_standby_streaming_delay), the very thing the caller waits for."""
+        try:
+            return self._query_rows(query)
+        finally:
+            self._conn.rollback()
+
     def _scalar(self, query: str | sql.Composable):
         text = query if isinstance(query, str) else query.as_string(None)
         return self._query_rows(text)[0][0]
 
+    def _raise_if_conflict(self, exc: BaseException) -> None:
+        if is_recovery_conflict(exc) or self._standby_ended_session(exc):
+            raise RecoveryConflict(
+                f"table {self.table.name}: the standby cancelled the read (recovery conflict): "
+                f"{mask_error(str(exc), self.pg_url).strip().splitlines()[0]}"
+            ) from None
+
+    def _standby_ended_session(self, exc: BaseException) -> bool:
+        """libpq may lose the standby's "terminating connection due to conflict with recovery" and say
+        only "server closed the connection": then the standby's conflict counter tells."""
+        if not self.standby.get("standby") or "server closed the connection" not in str(exc):
+            return False
+        try:
+            conn = self._connect()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(CONFLICTS_SQL)
+                    return cur.fetchone()[0] > self._conflicts_before
+            finally:
+                conn.close()
+        except Exception:  # noqa: BLE001 - cannot tell: report the original error
+            return False
+
     # -- SQL ------------------------------------------------------------------------------
-    def _where(self) -> sql.Composable:
+    def _where(self, bounds: tuple | None = None) -> sql.Composable:
         if self.window is None:
             return sql.SQL("")
-        lower, upper = self.window.bounds_for(self.source.partition_type)
+        lower, upper = bounds or self.window.bounds_for(self.source.partition_type)
         column = sql.Identifier(self.table.partition_column)
         return sql.SQL(" WHERE {c} >= {lo} AND {c} < {hi}").format(c=column, lo=sql.Literal(lower), hi=sql.Literal(upper))
 
     def _from(self) -> sql.Composable:
         return sql.SQL("{}.{}").format(sql.Identifier(self.table.schema), sql.Identifier(self.table.source))
 
-    def _count_sql(self) -> sql.Composable:
-        return sql.SQL("SELECT count(*) FROM {}{}").format(self._from(), self._where())
+    def _count_sql(self, bounds: tuple | None = None) -> sql.Composable:
+        return sql.SQL("SELECT count(*) FROM {}{}").format(self._from(), self._where(bounds))
 
-    def select_sql(self) -> str:
+    def slice_bounds(self) -> list[tuple | None]:
+        if self.slices == 1:
+            return [None]
+        return slice_bounds(*self.window.bounds_for(self.source.partition_type), self.slices)
+
+    def select_sql(self, bounds: tuple | None = None) -> str:
         items = []
         for column in self.source.columns:
             ident = sql.Identifier(column.name)
@@ -290,7 +363,7 @@ class Extraction:
         if self.fingerprint:  # last column, taken off before the batch reaches the lake schema
             fingerprint = row_fingerprint_sql(self.fingerprint_columns)
             items.append(sql.SQL("{} AS {}").format(fingerprint, sql.Identifier(FINGERPRINT_COLUMN)))
-        query = sql.SQL("SELECT {} FROM {}{}").format(sql.SQL(", ").join(items), self._from(), self._where())
+        query = sql.SQL("SELECT {} FROM {}{}").format(sql.SQL(", ").join(items), self._from(), self._where(bounds))
         return query.as_string(None)
 
     @property
@@ -305,21 +378,44 @@ class Extraction:
         With `fingerprint`, `keys_sink` receives, before each batch is yielded, the batch's redaction
         keys: the primary key columns (lake types) and the row fingerprint, row for row.
         """
-        target = self.source.arrow_schema
         started = time.monotonic()
+        for bounds in self.slice_bounds():
+            if bounds is not None:  # a slice: its own snapshot, its own count
+                self.source_rows = (self.source_rows or 0) + self._scalar(self._count_sql(bounds))
+            yield from self._read(self.select_sql(bounds), keys_sink, started)
+            if bounds is not None:
+                try:
+                    self._conn.rollback()
+                except Exception:  # noqa: BLE001 - the standby ended the idle session (a recovery conflict)
+                    # The slice's rows all arrived, counted in the same snapshot: it is complete.
+                    # Only the session is lost; the next slice takes a new one.
+                    self.close()
+                    self._conn = self._connect()
+
+    def _read(self, query: str, keys_sink, started: float) -> Iterator[pa.RecordBatch]:
+        target = self.source.arrow_schema
         with self._conn.cursor() as cur:
             cur.adbc_statement.set_options(
                 **{"adbc.postgresql.batch_size_hint_bytes": str(self.limits.batch_bytes)}
             )
             try:
-                cur.execute(self.select_sql())
+                cur.execute(query)
                 reader = cur.fetch_record_batch()
             except Exception as exc:  # noqa: BLE001
+                self._raise_if_conflict(exc)
                 raise SourceError(
                     f"table {self.table.name}: reading {self.table.qualified_source} failed: "
                     f"{mask_error(str(exc), self.pg_url).strip()}"
                 ) from None
-            for batch in reader:
+            batches = iter(reader)
+            while True:
+                try:
+                    batch = next(batches, None)
+                except Exception as exc:  # noqa: BLE001 - the stream broke off mid-day
+                    self._raise_if_conflict(exc)
+                    raise
+                if batch is None:
+                    break
                 converted = convert_batch(batch, target, self.table.name)
                 if self.fingerprint and keys_sink is not None:
                     keys_sink(redaction_keys_batch(converted, batch.column(batch.num_columns - 1), self.table.primary_key))

@@ -109,6 +109,13 @@ def _aws_reason(exc: BaseException) -> str | None:
 def transient_reason(exc: BaseException) -> str | None:
     """Why `exc` is worth retrying, or None when a retry would fail the same way."""
     for current in _chain(exc):
+        # An error may say itself whether waiting helps (standby.StandbyLagging: yes;
+        # standby.StandbyConflictError: no, although a 40001 from the driver is in its chain).
+        declared = getattr(type(current), "transient", None)
+        if declared is True:
+            return f"{type(current).__name__}: {str(current).splitlines()[0][:200]}"
+        if declared is False:
+            return None
         if isinstance(current, (ConnectionResetError, ConnectionRefusedError, ConnectionAbortedError, BrokenPipeError)):
             return f"network: {type(current).__name__}"
         reason = _postgres_reason(current) or _aws_reason(current)

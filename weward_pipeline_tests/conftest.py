@@ -112,3 +112,24 @@ def clients(lake_env) -> AwsClients:
 
 def s3_client():
     return boto3.client("s3")
+
+
+@pytest.fixture(scope="session")
+def standby_pair(stack_dir):
+    """(primary, standby): a PostgreSQL 15 primary and a hot standby streaming from it.
+
+    Their own pair, apart from `pg_server`: tests pause the standby's replay and force recovery
+    conflicts, which must not slow down or break the other tests' server. Started only by the
+    tests that ask for it.
+    """
+    from weward_pipeline.devstack.postgres import LocalStandby
+
+    primary = LocalPostgres(stack_dir / "primary")
+    primary.start()
+    standby = LocalStandby(stack_dir / "standby", primary=primary)
+    try:
+        standby.start()
+        yield primary, standby
+    finally:
+        standby.stop()
+        primary.stop()

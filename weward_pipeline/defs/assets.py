@@ -16,6 +16,7 @@ from weward_pipeline.export import ExportError, ExportResult, export_day
 from weward_pipeline.extract import SourceError
 from weward_pipeline.failures import transient_reason
 from weward_pipeline.glue import CatalogError
+from weward_pipeline.standby import StandbyConflictError
 from weward_pipeline.defs.resources import LakeResource
 
 # All exports share one pool: PostgreSQL is one server, and a 90-day backfill of 6 tables must
@@ -25,7 +26,7 @@ SOURCE_POOL = "postgres_source"
 # Errors that retrying cannot fix: bad config, missing column, incompatible schema, refused day.
 # Unless their cause is transient (weward_pipeline.failures): a SourceError "cannot connect" from
 # a failover or an ExportError around an S3 503 is worth the retry.
-PERMANENT_ERRORS = (ConfigError, SourceError, CatalogError, ExportError)
+PERMANENT_ERRORS = (ConfigError, SourceError, CatalogError, ExportError, StandbyConflictError)
 
 # Transient failures (connection reset, S3 5xx, a failover) are retried with backoff: ~30 s, 60 s,
 # 120 s; a failover or an S3 throttling episode is over by then.
@@ -129,6 +130,8 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
         "postgres_read_s": dg.MetadataValue.float(round(result.read_s, 3)),
         "superseded_objects_deleted": dg.MetadataValue.int(result.superseded_deleted),
+        # Primary or standby (how far it had replayed, how long the export waited), reads, conflicts.
+        "source": dg.MetadataValue.json(result.source),
     }
     if result.window:
         metadata.update(

@@ -83,14 +83,14 @@ class LocalPostgres:
     def admin_url(self, database: str = "postgres") -> str:
         return url(ADMIN_USER, self.admin_password, self.port, database)
 
-    def _run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    def _run(self, args: list[str], extra_env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
         user = _server_user()
         preexec = None
         if user is not None:
             def preexec() -> None:  # drop root before exec: postgres refuses to run as root
                 os.setgid(user.pw_gid)
                 os.setuid(user.pw_uid)
-        env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+        env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", **(extra_env or {})}
         try:
             return subprocess.run(args, preexec_fn=preexec, env=env, check=True, **kwargs)
         except subprocess.CalledProcessError as exc:
@@ -140,6 +140,9 @@ class LocalPostgres:
             return None
         return pid if pid_alive(pid) else None
 
+    def server_settings(self) -> dict[str, str]:
+        return dict(LOCAL_SERVER_SETTINGS)
+
     def start(self) -> None:
         self.init()
         if self.pid() is not None:
@@ -148,7 +151,7 @@ class LocalPostgres:
         if not self.log_file.exists():
             self.log_file.touch()
             self._chown_for_server(self.log_file)
-        options = " ".join(f"-c {k}={v}" for k, v in LOCAL_SERVER_SETTINGS.items())
+        options = " ".join(f"-c {k}={v}" for k, v in self.server_settings().items())
         options += f" -p {self.port} -k {self.data_dir}"
         self._run(
             [str(find_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
@@ -180,6 +183,101 @@ class LocalPostgres:
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.admin_url(name)
+
+
+@dataclass
+class LocalStandby(LocalPostgres):
+    """A hot standby of `primary`, streaming its WAL: `pg_basebackup -R` from the same binaries.
+
+    Read-only queries run on it as on a production read replica; a long one can be cancelled by a
+    recovery conflict (SQLSTATE 40001) when the primary vacuums rows its snapshot still needs and
+    the standby has waited `max_standby_streaming_delay` to replay that cleanup.
+    """
+
+    primary: LocalPostgres | None = None
+    max_standby_streaming_delay: str = "30s"
+    hot_standby_feedback: bool = False
+
+    def init(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        if self.primary is None or self.primary.pid() is None:
+            raise RuntimeError("a standby needs its primary running first")
+        self.admin_password = self.primary.admin_password
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base_dir, 0o755)
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        self._chown_for_server(self.data_dir)
+        # -R writes standby.signal and primary_conninfo; -X stream copies the WAL the backup needs.
+        self._run(
+            [str(find_bindir() / "pg_basebackup"), "-D", str(self.data_dir), "-R", "-X", "stream",
+             "--checkpoint=fast", "--no-sync", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", ADMIN_USER],
+            extra_env={"PGPASSWORD": self.primary.admin_password},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def start(self) -> None:
+        super().start()
+        # Not on the command line, where ALTER SYSTEM (set()) could not override them.
+        self.set(max_standby_streaming_delay=self.max_standby_streaming_delay,
+                 hot_standby_feedback="on" if self.hot_standby_feedback else "off")
+
+    def server_settings(self) -> dict[str, str]:
+        return {
+            **LOCAL_SERVER_SETTINGS,
+            "hot_standby": "on",
+            # After half of this without a message the standby asks the primary for a keepalive, so
+            # even an idle primary tells it within 2 s (default 30 s) how far it is
+            # (pg_stat_wal_receiver.last_msg_send_time, standby.py).
+            "wal_receiver_timeout": "4s",
+        }
+
+    def _accepts_connections(self) -> bool:
+        import psycopg
+
+        with psycopg.connect(self.admin_url(), connect_timeout=2) as conn:
+            streaming = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+            return streaming is not None and streaming[0] == "streaming"
+
+    def set(self, **settings: str) -> None:
+        """Change settings that need only a reload (max_standby_streaming_delay, hot_standby_feedback)."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
+            for name, value in settings.items():
+                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+            conn.execute("SELECT pg_reload_conf()")
+            # The reload is asynchronous; wait until this session's backend applies it too.
+            wait_for(lambda: all(conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
+                                 == value for name, value in settings.items()), 10, "the standby to reload its settings")
+
+    def pause_replay(self) -> None:
+        self._admin("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        self._admin("SELECT pg_wal_replay_resume()")
+
+    def _admin(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
+            conn.execute(statement)
+
+    def wait_caught_up(self, timeout: float = 30) -> None:
+        """Until the standby has replayed everything the primary had written when this was called."""
+        import psycopg
+
+        with psycopg.connect(self.primary.admin_url(), autocommit=True) as conn:
+            # The insert position: with synchronous_commit=off the last commits may not be written yet.
+            target = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+
+        def replayed() -> bool:
+            with psycopg.connect(self.admin_url(), autocommit=True) as conn:
+                return conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)).fetchone()[0]
+
+        wait_for(replayed, timeout, f"the standby on port {self.port} to replay up to {target}", interval=0.05)
 
 
 def url(user: str, password: str, port: int, database: str, host: str = "127.0.0.1") -> str:
