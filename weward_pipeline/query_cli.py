@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from weward_pipeline.config import ConfigError
 from weward_pipeline.query import (
-    ANALYST_QUESTIONS,
     ENGINES,
     AthenaEngine,
     LocalEngine,
@@ -107,7 +105,7 @@ def _read_sql(args: argparse.Namespace) -> str | None:
 
 
 def _print_tables(settings: QuerySettings) -> int:
-    from weward_pipeline.query import _boto_session_clients
+    from weward_pipeline.query.build import _boto_session_clients
 
     (glue,) = _boto_session_clients(settings, "glue")
     tables = list_lake_tables(glue, settings.glue_database)
@@ -134,7 +132,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         if args.tables:
             return _print_tables(settings)
         if args.print_latest_views:
-            from weward_pipeline.query import _boto_session_clients
+            from weward_pipeline.query.build import _boto_session_clients
 
             (glue,) = _boto_session_clients(settings, "glue")
             snapshot = sorted(t.name for t in list_lake_tables(glue, settings.glue_database).values()
@@ -194,41 +192,12 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------------------------
-# `make demo` ends with the analyst's questions, answered from the lake it just filled.
-# --------------------------------------------------------------------------------------------
-
-
-def demo_analyst_questions(stream=None) -> int:
-    """Run ANALYST_QUESTIONS on the lake named by the environment and print the answers."""
-    stream = stream or sys.stdout
-    settings = QuerySettings.from_env()
-    engine = build_engine(settings)
-    where = "DuckDB over the lake's Parquet objects" if isinstance(engine, LocalEngine) else f"Athena workgroup {settings.athena_workgroup}"
-    print(f"\nAnalyst questions, answered from Glue database {settings.glue_database} ({where}); "
-          'try your own: weward-pipeline query "SELECT ..."', file=stream)
-    failures = 0
-    for title, sql in ANALYST_QUESTIONS:
-        print(f"\n-- {title}\n{sql.strip()}\n", file=stream)
-        started = time.monotonic()
-        try:
-            result = engine.run(sql)
-        except QueryError as exc:
-            failures += 1
-            print(f"error after {time.monotonic() - started:.1f} s: {exc}", file=stream)
-            continue
-        print(result.format(max_rows=20), file=stream)
-        print(f"({result.summary()})", file=stream)
-    return failures
-
-
-def _demo_epilogue() -> None:
-    if demo_analyst_questions():
-        raise SystemExit("demo: an analyst question failed (see above)")
+# `make demo` ends with the analyst's questions (devstack/demo_questions.py), answered from the lake.
 
 
 def _register_demo_epilogue() -> None:
     from weward_pipeline.devstack import commands
+    from weward_pipeline.devstack.demo_questions import demo_epilogue
 
-    if _demo_epilogue not in commands.DEMO_EPILOGUES:
-        commands.DEMO_EPILOGUES.append(_demo_epilogue)
+    if demo_epilogue not in commands.DEMO_EPILOGUES:
+        commands.DEMO_EPILOGUES.append(demo_epilogue)

@@ -27,10 +27,10 @@ from weward_pipeline.query import (
     QuerySettings,
     QuerySyntaxError,
     UnknownTableError,
-    _boto_session_clients,
     athena_cost_usd,
     latest_view_sql,
 )
+from weward_pipeline.query.build import _boto_session_clients
 
 MOTO_ACCOUNT = "123456789012"
 

@@ -24,13 +24,13 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg import sql as pgsql
 
-from weward_pipeline import cli, query_cli
+from weward_pipeline import cli
 from weward_pipeline.config import Settings
 from weward_pipeline.defs.query_resource import QueryResource
 from weward_pipeline.devstack import sample_data
 from weward_pipeline.export import AwsClients, export_day
+from weward_pipeline.devstack.demo_questions import ANALYST_QUESTIONS
 from weward_pipeline.query import (
-    ANALYST_QUESTIONS,
     BytesScannedLimitError,
     LocalEngine,
     QueryCancelledError,
@@ -569,13 +569,13 @@ def test_definitions_offer_the_query_resource(lake_environment, monkeypatch):
 
 
 def test_demo_ends_with_the_analyst_questions_answered(lake_environment, capsys):
-    from weward_pipeline.devstack import commands
+    from weward_pipeline.devstack import commands, demo_questions
 
     cli.build_parser()
-    assert query_cli._demo_epilogue in commands.DEMO_EPILOGUES
+    assert demo_questions.demo_epilogue in commands.DEMO_EPILOGUES
     cli.build_parser()
-    assert commands.DEMO_EPILOGUES.count(query_cli._demo_epilogue) == 1
-    assert query_cli.demo_analyst_questions() == 0
+    assert commands.DEMO_EPILOGUES.count(demo_questions.demo_epilogue) == 1
+    assert demo_questions.demo_analyst_questions() == 0
     out = capsys.readouterr().out
     for title, _ in ANALYST_QUESTIONS:
         assert f"-- {title}" in out
