@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from weward_pipeline.query import dialect
 from weward_pipeline.query.catalog import ATHENA_CATALOG, latest_view_name, latest_view_sql, list_lake_tables, queryable_names
 from weward_pipeline.query.errors import (
     BytesScannedLimitError,
@@ -259,6 +260,7 @@ class AthenaEngine:
     def run(self, sql: str) -> QueryResult:
         started = time.monotonic()
         sql = sql.strip().rstrip(";").strip()
+        dialect.parse(sql)  # what Athena would refuse fails here, before any request (and any bill)
         query_id = self.start(sql)
         execution = self.wait(query_id)
         if execution["Status"]["State"] != "SUCCEEDED":
@@ -270,7 +272,7 @@ class AthenaEngine:
             sql=sql, engine=self.name, table=table, bytes_scanned=int(stats.get("DataScannedInBytes") or 0),
             elapsed_s=time.monotonic() - started, query_id=query_id, workgroup=self.workgroup,
             output_location=(execution.get("ResultConfiguration") or {}).get("OutputLocation"),
-            statement_type=statement_type, usd_per_tb=self.usd_per_tb,
+            statement_type=statement_type, usd_per_tb=self.usd_per_tb, executed_sql=sql,
         )
 
     def create_latest_views(self, tables: list[str] | None = None) -> list[QueryResult]:

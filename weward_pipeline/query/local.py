@@ -22,6 +22,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from weward_pipeline.glue import PARTITION_KEY
+from weward_pipeline.query import dialect
 from weward_pipeline.query.catalog import (
     ATHENA_CATALOG,
     SYSTEM_SCHEMAS,
@@ -37,7 +38,6 @@ from weward_pipeline.query.errors import (
     QueryCancelledError,
     QueryError,
     QueryFailedError,
-    QuerySyntaxError,
     UnknownTableError,
 )
 from weward_pipeline.query.output import QueryProgress, QueryResult
@@ -125,18 +125,9 @@ class LocalEngine:
 
     # -- name resolution ---------------------------------------------------------------------
 
-    def _referenced(self, sql: str) -> set[str]:
-        import duckdb
-
-        try:
-            names = duckdb.get_table_names(sql, qualified=True)
-        except duckdb.ParserException as exc:
-            line, column = _duckdb_position(str(exc), sql)
-            raise QuerySyntaxError(_duckdb_detail(str(exc)), sql, line, column) from None
+    def _referenced(self, statement) -> set[str]:
         referenced = set()
-        for name in names:
-            name = re.sub(r"\s+AS\s+.*$", "", name, flags=re.I)
-            parts = [p.strip('"').lower() for p in name.split(".")]
+        for parts in dialect.referenced_tables(statement):
             if len(parts) >= 2 and parts[-2] in SYSTEM_SCHEMAS:
                 continue
             if len(parts) == 3 and parts[0] != ATHENA_CATALOG.lower():
@@ -211,14 +202,8 @@ class LocalEngine:
 
         started = time.monotonic()
         sql = sql.strip()
-        try:
-            statements = duckdb.extract_statements(sql)
-        except duckdb.ParserException as exc:
-            line, column = _duckdb_position(str(exc), sql)
-            raise QuerySyntaxError(_duckdb_detail(str(exc)), sql, line, column) from None
-        if len(statements) != 1:
-            raise QueryError(f"one statement per query (as in Athena), got {len(statements)}")
-        referenced = self._referenced(sql)
+        statement = dialect.parse(sql)  # Athena SQL, or a QueryError before anything is read
+        referenced = self._referenced(statement)
         tables = self.tables()
         real = {n: t for n, t in tables.items() if not t.is_view}
         known = queryable_names(real)
@@ -234,6 +219,12 @@ class LocalEngine:
         if missing:
             raise UnknownTableError(missing, known, self.database)
 
+        needed = {latest_views.get(name, name) for name in referenced}
+        columns = {name: real[name].columns + real[name].partition_keys for name in needed}
+        columns.update({view: columns[base] for view, base in latest_views.items() if base in columns})
+        translation = dialect.to_duckdb(statement, sql, columns, catalog=ATHENA_CATALOG.lower(), database=self.database)
+        executed = translation.duckdb_sql
+
         budget = ScanBudget(self.max_bytes_scanned)
         counting = pafs.PyFileSystem(CountingHandler(self.filesystem, budget))
         config = {"threads": self.threads} if self.threads else {}
@@ -245,9 +236,9 @@ class LocalEngine:
         partitions_listed: dict[str, int] = {}
         try:
             con.execute("SET TimeZone = 'UTC'")
+            _set_if_known(con, "error_on_division_by_zero", "true")  # Athena fails integer division by zero
             con.execute(f"ATTACH ':memory:' AS {ATHENA_CATALOG.lower()}")
             con.execute(f'CREATE SCHEMA {ATHENA_CATALOG.lower()}."{self.database}"')
-            needed = {latest_views.get(name, name) for name in referenced}
             for name in sorted(needed):
                 table = real[name]
                 dataset, partitions, to_wall_clock = self._dataset(table, counting)
@@ -289,7 +280,7 @@ class LocalEngine:
                 ticker = threading.Thread(target=_tick, daemon=True)
                 ticker.start()
             try:
-                relation = con.sql(sql)
+                relation = con.sql(executed)
                 result = relation.to_arrow_table() if relation is not None else pa.table({})
                 if budget.exceeded:  # the last reads crossed the limit as the query finished
                     raise BytesScannedLimitError(self.max_bytes_scanned, budget.bytes, CLIENT_LIMIT_SOURCE, "local engine")
@@ -304,10 +295,10 @@ class LocalEngine:
                     # A relation's bind error carries no position; the same statement through
                     # execute() fails at the same bind step (nothing runs) and says where.
                     try:
-                        con.execute(sql)
+                        con.execute(executed)
                     except duckdb.Error as positioned:
                         exc = positioned
-                raise self._translate(exc, sql, budget, cancelled["timeout"], tables) from None
+                raise self._translate(exc, sql, executed, budget, cancelled["timeout"], tables) from None
         finally:
             budget.drain()
             stop_ticking.set()
@@ -321,10 +312,12 @@ class LocalEngine:
             self.progress(QueryProgress(self.name, "SUCCEEDED", elapsed, budget.bytes))
         return QueryResult(
             sql=sql, engine=self.name, table=result, bytes_scanned=budget.bytes, elapsed_s=elapsed,
+            executed_sql=executed, rewrites=translation.rewrites,
             partitions_listed=partitions_listed,
         )
 
-    def _translate(self, exc, sql: str, budget: ScanBudget, timed_out: bool, tables) -> QueryError:
+    def _translate(self, exc, sql: str, executed: str, budget: ScanBudget, timed_out: bool, tables) -> QueryError:
+        """DuckDB's error on the translated statement, in terms of the analyst's own SQL."""
         import duckdb
 
         message = str(exc)
@@ -336,14 +329,51 @@ class LocalEngine:
                 f"query cancelled ({reason}) after {format_bytes(budget.bytes)} read; nothing was returned",
                 budget.bytes,
             )
-        line, column = _duckdb_position(message, sql)
         detail = _duckdb_detail(message)
+        line, column = _original_position(message, executed, sql, detail)
+        function = re.search(r"(?:Scalar|Aggregate|Table) Function with name \"?([A-Za-z_0-9]+)\"? does not exist", message)
+        if function and dialect.untranslatable_function(function.group(1)):
+            name = function.group(1).lower()
+            line, column = dialect.locate(sql, name)
+            return QueryFailedError(
+                f"{name}: an Athena function the local engine cannot translate (DuckDB has none like it); "
+                "run this query with --engine athena", sql, line, column,
+            )
         if isinstance(exc, duckdb.ParserException):
-            return QuerySyntaxError(detail, sql, line, column)
-        if isinstance(exc, duckdb.CatalogException) and "does not exist" in detail:
+            return QueryFailedError(
+                f"the DuckDB translation of this Athena SQL does not parse ({detail}); see it with --show-sql "
+                "and run the query with --engine athena", sql,
+            )
+        if isinstance(exc, duckdb.CatalogException) and "does not exist" in detail and not function:
             name = re.search(r'with name "?([^"!\s]+)', detail)
             missing = [name.group(1)] if name else [detail]
             return UnknownTableError(missing, queryable_names({n: t for n, t in tables.items() if not t.is_view}), self.database)
         if isinstance(exc, duckdb.PermissionException):
             return QueryFailedError(f"{detail} (the local engine reads only the lake's tables)", sql, line, column)
         return QueryFailedError(detail, sql, line, column)
+
+
+def _set_if_known(con, setting: str, value: str) -> None:
+    """A DuckDB setting newer releases have; older ones keep their behaviour."""
+    import duckdb
+
+    try:
+        con.execute(f"SET {setting} = {value}")
+    except duckdb.Error:
+        pass
+
+
+def _original_position(message: str, executed: str, sql: str, detail: str) -> tuple[int | None, int | None]:
+    """Where in the analyst's SQL the word DuckDB points at (in the translation) is written."""
+    line, column = _duckdb_position(message, executed)
+    word = None
+    if line and column:
+        lines = executed.splitlines()
+        text = lines[line - 1] if 0 < line <= len(lines) else ""
+        match = re.match(r'"?([A-Za-z_][A-Za-z0-9_]*)"?(?:\."?([A-Za-z_][A-Za-z0-9_]*)"?)?', text[column - 1:])
+        if match:
+            word = match.group(2) or match.group(1)
+    if word is None:
+        quoted = re.search(r'"([A-Za-z_][A-Za-z0-9_]*)"', detail)
+        word = quoted.group(1) if quoted else None
+    return dialect.locate(sql, word) if word else (None, None)

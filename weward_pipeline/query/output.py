@@ -36,6 +36,8 @@ class QueryResult:
     statement_type: str = "DML"
     partitions_listed: dict[str, int] = field(default_factory=dict)
     usd_per_tb: float = ATHENA_USD_PER_TB
+    executed_sql: str | None = None  # what the engine ran: the DuckDB translation locally, `sql` in Athena
+    rewrites: list[str] = field(default_factory=list)  # the Athena semantics the translation applied
 
     @property
     def columns(self) -> list[str]:
