@@ -43,8 +43,9 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from weward_pipeline import lake, pii
+from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig, mask_url
-from weward_pipeline.export import AwsClients, delete_superseded
+from weward_pipeline.export import delete_superseded
 from weward_pipeline.extract import ExtractLimits, mask_error, connection_uri
 from weward_pipeline.glue import GlueCatalog, GlueColumn
 from weward_pipeline.keys import MANIFEST_ENTRY as KEYS_ENTRY

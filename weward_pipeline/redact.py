@@ -46,8 +46,8 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from weward_pipeline import lake
+from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, mask_url
-from weward_pipeline.export import AwsClients
 from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, mask_error, describe, row_fingerprint_sql
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.keys import RedactionKeys
