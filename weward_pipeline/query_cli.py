@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from weward_pipeline import aws
 from weward_pipeline.config import ConfigError
 from weward_pipeline.query import (
     ENGINES,
@@ -105,9 +106,7 @@ def _read_sql(args: argparse.Namespace) -> str | None:
 
 
 def _print_tables(settings: QuerySettings) -> int:
-    from weward_pipeline.query.build import _boto_session_clients
-
-    (glue,) = _boto_session_clients(settings, "glue")
+    glue = aws.client(settings, "glue")
     tables = list_lake_tables(glue, settings.glue_database)
     print(f"Glue database {settings.glue_database}:")
     for name, table in sorted(tables.items()):
@@ -132,9 +131,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         if args.tables:
             return _print_tables(settings)
         if args.print_latest_views:
-            from weward_pipeline.query.build import _boto_session_clients
-
-            (glue,) = _boto_session_clients(settings, "glue")
+            glue = aws.client(settings, "glue")
             snapshot = sorted(t.name for t in list_lake_tables(glue, settings.glue_database).values()
                               if t.mode == "snapshot" and not t.is_view)
             for name in snapshot:

@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from weward_pipeline import aws
 from weward_pipeline.glue import GlueCatalog, GlueColumn
 from weward_pipeline.query import (
     AthenaEngine,
@@ -30,7 +31,6 @@ from weward_pipeline.query import (
     athena_cost_usd,
     latest_view_sql,
 )
-from weward_pipeline.query.build import _boto_session_clients
 
 MOTO_ACCOUNT = "123456789012"
 
@@ -69,7 +69,7 @@ def slow_athena(aws_server):
 def athena_setup(lake_env, aws_server):
     """A Glue database with one snapshot and one append table, a results bucket, a workgroup."""
     settings = QuerySettings.from_env(lake_env)
-    athena, glue = _boto_session_clients(settings, "athena", "glue")
+    athena, glue = aws.clients(settings, "athena", "glue")
     catalog = GlueCatalog(glue, settings.glue_database)
     catalog.ensure_database()
     for name, mode in (("users", "snapshot"), ("step_events", "append")):

@@ -1,24 +1,15 @@
-"""Wiring from the environment: the engine QuerySettings asks for, with its AWS clients."""
+"""Wiring from the environment: the engine QuerySettings asks for, with its AWS clients (aws.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from weward_pipeline import aws
 from weward_pipeline.config import ConfigError
 from weward_pipeline.query.athena import AthenaEngine
 from weward_pipeline.query.local import LocalEngine
 from weward_pipeline.query.output import QueryProgress
 from weward_pipeline.query.settings import ENGINES, QuerySettings
-
-
-def _boto_session_clients(settings: QuerySettings, *services: str) -> list:
-    import boto3
-    from botocore.config import Config as BotoConfig
-
-    config = BotoConfig(region_name=settings.aws_region, retries={"max_attempts": 5, "mode": "standard"},
-                        connect_timeout=5, read_timeout=60)
-    session = boto3.session.Session()
-    return [session.client(s, config=config, endpoint_url=settings.aws_endpoint_url) for s in services]
 
 
 def build_engine(
@@ -29,16 +20,14 @@ def build_engine(
     timeout_s: float | None = None,
     progress: Callable[[QueryProgress], None] | None = None,
 ) -> LocalEngine | AthenaEngine:
-    from weward_pipeline.lake import s3_filesystem
-
     kind = settings.resolved_engine(engine)
     limit = max_bytes_scanned if max_bytes_scanned is not None else settings.max_bytes_scanned
     if kind == "local":
-        (glue,) = _boto_session_clients(settings, "glue")
-        return LocalEngine(glue, s3_filesystem(settings.aws_region, settings.aws_endpoint_url), settings.glue_database,
+        glue = aws.client(settings, "glue")
+        return LocalEngine(glue, aws.s3_filesystem(settings.aws_region, settings.aws_endpoint_url), settings.glue_database,
                            max_bytes_scanned=limit, timeout_s=timeout_s, progress=progress)
     if kind == "athena":
-        athena, glue = _boto_session_clients(settings, "athena", "glue")
+        athena, glue = aws.clients(settings, "athena", "glue")
         return AthenaEngine(athena, glue, settings.glue_database, workgroup=settings.athena_workgroup,
                             output_location=settings.athena_output, max_bytes_scanned=limit,
                             timeout_s=timeout_s, progress=progress)

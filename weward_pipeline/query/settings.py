@@ -8,7 +8,9 @@ import re
 from dataclasses import dataclass
 
 from weward_pipeline.config import DEFAULT_AWS_REGION, DEFAULT_GLUE_DATABASE, ConfigError
+from weward_pipeline.config import aws_endpoint_url as endpoint_from_env
 from weward_pipeline.config import aws_region as region_from_env
+from weward_pipeline.config import glue_database as glue_database_from_env
 
 # Athena's price in most regions (eu-west-3 included): 5 USD per TB scanned, billed per query
 # rounded up to the megabyte with a 10 MB minimum; DDL and failed queries are free.
@@ -70,9 +72,7 @@ class QuerySettings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> QuerySettings:
         env = dict(os.environ if env is None else env)
-        database = env.get("WEWARD_GLUE_DATABASE") or DEFAULT_GLUE_DATABASE
-        if not re.fullmatch(r"[a-z0-9_]{1,255}", database):
-            raise ConfigError(f"WEWARD_GLUE_DATABASE must be lower-case letters, digits and _, got {database!r}")
+        database = glue_database_from_env(env)
         output = env.get("WEWARD_ATHENA_OUTPUT") or None
         if output and not output.startswith("s3://"):
             raise ConfigError(f"WEWARD_ATHENA_OUTPUT must be an s3://bucket/prefix/ URL, got {output!r}")
@@ -82,7 +82,7 @@ class QuerySettings:
         return cls(
             glue_database=database,
             aws_region=region_from_env(env),
-            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            aws_endpoint_url=endpoint_from_env(env),
             athena_workgroup=env.get("WEWARD_ATHENA_WORKGROUP") or "primary",
             athena_output=output,
             max_bytes_scanned=parse_size(env.get("WEWARD_QUERY_MAX_BYTES_SCANNED")),
