@@ -3,6 +3,7 @@
     weward-pipeline query "SELECT dt, sum(steps) FROM step_events WHERE dt >= '2024-03-01' GROUP BY dt"
     weward-pipeline query -f question.sql --output answer.parquet
     weward-pipeline query --tables                 # what can be queried, and which days
+    weward-pipeline query --show-sql "SELECT ..."  # also print what ran (locally: the DuckDB translation)
     weward-pipeline query --create-latest-views    # Athena: CREATE OR REPLACE VIEW <t>_latest
 
 Exit status: 0 answered, 1 the query failed (message on stderr), 2 bad usage, 130 cancelled.
@@ -50,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="stop the query past this scan, e.g. 500MB, 20GB (default: WEWARD_QUERY_MAX_BYTES_SCANNED; "
                             "Athena's workgroup cutoff applies too)")
     query.add_argument("--timeout", type=float, default=None, help="cancel the query after this many seconds")
+    query.add_argument("--show-sql", action="store_true",
+                       help="print the statement the engine ran on stderr: locally, the DuckDB translation of your Athena SQL")
     query.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary on stderr")
     query.add_argument("--tables", action="store_true", help="list the tables and views a query can use, with their days")
     query.add_argument("--create-latest-views", action="store_true",
@@ -125,6 +128,15 @@ def _print_tables(settings: QuerySettings) -> int:
     return 0
 
 
+def _show_sql(engine, sql: str, rewrites: list[str]) -> None:
+    if isinstance(engine, LocalEngine):
+        kept = f"; Athena semantics kept: {', '.join(rewrites)}" if rewrites else ""
+        print(f"-- ran on DuckDB, translated from your Athena SQL{kept}", file=sys.stderr)
+    else:
+        print(f"-- ran in Athena workgroup {engine.workgroup}", file=sys.stderr)
+    print(sql.strip() + ";", file=sys.stderr)
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     try:
         settings = QuerySettings.from_env()
@@ -164,8 +176,14 @@ def cmd_query(args: argparse.Namespace) -> int:
             print(f"[local] DuckDB over the objects Glue database {settings.glue_database} points at", file=sys.stderr)
         try:
             result = engine.run(sql)
+        except QueryError as exc:
+            if args.show_sql and exc.executed_sql:
+                _show_sql(engine, exc.executed_sql, [])
+            raise
         finally:
             progress.clear()
+        if args.show_sql:
+            _show_sql(engine, result.executed_sql or result.sql, result.rewrites)
     except QueryCancelledError as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
         return 130

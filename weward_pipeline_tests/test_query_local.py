@@ -40,6 +40,7 @@ from weward_pipeline.query import (
     UnknownTableError,
 )
 from weward_pipeline_tests.conftest import SAMPLE_DAYS, SAMPLE_END, TIMEZONE, make_catalog
+from weward_pipeline_tests.query_corpus import CORPUS, examples_in_docs, render_examples
 
 DAYS = [SAMPLE_END - dt.timedelta(days=i) for i in reversed(range(SAMPLE_DAYS))]
 # Just after the last sample day ended in Paris: every day is exportable, snapshots included.
@@ -200,11 +201,19 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def assert_same_answer(lake_rows: list[tuple], pg_rows: list[tuple], sql: str) -> None:
+def _close(a, b, tolerance: float) -> bool:
+    numbers = (int, float, decimal.Decimal)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=tolerance)
+    return _same(a, b)
+
+
+def assert_same_answer(lake_rows: list[tuple], pg_rows: list[tuple], sql: str, tolerance: float | None = None) -> None:
     assert len(lake_rows) == len(pg_rows), f"row counts differ for:\n{sql}"
+    same = _same if tolerance is None else (lambda a, b: _close(a, b, tolerance))
     for index, (mine, theirs) in enumerate(zip(lake_rows, pg_rows)):
         assert len(mine) == len(theirs)
-        assert all(_same(a, b) for a, b in zip(mine, theirs)), f"row {index} differs for:\n{sql}\nlake: {mine}\npg:   {theirs}"
+        assert all(same(a, b) for a, b in zip(mine, theirs)), f"row {index} differs for:\n{sql}\nlake: {mine}\npg:   {theirs}"
 
 
 def run_both(lake: ExportedLake, postgres, sql: str):
@@ -312,6 +321,46 @@ def test_local_engine_answers_like_postgres_on_the_source_rows(lake, postgres, n
     result, rows = run_both(lake, postgres, PARITY_QUERIES[name])
     assert rows, "a parity query that returns nothing proves nothing"
     assert result.engine == "local" and result.bytes_scanned > 0
+
+
+QUESTIONS = {question.name: question for question in CORPUS}
+
+
+@pytest.mark.parametrize("name", list(QUESTIONS))
+def test_an_athena_question_is_answered_locally_as_postgres_answers_it(lake, postgres, name):
+    """The corpus: Athena SQL through the local engine == the same question in PostgreSQL's SQL."""
+    question = QUESTIONS[name]
+    result = lake.engine().run(question.athena)
+    lake_rows = [tuple(row.values()) for row in result.table.to_pylist()]
+    with postgres.transaction():
+        pg_rows = postgres.execute(question.postgres).fetchall()
+    assert_same_answer(lake_rows, pg_rows, f"{question.athena}\n-- ran as --\n{result.executed_sql}", question.tolerance)
+    assert rows_or_a_reason(lake_rows, question)
+
+
+def rows_or_a_reason(rows: list[tuple], question) -> bool:
+    """A question whose answer is empty or all NULL proves nothing, unless that is its point."""
+    if question.name == "aggregates_of_no_rows":
+        return rows == [(0, None, None, 0, 0)]
+    return bool(rows) and any(value is not None for row in rows for value in row)
+
+
+def test_the_corpus_has_forty_questions_and_every_topic_of_issue_16():
+    assert len(CORPUS) >= 40 and len(QUESTIONS) == len(CORPUS)
+    text = " ".join(q.athena for q in CORPUS)
+    for construct in ("approx_distinct(", "date_format(", "from_iso8601_timestamp(", "regexp_like(", "element_at(",
+                      "json_extract_scalar(", "to_unixtime(", "approx_percentile(", "date_trunc('week'", "cardinality(",
+                      "date_diff('day'", "try_cast(", "count_if(", "OVER (", "UNNEST(", "_latest", "dt BETWEEN", "WITH ",
+                      "AT TIME ZONE"):
+        assert construct in text, construct
+    assert all(q.tolerance for q in CORPUS if "approx_" in q.athena)
+
+
+def test_the_docs_show_the_corpus_as_it_is():
+    from weward_pipeline_tests.query_corpus import DOCS
+
+    assert examples_in_docs(DOCS.read_text(encoding="utf-8")) == render_examples(), (
+        "docs/querying.md's examples differ from the corpus: python -m weward_pipeline_tests.query_corpus")
 
 
 def test_the_dst_day_has_23_utc_hours_and_its_edges_land_on_the_right_day(lake, postgres):

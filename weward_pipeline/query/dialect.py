@@ -299,11 +299,12 @@ def _decimal_shape(node: exp.Expression) -> tuple[int, int] | None:
         return _INTEGER_TYPES[kind.this], 0
     if kind.this == exp.DataType.Type.DECIMAL:
         params = [p.this.this if isinstance(p.this, exp.Literal) else p.name for p in kind.expressions]
+        if not params:
+            return None  # a decimal of unknown scale (sqlglot could not derive it): leave it to DuckDB
         try:
-            precision, scale = (int(params[0]), int(params[1])) if len(params) == 2 else (int(params[0]), 0) if params else (38, 0)
+            return (int(params[0]), int(params[1])) if len(params) == 2 else (int(params[0]), 0)
         except (TypeError, ValueError):
             return None
-        return precision, scale
     return None
 
 
@@ -487,6 +488,11 @@ def _typed_copy(statement: exp.Expression, tables, catalog: str, database: str) 
         return None
 
 
+def _count_if(node: exp.CountIf, applied: list[str]) -> exp.Expression:
+    applied.append("count_if of no rows is 0")
+    return exp.Coalesce(this=node.copy(), expressions=[exp.Literal.number(0)])
+
+
 _REWRITES = (
     (exp.Div, _divide),
     (exp.Avg, _average),
@@ -496,20 +502,33 @@ _REWRITES = (
     (exp.JSONExtractScalar, _json_scalar),
     (exp.RegexpExtract, _regexp_extract),
     (exp.RegexpReplace, _regexp_replace),
+    (exp.CountIf, _count_if),
 )
 
 
 def _rewrite(tree: exp.Expression, applied: list[str]) -> exp.Expression:
-    def visit(node: exp.Expression) -> exp.Expression:
+    """Apply `_REWRITES` bottom-up: a node is rewritten after its operands, so nested constructs
+    (a division inside a sum, a zoned timestamp inside date_diff) are all translated."""
+
+    def rewritten(node: exp.Expression) -> exp.Expression | None:
         if isinstance(node, exp.AtTimeZone) or (isinstance(node, exp.Anonymous) and node.name.lower() == "at_timezone"):
             return _wall_clock(node, applied)
         for kind, rewrite in _REWRITES:
             if type(node) is kind:
-                replaced = rewrite(node, applied)
-                return node if replaced is None else replaced
-        return node
+                return rewrite(node, applied)
+        return None
 
-    return tree.transform(visit, copy=False)
+    for node in reversed(list(tree.walk(bfs=False))):
+        new = rewritten(node)
+        if new is None or new is node:
+            continue
+        if new.type is None or new.type.this == exp.DataType.Type.UNKNOWN:
+            new.type = new.to if isinstance(new, exp.Cast) else node.type
+        if node is tree:
+            tree = new
+        else:
+            node.replace(new)
+    return tree
 
 
 def to_duckdb(

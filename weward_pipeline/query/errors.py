@@ -13,6 +13,8 @@ from weward_pipeline.query.settings import format_bytes
 class QueryError(RuntimeError):
     """A query could not run or did not finish. str() is the message to show."""
 
+    executed_sql: str | None = None  # the statement the engine ran, when it got that far (--show-sql)
+
 
 class UnknownTableError(QueryError):
     def __init__(self, missing: list[str], known: list[str], database: str) -> None:

@@ -298,7 +298,9 @@ class LocalEngine:
                         con.execute(executed)
                     except duckdb.Error as positioned:
                         exc = positioned
-                raise self._translate(exc, sql, executed, budget, cancelled["timeout"], tables) from None
+                error = self._translate(exc, sql, executed, budget, cancelled["timeout"], tables)
+                error.executed_sql = executed
+                raise error from None
         finally:
             budget.drain()
             stop_ticking.set()
