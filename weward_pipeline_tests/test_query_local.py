@@ -478,6 +478,37 @@ def test_local_engine_reads_only_the_lake(lake):
     assert "reads only the lake" in str(error.value)
 
 
+def test_an_athena_function_duckdb_lacks_is_named_with_the_way_out(lake):
+    with pytest.raises(QueryFailedError) as error:
+        lake.engine().run("SELECT format_datetime(created_at, 'yyyy-MM-dd') AS day FROM step_events WHERE dt = '2024-03-31'")
+    message = str(error.value)
+    assert "format_datetime: an Athena function the local engine cannot translate" in message and "--engine athena" in message
+    assert (error.value.line, error.value.column) == (1, 8)
+
+
+def test_integer_division_by_zero_fails_as_in_athena_without_a_traceback(lake):
+    with pytest.raises(QueryFailedError, match="Division by zero"):
+        lake.engine().run("SELECT count(*) / 0 AS nothing FROM reward_offers_latest")
+
+
+def test_a_duckdb_function_is_refused_by_the_local_engine_too(lake):
+    engine = lake.engine()
+    with pytest.raises(QueryFailedError, match="Athena has no function epoch"):
+        engine.run("SELECT epoch(created_at) FROM step_events")
+
+
+def test_cli_show_sql_prints_the_duckdb_translation_that_ran(lake_environment, capsys):
+    assert cli.main(["query", "--show-sql", "--quiet", "SELECT dt, sum(steps) / count(*) AS mean FROM step_events "
+                     "WHERE dt = '2024-03-31' GROUP BY dt"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].split() == ["dt", "|", "mean"]
+    assert "-- ran on DuckDB, translated from your Athena SQL; Athena semantics kept: integer division truncates" in err
+    assert '// COUNT(*)' in err and '"step_events"."dt" = \'2024-03-31\'' in err
+    assert cli.main(["query", "--show-sql", "--quiet", "SELECT dt, stepz FROM step_events"]) == 1
+    err = capsys.readouterr().err
+    assert "-- ran on DuckDB" in err and '"stepz"' in err and "error: query failed (line 1, column 12)" in err
+
+
 def test_one_statement_per_query(lake):
     with pytest.raises(Exception) as error:
         lake.engine().run("SELECT 1; SELECT 2")

@@ -39,7 +39,15 @@ from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ErrorLevel, OptimizeError, ParseError, SchemaError, TokenError, UnsupportedError
+from sqlglot.errors import (
+    ErrorLevel,
+    OptimizeError,
+    ParseError,
+    SchemaError,
+    SqlglotError,
+    TokenError,
+    UnsupportedError,
+)
 from sqlglot.tokens import Token, TokenType
 
 from weward_pipeline.query.athena_functions import ATHENA_FUNCTIONS, ATHENA_SPELLING
@@ -53,6 +61,7 @@ _NOT_CALLS = frozenset("""
 in exists values over filter using on and or not as with from join select where having by when then
 else case between like is all any some distinct within group lateral unnest table ordinality rows
 partition decimal varchar char varbinary timestamp time interval array map row union intersect except
+rollup cube sets bernoulli system match_recognize define pattern measures subset
 """.split())
 _KEYWORDS = ("SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "HAVING", "JOIN", "LIMIT", "UNION", "WITH", "ON")
 
@@ -556,6 +565,11 @@ def to_duckdb(
         raise QueryFailedError(
             f"cannot translate this Athena SQL for the local engine: {str(exc).splitlines()[0]} "
             "(DuckDB has no equivalent); run it with --engine athena", athena_sql,
+        ) from None
+    except SqlglotError as exc:  # a translation bug: say so, never a traceback
+        raise QueryFailedError(
+            f"cannot translate this Athena SQL for the local engine ({str(exc).splitlines()[0]}); "
+            "run it with --engine athena", athena_sql,
         ) from None
     return Translation(athena_sql, duckdb_sql, sorted(set(applied)), typed is not None)
 
