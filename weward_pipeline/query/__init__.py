@@ -15,10 +15,15 @@ Snapshot tables also get `<name>_latest`, the latest exported day (`catalog.py`)
 Time semantics follow Athena: Glue `timestamp` columns are UTC wall-clock timestamps without a
 time zone, and the session time zone is UTC.
 
+Queries are Athena SQL. Both engines parse them first (`dialect.parse`: what Athena would refuse
+fails before anything runs, with line, column and a hint); the local engine runs their DuckDB
+translation (`dialect.to_duckdb`), which keeps Athena's semantics where DuckDB's differ.
+
 Modules: `errors` (what an analyst sees when a query fails), `settings` (environment contract,
 sizes, Athena's price), `output` (results, text/CSV/Parquet), `catalog` (Glue listing, Glue type
--> Arrow type), `scan` (the byte-counting filesystem), `local`, `athena`, `build` (engine from
-settings).
+-> Arrow type), `dialect` and `athena_functions` (Athena SQL checked and translated), `scan` (the
+byte-counting filesystem), `local`, `athena`, `build` (engine from settings, clients from aws.py).
+See docs/querying.md.
 """
 
 from weward_pipeline.query.athena import AthenaEngine, athena_rows_to_arrow
