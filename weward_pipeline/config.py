@@ -36,9 +36,27 @@ DEFAULT_GLUE_DATABASE = "weward_lake"
 DEFAULT_AWS_REGION = "eu-west-3"  # Paris: the users' data stays in the EU
 
 
+GLUE_DATABASE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
+
+
 def aws_region(env: dict[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_AWS_REGION
+
+
+def aws_endpoint_url(env: dict[str, str] | None = None) -> str | None:
+    """AWS_ENDPOINT_URL (the local stack's moto server); unset or empty means AWS itself."""
+    env = os.environ if env is None else env
+    return env.get("AWS_ENDPOINT_URL") or None
+
+
+def glue_database(env: dict[str, str] | None = None) -> str:
+    """WEWARD_GLUE_DATABASE, validated; unset or empty means the default (as for every optional variable)."""
+    env = os.environ if env is None else env
+    database = env.get("WEWARD_GLUE_DATABASE") or DEFAULT_GLUE_DATABASE
+    if not GLUE_DATABASE_NAME.match(database):
+        raise ConfigError(f"WEWARD_GLUE_DATABASE must be lower-case letters, digits and _, got {database!r}")
+    return database
 
 
 class ConfigError(ValueError):
@@ -327,15 +345,13 @@ class Settings:
         pg_url = env["WEWARD_PG_URL"]
         if urlsplit(pg_url).scheme not in ("postgresql", "postgres"):
             raise ConfigError(f"WEWARD_PG_URL must be a postgresql:// URL, got {mask_url(pg_url)!r}")
-        glue_database = env.get("WEWARD_GLUE_DATABASE", DEFAULT_GLUE_DATABASE)
-        if not re.match(r"^[a-z0-9_]{1,255}$", glue_database):
-            raise ConfigError(f"WEWARD_GLUE_DATABASE must be lower-case letters, digits and _, got {glue_database!r}")
+        database = glue_database(env)
         return cls(
             pg_url=pg_url,
             lake=LakeLocation.parse(env["WEWARD_LAKE_URL"]),
-            glue_database=glue_database,
+            glue_database=database,
             aws_region=aws_region(env),
-            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            aws_endpoint_url=aws_endpoint_url(env),
             tables_file=env.get("WEWARD_TABLES_FILE") or None,
             pg_redact_url=env.get("WEWARD_PG_REDACT_URL") or pg_url,
         )

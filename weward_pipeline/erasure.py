@@ -42,10 +42,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from weward_pipeline import lake, pii
-from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig, mask_url
-from weward_pipeline.export import AwsClients, delete_superseded
-from weward_pipeline.extract import ExtractLimits, mask_error, connection_uri
+from weward_pipeline import lake, pg, pii
+from weward_pipeline.aws import AwsClients
+from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
+from weward_pipeline.export import delete_superseded
+from weward_pipeline.pg import mask_error
 from weward_pipeline.glue import GlueCatalog, GlueColumn
 from weward_pipeline.keys import MANIFEST_ENTRY as KEYS_ENTRY
 from weward_pipeline.secret_store import PiiKey, load_pii_key, scrub
@@ -69,6 +70,17 @@ class ErasureLimits:
     lock_timeout_s: int = 5
     statement_timeout_s: int = 60
     lock_retries: int = 3
+
+    def session(self, read_only: bool) -> pg.SessionLimits:
+        """A read-only count reads one snapshot; ids are parsed under the pinned text forms."""
+        return pg.SessionLimits(
+            statement_timeout_s=self.statement_timeout_s, lock_timeout_s=self.lock_timeout_s,
+            idle_in_transaction_timeout_s=60, read_only=read_only,
+            isolation="repeatable read" if read_only else None, settings=pg.PINNED_TEXT_FORMS,
+        )
+
+    def retry_policy(self) -> pg.RetryPolicy:
+        return pg.RetryPolicy(retries=self.lock_retries, backoff_s=1.0, max_backoff_s=10.0)
 
 
 @dataclass(frozen=True)
@@ -823,14 +835,10 @@ WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND a.attnum > 0 AND 
 def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete: bool, limits: ErasureLimits) -> None:
     """Delete (or count) the users' rows in PostgreSQL: key-bounded batches, each its own short transaction."""
     url = ctx.settings.pg_redact_url
-    extract_limits = ExtractLimits(statement_timeout_s=limits.statement_timeout_s, lock_timeout_s=limits.lock_timeout_s,
-                                   idle_in_transaction_timeout_s=60)
-    uri = connection_uri(url, f"weward-erasure {table.name}", extract_limits, read_only=not delete)
     try:
-        conn = psycopg.connect(uri, autocommit=True)
-    except psycopg.Error as exc:
-        raise ErasureError(f"table {table.name}: cannot connect to PostgreSQL at {mask_url(url)} for erasure: "
-                           f"{mask_error(str(exc), url).strip()}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL).") from None
+        conn = pg.connect(url, f"weward-erasure {table.name}", limits.session(read_only=not delete), purpose="erasure")
+    except pg.ConnectError as exc:
+        raise ErasureError(f"table {table.name}: {exc}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL).") from None
     with conn:
         found = conn.execute(USER_COLUMN_TYPE_SQL, (table.schema, table.source, table.user_column)).fetchone()
         if found is None:
@@ -868,16 +876,12 @@ def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete
 
 
 def _with_lock_retries(run: Callable[[], int], limits: ErasureLimits, table: TableConfig) -> int:
-    for attempt in range(limits.lock_retries + 1):
-        try:
-            return run()
-        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
-            if attempt == limits.lock_retries:
-                raise ErasureError(f"table {table.name}: a batch of deletes waited for locks {attempt + 1} times "
-                                   f"({exc.__class__.__name__}); the rows deleted so far stay deleted, re-run to "
-                                   "finish (erasure is resumable)") from None
-            time.sleep(min(2 ** attempt, 10))
-    return 0
+    try:
+        return pg.retry_on_lock(run, limits.retry_policy())
+    except pg.LockRetriesExhausted as exhausted:
+        raise ErasureError(f"table {table.name}: a batch of deletes waited for locks {exhausted.attempts} times "
+                           f"({exhausted.error.__class__.__name__}); the rows deleted so far stay deleted, re-run "
+                           "to finish (erasure is resumable)") from None
 
 
 # -- audit -------------------------------------------------------------------------------------------------

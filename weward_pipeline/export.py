@@ -19,11 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from weward_pipeline import lake, pii
+from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
 from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, RecoveryConflict, SourceError
 from weward_pipeline.glue import GlueCatalog, GlueColumn
@@ -36,31 +35,6 @@ log = logging.getLogger(__name__)
 
 class ExportError(RuntimeError):
     """The export was refused or failed; the published day (if any) is unchanged."""
-
-
-@dataclass
-class AwsClients:
-    s3: object
-    glue: object
-    filesystem: object
-    region: str
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AwsClients:
-        config = BotoConfig(
-            region_name=settings.aws_region,
-            retries={"max_attempts": 5, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=60,
-        )
-        session = boto3.session.Session()
-        kwargs = {"config": config, "endpoint_url": settings.aws_endpoint_url}
-        return cls(
-            s3=session.client("s3", **kwargs),
-            glue=session.client("glue", **kwargs),
-            filesystem=lake.s3_filesystem(settings.aws_region, settings.aws_endpoint_url),
-            region=settings.aws_region,
-        )
 
 
 @dataclass

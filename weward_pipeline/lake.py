@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from weward_pipeline.aws import s3_filesystem  # noqa: F401 - owned by aws.py; re-exported for existing callers
 from weward_pipeline.config import LakeLocation
 
 # zstd: ~30% smaller than snappy on this data at similar speed, and Athena reads it.
@@ -219,15 +220,6 @@ class Manifest:
         data = json.loads(text)
         data["objects"] = [WrittenObject(**o) for o in data["objects"]]
         return cls(**data)
-
-
-def s3_filesystem(region: str, endpoint_url: str | None = None) -> pafs.S3FileSystem:
-    """pyarrow's S3 client, pointed at AWS or (locally) at the moto endpoint."""
-    kwargs: dict = {"region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=5)}
-    if endpoint_url:
-        scheme, _, host = endpoint_url.partition("://")
-        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
-    return pafs.S3FileSystem(**kwargs)
 
 
 def describe_objects(s3_client, bucket: str, objects: Iterable[WrittenObject]) -> list[WrittenObject]:

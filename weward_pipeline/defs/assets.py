@@ -2,7 +2,6 @@
 
 
 import datetime as dt
-import os
 import re
 from pathlib import Path
 
@@ -10,8 +9,9 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError
 
 from weward_pipeline import pii
-from weward_pipeline.config import DEFAULT_GLUE_DATABASE, Catalog, ConfigError, TableConfig
+from weward_pipeline.config import Catalog, ConfigError, TableConfig
 from weward_pipeline.config import aws_region as region_from_env
+from weward_pipeline.config import glue_database as glue_database_from_env
 from weward_pipeline.export import ExportError, ExportResult, export_day
 from weward_pipeline.extract import SourceError
 from weward_pipeline.failures import transient_reason
@@ -65,7 +65,7 @@ def catalog_reference(table: TableConfig, catalog: Catalog | None) -> dict:
 def glue_metadata(table: TableConfig) -> dict:
     """Where analysts find the table: its Glue name and console page (Athena queries it by that name)."""
     region = region_from_env()
-    database = os.environ.get("WEWARD_GLUE_DATABASE") or DEFAULT_GLUE_DATABASE
+    database = glue_database_from_env()
     return {
         "dagster/table_name": f"{database}.{table.name}",
         "glue_console": dg.MetadataValue.url(glue_console_url(region, database, table.name)),
