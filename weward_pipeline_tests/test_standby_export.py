@@ -102,7 +102,10 @@ class ConflictMaker:
 
     def progress(self, message: str) -> None:
         if "reading again in shorter reads" in message:
+            # Stopped before the next read takes its snapshot: what it updated committed before it,
+            # so the cleanups still to be replayed cannot conflict with the next read.
             self.stop.set()
+            self.thread.join()
 
     def _run(self) -> None:
         try:
@@ -196,8 +199,8 @@ def test_a_read_cancelled_by_a_recovery_conflict_is_read_again_in_shorter_reads_
     standby.set(max_standby_streaming_delay="10ms")
     settings = make_settings(lake_env, standby_url)
     cat = catalog()
-    # Reading slowly (small batches, 2000 rows/s) keeps the first read's COPY running ~1 s.
-    limits = ExtractLimits(batch_bytes=64 * 1024, max_rows_per_second=2000)
+    # Reading slowly (small batches, 1000 rows/s) keeps the first read's COPY running ~2 s.
+    limits = ExtractLimits(batch_bytes=64 * 1024, max_rows_per_second=1000)
     with ConflictMaker(primary_url) as maker:
         result = export_day(settings, cat, cat.tables[0], DAY, clients=clients, limits=limits,
                             on_progress=maker.progress)
