@@ -1,0 +1,198 @@
+"""The report: bench/results.md from the run's numbers (bench/results.json)."""
+
+from __future__ import annotations
+
+import os
+
+from bench.runner import METHODS
+
+
+def mb(kb: float) -> str:
+    return f"{kb / 1024:,.0f} MB"
+
+
+def _decimal_verdict(arrow_type: str | None) -> str:
+    if not arrow_type:
+        return "n/a"
+    if arrow_type == "decimal128(12, 2)":
+        return "decimal(12,2) exact"
+    if arrow_type.startswith("decimal"):
+        return arrow_type.replace("decimal128", "decimal").replace(" ", "") + " (p,s changed)"
+    return f"{arrow_type}: LOST"
+
+
+def _tz_verdict(arrow_type: str | None) -> str:
+    if not arrow_type:
+        return "n/a"
+    if "tz=" not in arrow_type:
+        return f"{arrow_type}: zone LOST"
+    unit = arrow_type.split("[", 1)[1].split(",", 1)[0]
+    zone = arrow_type.split("tz=", 1)[1].rstrip("]")
+    utc = zone in ("UTC", "+00:00", "Etc/UTC")
+    return f"UTC {unit}" + (" exact" if utc and unit == "us" else "") if utc else f"{zone} {unit}"
+
+
+def render(report: dict) -> str:
+    lines: list[str] = []
+    for section in SECTIONS:
+        lines.extend(section(report))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_methods(report: dict) -> list[str]:
+    """The machine, the day, and every method's row."""
+    lines = []
+    ds = report["dataset"]
+    lines.append(f"Machine: {report['machine']}")
+    lines.append("")
+    lines.append(
+        f"One day of `bench.step_events` ({ds['rows']:,} rows, {ds['day']}, {ds['columns']}), zstd; "
+        f"{report['rounds']} interleaved round(s), median seconds, peak RSS = max over rounds; "
+        f"run {report['started']} in {report['total_minutes']:.1f} min; 1-minute load average before each run: "
+        f"median {report['loadavg']['median']:.1f}, max {report['loadavg']['max']:.1f} (the machine has {os.cpu_count()} cores; "
+        "above that, other processes were competing for them)."
+    )
+    lines.append("")
+    lines.append("| method | seconds | rows/s | x floor | x product | peak RSS | of it private | output | numeric(12,2) became | timestamptz became |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    summaries = report["summaries"]
+    floor = summaries.get("copy_floor")
+    product = summaries.get("product")
+    for method in METHODS:
+        s = summaries.get(method.name)
+        if method.name in report["skipped"]:
+            lines.append(f"| {method.label} | skipped: {report['skipped'][method.name]} | | | | | | | | |")
+            continue
+        if s is None:
+            if method.name in report["failed"]:
+                lines.append(f"| {method.label} | failed: {report['failed'][method.name]} | | | | | | | | |")
+            continue
+        rows = s["expected_rows"]
+        runs = "" if s["runs"] == report["rounds"] else f" ({s['runs']} run{'s' if s['runs'] > 1 else ''})"
+        cells = [
+            method.label, f"{s['seconds']:.2f}{runs}", f"{rows / s['seconds']:,.0f}",
+            f"{s['seconds'] / floor['seconds']:.2f}" if floor else "", f"{s['seconds'] / product['seconds']:.2f}" if product else "",
+            mb(s["peak_rss_kb"]), mb(s["peak_anon_kb"]) if method.name != "copy_floor" else "",
+            mb(s["bytes"] / 1024) if s.get("bytes") else "-",
+            _decimal_verdict(s.get("wards_type")) if method.name != "copy_floor" else "(binary, not decoded)",
+            _tz_verdict(s.get("created_at_type")) if method.name != "copy_floor" else "",
+        ]
+        if not s["rows_ok"]:
+            cells[0] += f" (WRONG ROW COUNT: {s.get('rows')})"
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def render_scale(report: dict) -> list[str]:
+    """The product at 1x and 3x the rows, and through the public path to S3."""
+    lines = []
+    ds, summaries = report["dataset"], report["summaries"]
+    floor = summaries.get("copy_floor")
+    scale = report.get("scale")
+    if scale:
+        lines.append(f"This product at two scale points (the {ds['big_factor']}x day: {ds['big_rows']:,} rows, {ds['big_day']}):")
+        lines.append("")
+        lines.append("| day | rows | floor s | product s | x floor | rows/s | peak RSS |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
+        for label, f_key, p_key in (("1x", "copy_floor", "product"), (f"{ds['big_factor']}x", "copy_floor@3x", "product@3x")):
+            f, p = summaries.get(f_key), summaries.get(p_key)
+            if not p:
+                continue
+            lines.append(
+                f"| {label} | {p['expected_rows']:,} | {f['seconds']:.2f} | {p['seconds']:.2f} | {p['seconds'] / f['seconds']:.2f} | "
+                f"{p['expected_rows'] / p['seconds']:,.0f} | {mb(p['peak_rss_kb'])} |"
+            )
+        lines.append("")
+    s3 = summaries.get("product_s3")
+    if s3:
+        lines.append(
+            f"Through the public path, `export_day` to the S3 endpoint (moto, a Python server on the same 2 cores) and Glue: "
+            f"{s3['seconds']:.2f} s end to end ({s3['seconds'] / floor['seconds']:.2f}x the floor; reading and writing "
+            f"{s3['read_s']:.2f} s, the rest is the manifest, Glue and cleanup), peak RSS {mb(s3['peak_rss_kb'])}, "
+            f"{mb(s3['bytes'] / 1024)} in {s3['files']} object(s), {_decimal_verdict(s3['wards_type'])}, {_tz_verdict(s3['created_at_type'])}."
+            if floor else f"export_day to S3: {s3['seconds']:.2f} s"
+        )
+        lines.append("")
+    return lines
+
+
+def render_targets(report: dict) -> list[str]:
+    lines = []
+    targets = report.get("targets")
+    if targets:
+        lines.append("Targets for this product (local Parquet, like the others):")
+        lines.append("")
+        for name, (ok, detail) in targets.items():
+            lines.append(f"- {'met' if ok else 'MISSED'}: {name} ({detail})")
+        lines.append("")
+    return lines
+
+
+def render_profile(report: dict) -> list[str]:
+    lines = []
+    prof = report.get("profile")
+    if prof:
+        lines.append(f"Where this product's time goes: one more export under py-spy ({prof['seconds']:.2f} s with the "
+                     "profiler's overhead), each thread's samples, waiting included.")
+        lines.append("")
+        lines.append("| the export's timeline (main thread) | share | the Parquet writer thread beside it | share |")
+        lines.append("|---|---:|---|---:|")
+        main, writer = prof["stages"]["main"], prof["stages"]["writer"]
+        for index in range(max(len(main), len(writer))):
+            left = main[index] if index < len(main) else ("", None)
+            right = writer[index] if index < len(writer) else ("", None)
+            lines.append(f"| {left[0]} | {'' if left[1] is None else f'{left[1]:.0%}'} | "
+                         f"{right[0]} | {'' if right[1] is None else f'{right[1]:.0%}'} |")
+        lines.append("")
+    return lines
+
+
+def render_impact(report: dict) -> list[str]:
+    imp = report.get("impact")
+    if not imp:
+        return []
+    if "skipped" in imp:
+        return [f"Impact on the application: skipped ({imp['skipped']}).", ""]
+    pinned = (f" PostgreSQL had CPU {imp['server_cpus']} to itself, the pipeline and pgbench the other(s), as the "
+              "database and the pipeline run on different machines in production." if imp.get("server_cpus") else "")
+    lines = [
+        f"Impact on the application: pgbench at a fixed {imp['rate_tps']:.0f} tps, 4 clients "
+        f"({imp['rate_tps'] / imp['capacity_tps']:.0%} of the {imp['capacity_tps']:.0f} tps the server does when quiet): TPC-B-like read/write mix on its own tables "
+        f"(scale {imp['pgbench_scale']}), plus the app inserting step syncs into the exported table and updating "
+        f"random old rows of the exported day. p99 includes schedule lag, i.e. what a user waits.{pinned} "
+        f"The export's lock_timeout is {imp['lock_timeout_s']} s.",
+        "",
+        "| while | pipeline s | app tps | app p50 ms | app p99 ms | longest app wait on a pipeline lock | longest pipeline transaction |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for phase in imp["phases"]:
+        action = phase["action"] if isinstance(phase["action"], dict) else {}
+        app, locks = phase["app"], phase["locks"]
+        if phase["label"].startswith("quiet"):
+            pipeline = "-"
+        elif "error" in action:
+            pipeline = "failed"
+        elif "rows_deleted" in action:
+            pipeline = f"{action['seconds']:.1f} ({action['rows_deleted']:,} rows deleted in {action['batches']:,} batches)"
+        else:
+            pipeline = f"{action['seconds']:.1f}"
+        lines.append(
+            f"| {phase['label']} | {pipeline} | {app['tps']:.0f} | {app['p50_ms']:.1f} | {app['p99_ms']:.1f} | "
+            f"{locks['longest_app_wait_on_pipeline_s']:.2f} s | {locks['longest_pipeline_xact_s']:.2f} s |"
+        )
+    lines.append("")
+    keyed = imp.get("keyed_export")
+    if keyed and "error" not in keyed:
+        lines.append(
+            f"Before the redaction, the day was exported again with `retention_days` set (export_day to S3, which then "
+            f"also records a fingerprint per row for redaction): {keyed['seconds']:.2f} s, peak RSS {mb(keyed['peak_rss_kb'])}."
+        )
+        lines.append("")
+    return lines
+
+
+
+# The report, top to bottom: each section reads the report dict and returns its markdown lines
+# (nothing when its stage did not run). A new stage in run.STAGES adds its section here.
+SECTIONS = [render_methods, render_scale, render_targets, render_profile, render_impact]
