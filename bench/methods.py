@@ -81,7 +81,7 @@ def copy_floor(spec: dict, out: Path) -> dict:
 
 def product_local(spec: dict, out: Path) -> dict:
     """This product's read and write path (Extraction -> ParquetDayWriter), to local disk."""
-    import adbc_driver_postgresql.dbapi  # noqa: F401 - imported by Extraction.open(); not timed
+    import adbc_driver_postgresql  # noqa: F401 - imported by Extraction.open(); not timed
     import pyarrow.fs as pafs
 
     from weward_pipeline import lake
@@ -108,7 +108,7 @@ def product_local(spec: dict, out: Path) -> dict:
 
 def product_s3(spec: dict, out: Path) -> dict:
     """The public code path, `export_day`: S3 (the moto endpoint) and Glue, manifest and publish."""
-    import adbc_driver_postgresql.dbapi  # noqa: F401 - imported by Extraction.open(); not timed
+    import adbc_driver_postgresql  # noqa: F401 - imported by Extraction.open(); not timed
 
     from weward_pipeline.export import export_day
 
@@ -152,6 +152,41 @@ def redact(spec: dict, out: Path) -> dict:
         "kept_back": report.kept_back, "batch_rows": limits.batch_rows, "pause_s": limits.pause_s,
         "lock_timeout_s": limits.lock_timeout_s,
     }
+
+
+def dagster_run(spec: dict, out: Path) -> dict:
+    """The production entry point: `dagster asset materialize` of one table and day, as the scheduled
+    ECS task runs it (deploy/, infra/), with the whole process tree's memory sampled (bench/tree.py).
+
+    The timed span includes interpreter start-up and imports: a task pays for them too.
+    """
+    import shutil
+
+    import yaml
+
+    from bench import tree
+    from bench.environment import REPO
+
+    out.mkdir(parents=True, exist_ok=True)
+    home = out / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # the local instance settings
+    catalog = out / "tables.yaml"
+    catalog.write_text(yaml.safe_dump({"start_date": "2000-01-01", "timezone": data.TIMEZONE, "tables": [{
+        "name": data.TABLE, "schema": data.SCHEMA, "source_table": data.TABLE, "mode": "append",
+        "partition_column": "created_at", "primary_key": ["id"]}]}))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "WEWARD_TABLES_FILE": str(catalog), "WEWARD_PG_URL": spec["pg_url"],
+           "WEWARD_LAKE_URL": f"s3://{spec['bucket']}/dagster", "WEWARD_GLUE_DATABASE": "weward_bench_dagster",
+           "WEWARD_SCHEDULE_DEFAULT_STATUS": "stopped"}
+    dagster = str(Path(sys.executable).parent / "dagster")
+    command = [dagster, "asset", "materialize", "-m", "weward_pipeline.definitions",
+               "--select", f"lake/{data.TABLE}", "--partition", spec["day"]]
+    log = out / "dagster.log"
+    with open(log, "w") as sink:
+        status, peak, seconds = tree.run_sampled(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=out)
+    if status != 0:
+        raise RuntimeError(f"dagster asset materialize failed ({status}):\n{log.read_text()[-3000:]}")
+    return {"seconds": seconds, "tree": peak.as_dict(), "rows": spec["rows"]}
 
 
 def adbc_raw(spec: dict, out: Path) -> dict:
@@ -247,6 +282,7 @@ METHODS: dict[str, Callable[[dict, Path], dict]] = {
     "product": product_local,
     "product_s3": product_s3,
     "redact": redact,
+    "dagster_run": dagster_run,
     "adbc_raw": adbc_raw,
     "connectorx": connectorx,
     "dlt_pyarrow": dlt_pyarrow,
@@ -284,7 +320,7 @@ def main(argv: list[str]) -> int:
     out = Path(spec["out"])
     result = METHODS[spec["method"]](spec, out)
     result["ended_epoch"] = time.time()
-    described = describe_output(out) if spec["method"] not in ("copy_floor", "product_s3", "redact") else {}
+    described = describe_output(out) if spec["method"] not in ("copy_floor", "product_s3", "redact", "dagster_run") else {}
     result = {**described, **result}
     usage = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -129,6 +129,41 @@ def render_targets(report: dict) -> list[str]:
     return lines
 
 
+def render_dagster_run(report: dict) -> list[str]:
+    run = report.get("dagster_run")
+    if not run:
+        return []
+    if "error" in run:
+        return [f"`dagster asset materialize` of one day: failed ({run['error']}).", ""]
+    tree = run["tree"]
+    verdict = "met" if run["met"] else "MISSED"
+    lines = [
+        f"The whole run as production starts it (`dagster asset materialize -m weward_pipeline.definitions "
+        f"--select lake/step_events --partition <day>`, {run['rows']:,} rows, local Dagster instance, S3 on moto): "
+        f"{run['seconds']:.1f} s including interpreter start-up and imports; the process tree's peak, sampled every "
+        f"50 ms over {tree['processes']} process(es): **{mb(tree['rss_kb'])} RSS summed** ({verdict}: under "
+        f"{run['target_mb']} MB), {mb(tree['pss_kb'])} PSS (shared pages counted once, close to what the "
+        "container is charged). At the peak:",
+        "",
+        "| process | RSS | PSS |",
+        "|---|---:|---:|",
+    ]
+    for proc in sorted(tree["at_peak"], key=lambda p: -p["rss_kb"]):
+        lines.append(f"| `{_short_command(proc['command'])}` | {mb(proc['rss_kb'])} | {mb(proc['pss_kb'])} |")
+    lines.append("")
+    return lines
+
+
+def _short_command(command: str) -> str:
+    words = command.split()
+    if words and words[0].endswith("python") or (words and "python" in words[0].rsplit("/", 1)[-1]):
+        words = words[1:]
+    if words and "/" in words[0]:
+        words[0] = words[0].rsplit("/", 1)[-1]
+    text = " ".join(words)
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
 def render_profile(report: dict) -> list[str]:
     lines = []
     prof = report.get("profile")
@@ -195,4 +230,4 @@ def render_impact(report: dict) -> list[str]:
 
 # The report, top to bottom: each section reads the report dict and returns its markdown lines
 # (nothing when its stage did not run). A new stage in run.STAGES adds its section here.
-SECTIONS = [render_methods, render_scale, render_targets, render_profile, render_impact]
+SECTIONS = [render_methods, render_scale, render_targets, render_dagster_run, render_profile, render_impact]

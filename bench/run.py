@@ -76,8 +76,34 @@ def stage_impact(ctx: Context) -> dict | None:
                                  ctx.counts[ctx.dataset.day.isoformat()], ctx.say, ctx.pg, ctx.aws)
 
 
+def stage_dagster_run(ctx: Context) -> dict | None:
+    """The production entry point, `dagster asset materialize` of one table and day: the whole process
+    tree's peak memory (what the Fargate task is sized by)."""
+    if ctx.args.no_dagster_run:
+        return None
+    runs = []
+    for round_ in range(max(1, min(ctx.args.rounds, 2))):
+        ctx.say(f"dagster asset materialize, one day, round {round_ + 1} (process tree sampled)")
+        result = ctx.runner.run(Method("dagster_run", "", peer=False), f"r{round_}")
+        if "error" in result:
+            ctx.say(f"  FAILED: {result['error']}\n{result.get('log', '')}")
+            return {"error": result["error"], "log": result.get("log", "")}
+        tree = result["tree"]
+        ctx.say(f"  {result['seconds']:.1f} s, tree peak RSS {tree['rss_kb'] / 1024:.0f} MB "
+                f"(PSS {tree['pss_kb'] / 1024:.0f} MB, {tree['processes']} processes)")
+        runs.append(result)
+    worst = max(runs, key=lambda r: r["tree"]["rss_kb"])
+    return {"seconds": statistics.median(r["seconds"] for r in runs), "runs": len(runs), "rows": worst["rows"],
+            "tree": worst["tree"], "target_mb": TARGET_TREE_MB,
+            "met": worst["tree"]["rss_kb"] < TARGET_TREE_MB * 1024}
+
+
+# The whole `dagster asset materialize` process tree (RSS summed over its processes) must stay under this.
+TARGET_TREE_MB = 450
+
 # (report key, stage): run in this order after the rounds; a stage returning None adds nothing.
 STAGES: list[tuple[str, Callable[[Context], dict | None]]] = [
+    ("dagster_run", stage_dagster_run),
     ("profile", stage_profile),
     ("impact", stage_impact),
 ]
@@ -96,6 +122,8 @@ def parse_args(argv: list[str]):
     parser.add_argument("--no-impact", action="store_true", help="skip the pgbench measurements")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed cache-warming reads")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the product")
+    parser.add_argument("--no-dagster-run", action="store_true",
+                        help="skip `dagster asset materialize` of one day (process-tree memory)")
     parser.add_argument("--pgbench-scale", type=int, default=10)
     parser.add_argument("--no-pin", action="store_true", help="do not give PostgreSQL its own CPU during the impact runs")
     parser.add_argument("--calibrate-seconds", type=float, default=8)
