@@ -8,17 +8,16 @@ from weward_pipeline.config import Catalog, TableConfig
 from weward_pipeline.defs.assets import lake_asset, source_asset
 from weward_pipeline.defs.checks import export_checks
 from weward_pipeline.defs.erasure import erasure_job
+from weward_pipeline.defs.executor import one_read_in_process_executor
 from weward_pipeline.defs.query_resource import query_resource_from_env
 from weward_pipeline.defs.redaction import redaction_definitions, redaction_sensor
 from weward_pipeline.defs.resources import lake_resource_from_env
 from weward_pipeline.defs.schedules import ScheduleSettings, schedule_definitions
 
 
-# Steps (one export per table, its checks) run in parallel subprocesses, within the pool's limit.
-# forkserver: each step forks from a process that has already imported dagster, pyarrow, boto3
-# and the code location, instead of a fresh interpreter importing them again for every step;
-# a backfill is many one-day runs of several steps each.
-STEP_EXECUTOR = dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}})
+# A run that reads PostgreSQL once (one table) executes in its own process; a run of several
+# tables forks its steps (forkserver) so that exports overlap within the pool's limit (executor.py).
+STEP_EXECUTOR = one_read_in_process_executor
 
 
 def table_definitions(table: TableConfig, catalog: Catalog) -> dg.Definitions:
