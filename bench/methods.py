@@ -9,6 +9,7 @@ written: interpreter start-up and imports are not counted, for any method.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -55,6 +56,21 @@ def _limits(spec: dict):
     return ExtractLimits(**kwargs)
 
 
+# The signals off, for the runs that measure a fixed pace (what the pipeline did before pacing).
+SIGNALS_OFF = {"max_canary_ms": None, "critical_canary_ms": None, "max_active_backends": None,
+               "critical_active_backends": None, "max_lock_waiters": None, "critical_lock_waiters": None,
+               "max_replica_lag_s": None, "critical_replica_lag_s": None}
+
+
+def _pacing(spec: dict):
+    """spec["pacing"]: absent or false: none (the raw read); "default": the export's defaults."""
+    if spec.get("pacing") != "default":
+        return None
+    from weward_pipeline.pacing import export_pacing
+
+    return export_pacing()
+
+
 def copy_floor(spec: dict, out: Path) -> dict:
     """`COPY (one day) TO STDOUT (FORMAT binary)` into /dev/null: what PostgreSQL alone costs.
 
@@ -90,7 +106,8 @@ def product_local(spec: dict, out: Path) -> dict:
     day = _day(spec)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with Extraction(spec["pg_url"], _table_config(), DayWindow(day, data.TIMEZONE), _limits(spec)) as extraction:
+    with Extraction(spec["pg_url"], _table_config(), DayWindow(day, data.TIMEZONE), _limits(spec),
+                    pacing=_pacing(spec)) as extraction:
         opened = time.monotonic()
         writer = lake.ParquetDayWriter(
             pafs.LocalFileSystem(), str(out), extraction.source.arrow_schema,
@@ -103,7 +120,8 @@ def product_local(spec: dict, out: Path) -> dict:
         if rows != extraction.source_rows:
             raise RuntimeError(f"wrote {rows} rows, the snapshot holds {extraction.source_rows}")
         batches = extraction.batches_read
-    return {"seconds": time.monotonic() - started, "open_s": opened - started, "batches": batches}
+        pacing = extraction.pacer.report.as_dict(extraction.pacing) if extraction.pacer else None
+    return {"seconds": time.monotonic() - started, "open_s": opened - started, "batches": batches, "pacing": pacing}
 
 
 def product_s3(spec: dict, out: Path) -> dict:
@@ -115,8 +133,11 @@ def product_s3(spec: dict, out: Path) -> dict:
     # With retention_days the export also records redaction keys (a fingerprint per row).
     table = _table_config(spec.get("retention_days"))
     settings, catalog = _settings_and_catalog(spec, table)
+    limits = _limits(spec)
+    if spec.get("pacing") != "default":  # the raw speed of the public path, like the other methods
+        limits = dataclasses.replace(limits, pacing={"duty_cycle": 1.0, **SIGNALS_OFF})
     started = time.monotonic()
-    result = export_day(settings, catalog, table, _day(spec), limits=_limits(spec), on_progress=lambda m: None)
+    result = export_day(settings, catalog, table, _day(spec), limits=limits, on_progress=lambda m: None)
     seconds = time.monotonic() - started
     import pyarrow.parquet as pq
 
@@ -143,14 +164,18 @@ def redact(spec: dict, out: Path) -> dict:
 
     table = _table_config(spec["retention_days"])
     settings, catalog = _settings_and_catalog(spec, table)
-    limits = RedactionLimits(max_runtime_s=spec.get("redact_seconds"))
+    if spec.get("pace") == "fixed":  # the fixed pace before pacing: 1000-row batches, 50 ms pauses
+        limits = RedactionLimits(max_runtime_s=spec.get("redact_seconds"), batch_rows=1000, pause_s=0.05,
+                                 pacing=SIGNALS_OFF)
+    else:  # the defaults
+        limits = RedactionLimits(max_runtime_s=spec.get("redact_seconds"))
     started = time.monotonic()
     report = redact_day(settings, catalog, table, _day(spec), limits=limits, on_progress=lambda m: None)
     return {
         "seconds": time.monotonic() - started, "rows_deleted": report.rows_deleted, "batches": report.batches,
         "status": report.status, "why_quit": report.why_quit, "lock_timeouts": report.lock_timeouts,
         "kept_back": report.kept_back, "batch_rows": limits.batch_rows, "pause_s": limits.pause_s,
-        "lock_timeout_s": limits.lock_timeout_s,
+        "lock_timeout_s": limits.lock_timeout_s, "pacing": report.pacing,
     }
 
 

@@ -33,17 +33,22 @@ def measure_impact(runner: Runner, args, product_seconds: float, rows: int, say,
         time.sleep(args.quiet_seconds)
         return {"seconds": args.quiet_seconds}
 
-    def export(throttle: float | None):
+    def export(throttle: float | None, pacing: str | None = None):
         def action():
             overrides = {"max_rows_per_second": throttle} if throttle else {}
-            return runner.run(Method("product", "", peer=False), f"impact-{int(throttle or 0)}", cpus=client_cpus, **overrides)
+            if pacing:
+                overrides["pacing"] = pacing
+            return runner.run(Method("product", "", peer=False), f"impact-{int(throttle or 0)}-{pacing}",
+                              cpus=client_cpus, **overrides)
         return action
 
     phases = [_phase("quiet (no pipeline)", quiet, args.quiet_seconds, pgbench, url, rate, args, client_cpus, touch, say)]
-    phases.append(_phase("export, unthrottled", export(None), product_seconds * 2 + 10, pgbench, url, rate, args,
-                         client_cpus, touch, say))
+    phases.append(_phase("export, unpaced (reads as fast as it can)", export(None), product_seconds * 2 + 10, pgbench,
+                         url, rate, args, client_cpus, touch, say))
+    phases.append(_phase("export, default pacing", export(None, "default"), product_seconds * 4 + 10, pgbench,
+                         url, rate, args, client_cpus, touch, say))
     # Throttles are fractions of what the export did here, under the app load, on its own CPU.
-    unthrottled = phases[-1]["action"]
+    unthrottled = phases[1]["action"]
     product_rate = rows / (unthrottled["seconds"] if "seconds" in unthrottled else product_seconds)
     for fraction in args.throttles:
         throttle = round(product_rate * fraction, -3) or 1000
@@ -57,11 +62,19 @@ def measure_impact(runner: Runner, args, product_seconds: float, rows: int, say,
         if "error" in keyed_export:
             say(f"  FAILED: {keyed_export['error']}\n{keyed_export.get('log', '')}")
         else:
-            def redaction():
-                return runner.run(Method("redact", "", peer=False), "impact", cpus=client_cpus,
-                                  retention_days=REDACT_RETENTION_DAYS, redact_seconds=args.redact_seconds)
-            phases.append(_phase(f"redaction (first {args.redact_seconds:.0f} s)", redaction,
+            def redaction(pace: str):
+                def action():
+                    return runner.run(Method("redact", "", peer=False), f"impact-{pace}", cpus=client_cpus,
+                                      retention_days=REDACT_RETENTION_DAYS, redact_seconds=args.redact_seconds, pace=pace)
+                return action
+            # Default pacing first, then (on the rows left) the fixed pace the pipeline had before pacing.
+            phases.append(_phase(f"redaction (first {args.redact_seconds:.0f} s)", redaction("default"),
                                  args.redact_seconds + 15, pgbench, url, rate, args, client_cpus, touch, say))
+            first = phases[-1]["action"] if isinstance(phases[-1]["action"], dict) else {}
+            if first.get("status") == "stopped":  # its time budget ran out: rows are left to compare with
+                phases.append(_phase(f"redaction (next {args.redact_seconds:.0f} s), fixed pace before pacing: "
+                                     "1000-row batches, 50 ms pauses", redaction("fixed"),
+                                     args.redact_seconds + 15, pgbench, url, rate, args, client_cpus, touch, say))
     return {"capacity_tps": capacity, "rate_tps": rate, "phases": phases, "keyed_export": keyed_export,
             "server_cpus": sorted(server_cpus) if server_cpus else None,
             "pgbench_scale": args.pgbench_scale, "lock_timeout_s": _lock_timeout()}

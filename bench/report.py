@@ -198,9 +198,10 @@ def render_impact(report: dict) -> list[str]:
         f"random old rows of the exported day. p99 includes schedule lag, i.e. what a user waits.{pinned} "
         f"The export's lock_timeout is {imp['lock_timeout_s']} s.",
         "",
-        "| while | pipeline s | app tps | app p50 ms | app p99 ms | longest app wait on a pipeline lock | longest pipeline transaction |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| while | pipeline s | pipeline rows/s | app tps | app p50 ms | app p99 ms | p99 vs quiet | longest app wait on a pipeline lock | longest pipeline transaction | pacing: worked, slept, back-offs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    quiet_p99 = next((p["app"]["p99_ms"] for p in imp["phases"] if p["label"].startswith("quiet")), None)
     for phase in imp["phases"]:
         action = phase["action"] if isinstance(phase["action"], dict) else {}
         app, locks = phase["app"], phase["locks"]
@@ -212,9 +213,13 @@ def render_impact(report: dict) -> list[str]:
             pipeline = f"{action['seconds']:.1f} ({action['rows_deleted']:,} rows deleted in {action['batches']:,} batches)"
         else:
             pipeline = f"{action['seconds']:.1f}"
+        rows = action.get("rows_deleted", action.get("rows"))
+        rate = f"{rows / action['seconds']:,.0f}" if rows and action.get("seconds") else "-"
+        ratio = f"{app['p99_ms'] / quiet_p99:.2f}x" if quiet_p99 and not phase["label"].startswith("quiet") else "-"
         lines.append(
-            f"| {phase['label']} | {pipeline} | {app['tps']:.0f} | {app['p50_ms']:.1f} | {app['p99_ms']:.1f} | "
-            f"{locks['longest_app_wait_on_pipeline_s']:.2f} s | {locks['longest_pipeline_xact_s']:.2f} s |"
+            f"| {phase['label']} | {pipeline} | {rate} | {app['tps']:.0f} | {app['p50_ms']:.1f} | {app['p99_ms']:.1f} | "
+            f"{ratio} | {locks['longest_app_wait_on_pipeline_s']:.2f} s | {locks['longest_pipeline_xact_s']:.2f} s | "
+            f"{_pacing_summary(action.get('pacing'))} |"
         )
     lines.append("")
     keyed = imp.get("keyed_export")
@@ -226,6 +231,16 @@ def render_impact(report: dict) -> list[str]:
         lines.append("")
     return lines
 
+def _pacing_summary(pacing: dict | None) -> str:
+    if not pacing:
+        return "-"
+    backs = ", ".join(f"{name} x{n}" for name, n in sorted(pacing.get("back_offs", {}).items())) or "none"
+    worst = pacing.get("worst", {}).get("canary_ms")
+    sizes = ""
+    if pacing.get("batch_rows_min") is not None and pacing["batch_rows_min"] != pacing.get("batch_rows_max"):
+        sizes = f", batches {pacing['batch_rows_min']:,}-{pacing['batch_rows_max']:,} rows"
+    return (f"{pacing['work_s']:.1f} s, {pacing['sleep_s']:.1f} s{sizes}; back-offs: {backs}"
+            + (f"; canary up to {worst:.0f} ms" if worst is not None else ""))
 
 
 # The report, top to bottom: each section reads the report dict and returns its markdown lines

@@ -28,6 +28,7 @@ PII_POLICIES = ("keep", "hash", "drop", "generalize_year")
 TABLE_KEYS = {
     "name", "schema", "source_table", "mode", "partition_column", "primary_key",
     "retention_days", "description", "owners", "pii", "user_column", "snapshot_grace_hours",
+    "pacing",
 }
 
 
@@ -78,6 +79,8 @@ class TableConfig:
     user_column: str | None = None
     # How long after the end of day D a snapshot table may still be exported as "day D".
     snapshot_grace_hours: int = 30
+    # This table's budget on the database (pacing.PacingLimits fields); a run's own settings win.
+    pacing: dict[str, Any] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -212,6 +215,17 @@ def _parse_table(raw: Any, index: int, problems: list[str]) -> TableConfig | Non
     grace = raw.get("snapshot_grace_hours", 30)
     if isinstance(grace, bool) or not isinstance(grace, int) or grace < 1:
         problems.append(f"{where}: `snapshot_grace_hours` must be a whole number of hours >= 1")
+    pacing = raw.get("pacing") or {}
+    if not isinstance(pacing, dict):
+        problems.append(f"{where}: `pacing` must be a mapping of pacing settings (docs/operations.md)")
+        pacing = {}
+    else:
+        from weward_pipeline.pacing import PacingLimits
+
+        try:
+            PacingLimits().merged(pacing)
+        except (ConfigError, TypeError) as exc:
+            problems.append(f"{where}: `pacing`: {exc}")
     if len(problems) > before:
         return None
     return TableConfig(
@@ -227,6 +241,7 @@ def _parse_table(raw: Any, index: int, problems: list[str]) -> TableConfig | Non
         pii=dict(pii),
         user_column=user_column,
         snapshot_grace_hours=grace,
+        pacing=dict(pacing),
     )
 
 

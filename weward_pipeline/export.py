@@ -27,6 +27,7 @@ from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings,
 from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, RecoveryConflict, SourceError
 from weward_pipeline.glue import GlueCatalog, GlueColumn
 from weward_pipeline.keys import MANIFEST_ENTRY as REDACTION_KEYS, CarryOverError, ExportKeys
+from weward_pipeline.pacing import export_pacing
 from weward_pipeline.secret_store import PiiKey, load_pii_key
 from weward_pipeline.standby import CONFLICT_SLICES, StandbyConflictError, StandbyLagging, conflict_failure
 
@@ -58,6 +59,8 @@ class ExportResult:
     snapshot_at: str | None = None
     # Where the rows came from: primary or standby (its replay position, the wait), reads, conflicts.
     source: dict = field(default_factory=dict)
+    # What pacing did: batches read, work and sleep seconds, back-offs and why, the limits (pacing.py).
+    pacing: dict = field(default_factory=dict)
 
 
 def check_day(catalog: Catalog, table: TableConfig, day: dt.date, now: dt.datetime) -> DayWindow:
@@ -218,7 +221,7 @@ def export_day(
         glue_database=settings.glue_database, glue_table=table.name, columns=columns,
         source_columns=source_columns, window=manifest.window, duration_s=time.monotonic() - started,
         read_s=read_s, superseded_deleted=deleted, objects=written, snapshot_at=manifest.snapshot_at,
-        source=source,
+        source=source, pacing=read.pacing,
     )
 
 
@@ -230,8 +233,10 @@ def _read_day(settings: Settings, table: TableConfig, window: DayWindow, day: dt
     bucket = location.bucket
     # On a standby: wait until it has replayed the primary past the day's end plus a margin.
     fresh_after = window.end + dt.timedelta(seconds=limits.standby_margin_s)
+    # The budget: the export's defaults, the table's `pacing:` in the catalog, this run's settings.
+    pacing = export_pacing().merged(table.pacing, limits.pacing)
     with Extraction(settings.pg_url, table, window, limits, skip_columns=frozenset(pii.columns_with(table, "drop")),
-                    fresh_after=fresh_after, slices=slices, say=say) as extraction:
+                    fresh_after=fresh_after, slices=slices, say=say, pacing=pacing) as extraction:
         # Personal data: dropped columns were not selected; hashed/generalized ones change type.
         pii_plan = pii.plan(table, extraction.described_columns, pii_key)
         unreviewed = pii.unreviewed_personal_columns(table, extraction.described_columns)
@@ -278,6 +283,7 @@ def _read_day(settings: Settings, table: TableConfig, window: DayWindow, day: dt
             keys=keys_entry if export_keys is not None else None, source_rows=extraction.source_rows,
             snapshot_at=extraction.snapshot_at, source_columns=pii_plan.manifest_columns(), columns=columns,
             source={**extraction.standby, "reads": extraction.slices},
+            pacing=extraction.pacer.report.as_dict(pacing) if extraction.pacer else {},
         )
 
 
@@ -292,6 +298,7 @@ class _DayRead:
     source_columns: list[dict[str, str]]
     columns: list[GlueColumn]
     source: dict
+    pacing: dict
 
 
 def _discard(clients: AwsClients, bucket: str, prefix: str, manifest_key: str, table: str) -> None:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -26,6 +26,7 @@ from psycopg import sql
 from weward_pipeline import pg
 from weward_pipeline.config import TableConfig
 from weward_pipeline.pg import mask_error
+from weward_pipeline.pacing import Pacer, PacingLimits, probe_for
 from weward_pipeline.standby import CONFLICTS_SQL, is_recovery_conflict, slice_bounds, wait_until_replayed
 from weward_pipeline.typemap import (
     PARTITION_COLUMN_TYPES,
@@ -80,6 +81,8 @@ class ExtractLimits:
     standby_margin_s: float = 600.0
     # ... and the export waits at most this long for it, then fails as transient (retried later).
     standby_max_wait_s: float = 900.0
+    # This run's pacing settings (pacing.PacingLimits fields), over the table's `pacing:` in the catalog.
+    pacing: Mapping[str, object] = field(default_factory=dict)
 
     def session(self) -> pg.SessionLimits:
         """One READ ONLY REPEATABLE READ snapshot, with text forms pinned (fingerprints depend on them)."""
@@ -163,6 +166,11 @@ ORDER BY a.attnum
 """
 
 
+# The pacing's monitoring session: a few tiny statements a second at most, never waiting on a lock.
+MONITOR_SESSION = pg.SessionLimits(statement_timeout_s=10, lock_timeout_s=1, idle_in_transaction_timeout_s=10,
+                                   connect_timeout_s=15, read_only=True)
+
+
 class AdbcSession:
     """One ADBC connection to PostgreSQL in a transaction (not autocommit), through ADBC's low-level API.
 
@@ -235,6 +243,7 @@ class Extraction:
         fresh_after: dt.datetime | None = None,
         slices: int = 1,
         say: Callable[[str], None] | None = None,
+        pacing: PacingLimits | None = None,
     ) -> None:
         if table.mode == "append" and window is None:
             raise ValueError("append tables are read one day window at a time")
@@ -265,6 +274,10 @@ class Extraction:
         self.say = say or log.info
         self.standby: dict = {"standby": False}
         self._conflicts_before = 0
+        # Reading slower when pacing says so: the server's backend then waits on its socket (pacing.py).
+        self.pacing = pacing
+        self.pacer: Pacer | None = None
+        self._monitor = None  # the pacing's own connection: the export's is busy streaming
 
     # -- connection -----------------------------------------------------------------------
     def __enter__(self) -> Extraction:
@@ -287,6 +300,13 @@ class Extraction:
     def open(self) -> None:
         self._conn = self._connect()
         try:
+            if self.pacing is not None and self.pacer is None:
+                def monitor():
+                    return pg.connect(self.pg_url, f"weward-pacing {self.table.name}", MONITOR_SESSION,
+                                      purpose="the export's pacing")
+
+                self._monitor = probe_for(monitor(), reconnect=monitor)
+                self.pacer = Pacer(self.pacing, self._monitor, say=self.say, what=self.label)
             if self.fresh_after is not None:
                 # Before the snapshot: the snapshot taken next is at least as fresh as this check.
                 self.standby = wait_until_replayed(
@@ -312,6 +332,11 @@ class Extraction:
             raise
 
     def close(self) -> None:
+        if self._monitor is not None:
+            try:
+                self._monitor.connection().close()
+            finally:
+                self._monitor = None
         if self._conn is not None:
             try:
                 self._conn.rollback()  # read-only: nothing to commit; ends the snapshot now
@@ -438,6 +463,7 @@ class Extraction:
                 ) from None
             batches = iter(reader)
             while True:
+                reading = time.monotonic()
                 try:
                     batch = next(batches, None)
                 except Exception as exc:  # noqa: BLE001 - the stream broke off mid-day
@@ -448,9 +474,12 @@ class Extraction:
                 converted = convert_batch(batch, target, self.table.name)
                 if self.fingerprint and keys_sink is not None:
                     keys_sink(redaction_keys_batch(converted, batch.column(batch.num_columns - 1), self.table.primary_key))
+                read_s = time.monotonic() - reading
                 self.rows_read += converted.num_rows
                 self.batches_read += 1
                 yield converted
+                if self.pacer is not None:  # sleeps in proportion to the reading; backs off or stops
+                    self.pacer.done(converted.num_rows, read_s)
                 self._throttle(started)
 
     def _throttle(self, started: float) -> None:

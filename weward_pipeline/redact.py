@@ -34,7 +34,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,6 +51,7 @@ from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, 
 from weward_pipeline.pg import mask_error
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.keys import RedactionKeys
+from weward_pipeline.pacing import Pacer, PacingLimits, PacingStopped, probe_for
 from weward_pipeline.verify import verify_published_day
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,10 @@ class RedactionFailed(RuntimeError):
 class RedactionLimits:
     """What a redaction may cost the primary. Defaults suit the app's OLTP load (see README)."""
 
-    batch_rows: int = 1000
-    pause_s: float = 0.05  # between batches: lets the app's writes and autovacuum through
+    # None (the default): batches follow pacing's target duration, pauses its duty cycle and the
+    # database's signals (pacing.py). A number pins the batch size / the pause (back-offs still apply).
+    batch_rows: int | None = None
+    pause_s: float | None = None
     lock_timeout_s: float = 2.0  # per lock wait; a batch that waits longer is rolled back
     statement_timeout_s: float = 30.0
     idle_in_transaction_timeout_s: float = 10.0
@@ -109,6 +112,8 @@ class RedactionLimits:
     max_lag_wait_s: float = 900.0  # stop (why_quit) when the lag stays above the limit this long
     lake_recheck_s: float = 60.0  # re-read the Glue partition: stop if another export was published
     max_runtime_s: float | None = None  # stop cleanly after this long; a re-run continues
+    # This run's pacing settings (pacing.PacingLimits fields), over the table's `pacing:` in the catalog.
+    pacing: Mapping[str, object] = field(default_factory=dict)
     reported_keys: int = 1000  # keys listed per kept-back reason in the report
     classify_rows: int = 100_000  # remaining rows of D read back to classify them
 
@@ -125,10 +130,10 @@ class RedactionLimits:
 
     def validate(self) -> None:
         problems = []
-        if not 1 <= self.batch_rows <= 50_000:
+        if self.batch_rows is not None and not 1 <= self.batch_rows <= 50_000:
             problems.append(f"batch_rows must be between 1 and 50000, got {self.batch_rows}")
         problems += self.session().problems()
-        if self.pause_s < 0 or self.retry_backoff_s < 0 or self.lock_retries < 0:
+        if (self.pause_s is not None and self.pause_s < 0) or self.retry_backoff_s < 0 or self.lock_retries < 0:
             problems.append("pause_s, retry_backoff_s and lock_retries must be >= 0")
         if self.max_replica_lag_s is not None and self.max_replica_lag_s <= 0:
             problems.append("max_replica_lag_s must be > 0 (or unset)")
@@ -181,6 +186,8 @@ class RedactionReport:
     columns_required_null: list[str] = field(default_factory=list)
     lake_verified_after: bool | None = None
     lake_problems_after: str | None = None
+    # What pacing did: batches, rows, work and sleep seconds, back-offs and why, the limits (pacing.py).
+    pacing: dict = field(default_factory=dict)
 
     @property
     def rows_kept_back(self) -> int:
@@ -325,6 +332,29 @@ def _download_exact(s3, bucket: str, obj: lake.WrittenObject, path: Path, table:
 def iter_keys(files: list[Path], batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     for path in files:
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
+
+
+class KeyFeed:
+    """The keys in order, in batches of whatever size pacing asks for next."""
+
+    def __init__(self, files: list[Path], chunk_rows: int = 65_536) -> None:
+        self._chunks = iter_keys(files, chunk_rows)
+        self._pending: pa.RecordBatch | None = None
+
+    def take(self, rows: int) -> pa.RecordBatch | None:
+        parts, wanted = [], rows
+        while wanted > 0:
+            if self._pending is None or self._pending.num_rows == 0:
+                self._pending = next(self._chunks, None)
+                if self._pending is None:
+                    break
+            part = self._pending.slice(0, wanted)
+            self._pending = self._pending.slice(part.num_rows)
+            parts.append(part)
+            wanted -= part.num_rows
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else pa.concat_batches(parts)
 
 
 def _data_keys(clients: AwsClients, bucket: str, manifest: lake.Manifest, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -573,7 +603,8 @@ def replica_lag_probe(conn: psycopg.Connection) -> Callable[[], float | None]:
 class _Run:
     def __init__(self, *, conn, plan: DeletePlan, evidence: LakeEvidence, glue: GlueCatalog, table: TableConfig,
                  limits: RedactionLimits, report: RedactionReport, dry_run: bool, say, lag_probe, on_batch,
-                 sleep) -> None:
+                 sleep, pacer: Pacer) -> None:
+        self.pacer = pacer
         self.conn, self.plan, self.evidence, self.glue = conn, plan, evidence, glue
         self.table, self.limits, self.report, self.dry_run = table, limits, report, dry_run
         self.say, self.lag_probe, self.on_batch, self.sleep = say, lag_probe, on_batch, sleep
@@ -634,7 +665,8 @@ class _Run:
 
     def run(self) -> None:
         stop = None
-        for batch in iter_keys(self.evidence.keys_files, self.limits.batch_rows):
+        feed = KeyFeed(self.evidence.keys_files)
+        while (batch := feed.take(self.pacer.rows())) is not None:
             if stop is None:
                 stop = self._why_stop()
                 if stop:
@@ -643,12 +675,15 @@ class _Run:
                 self.unreached.extend(self._keys(batch))
                 continue
             self.report.batches += 1
+            started = time.monotonic()
             if self.dry_run:
                 self._probe(batch)
             else:
                 self._delete(batch)
-                if self.limits.pause_s:
-                    self.sleep(self.limits.pause_s)
+            try:
+                self.pacer.done(batch.num_rows, time.monotonic() - started)
+            except PacingStopped as exc:
+                stop = self.report.why_quit = str(exc)
             if self.on_batch is not None:
                 self.on_batch(self.report)
 
@@ -761,8 +796,11 @@ def redact_day(
         table=table.name, day=day.isoformat(), source=table.qualified_source, postgres=mask_url(settings.pg_redact_url),
         dry_run=dry_run, started_at=_now_iso(),
     )
+    # The budget: the defaults, the table's `pacing:` in the catalog, this run's settings, in that order.
+    pacing = PacingLimits().merged(table.pacing, limits.pacing)
     workdir = Path(tempfile.mkdtemp(prefix=f"weward-redact-{table.name}-"))
     conn = None
+    pacer = None
     try:
         evidence = collect_evidence(clients, glue, table, day, workdir)
         manifest = evidence.manifest
@@ -778,12 +816,16 @@ def redact_day(
         report.delete_sql = plan.delete().as_string(conn)
         report.columns_required_null = plan.required_null
         report.window_rows_before = conn.execute(plan.count_window()).fetchone()[0]
+        pacer = Pacer(pacing, probe_for(conn), fixed_rows=limits.batch_rows, fixed_pause_s=limits.pause_s,
+                      sleep=sleep, say=say, what=f"{table.name} {day}")
+        sizes = f"batches of {limits.batch_rows}" if limits.batch_rows else (
+            f"batches of ~{pacing.target_batch_s:g} s (from {pacer.rows()} rows)")
         say(f"{table.name} {day}: export {manifest.export_id} verified ({evidence.keys.rows} keyed rows, "
             f"{len(manifest.objects)} data object(s)); {report.window_rows_before} rows of the day in PostgreSQL; "
-            f"{'dry run' if dry_run else 'deleting'} in batches of {limits.batch_rows}")
+            f"{'dry run' if dry_run else 'deleting'} in {sizes}, working {pacing.duty_cycle:.0%} of the time")
         run = _Run(conn=conn, plan=plan, evidence=evidence, glue=glue, table=table, limits=limits, report=report,
                    dry_run=dry_run, say=say, lag_probe=lag_probe or (replica_lag_probe(conn) if limits.max_replica_lag_s else None),
-                   on_batch=on_batch, sleep=sleep)
+                   on_batch=on_batch, sleep=sleep, pacer=pacer)
         try:
             run.run()
             run.classify_remaining()
@@ -804,6 +846,8 @@ def redact_day(
             report.lake_problems_after = None if report.lake_verified_after else after.summary()
         return report
     finally:
+        if pacer is not None:
+            report.pacing = pacer.report.as_dict(pacing)
         if conn is not None:
             conn.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, load_catalog
+from weward_pipeline.pacing import PacingLimits
 from weward_pipeline.redact import RedactionFailed, RedactionLimits, RedactionRefused, redact_day, retention_ends
 
 # redact-due imports Dagster (and the code location) when it runs, not when the CLI starts.
@@ -46,8 +47,13 @@ def register_redact(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--to", type=dt.date.fromisoformat, help="last day (inclusive); default: DAY only")
     parser.add_argument("--execute", action="store_true", help="really delete (default: dry run, writes nothing)")
     defaults = RedactionLimits()
-    parser.add_argument("--batch-rows", type=int, default=defaults.batch_rows)
-    parser.add_argument("--pause-s", type=float, default=defaults.pause_s, help="sleep between batches")
+    parser.add_argument("--batch-rows", type=int, default=defaults.batch_rows,
+                        help="pin the batch size (default: batches sized by --target-batch-s)")
+    parser.add_argument("--pause-s", type=float, default=defaults.pause_s,
+                        help="pin the sleep between batches (default: by --duty-cycle and the database's signals)")
+    parser.add_argument("--duty-cycle", type=float, help="share of the time spent deleting (pacing; default 0.5)")
+    parser.add_argument("--target-batch-s", type=float, help="duration batches are sized for (pacing; default 0.1)")
+    parser.add_argument("--max-canary-ms", type=float, help="back off while `SELECT 1` takes longer (pacing; default 25)")
     parser.add_argument("--lock-timeout-s", type=float, default=defaults.lock_timeout_s)
     parser.add_argument("--max-replica-lag-s", type=float, default=None, help="pause while a standby lags more")
     parser.add_argument("--max-runtime-s", type=float, default=None, help="stop cleanly after this long")
@@ -60,9 +66,13 @@ def cmd_redact(args: argparse.Namespace) -> int:
         catalog = load_catalog()
         table = catalog.table(args.table)
         settings = Settings.from_env()
+        pacing = {name: value for name, value in (("duty_cycle", args.duty_cycle), ("target_batch_s", args.target_batch_s),
+                                                  ("max_canary_ms", args.max_canary_ms)) if value is not None}
         limits = RedactionLimits(batch_rows=args.batch_rows, pause_s=args.pause_s, lock_timeout_s=args.lock_timeout_s,
-                                 max_replica_lag_s=args.max_replica_lag_s, max_runtime_s=args.max_runtime_s)
+                                 max_replica_lag_s=args.max_replica_lag_s, max_runtime_s=args.max_runtime_s,
+                                 pacing=pacing)
         limits.validate()
+        PacingLimits().merged(table.pacing, pacing)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -98,7 +108,8 @@ def cmd_redact(args: argparse.Namespace) -> int:
             statement = statement or report.delete_sql
         day += dt.timedelta(days=1)
     if dry_run and statement:
-        print(f"\ndry run: nothing was written. Each batch of {limits.batch_rows} keys would run, in its own "
+        size = f"{limits.batch_rows} keys" if limits.batch_rows else "keys (sized by pacing)"
+        print(f"\ndry run: nothing was written. Each batch of {size} would run, in its own "
               f"transaction:\n{statement}")
     return 0 if ok else 1
 

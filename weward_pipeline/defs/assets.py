@@ -3,6 +3,7 @@
 
 import datetime as dt
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +18,7 @@ from weward_pipeline.extract import SourceError
 from weward_pipeline.failures import transient_reason
 from weward_pipeline.glue import CatalogError
 from weward_pipeline.standby import StandbyConflictError
-from weward_pipeline.defs.resources import LakeResource
+from weward_pipeline.defs.resources import LakeResource, PacingConfig
 
 # All exports share one pool: PostgreSQL is one server, and a 90-day backfill of 6 tables must
 # not open 540 connections to it. The limit lives in dagster.yaml (default 2).
@@ -132,6 +133,8 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         "superseded_objects_deleted": dg.MetadataValue.int(result.superseded_deleted),
         # Primary or standby (how far it had replayed, how long the export waited), reads, conflicts.
         "source": dg.MetadataValue.json(result.source),
+        # Batches read, work and sleep seconds, back-offs and the signals that caused them.
+        "pacing": dg.MetadataValue.json(result.pacing),
     }
     if result.window:
         metadata.update(
@@ -142,6 +145,12 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
     if result.snapshot_at:
         metadata["snapshot_at"] = dg.MetadataValue.text(result.snapshot_at)
     return metadata
+
+
+class ExportConfig(dg.Config):
+    """Per-run knobs of an export: its pacing (over the table's `pacing:` in the catalog)."""
+
+    pacing: PacingConfig = PacingConfig()
 
 
 def lake_asset(
@@ -186,12 +195,13 @@ def lake_asset(
         },
         code_version="1",
     )
-    def _export(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    def _export(context: dg.AssetExecutionContext, config: ExportConfig, lake: LakeResource) -> dg.MaterializeResult:
         day = dt.date.fromisoformat(context.partition_key)
         try:
             result = export_day(
                 lake.settings(), catalog, table, day,
-                clients=lake.clients(), limits=lake.limits(), on_progress=context.log.info,
+                clients=lake.clients(), limits=replace(lake.limits(), pacing=config.pacing.overrides()),
+                on_progress=context.log.info,
             )
         except Exception as exc:  # noqa: BLE001 - classified below, re-raised as a dg.Failure
             reason = transient_reason(exc)

@@ -34,7 +34,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from weward_pipeline.config import Catalog, ConfigError, TableConfig
 from weward_pipeline.defs.assets import SOURCE_POOL, daily_partitions, group_for, lake_key
 from weward_pipeline.defs.checks import CHECK_NAMES
-from weward_pipeline.defs.resources import LakeResource
+from weward_pipeline.defs.resources import LakeResource, PacingConfig
 from weward_pipeline.extract import SourceError
 from weward_pipeline.failures import transient_reason
 from weward_pipeline.redact import (
@@ -67,22 +67,25 @@ def redaction_key(table: str) -> dg.AssetKey:
 
 
 class RedactionConfig(dg.Config):
-    """Per-run knobs; the defaults are the production settings (RedactionLimits)."""
+    """Per-run knobs; the defaults are the production settings (RedactionLimits). Unset batch_rows and
+    pause_s: pacing decides (pacing.py); `pacing` overrides the table's `pacing:` from the catalog."""
 
     dry_run: bool = False
-    batch_rows: int = RedactionLimits.batch_rows
-    pause_s: float = RedactionLimits.pause_s
+    batch_rows: Optional[int] = RedactionLimits.batch_rows
+    pause_s: Optional[float] = RedactionLimits.pause_s
     lock_timeout_s: float = RedactionLimits.lock_timeout_s
     statement_timeout_s: float = RedactionLimits.statement_timeout_s
     lock_retries: int = RedactionLimits.lock_retries
     max_replica_lag_s: Optional[float] = None
     max_runtime_s: Optional[float] = None
+    pacing: PacingConfig = PacingConfig()
 
     def limits(self) -> RedactionLimits:
         return RedactionLimits(
             batch_rows=self.batch_rows, pause_s=self.pause_s, lock_timeout_s=self.lock_timeout_s,
             statement_timeout_s=self.statement_timeout_s, lock_retries=self.lock_retries,
             max_replica_lag_s=self.max_replica_lag_s, max_runtime_s=self.max_runtime_s,
+            pacing=self.pacing.overrides(),
         )
 
 
@@ -209,6 +212,8 @@ def report_metadata(report: RedactionReport) -> dict:
         "delete_sql": dg.MetadataValue.md(f"```sql\n{report.delete_sql}\n```"),
         "columns_required_null": dg.MetadataValue.text(", ".join(report.columns_required_null) or "none"),
         "postgres": dg.MetadataValue.text(report.postgres),
+        # Batches, rows, work and sleep seconds, back-offs and the signals that caused them.
+        "pacing": dg.MetadataValue.json(report.pacing),
     }
     if report.window_rows_after is not None:
         metadata["window_rows_after"] = dg.MetadataValue.int(report.window_rows_after)

@@ -54,6 +54,23 @@ class LakeResource(dg.ConfigurableResource):
         return GlueCatalog(clients.glue, self.glue_database)
 
 
+class PacingConfig(dg.Config):
+    """A run's pacing settings (pacing.PacingLimits); unset ones come from the table's `pacing:` in the
+    catalog, then the defaults. Set in the Launchpad, e.g. `pacing: {duty_cycle: 0.25}`."""
+
+    duty_cycle: Optional[float] = None
+    target_batch_s: Optional[float] = None
+    max_canary_ms: Optional[float] = None
+    critical_canary_ms: Optional[float] = None
+    max_active_backends: Optional[int] = None
+    critical_active_backends: Optional[int] = None
+    max_replica_lag_s: Optional[float] = None
+    critical_replica_lag_s: Optional[float] = None
+
+    def overrides(self) -> dict:
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
 def lake_resource_from_env() -> LakeResource:
     """Required values stay EnvVars (resolved at run time, masked in the UI); optional ones default."""
     return LakeResource(
