@@ -65,7 +65,7 @@ class ErasureError(RuntimeError):
 class ErasureLimits:
     """What deleting from PostgreSQL may cost the primary (same spirit as redaction)."""
 
-    batch_rows: int = 1_000
+    batch_rows: int = 1_000  # the default of the CLI and the Dagster job too
     pause_s: float = 0.0
     lock_timeout_s: int = 5
     statement_timeout_s: int = 60
@@ -133,10 +133,11 @@ def typed_ids(request: ErasureRequest, column: dict, arrow_type: pa.DataType, ta
                 f"table {table}: user_column {column['name']!r} is {pg_type or arrow_type}, and id number {position} of "
                 "the request is not a valid value of that type; fix the request (ids are not echoed here)"
             ) from None
-    if column.get("pii") == "hash":
-        if pseudonymizer is None:
+    policy = pii.POLICIES.get(column.get("pii") or "")
+    if policy is not None and policy.transform is not None:  # as the export transformed the column
+        if policy.needs_key and pseudonymizer is None:
             raise ErasureError(f"table {table}: user_column {column['name']!r} is pseudonymized; the PII key is needed")
-        return pa.array([pseudonymizer.value(v) for v in canonical], pa.string())
+        return policy.transform(pa.array(canonical, pa.string()), pseudonymizer)
     return pc.cast(pa.array(canonical, pa.string()), arrow_type)
 
 
@@ -588,7 +589,7 @@ def erase_users(
     request = user_ids if isinstance(user_ids, ErasureRequest) else ErasureRequest.parse(user_ids)
     say = on_progress or (lambda message: log.info(message))
     in_scope = _tables_in_scope(catalog, tables)
-    needs_key = any(t.pii.get(t.user_column) == "hash" for t in in_scope)
+    needs_key = any(pii.user_column_needs_key(t) for t in in_scope)
     if pii_key is None:
         try:
             pii_key = load_pii_key(needed_by="erasure of a pseudonymized user column" if needs_key else "")
@@ -607,7 +608,7 @@ def erase_users(
         f"{' (dry run: nothing is changed)' if dry_run else ''}")
     try:
         for table in in_scope:
-            report.tables.append(TableErasure(table.name, table.user_column, table.pii.get(table.user_column) == "hash"))
+            report.tables.append(TableErasure(table.name, table.user_column, pii.user_column_needs_key(table)))
         for table in in_scope:
             _erase_table(ctx, table, delete_from_postgres, dry_run, limits)
         report.status = ("dry_run" if dry_run else "completed") if report.ok else "incomplete"
@@ -647,7 +648,7 @@ def _erase_table(ctx: _Context, table: TableConfig, delete_from_postgres: bool, 
                  limits: ErasureLimits) -> None:
     report = ctx._table_report(table)
     glue_table = ctx.glue.get_table(table.name)
-    if glue_table is not None and table.pii.get(table.user_column) == "hash":
+    if glue_table is not None and pii.user_column_needs_key(table):
         # Pseudonyms made with another key would match nothing: refuse rather than erase nothing.
         pii.check_key_id(glue_table, table, ctx.key)
     if delete_from_postgres and not dry_run:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from weward_pipeline import lake
+from weward_pipeline import lake, pii
 from weward_pipeline.config import LakeLocation, TableConfig
 from weward_pipeline.extract import FINGERPRINT_COLUMN, FINGERPRINT_FUNCTION, Extraction
 from weward_pipeline.glue import GlueCatalog
@@ -268,7 +268,7 @@ class ExportKeys:
         where = f"table {self.table.name} day {self.day}: {batch.num_rows} row(s) already redacted from PostgreSQL"
         names = set(schema.names)
         for name in batch.schema.names:
-            if name not in names and self.table.pii.get(name) != "drop":
+            if name not in names and pii.is_exported(self.table, name):
                 raise CarryOverError(
                     f"{where} have column {name!r}, which this export no longer has (dropped in PostgreSQL?). "
                     "Re-exporting would lose its values for them; nothing was published. Re-add the column, or "
@@ -287,7 +287,7 @@ class ExportKeys:
                 continue
             before = (previous_columns.get(target.name) or {}).get("pii")
             now = self.table.pii.get(target.name)
-            if before != now and {before, now} - {None, "keep"}:
+            if before != now and (pii.protects(before) or pii.protects(now)):
                 raise CarryOverError(
                     f"{where}: column {target.name!r} was exported with pii policy {before or 'none'} and is now "
                     f"{now or 'none'}; their values cannot be converted here. Nothing was published; apply the "

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 from psycopg import sql
 
-from weward_pipeline import lake, pg
+from weward_pipeline import lake, pg, pii
 from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, mask_url
 from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, describe, row_fingerprint_sql
@@ -483,7 +483,7 @@ def plan_deletes(conn: psycopg.Connection, table: TableConfig, window: DayWindow
     covered = {c["name"] for c in keys.columns}
     # Columns added since the export read as NULL in the lake: a row may go only if they are NULL.
     # Columns the catalog drops as personal data are never exported, whatever their value.
-    required_null = [name for name in current if name not in covered and table.pii.get(name) != "drop"]
+    required_null = [name for name in current if name not in covered and pii.is_exported(table, name)]
     needed = sorted(covered | set(required_null) | set(table.primary_key) | {table.partition_column})
     unreadable = [name for name in needed if not current[name][3]]
     if unreadable:

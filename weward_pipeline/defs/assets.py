@@ -97,15 +97,7 @@ def pii_metadata(table: TableConfig) -> dict:
     """What the UI says about personal data: which columns are pseudonymized, dropped, generalized."""
     if not table.pii:
         return {}
-    def listed(policy: str) -> str:
-        return ", ".join(pii.columns_with(table, policy)) or "none"
-    return {
-        "pii/pseudonymized": f"{listed('hash')} (HMAC-SHA256, keyed)" if pii.needs_key(table) else "none",
-        "pii/dropped": listed("drop"),
-        "pii/year_only": listed("generalize_year"),
-        "pii/kept_personal": listed("keep"),
-        "pii/user_column": table.user_column or "none",
-    }
+    return {**pii.ui_metadata(table), "pii/user_column": table.user_column or "none"}
 
 
 def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
