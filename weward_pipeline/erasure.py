@@ -360,9 +360,15 @@ class DayRewrite:
                           previous_export_id=manifest.export_id)
         return result
 
-    def _writer(self, path: str, schema: pa.Schema, metadata: dict[str, str]) -> pq.ParquetWriter:
+    def _write_without(self, old: pq.ParquetFile, drop: pa.Array, offset: int, new_key: str,
+                       metadata: dict[str, str]) -> None:
+        """`old` minus the rows at global positions `drop`, as a new lake object (lake writer settings)."""
+        schema = old.schema_arrow
         schema = schema.with_metadata({**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}})
-        return lake.parquet_writer(path, schema, self.ctx.clients.filesystem)
+        with lake.parquet_writer(self.path(new_key), schema, self.ctx.clients.filesystem) as writer:
+            for rows in self._filtered(old, drop, offset):
+                if rows.num_rows:
+                    writer.write_table(rows)
 
     def _filtered(self, parquet: pq.ParquetFile, drop: pa.Array, offset: int) -> Iterator[pa.Table]:
         """The object's rows minus global positions `drop`, row group by row group."""
@@ -395,13 +401,7 @@ class DayRewrite:
                     raise ErasureError(f"copy of s3://{self.bucket}/{obj.key} is {copied['ContentLength']} bytes, "
                                        f"the original {obj.bytes}")
             else:
-                writer = self._writer(self.path(new_key), old.schema_arrow, metadata)
-                try:
-                    for rows in self._filtered(old, positions, offset):
-                        if rows.num_rows:
-                            writer.write_table(rows)
-                finally:
-                    writer.close()
+                self._write_without(old, positions, offset, new_key, metadata)
                 objects.append(lake.WrittenObject(key=new_key, rows=obj.rows - count))
                 result.objects_rewritten += 1
                 self._verify_rewrite(obj, old, positions, offset, new_key, count)
@@ -444,13 +444,7 @@ class DayRewrite:
                 objects.append(lake.WrittenObject(key=new_key, rows=obj.rows))
             else:
                 old = pq.ParquetFile(self.path(obj.key), filesystem=ctx.clients.filesystem)
-                writer = self._writer(self.path(new_key), old.schema_arrow, {"weward.erasure_id": ctx.report.erasure_id})
-                try:
-                    for rows in self._filtered(old, inside, offset):
-                        if rows.num_rows:
-                            writer.write_table(rows)
-                finally:
-                    writer.close()
+                self._write_without(old, inside, offset, new_key, {"weward.erasure_id": ctx.report.erasure_id})
                 objects.append(lake.WrittenObject(key=new_key, rows=obj.rows - len(inside)))
                 erased += len(inside)
             offset += obj.rows
