@@ -114,7 +114,7 @@ def export_day(
     now = now or dt.datetime.now(dt.timezone.utc)
     window = check_day(catalog, table, day, now)
     if pii.needs_key(table) and pii_key is None:  # before anything is read
-        pii_key = load_pii_key(needed_by=f"table {table.name} pseudonymizes {', '.join(pii.columns_with(table, 'hash'))}")
+        pii_key = load_pii_key(needed_by=f"table {table.name} pseudonymizes {', '.join(pii.key_columns(table))}")
     clients = clients or AwsClients.from_settings(settings)
     check_lake_reachable(clients, settings, table.name)
     glue = GlueCatalog(clients.glue, settings.glue_database)
@@ -137,7 +137,7 @@ def export_day(
     written: list[lake.WrittenObject] = []
     try:
         with Extraction(settings.pg_url, table, window, limits,
-                        skip_columns=frozenset(pii.columns_with(table, "drop"))) as extraction:
+                        skip_columns=pii.unexported_columns(table)) as extraction:
             # Personal data: dropped columns were not selected; hashed/generalized ones change type.
             pii_plan = pii.plan(table, extraction.described_columns, pii_key)
             unreviewed = pii.unreviewed_personal_columns(table, extraction.described_columns)
