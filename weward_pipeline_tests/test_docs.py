@@ -452,6 +452,21 @@ def test_every_catalog_key_is_documented():
     assert documented <= TABLE_KEYS, f"docs/export.md documents keys the catalog refuses: {sorted(documented - TABLE_KEYS)}"
 
 
+def test_the_personal_data_policy_table_is_the_registry():
+    from weward_pipeline.pii import POLICIES
+
+    page = text(DOCS / "personal-data.md")
+    rows = [line for line in page.split("| policy | in the lake | Glue type |", 1)[1].split("\n\n", 1)[0].splitlines()
+            if line.startswith("| `")]
+    glue_types = {INLINE.findall(row.split("|")[1])[0]: row.split("|")[3].strip() for row in rows}
+    assert set(glue_types) == set(POLICIES), f"docs/personal-data.md documents {sorted(glue_types)}; pii.POLICIES has {sorted(POLICIES)}"
+    for name, policy in POLICIES.items():
+        expected = "absent" if not policy.exported else f"`{policy.lake_type[1]}`" if policy.lake_type else "unchanged"
+        assert glue_types[name] == expected, f"docs/personal-data.md: `{name}` in Glue is {expected}, not {glue_types[name]}"
+    for ui_key in (p.ui_key for p in POLICIES.values() if p.ui_key):
+        assert f"`{ui_key}`" in page, f"docs/personal-data.md does not name the UI metadata {ui_key}"
+
+
 def test_the_docs_example_catalog_is_valid():
     # Moved from test_config.py with the example (README.md -> docs/export.md).
     from weward_pipeline.config import parse_catalog
