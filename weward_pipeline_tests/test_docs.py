@@ -323,6 +323,7 @@ def facts() -> list[tuple[str, str, object]]:
     from weward_pipeline.devstack import roles
     from weward_pipeline.erasure import ErasureLimits
     from weward_pipeline.extract import ExtractLimits
+    from weward_pipeline.query import settings as query_settings
     from weward_pipeline.redact import RedactionLimits
     from weward_pipeline.redact_cli import DEFAULT_ABANDONED_AFTER_HOURS, DEFAULT_LOOKBACK_DAYS
     from weward_pipeline.secret_store import MIN_KEY_BYTES
@@ -395,6 +396,9 @@ def facts() -> list[tuple[str, str, object]]:
          (roles.EXPORT_CONNECTION_LIMIT, roles.REDACT_CONNECTION_LIMIT)),
         ("docs/personal-data.md", r"(\d+) rows per transaction by default",
          (ErasureLimits.batch_rows, ErasureConfig.model_fields["batch_rows"].default, parser["erase"].get_default("batch_rows"))),
+        # querying.md
+        ("docs/querying.md", r"cost \(\$(\d+)/TB, (\d+) MB minimum per query\)",
+         (query_settings.ATHENA_USD_PER_TB, query_settings.ATHENA_MIN_BILLED_BYTES // query_settings.MB)),
         # README.md
         ("README.md", r"exports the last (\d+) days of every table", parser["demo"].get_default("days")),
         ("README.md", r"http://127.0.0.1:(\d+)", parser["dev"].get_default("port")),
