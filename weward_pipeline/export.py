@@ -120,7 +120,7 @@ def export_day(
     now = now or dt.datetime.now(dt.timezone.utc)
     window = check_day(catalog, table, day, now)
     if pii.needs_key(table) and pii_key is None:  # before anything is read
-        pii_key = load_pii_key(needed_by=f"table {table.name} pseudonymizes {', '.join(pii.columns_with(table, 'hash'))}")
+        pii_key = load_pii_key(needed_by=f"table {table.name} pseudonymizes {', '.join(pii.key_columns(table))}")
     clients = clients or AwsClients.from_settings(settings)
     check_lake_reachable(clients, settings, table.name)
     glue = GlueCatalog(clients.glue, settings.glue_database)
@@ -235,7 +235,7 @@ def _read_day(settings: Settings, table: TableConfig, window: DayWindow, day: dt
     fresh_after = window.end + dt.timedelta(seconds=limits.standby_margin_s)
     # The budget: the export's defaults, the table's `pacing:` in the catalog, this run's settings.
     pacing = export_pacing().merged(table.pacing, limits.pacing)
-    with Extraction(settings.pg_url, table, window, limits, skip_columns=frozenset(pii.columns_with(table, "drop")),
+    with Extraction(settings.pg_url, table, window, limits, skip_columns=pii.unexported_columns(table),
                     fresh_after=fresh_after, slices=slices, say=say, pacing=pacing) as extraction:
         # Personal data: dropped columns were not selected; hashed/generalized ones change type.
         pii_plan = pii.plan(table, extraction.described_columns, pii_key)

@@ -44,13 +44,13 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 from psycopg import sql
 
-from weward_pipeline import lake, pg
+from weward_pipeline import lake, pg, pii
 from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, mask_url
 from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, describe, row_fingerprint_sql
 from weward_pipeline.pg import mask_error
 from weward_pipeline.glue import GlueCatalog
-from weward_pipeline.keys import RedactionKeys
+from weward_pipeline.keys import RedactionKeys, manifest_alignment_problem, read_columns
 from weward_pipeline.pacing import Pacer, PacingLimits, PacingStopped, probe_for
 from weward_pipeline.verify import verify_published_day
 
@@ -330,8 +330,7 @@ def _download_exact(s3, bucket: str, obj: lake.WrittenObject, path: Path, table:
 
 
 def iter_keys(files: list[Path], batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    for path in files:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
+    return read_columns([str(path) for path in files], columns, batch_rows=batch_rows)
 
 
 class KeyFeed:
@@ -357,55 +356,19 @@ class KeyFeed:
         return parts[0] if len(parts) == 1 else pa.concat_batches(parts)
 
 
-def _data_keys(clients: AwsClients, bucket: str, manifest: lake.Manifest, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    for obj in manifest.objects:
-        parquet = pq.ParquetFile(f"{bucket}/{obj.key}", filesystem=clients.filesystem)
-        yield from parquet.iter_batches(batch_size=65_536, columns=columns)
-
-
 def _check_keys_match_data(clients: AwsClients, evidence: LakeEvidence, table: TableConfig, day) -> None:
     """The keys' primary keys equal the data files' primary keys, in order (carried rows follow)."""
-    columns = list(table.primary_key)
-    keys_stream = iter_keys(evidence.keys_files, 65_536, columns)
-    data_stream = _data_keys(clients, evidence.bucket, evidence.manifest, columns)
-    position = 0
-    pending: pa.RecordBatch | None = None
-    for keys_batch in keys_stream:
-        offset = 0
-        while offset < keys_batch.num_rows:
-            if pending is None or pending.num_rows == 0:
-                pending = next(data_stream, None)
-                if pending is None:
-                    raise RedactionRefused(
-                        KEYS_MISMATCH,
-                        f"table {table.name} day {day}: the data files hold fewer rows than the keys ({position}); "
-                        "nothing was deleted. Re-export the day.",
-                    )
-            n = min(keys_batch.num_rows - offset, pending.num_rows)
-            for name in columns:
-                expected = keys_batch.column(name).slice(offset, n)
-                actual = pending.column(name).slice(0, n)
-                if not actual.cast(expected.type).equals(expected):
-                    raise RedactionRefused(
-                        KEYS_MISMATCH,
-                        f"table {table.name} day {day}: the keys and the published data files differ at row "
-                        f"{position} or after (column {name!r}); the lake was changed after the export. Nothing "
-                        "was deleted. Re-export the day.",
-                    )
-            pending = pending.slice(n)
-            offset += n
-            position += n
-    remaining = (pending.num_rows if pending is not None else 0) + sum(b.num_rows for b in data_stream)
-    if remaining != evidence.manifest.carried_rows:
+    problem = manifest_alignment_problem(clients.filesystem, evidence.bucket, evidence.manifest, evidence.keys,
+                                         evidence.keys_files)
+    if problem:
         raise RedactionRefused(
             KEYS_MISMATCH,
-            f"table {table.name} day {day}: after the {position} keyed rows the data files hold {remaining} rows, "
-            f"the manifest says {evidence.manifest.carried_rows} were carried over; nothing was deleted.",
+            f"table {table.name} day {day}: {problem}; the lake was changed after the export. Nothing was deleted. "
+            "Re-export the day.",
         )
     # The data objects did not change while we read them.
     for obj in evidence.manifest.objects:
-        head = clients.s3.head_object(Bucket=evidence.bucket, Key=obj.key)
-        if head["ETag"].strip('"') != obj.etag:
+        if lake.changed_since_manifest(clients.s3, evidence.bucket, obj):
             raise RedactionRefused(LAKE_MISMATCH, f"table {table.name} day {day}: s3://{evidence.bucket}/{obj.key} "
                                                   "changed while it was being verified; nothing was deleted")
 
@@ -550,7 +513,7 @@ def plan_deletes(conn: psycopg.Connection, table: TableConfig, window: DayWindow
     covered = {c["name"] for c in keys.columns}
     # Columns added since the export read as NULL in the lake: a row may go only if they are NULL.
     # Columns the catalog drops as personal data are never exported, whatever their value.
-    required_null = [name for name in current if name not in covered and table.pii.get(name) != "drop"]
+    required_null = [name for name in current if name not in covered and pii.is_exported(table, name)]
     needed = sorted(covered | set(required_null) | set(table.primary_key) | {table.partition_column})
     unreadable = [name for name in needed if not current[name][3]]
     if unreadable:
