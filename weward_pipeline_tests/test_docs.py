@@ -328,7 +328,9 @@ def facts() -> list[tuple[str, str, object]]:
     from weward_pipeline.redact_cli import DEFAULT_ABANDONED_AFTER_HOURS, DEFAULT_LOOKBACK_DAYS
     from weward_pipeline.secret_store import MIN_KEY_BYTES
 
-    limits, redact = ExtractLimits(), RedactionLimits()
+    from weward_pipeline.pacing import Pacer, PacingLimits, export_pacing
+
+    limits, redact, pacing = ExtractLimits(), RedactionLimits(), PacingLimits()
     assert (LakeResource.model_fields["statement_timeout_s"].default, LakeResource.model_fields["lock_timeout_s"].default) \
         == (limits.statement_timeout_s, limits.lock_timeout_s), "the resource's defaults and ExtractLimits' differ"
     erasure_retry = erasure_job(load_catalog()).graph.node_defs[0].retry_policy
@@ -378,11 +380,25 @@ def facts() -> list[tuple[str, str, object]]:
         # redaction.md
         ("docs/redaction.md", r"sets (\d+) days on `step_events` and (\d+) on `ward_transactions`",
          (sample["step_events"].retention_days, sample["ward_transactions"].retention_days)),
-        ("docs/redaction.md", r"Each batch \((\d+) keys by default\)", redact.batch_rows),
+        ("docs/redaction.md", r"from (\d+) keys, towards batches of ([\d.]+) s", (Pacer.__init__.__kwdefaults__["start_rows"], pacing.target_batch_s)),
         ("docs/redaction.md", r"`lock_timeout` (\d+) s, `statement_timeout` (\d+) s, `idle_in_transaction_session_timeout` (\d+) s",
          (redact.lock_timeout_s, redact.statement_timeout_s, redact.idle_in_transaction_timeout_s)),
         ("docs/redaction.md", r"retried (\d+) times \(backoff (\d+) s, doubling\)", (redact.lock_retries, redact.retry_backoff_s)),
-        ("docs/redaction.md", r"a (\d+) ms pause between batches", redact.pause_s * 1000),
+        ("docs/redaction.md", r"works at most (\d+)% of the time", pacing.duty_cycle * 100),
+        # pacing.md
+        ("docs/pacing.md", r"The defaults \(`PacingLimits`\) are `duty_cycle: ([\d.]+)`, `target_batch_s: ([\d.]+)`, "
+                           r"`min_batch_rows: (\d+)`, `max_batch_rows: (\d+)`, `check_every_s: (\d+)`",
+         (pacing.duty_cycle, pacing.target_batch_s, pacing.min_batch_rows, pacing.max_batch_rows, pacing.check_every_s)),
+        ("docs/pacing.md", r"`max_canary_ms` (\d+) \| `critical_canary_ms` (\d+)", (pacing.max_canary_ms, pacing.critical_canary_ms)),
+        ("docs/pacing.md", r"`max_active_backends` (\d+) \| `critical_active_backends` (\d+)",
+         (pacing.max_active_backends, pacing.critical_active_backends)),
+        ("docs/pacing.md", r"`max_replica_lag_s` (\d+) \| `critical_replica_lag_s` (\d+)",
+         (pacing.max_replica_lag_s, pacing.critical_replica_lag_s)),
+        ("docs/pacing.md", r"up to `max_pause_s`, (\d+) s", pacing.max_pause_s),
+        ("docs/pacing.md", r"for `critical_for_s` \((\d+) s\)", pacing.critical_for_s),
+        ("docs/pacing.md", r"`standby_margin_s` \((\d+) s", limits.standby_margin_s),
+        ("docs/pacing.md", r"`standby_max_wait_s` \((\d+) s\)", limits.standby_max_wait_s),
+        ("docs/export.md", r"it reads at most (\d+)% of the\s+time by default", export_pacing().duty_cycle * 100),
         ("docs/redaction.md", r"stays above it for (\d+) s", redact.max_lag_wait_s),
         ("docs/redaction.md", r"Every (\d+) s the Glue partition is re-read", redact.lake_recheck_s),
         ("docs/redaction.md", r"once a day \((\d\d):00\)", cron_hour(terraform_default(schedule_tf, "redact_schedule_expression"))),
