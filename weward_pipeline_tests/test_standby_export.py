@@ -206,7 +206,7 @@ def test_a_read_cancelled_by_a_recovery_conflict_is_read_again_in_shorter_reads_
                             on_progress=maker.progress)
     assert maker.error is None
     assert result.source["recovery_conflicts"] == 1
-    assert "conflict with recovery" in result.source["conflicts"][0]
+    assert "recovery conflict" in result.source["conflicts"][0]
     assert result.source["reads"] == 8
     assert result.rows == ROWS
     # Nothing of the cancelled attempt is left: only this export's objects and manifest.
