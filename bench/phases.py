@@ -62,19 +62,32 @@ def measure_impact(runner: Runner, args, product_seconds: float, rows: int, say,
         if "error" in keyed_export:
             say(f"  FAILED: {keyed_export['error']}\n{keyed_export.get('log', '')}")
         else:
-            def redaction(pace: str):
+            def redaction(pace: str, **day):
                 def action():
                     return runner.run(Method("redact", "", peer=False), f"impact-{pace}", cpus=client_cpus,
-                                      retention_days=REDACT_RETENTION_DAYS, redact_seconds=args.redact_seconds, pace=pace)
+                                      retention_days=REDACT_RETENTION_DAYS, redact_seconds=args.redact_seconds, pace=pace,
+                                      **day)
                 return action
-            # Default pacing first, then (on the rows left) the fixed pace the pipeline had before pacing.
             phases.append(_phase(f"redaction (first {args.redact_seconds:.0f} s)", redaction("default"),
                                  args.redact_seconds + 15, pgbench, url, rate, args, client_cpus, touch, say))
-            first = phases[-1]["action"] if isinstance(phases[-1]["action"], dict) else {}
-            if first.get("status") == "stopped":  # its time budget ran out: rows are left to compare with
-                phases.append(_phase(f"redaction (next {args.redact_seconds:.0f} s), fixed pace before pacing: "
-                                     "1000-row batches, 50 ms pauses", redaction("fixed"),
-                                     args.redact_seconds + 15, pgbench, url, rate, args, client_cpus, touch, say))
+            # For comparison, the fixed pace the redaction had before pacing, on another day of the same
+            # size (a re-run of the same day would only skip the rows already gone).
+            other = next((d for d, _ in runner.dataset.plan()
+                          if d not in (runner.dataset.day, runner.dataset.big_day)), None)
+            if other is not None:
+                say(f"impact: export_day of {other} with redaction keys, for the fixed-pace redaction")
+                day = {"day": other.isoformat(), "rows": runner.rows[other.isoformat()]}
+                keyed_other = runner.run(S3_METHOD, "keys-other", cpus=client_cpus, retention_days=REDACT_RETENTION_DAYS,
+                                         **day)
+                if "error" in keyed_other:
+                    say(f"  FAILED: {keyed_other['error']}\n{keyed_other.get('log', '')}")
+                else:
+                    phases.append(_phase(f"redaction (first {args.redact_seconds:.0f} s of another day), fixed pace "
+                                         "before pacing: 1000-row batches, 50 ms pauses", redaction("fixed", **day),
+                                         args.redact_seconds + 15, pgbench, url, rate, args, client_cpus, touch, say))
+    # The machine is shared: the quiet baseline again at the end (the report compares with the lower).
+    phases.append(_phase("quiet again (no pipeline)", quiet, args.quiet_seconds, pgbench, url, rate, args, client_cpus,
+                         touch, say))
     return {"capacity_tps": capacity, "rate_tps": rate, "phases": phases, "keyed_export": keyed_export,
             "server_cpus": sorted(server_cpus) if server_cpus else None,
             "pgbench_scale": args.pgbench_scale, "lock_timeout_s": _lock_timeout()}

@@ -201,7 +201,8 @@ def render_impact(report: dict) -> list[str]:
         "| while | pipeline s | pipeline rows/s | app tps | app p50 ms | app p99 ms | p99 vs quiet | longest app wait on a pipeline lock | longest pipeline transaction | pacing: worked, slept, back-offs |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    quiet_p99 = next((p["app"]["p99_ms"] for p in imp["phases"] if p["label"].startswith("quiet")), None)
+    # The lower of the quiet phases (before and after): the ratios err on the pipeline's side.
+    quiet_p99 = min((p["app"]["p99_ms"] for p in imp["phases"] if p["label"].startswith("quiet")), default=None)
     for phase in imp["phases"]:
         action = phase["action"] if isinstance(phase["action"], dict) else {}
         app, locks = phase["app"], phase["locks"]
