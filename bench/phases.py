@@ -86,7 +86,7 @@ def measure_impact(runner: Runner, args, product_seconds: float, rows: int, say,
                                          "before pacing: 1000-row batches, 50 ms pauses", redaction("fixed", **day),
                                          args.redact_seconds + 15, pgbench, url, rate, args, client_cpus, touch, say))
     # The machine is shared: the quiet baseline again at the end (the report compares with the lower).
-    phases.append(_phase("quiet again (no pipeline)", quiet, args.quiet_seconds, pgbench, url, rate, args, client_cpus,
+    phases.append(_phase("quiet (no pipeline, again at the end)", quiet, args.quiet_seconds, pgbench, url, rate, args, client_cpus,
                          touch, say))
     return {"capacity_tps": capacity, "rate_tps": rate, "phases": phases, "keyed_export": keyed_export,
             "server_cpus": sorted(server_cpus) if server_cpus else None,
