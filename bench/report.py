@@ -223,6 +223,7 @@ def render_impact(report: dict) -> list[str]:
             f"{_pacing_summary(action.get('pacing'))} |"
         )
     lines.append("")
+    lines.extend(_impact_targets(imp["phases"], quiet_p99))
     keyed = imp.get("keyed_export")
     if keyed and "error" not in keyed:
         lines.append(
@@ -231,6 +232,46 @@ def render_impact(report: dict) -> list[str]:
         )
         lines.append("")
     return lines
+
+# Issue 13: at default settings the app's p99 stays within this factor of quiet.
+TARGET_P99_RATIO = 1.5
+
+
+def _impact_targets(phases: list[dict], quiet_p99: float | None) -> list[str]:
+    """Met or missed, with the numbers: p99 at default settings, lock waits, what the gentleness costs."""
+    def find(prefix: str) -> dict | None:
+        return next((p for p in phases if p["label"].startswith(prefix) and isinstance(p["action"], dict)
+                     and "error" not in p["action"]), None)
+
+    def rate(phase: dict | None) -> float | None:
+        if not phase:
+            return None
+        action = phase["action"]
+        rows = action.get("rows_deleted", action.get("rows"))
+        return rows / action["seconds"] if rows and action.get("seconds") else None
+
+    lines = ["Targets at default settings (issue 13):", ""]
+    pairs = (("the export", find("export, default pacing"), find("export, unpaced"), "unpaced"),
+             ("the redaction", find("redaction (first"), find("redaction (first") and next(
+                 (p for p in phases if "fixed pace" in p["label"]), None), "the fixed pace before pacing"))
+    for what, paced, baseline, baseline_name in pairs:
+        if not paced or not quiet_p99:
+            continue
+        ratio = paced["app"]["p99_ms"] / quiet_p99
+        verdict = "met" if ratio <= TARGET_P99_RATIO else "MISSED"
+        lines.append(f"- {verdict}: app p99 within {TARGET_P99_RATIO}x of quiet during {what} "
+                     f"({paced['app']['p99_ms']:.1f} ms, {ratio:.2f}x of {quiet_p99:.1f} ms)")
+        wait = paced["locks"]["longest_app_wait_on_pipeline_s"]
+        lines.append(f"- {'met' if wait < 0.05 else 'MISSED'}: no app transaction waiting on a lock of {what} "
+                     f"(longest wait seen {wait:.2f} s; the watcher polls every 50 ms)")
+        paced_rate, base_rate = rate(paced), rate(baseline)
+        if paced_rate and base_rate and baseline:
+            base_ratio = baseline["app"]["p99_ms"] / quiet_p99
+            lines.append(f"- cost: {what} at default pacing does {paced_rate:,.0f} rows/s, {paced_rate / base_rate:.0%} "
+                         f"of {baseline_name} ({base_rate:,.0f} rows/s, app p99 {base_ratio:.2f}x quiet)")
+    lines.append("")
+    return lines if len(lines) > 3 else []
+
 
 def _pacing_summary(pacing: dict | None) -> str:
     if not pacing:
