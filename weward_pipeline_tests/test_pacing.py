@@ -209,3 +209,25 @@ def wait_for_export(url: str) -> None:
                                ).fetchone()[0]:
             assert time.monotonic() < deadline, "the export did not start reading"
             time.sleep(0.01)
+
+
+def test_the_redact_command_takes_the_runs_pacing_over_the_tables(scenario, tmp_path, monkeypatch, capsys):
+    import json
+
+    import yaml
+
+    from weward_pipeline.cli import main
+
+    scenario.export()
+    table = {**STEP_EVENTS, "pacing": {"duty_cycle": 0.3, "max_canary_ms": 40}}
+    catalog_file = tmp_path / "tables.yaml"
+    catalog_file.write_text(yaml.safe_dump({"start_date": "2024-01-01", "timezone": "Europe/Paris", "tables": [table]}))
+    monkeypatch.setenv("WEWARD_TABLES_FILE", str(catalog_file))
+    monkeypatch.setenv("WEWARD_PG_URL", scenario.pg_url)
+    assert main(["redact", "step_events", DAY.isoformat(), "--duty-cycle", "0.9", "--target-batch-s", "0.05",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.split("\n", 2)[2].split("\n\ndry run:")[0])
+    limits = report["pacing"]["limits"]
+    assert (limits["duty_cycle"], limits["target_batch_s"], limits["max_canary_ms"]) == (0.9, 0.05, 40)
+    assert main(["redact", "step_events", DAY.isoformat(), "--duty-cycle", "2"]) == 2
+    assert "duty_cycle must be in (0, 1]" in capsys.readouterr().err
