@@ -52,7 +52,7 @@ def register_redact(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pause-s", type=float, default=defaults.pause_s,
                         help="pin the sleep between batches (default: by --duty-cycle and the database's signals)")
     parser.add_argument("--duty-cycle", type=float, help="share of the time spent deleting (pacing; default 0.5)")
-    parser.add_argument("--target-batch-s", type=float, help="duration batches are sized for (pacing; default 0.1)")
+    parser.add_argument("--target-batch-s", type=float, help="duration batches are sized for (pacing; default 0.02)")
     parser.add_argument("--max-canary-ms", type=float, help="back off while `SELECT 1` takes longer (pacing; default 25)")
     parser.add_argument("--lock-timeout-s", type=float, default=defaults.lock_timeout_s)
     parser.add_argument("--max-replica-lag-s", type=float, default=None, help="pause while a standby lags more")
