@@ -1,0 +1,204 @@
+"""Restatement: find the exported days that no longer match PostgreSQL, cheaply, so they are re-exported.
+
+An append table's day D is exported once, just after it ended; the app goes on changing it (late
+rows, status updates, deletes). Every day, the days D-1 .. D-restate_days of each table are compared
+with what their published export recorded in its manifest, and a day that differs is re-exported
+through the same atomic switch as any export (export.py).
+
+What the comparison costs production, and why it is safe:
+  1. Counts only, never rows: per day `count(*)` over the day window with the export's own bounds
+     (DayWindow.bounds_for), an index range on the partition column (an index-only scan when the
+     visibility map allows). With `updated_column`, the day's rows changed since the export's
+     snapshot: a second range, on the updated column's index or the partition column's.
+     `detection_sql` builds both; the tests EXPLAIN them (an index, never a sequential scan).
+  2. One connection, one READ ONLY REPEATABLE READ transaction, the export's timeouts and session
+     settings (extract.connection_uri), `application_name = weward-restate <table>`: the counts of
+     all the days come from one snapshot, and SELECTs take only ACCESS SHARE locks (tested).
+  3. Nothing is written anywhere: the outcome is a list of DayStatus; the Dagster schedule turns the
+     changed days into one export run per day (defs/schedules.py).
+
+What it sees (docs/restatement.md):
+  - without `updated_column`: rows added to or deleted from the day (the count moved). An insert
+    and a delete in the same day cancel out; an update is invisible;
+  - with `updated_column`: also every row updated since the export (its timestamp is later than the
+    export's snapshot minus UPDATE_MARGIN), inserts included, as long as the app bumps the column.
+    A row whose partition column moved to another day counts as deleted from one and added to the
+    other;
+  - never: a change that leaves the count as it was and the updated column untouched (a direct SQL
+    fix, a trigger-less bulk update). `weward-pipeline verify` compares a day row by row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from weward_pipeline.config import Catalog, Settings, TableConfig, mask_url
+from weward_pipeline.extract import DayWindow, ExtractLimits, SourceError, connection_uri, describe, mask_error
+from weward_pipeline.glue import GlueCatalog
+from weward_pipeline.lake import Manifest
+from weward_pipeline.verify import published_manifest
+
+log = logging.getLogger(__name__)
+
+# An app transaction that started before the export's snapshot and committed after it stamped its
+# rows before the snapshot time, yet the export did not see them. Rows stamped this long before the
+# snapshot still count as "updated since"; a longer app transaction is only caught by the count.
+UPDATE_MARGIN = dt.timedelta(minutes=10)
+
+
+@dataclass
+class DayStatus:
+    """One published day compared with the source now."""
+
+    table: str
+    day: dt.date
+    export_id: str
+    exported_rows: int  # PostgreSQL rows of the window in the export's snapshot (manifest.source_rows)
+    source_rows: int  # rows of the window now
+    updated_rows: int | None = None  # rows of the window stamped since the export (None: no updated_column)
+    deleted_by_pipeline: int = 0  # rows the pipeline itself deleted since (redaction audit), expected gone
+
+    @property
+    def expected_rows(self) -> int:
+        return self.exported_rows - self.deleted_by_pipeline
+
+    @property
+    def changed(self) -> bool:
+        return self.source_rows != self.expected_rows or bool(self.updated_rows)
+
+    def why(self) -> str:
+        """Why the day is (or is not) re-exported, in words, for run tags and metadata."""
+        parts = []
+        delta = self.source_rows - self.expected_rows
+        if delta:
+            parts.append(f"{abs(delta)} row(s) {'added' if delta > 0 else 'deleted'} (net): the source holds "
+                         f"{self.source_rows}, the export {self.expected_rows}")
+        if self.updated_rows:
+            parts.append(f"{self.updated_rows} row(s) added or updated since the export (updated column)")
+        return "; ".join(parts) or "unchanged"
+
+    def as_metadata(self) -> dict:
+        return {"day": self.day.isoformat(), "export_id": self.export_id, "exported_rows": self.exported_rows,
+                "source_rows": self.source_rows, "updated_rows": self.updated_rows,
+                "deleted_by_pipeline": self.deleted_by_pipeline, "why": self.why()}
+
+
+def restatement_days(catalog: Catalog, table: TableConfig, exported_day: dt.date) -> list[dt.date]:
+    """D-1 .. D-restate_days for the day D the daily run exports, newest first, from start_date on."""
+    days = [exported_day - dt.timedelta(days=n) for n in range(1, table.restate_days + 1)]
+    return [d for d in days if d >= catalog.start_date]
+
+
+def first_day_beyond(table: TableConfig, exported_day: dt.date) -> dt.date:
+    """The day that leaves the restatement window when D is exported: checked once more, then left."""
+    return exported_day - dt.timedelta(days=table.restate_days + 1)
+
+
+def _since(snapshot_at: str, updated_type: str, timezone: str):
+    since = dt.datetime.fromisoformat(snapshot_at) - UPDATE_MARGIN
+    if updated_type == "timestamp":  # wall-clock time of the catalog's zone, as the app stores it
+        return since.astimezone(DayWindow(since.date(), timezone).start.tzinfo).replace(tzinfo=None)
+    return since
+
+
+def detection_sql(table: TableConfig, window: DayWindow, partition_type: str, updated_type: str | None = None,
+                  snapshot_at: str | None = None) -> dict[str, sql.Composed]:
+    """The statements detection runs for one day: `count` and, with updated_column, `updated`."""
+    source = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.source))
+    lower, upper = window.bounds_for(partition_type)
+    where = sql.SQL("{c} >= {lo} AND {c} < {hi}").format(
+        c=sql.Identifier(table.partition_column), lo=sql.Literal(lower), hi=sql.Literal(upper))
+    statements = {"count": sql.SQL("SELECT count(*) FROM {} WHERE {}").format(source, where)}
+    if table.updated_column is not None and snapshot_at is not None:
+        statements["updated"] = sql.SQL("SELECT count(*) FROM {} WHERE {} AND {} > {}").format(
+            source, where, sql.Identifier(table.updated_column),
+            sql.Literal(_since(snapshot_at, updated_type, window.timezone)))
+    return statements
+
+
+class SourceCounts:
+    """The detection session: one read-only snapshot of PostgreSQL under the export's limits."""
+
+    def __init__(self, settings: Settings, table: TableConfig, limits: ExtractLimits = ExtractLimits()) -> None:
+        self.settings = settings
+        self.table = table
+        self.limits = limits
+        self.conn: psycopg.Connection | None = None
+        self.partition_type = ""
+        self.updated_type: str | None = None
+
+    def __enter__(self) -> SourceCounts:
+        url = self.settings.pg_url
+        uri = connection_uri(url, f"weward-restate {self.table.name}", self.limits)
+        try:
+            self.conn = psycopg.connect(uri)
+        except psycopg.Error as exc:
+            raise SourceError(f"table {self.table.name}: cannot connect to PostgreSQL at {mask_url(url)} to compare "
+                              f"exported days: {mask_error(str(exc), url).strip()}. Check WEWARD_PG_URL.") from None
+        try:
+            source = describe(self._rows, self.table)
+            self.partition_type = source.partition_type
+            if self.table.updated_column is not None:
+                self.updated_type = source.column(self.table.updated_column).base_type
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.rollback()  # read only: ends the snapshot
+            finally:
+                self.conn.close()
+                self.conn = None
+
+    def _rows(self, query) -> list[tuple]:
+        try:
+            return self.conn.execute(query).fetchall()
+        except psycopg.Error as exc:
+            raise SourceError(f"table {self.table.name}: comparing exported days with "
+                              f"{self.table.qualified_source} failed: "
+                              f"{mask_error(str(exc), self.settings.pg_url).strip()}") from None
+
+    def compare(self, manifest: Manifest, timezone: str) -> DayStatus:
+        day = dt.date.fromisoformat(manifest.day)
+        statements = detection_sql(self.table, DayWindow(day, timezone), self.partition_type, self.updated_type,
+                                   manifest.snapshot_at)
+        rows = self._rows(statements["count"])[0][0]
+        updated = self._rows(statements["updated"])[0][0] if "updated" in statements else None
+        return DayStatus(table=self.table.name, day=day, export_id=manifest.export_id,
+                         exported_rows=manifest.source_rows, source_rows=rows, updated_rows=updated)
+
+
+def compare_days(settings: Settings, catalog: Catalog, table: TableConfig, days: list[dt.date], *, clients,
+                 limits: ExtractLimits = ExtractLimits(),
+                 deleted_by_pipeline=None) -> tuple[list[DayStatus], list[dt.date]]:
+    """Each published day of `days` compared with PostgreSQL; also the days that have no readable export.
+
+    `deleted_by_pipeline(manifest) -> int`: rows the pipeline deleted since that export (redaction's
+    audit), which are expected to be gone from PostgreSQL.
+    """
+    if table.mode != "append":
+        raise ValueError(f"table {table.name} is a snapshot table: it is exported whole every day")
+    glue = GlueCatalog(clients.glue, settings.glue_database)
+    statuses: list[DayStatus] = []
+    unpublished: list[dt.date] = []
+    if not days:
+        return statuses, unpublished
+    with SourceCounts(settings, table, limits) as counts:
+        for day in days:
+            _, manifest = published_manifest(glue, clients.s3, table.name, day.isoformat())
+            if manifest is None:
+                unpublished.append(day)
+                continue
+            status = counts.compare(manifest, catalog.timezone)
+            if deleted_by_pipeline is not None:
+                status.deleted_by_pipeline = deleted_by_pipeline(manifest)
+            statuses.append(status)
+    return statuses, unpublished

@@ -1,0 +1,212 @@
+"""Restatement: the catalog's window, the cheap comparison of exported days with PostgreSQL (index use,
+locks), and re-exports that make the lake's day equal PostgreSQL's, against real servers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+import pytest
+
+from weward_pipeline import restate
+from weward_pipeline.config import DEFAULT_RESTATE_DAYS, ConfigError
+from weward_pipeline.export import export_day
+from weward_pipeline.extract import DayWindow, SourceError, connection_uri, ExtractLimits
+from weward_pipeline.glue import GlueCatalog
+from weward_pipeline_tests.conftest import TIMEZONE, make_catalog, make_settings
+from weward_pipeline_tests.lake_reader import read_table
+
+PURCHASES = {"name": "purchases", "mode": "append", "partition_column": "purchased_at", "primary_key": ["id"],
+             "updated_column": "updated_at"}
+FIRST_DAY = dt.date(2024, 3, 1)
+DAYS = 30
+ROWS_PER_DAY = 2000
+
+
+# -- the catalog ------------------------------------------------------------------------------------
+
+def test_append_tables_restate_a_week_by_default_and_stay_below_their_retention():
+    catalog = make_catalog(
+        {"name": "a", "mode": "append", "partition_column": "t", "primary_key": ["id"]},
+        {"name": "b", "mode": "append", "partition_column": "t", "primary_key": ["id"], "retention_days": 3},
+        {"name": "c", "mode": "append", "partition_column": "t", "primary_key": ["id"], "restate_days": 0},
+        {"name": "d", "mode": "snapshot", "primary_key": ["id"]},
+    )
+    assert [t.restate_days for t in catalog.tables] == [DEFAULT_RESTATE_DAYS, 2, 0, 0] and DEFAULT_RESTATE_DAYS == 7
+    assert restate.restatement_days(catalog, catalog.tables[1], dt.date(2024, 3, 10)) == [
+        dt.date(2024, 3, 9), dt.date(2024, 3, 8)]
+    assert restate.restatement_days(catalog, catalog.tables[1], dt.date(2024, 1, 2)) == [dt.date(2024, 1, 1)]
+    assert restate.first_day_beyond(catalog.tables[1], dt.date(2024, 3, 10)) == dt.date(2024, 3, 7)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"restate_days": -1}, "`restate_days` must be a whole number of days >= 0"),
+    ({"restate_days": "7"}, "`restate_days` must be a whole number of days >= 0"),
+    ({"retention_days": 5, "restate_days": 5}, "must be smaller than `retention_days` (5)"),
+    ({"updated_column": "created_at"}, "`updated_column` 'created_at' is the partition column"),
+    ({"updated_column": ""}, "`updated_column` must be a non-empty string"),
+])
+def test_bad_restatement_settings_name_the_table_and_the_fix(extra, message):
+    with pytest.raises(ConfigError) as error:
+        make_catalog({"name": "step_events", "mode": "append", "partition_column": "created_at",
+                      "primary_key": ["id"], **extra})
+    assert "table 'step_events'" in str(error.value) and message in str(error.value)
+
+
+def test_snapshot_tables_refuse_restatement_settings():
+    with pytest.raises(ConfigError) as error:
+        make_catalog({"name": "users", "mode": "snapshot", "primary_key": ["id"], "restate_days": 3,
+                      "updated_column": "updated_at"})
+    assert "`restate_days` is for append tables" in str(error.value)
+    assert "`updated_column` is for append tables" in str(error.value)
+
+
+# -- the comparison -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def shop_db(fresh_database):
+    """`purchases`: 30 days x 2000 rows, indexes on purchased_at and updated_at, vacuumed and analyzed."""
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE purchases (id bigserial PRIMARY KEY, purchased_at timestamptz NOT NULL,
+                                    status text NOT NULL, amount numeric(10,2) NOT NULL,
+                                    updated_at timestamptz NOT NULL);
+            CREATE INDEX ON purchases (purchased_at);
+            CREATE INDEX ON purchases (updated_at);
+        """)
+        start = DayWindow(FIRST_DAY, TIMEZONE).start
+        conn.execute("""
+            INSERT INTO purchases (purchased_at, status, amount, updated_at)
+            SELECT %(start)s + (n * interval '1 day' * %(days)s / %(rows)s), 'pending', (n %% 500) / 10.0,
+                   %(start)s + (n * interval '1 day' * %(days)s / %(rows)s)
+            FROM generate_series(0, %(rows)s - 1) n
+        """, {"start": start, "days": DAYS, "rows": DAYS * ROWS_PER_DAY})
+        conn.execute("VACUUM ANALYZE purchases")
+    return fresh_database
+
+
+class Shop:
+    def __init__(self, lake_env, clients, pg_url, table=PURCHASES):
+        self.settings = make_settings(lake_env, pg_url)
+        self.catalog = make_catalog(table)
+        self.table = self.catalog.tables[0]
+        self.clients = clients
+        self.pg_url = pg_url
+        self.glue = GlueCatalog(clients.glue, self.settings.glue_database)
+
+    def export(self, day, now=None):
+        return export_day(self.settings, self.catalog, self.table, day, clients=self.clients, now=now)
+
+    def compare(self, *days):
+        return restate.compare_days(self.settings, self.catalog, self.table, list(days), clients=self.clients)
+
+    def sql(self, statement, params=()):
+        with psycopg.connect(self.pg_url, autocommit=True) as conn:
+            return conn.execute(statement, params)
+
+    def pg_rows(self, day) -> dict[int, tuple]:
+        window = DayWindow(day, TIMEZONE)
+        with psycopg.connect(self.pg_url) as conn:
+            return {r[0]: r[1:] for r in conn.execute(
+                "SELECT id, status, amount FROM purchases WHERE purchased_at >= %s AND purchased_at < %s",
+                (window.start, window.end))}
+
+    def lake_rows(self, day) -> dict[int, tuple]:
+        table = read_table(self.glue, self.clients.filesystem, self.table.name, day.isoformat())
+        ids = table.column("id").to_pylist()
+        assert len(ids) == len(set(ids)), "a row is in the lake twice"
+        return {i: (s, a) for i, s, a in zip(ids, table.column("status").to_pylist(), table.column("amount").to_pylist())}
+
+
+@pytest.fixture
+def shop(shop_db, lake_env, clients):
+    return Shop(lake_env, clients, shop_db)
+
+
+def first_id(shop: Shop, day: dt.date) -> int:
+    return min(shop.pg_rows(day))
+
+
+def test_inserts_updates_and_deletes_after_the_export_are_seen_and_untouched_days_are_not(shop):
+    days = [FIRST_DAY + dt.timedelta(days=n) for n in (10, 11, 12, 13)]
+    for day in days:
+        shop.export(day)
+    insert_day, update_day, delete_day, quiet_day = days
+    shop.sql("INSERT INTO purchases (purchased_at, status, amount, updated_at) VALUES (%s, 'pending', 1, now())",
+             (DayWindow(insert_day, TIMEZONE).start + dt.timedelta(hours=5),))
+    shop.sql("UPDATE purchases SET status = 'delivered', updated_at = now() WHERE id = %s", (first_id(shop, update_day),))
+    shop.sql("DELETE FROM purchases WHERE id = %s", (first_id(shop, delete_day),))
+
+    statuses, unpublished = shop.compare(*days, FIRST_DAY)
+
+    assert unpublished == [FIRST_DAY]
+    by_day = {s.day: s for s in statuses}
+    assert (by_day[insert_day].source_rows - by_day[insert_day].exported_rows, by_day[insert_day].updated_rows) == (1, 1)
+    assert (by_day[update_day].source_rows - by_day[update_day].exported_rows, by_day[update_day].updated_rows) == (0, 1)
+    assert (by_day[delete_day].source_rows - by_day[delete_day].exported_rows, by_day[delete_day].updated_rows) == (-1, 0)
+    assert [d for d in days if by_day[d].changed] == [insert_day, update_day, delete_day]
+    assert by_day[quiet_day].why() == "unchanged"
+    assert by_day[insert_day].why().startswith("1 row(s) added (net)")
+    assert by_day[update_day].why() == "1 row(s) added or updated since the export (updated column)"
+    assert by_day[delete_day].why().startswith("1 row(s) deleted (net): the source holds 1999, the export 2000")
+
+
+def test_without_updated_column_inserts_and_deletes_are_seen_and_updates_are_not(shop_db, lake_env, clients):
+    shop = Shop(lake_env, clients, shop_db, {k: v for k, v in PURCHASES.items() if k != "updated_column"})
+    day = FIRST_DAY + dt.timedelta(days=5)
+    shop.export(day)
+    shop.sql("UPDATE purchases SET status = 'delivered' WHERE id = %s", (first_id(shop, day),))
+    [status], _ = shop.compare(day)
+    assert not status.changed and status.updated_rows is None
+    shop.sql("DELETE FROM purchases WHERE id = %s", (first_id(shop, day),))
+    [status], _ = shop.compare(day)
+    assert status.changed and status.source_rows == ROWS_PER_DAY - 1
+
+
+def explain(pg_url: str, statement) -> str:
+    with psycopg.connect(pg_url) as conn:
+        return "\n".join(r[0] for r in conn.execute(psycopg.sql.SQL("EXPLAIN {}").format(statement)))
+
+
+def test_the_detection_queries_use_an_index_and_never_scan_the_table(shop):
+    day = FIRST_DAY + dt.timedelta(days=20)
+    shop.export(day)
+    manifest = restate.published_manifest(shop.glue, shop.clients.s3, "purchases", day.isoformat())[1]
+    statements = restate.detection_sql(shop.table, DayWindow(day, TIMEZONE), "timestamptz", "timestamptz",
+                                       manifest.snapshot_at)
+    assert set(statements) == {"count", "updated"}
+    for name, statement in statements.items():
+        plan = explain(shop.pg_url, statement)
+        assert "Seq Scan" not in plan, (name, plan)
+        assert "Index" in plan, (name, plan)
+    assert "purchases_purchased_at_idx" in explain(shop.pg_url, statements["count"])
+
+
+def test_the_comparison_runs_read_only_under_the_export_limits_and_takes_only_access_share_locks(shop):
+    day = FIRST_DAY + dt.timedelta(days=3)
+    shop.export(day)
+    _, manifest = restate.published_manifest(shop.glue, shop.clients.s3, "purchases", day.isoformat())
+    with restate.SourceCounts(shop.settings, shop.table) as counts:
+        counts.compare(manifest, TIMEZONE)
+        settings = dict(counts.conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('transaction_read_only', 'statement_timeout', "
+            "'lock_timeout', 'application_name', 'transaction_isolation')").fetchall())
+        modes = {r[0] for r in counts.conn.execute(
+            "SELECT DISTINCT mode FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'")}
+    assert settings["transaction_read_only"] == "on" and settings["transaction_isolation"] == "repeatable read"
+    assert settings["statement_timeout"] == str(ExtractLimits().statement_timeout_s * 1000)
+    assert settings["lock_timeout"] == str(ExtractLimits().lock_timeout_s * 1000)
+    assert settings["application_name"] == "weward-restate purchases"
+    assert modes == {"AccessShareLock"}
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        with psycopg.connect(connection_uri(shop.pg_url, "x", ExtractLimits())) as conn:
+            conn.execute("DELETE FROM purchases WHERE id = 1")
+
+
+def test_a_missing_or_mistyped_updated_column_names_the_table_and_the_column(shop_db, lake_env, clients):
+    for column, message in (("changed_at", "updated_column 'changed_at' does not exist"),
+                            ("status", "updated_column 'status' is text; it must be one of timestamptz, timestamp")):
+        shop = Shop(lake_env, clients, shop_db, {**PURCHASES, "updated_column": column})
+        with pytest.raises(SourceError) as error:
+            shop.compare(FIRST_DAY)
+        assert "table purchases" in str(error.value) and message in str(error.value)
