@@ -23,7 +23,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from weward_pipeline import lake, pii
+from weward_pipeline import lake, pii, redaction_audit
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
 from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, SourceError
 from weward_pipeline.glue import GlueCatalog, GlueColumn
@@ -81,6 +81,8 @@ class ExportResult:
     superseded_deleted: int
     objects: list[lake.WrittenObject] = field(default_factory=list)
     snapshot_at: str | None = None
+    carried_rows: int = 0  # kept from the previous export: the pipeline deleted them from PostgreSQL
+    dropped_rows: int = 0  # in the previous export, gone from PostgreSQL by the app's hand (or moved days)
 
 
 def check_day(catalog: Catalog, table: TableConfig, day: dt.date, now: dt.datetime) -> DayWindow:
@@ -223,6 +225,9 @@ def export_day(
         if export_keys is not None:
             manifest.carried_rows = carried
             manifest.extra[REDACTION_KEYS] = keys_entry.to_manifest()
+            # Redactions of this export write their audit (redaction_audit.py): the next export of
+            # the day carries exactly the rows they list.
+            manifest.extra[redaction_audit.MANIFEST_ENTRY] = redaction_audit.AUDIT_VERSION
         lake.write_manifest(clients.s3, bucket, manifest_key, manifest)
         merged = glue.ensure_table(
             table.name, f"s3://{bucket}/{lake.table_prefix(location, table.name)}", columns,
@@ -269,6 +274,7 @@ def export_day(
         glue_database=settings.glue_database, glue_table=table.name, columns=columns,
         source_columns=source_columns, window=manifest.window, duration_s=time.monotonic() - started,
         read_s=read_s, superseded_deleted=deleted, objects=written, snapshot_at=manifest.snapshot_at,
+        carried_rows=carried, dropped_rows=export_keys.dropped_rows if export_keys is not None else 0,
     )
 
 

@@ -210,3 +210,77 @@ def test_a_missing_or_mistyped_updated_column_names_the_table_and_the_column(sho
         with pytest.raises(SourceError) as error:
             shop.compare(FIRST_DAY)
         assert "table purchases" in str(error.value) and message in str(error.value)
+
+
+# -- carry-over: exactly what the pipeline deleted ------------------------------------------------------
+
+from weward_pipeline import redaction_audit  # noqa: E402
+from weward_pipeline.lake import write_manifest  # noqa: E402
+from weward_pipeline_tests.test_redaction import DAY, OTHER_DAY, Scenario, app_db  # noqa: E402,F401 - fixture
+
+LATE_ROW = ("INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
+            "VALUES (900010, 9, '2024-03-31 08:00:00+02', '2024-03-31', 800, 'garmin')")
+
+
+@pytest.fixture
+def scenario(app_db, lake_env, clients):  # noqa: F811
+    return Scenario(lake_env, clients, app_db)
+
+
+def test_rows_redaction_deleted_stay_through_every_re_export_and_a_row_the_app_deleted_leaves(scenario):
+    day_rows = scenario.pg_ids(DAY)
+    scenario.export()
+    changed = min(day_rows)
+    scenario.execute("UPDATE step_events SET steps = steps + 1 WHERE id = %s", (changed,))
+    scenario.execute(LATE_ROW)
+    report = scenario.redact()
+    assert report.rows_deleted == len(day_rows) - 1 and report.audit_objects == report.batches
+    audited = redaction_audit.read_deleted_keys(scenario.clients.s3, scenario.clients.filesystem,
+                                                scenario.settings.lake, "step_events", DAY, ["id"])
+    assert set(audited.column("id").to_pylist()) == day_rows - {changed}
+    scenario.execute("DELETE FROM step_events WHERE id = %s", (changed,))  # the app's own delete
+
+    second = scenario.export()
+
+    assert (second.carried_rows, second.dropped_rows) == (len(day_rows) - 1, 1)
+    assert scenario.lake_ids() == (day_rows - {changed}) | {900010}
+    scenario.redact()  # the late row goes too, with its proof
+    for _ in range(2):
+        again = scenario.export()
+        assert (again.carried_rows, again.dropped_rows) == (len(day_rows), 0)
+        assert scenario.lake_ids() == (day_rows - {changed}) | {900010}
+    assert scenario.pg_ids(DAY) == set()
+
+
+def test_a_row_whose_day_moved_after_the_export_ends_up_in_exactly_one_day(scenario):
+    scenario.export(DAY)
+    scenario.export(OTHER_DAY)
+    moved = min(scenario.pg_ids(DAY))
+    scenario.execute("UPDATE step_events SET created_at = created_at - interval '1 day' WHERE id = %s", (moved,))
+
+    first = scenario.export(DAY)
+    scenario.export(OTHER_DAY)
+
+    assert (first.carried_rows, first.dropped_rows) == (0, 1)
+    assert moved not in scenario.lake_ids(DAY) and moved in scenario.lake_ids(OTHER_DAY)
+    assert scenario.lake_ids(DAY) == scenario.pg_ids(DAY)
+    assert scenario.lake_ids(OTHER_DAY) == scenario.pg_ids(OTHER_DAY)
+
+
+def test_an_export_made_before_the_audit_existed_keeps_every_absent_row(scenario):
+    """Its redactions may have left no audit: unsure rows are kept (the old rule), never lost."""
+    day_rows = scenario.pg_ids(DAY)
+    scenario.export()
+    manifest = scenario.manifest()
+    del manifest.extra[redaction_audit.MANIFEST_ENTRY]
+    partition = scenario.glue.get_partition("step_events", DAY.isoformat())
+    bucket, key = partition["Parameters"]["weward.manifest"].removeprefix("s3://").split("/", 1)
+    write_manifest(scenario.clients.s3, bucket, key, manifest)
+    gone = min(day_rows)
+    scenario.execute("DELETE FROM step_events WHERE id = %s", (gone,))
+
+    result = scenario.export()
+
+    assert (result.carried_rows, result.dropped_rows) == (1, 0)
+    assert scenario.lake_ids() == day_rows
+    assert redaction_audit.MANIFEST_ENTRY in scenario.manifest().extra

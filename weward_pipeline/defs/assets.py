@@ -129,6 +129,8 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
         "postgres_read_s": dg.MetadataValue.float(round(result.read_s, 3)),
         "superseded_objects_deleted": dg.MetadataValue.int(result.superseded_deleted),
+        "carried_rows": dg.MetadataValue.int(result.carried_rows),
+        "dropped_rows": dg.MetadataValue.int(result.dropped_rows),
     }
     if result.window:
         metadata.update(

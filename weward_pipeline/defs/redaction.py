@@ -209,6 +209,8 @@ def report_metadata(report: RedactionReport) -> dict:
         "delete_sql": dg.MetadataValue.md(f"```sql\n{report.delete_sql}\n```"),
         "columns_required_null": dg.MetadataValue.text(", ".join(report.columns_required_null) or "none"),
         "postgres": dg.MetadataValue.text(report.postgres),
+        "audit_prefix": dg.MetadataValue.text(report.audit_prefix or "-"),
+        "audit_objects": dg.MetadataValue.int(report.audit_objects),
     }
     if report.window_rows_after is not None:
         metadata["window_rows_after"] = dg.MetadataValue.int(report.window_rows_after)
