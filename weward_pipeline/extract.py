@@ -263,6 +263,10 @@ class Extraction:
                     f"{mask_error(str(exc), self.pg_url).strip()}"
                 ) from None
 
+    def row(self, query: sql.Composable) -> tuple:
+        """One more query in the export's snapshot (e.g. restate.updated_counts_sql); its first row."""
+        return self._query_rows(query.as_string(None))[0]
+
     def _scalar(self, query: str | sql.Composable):
         text = query if isinstance(query, str) else query.as_string(None)
         return self._query_rows(text)[0][0]

@@ -20,10 +20,12 @@ What the comparison costs production, and why it is safe:
 What it sees (docs/restatement.md):
   - without `updated_column`: rows added to or deleted from the day (the count moved). An insert
     and a delete in the same day cancel out; an update is invisible;
-  - with `updated_column`: also every row updated since the export (its timestamp is later than the
-    export's snapshot minus UPDATE_MARGIN), inserts included, as long as the app bumps the column.
-    A row whose partition column moved to another day counts as deleted from one and added to the
-    other;
+  - with `updated_column`: also every row updated since the export, inserts included, as long as the
+    app bumps the column with the database's clock (or one not ahead of it). A row stamped before the
+    snapshot by a transaction that committed after it (in flight at export time) is caught too: the
+    export records how many rows of the day were stamped in the UPDATE_MARGIN before its snapshot
+    (`updated_counts_sql`), and a different number later means such commits (or deletes). A row
+    whose partition column moved to another day counts as deleted from one and added to the other;
   - never: a change that leaves the count as it was and the updated column untouched (a direct SQL
     fix, a trigger-less bulk update). `weward-pipeline verify` compares a day row by row.
 """
@@ -35,6 +37,9 @@ import logging
 from dataclasses import dataclass
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from psycopg import sql
 
 from weward_pipeline.config import Catalog, Settings, TableConfig, mask_url
@@ -46,9 +51,11 @@ from weward_pipeline.verify import published_manifest
 log = logging.getLogger(__name__)
 
 # An app transaction that started before the export's snapshot and committed after it stamped its
-# rows before the snapshot time, yet the export did not see them. Rows stamped this long before the
-# snapshot still count as "updated since"; a longer app transaction is only caught by the count.
+# rows before the snapshot time, yet the export did not see them. The rows stamped this long before
+# the snapshot are counted at export time and again later; a longer app transaction is only caught
+# by the count of the day's rows.
 UPDATE_MARGIN = dt.timedelta(minutes=10)
+MANIFEST_ENTRY = "restate"
 
 
 @dataclass
@@ -99,26 +106,54 @@ def first_day_beyond(table: TableConfig, exported_day: dt.date) -> dt.date:
     return exported_day - dt.timedelta(days=table.restate_days + 1)
 
 
-def _since(snapshot_at: str, updated_type: str, timezone: str):
-    since = dt.datetime.fromisoformat(snapshot_at) - UPDATE_MARGIN
+def _window(table: TableConfig, window: DayWindow, partition_type: str) -> tuple[sql.Composable, sql.Composable]:
+    source = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.source))
+    lower, upper = window.bounds_for(partition_type)
+    where = sql.SQL("{c} >= {lo} AND {c} < {hi}").format(
+        c=sql.Identifier(table.partition_column), lo=sql.Literal(lower), hi=sql.Literal(upper))
+    return source, where
+
+
+def updated_counts_sql(table: TableConfig, window: DayWindow, partition_type: str, updated_type: str,
+                       at: sql.Composable) -> sql.Composed:
+    """(rows stamped after `at`, rows stamped after `at` - UPDATE_MARGIN) in the day window.
+
+    `at` is the export's snapshot: `now()` inside the export's transaction, its recorded value later.
+    One range on the updated column's index (or the partition column's), whichever the planner picks.
+    """
+    source, where = _window(table, window, partition_type)
+    at = sql.SQL("{}::timestamptz").format(at)
     if updated_type == "timestamp":  # wall-clock time of the catalog's zone, as the app stores it
-        return since.astimezone(DayWindow(since.date(), timezone).start.tzinfo).replace(tzinfo=None)
-    return since
+        at = sql.SQL("({} AT TIME ZONE {})").format(at, sql.Literal(window.timezone))
+    column = sql.Identifier(table.updated_column)
+    return sql.SQL("SELECT count(*) FILTER (WHERE {u} > {at}), count(*) FROM {t} WHERE {w} AND {u} > {at} - {m}").format(
+        u=column, at=at, t=source, w=where, m=sql.Literal(UPDATE_MARGIN))
 
 
 def detection_sql(table: TableConfig, window: DayWindow, partition_type: str, updated_type: str | None = None,
                   snapshot_at: str | None = None) -> dict[str, sql.Composed]:
     """The statements detection runs for one day: `count` and, with updated_column, `updated`."""
-    source = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.source))
-    lower, upper = window.bounds_for(partition_type)
-    where = sql.SQL("{c} >= {lo} AND {c} < {hi}").format(
-        c=sql.Identifier(table.partition_column), lo=sql.Literal(lower), hi=sql.Literal(upper))
+    source, where = _window(table, window, partition_type)
     statements = {"count": sql.SQL("SELECT count(*) FROM {} WHERE {}").format(source, where)}
     if table.updated_column is not None and snapshot_at is not None:
-        statements["updated"] = sql.SQL("SELECT count(*) FROM {} WHERE {} AND {} > {}").format(
-            source, where, sql.Identifier(table.updated_column),
-            sql.Literal(_since(snapshot_at, updated_type, window.timezone)))
+        statements["updated"] = updated_counts_sql(table, window, partition_type, updated_type,
+                                                   sql.Literal(dt.datetime.fromisoformat(snapshot_at)))
     return statements
+
+
+def export_record(after: int, recent: int) -> dict:
+    """What the export records in its manifest (extra["restate"]) from updated_counts_sql at `now()`."""
+    return {"updated_after_snapshot": after, "updated_in_margin": recent - after,
+            "margin_s": int(UPDATE_MARGIN.total_seconds())}
+
+
+def updated_since(manifest: Manifest, after: int, recent: int) -> int:
+    """Rows stamped after the export's snapshot, or committed late within the margin before it."""
+    record = (manifest.extra or {}).get(MANIFEST_ENTRY)
+    if record is None or record.get("margin_s") != int(UPDATE_MARGIN.total_seconds()):
+        return recent  # no record (an older export): everything in the margin counts, once
+    in_margin = recent - after
+    return max(0, after - record["updated_after_snapshot"]) + abs(in_margin - record["updated_in_margin"])
 
 
 class SourceCounts:
@@ -171,7 +206,10 @@ class SourceCounts:
         statements = detection_sql(self.table, DayWindow(day, timezone), self.partition_type, self.updated_type,
                                    manifest.snapshot_at)
         rows = self._rows(statements["count"])[0][0]
-        updated = self._rows(statements["updated"])[0][0] if "updated" in statements else None
+        updated = None
+        if "updated" in statements:
+            after, recent = self._rows(statements["updated"])[0]
+            updated = updated_since(manifest, after, recent)
         return DayStatus(table=self.table.name, day=day, export_id=manifest.export_id,
                          exported_rows=manifest.source_rows, source_rows=rows, updated_rows=updated)
 
@@ -202,3 +240,60 @@ def compare_days(settings: Settings, catalog: Catalog, table: TableConfig, days:
                 status.deleted_by_pipeline = deleted_by_pipeline(manifest)
             statuses.append(status)
     return statuses, unpublished
+
+
+# -- what a re-export changed -------------------------------------------------------------------------
+
+class ExportDiff:
+    """Rows added, changed and deleted by a re-export, relative to the day's published export.
+
+    Keys of the new snapshot are collected as the batches stream by (primary key, plus the updated
+    column when the table has one); the previous export's are read from its Parquet objects (those
+    columns only). Added and deleted are exact, by primary key; changed is exact with an updated
+    column (same key, another timestamp) and not measured without one. Rows carried over from the
+    previous export (redacted from PostgreSQL) are neither.
+    """
+
+    def __init__(self, table: TableConfig, previous: Manifest, filesystem, bucket: str) -> None:
+        self.table = table
+        self.previous = previous
+        self.filesystem = filesystem
+        self.bucket = bucket
+        self.columns = list(table.primary_key)
+        previous_names = {c["name"] for c in previous.columns}
+        self.with_updated = table.updated_column is not None and table.updated_column in previous_names
+        if self.with_updated:
+            self.columns.append(table.updated_column)
+        self._batches: list = []
+
+    def add(self, batch) -> None:
+        if self.with_updated and self.table.updated_column not in batch.schema.names:
+            self.with_updated = False
+            self.columns = list(self.table.primary_key)
+            self._batches = [b.select(self.columns) for b in self._batches]
+        self._batches.append(batch.select(self.columns))
+
+    def finish(self, carried_rows: int) -> dict:
+        old = pa.concat_tables([pq.read_table(f"{self.bucket}/{o.key}", filesystem=self.filesystem, columns=self.columns)
+                                for o in self.previous.objects]) if self.previous.objects else None
+        new = pa.Table.from_batches(self._batches) if self._batches else None
+        keys = list(self.table.primary_key)
+        if new is None or new.num_rows == 0:
+            old_rows = 0 if old is None else old.num_rows
+            return {"previous_export_id": self.previous.export_id, "rows_added": 0,
+                    "rows_deleted": old_rows - carried_rows, "rows_changed": 0 if self.with_updated else None}
+        if old is None or old.num_rows == 0:
+            return {"previous_export_id": self.previous.export_id, "rows_added": new.num_rows, "rows_deleted": 0,
+                    "rows_changed": 0 if self.with_updated else None}
+        old = pa.table({c: old.column(c).cast(new.column(c).type) for c in self.columns})
+        added = new.join(old.select(keys), keys=keys, join_type="left anti").num_rows
+        absent = old.join(new.select(keys), keys=keys, join_type="left anti").num_rows
+        changed = None
+        if self.with_updated:
+            updated = self.table.updated_column
+            both = new.join(old.rename_columns([*keys, "_previous"]), keys=keys, join_type="inner")
+            differs = pc.fill_null(pc.not_equal(both.column(updated), both.column("_previous")), True)
+            same_null = pc.and_(pc.is_null(both.column(updated)), pc.is_null(both.column("_previous")))
+            changed = pc.sum(pc.cast(pc.and_(differs, pc.invert(same_null)), pa.int64())).as_py() or 0
+        return {"previous_export_id": self.previous.export_id, "rows_added": added,
+                "rows_deleted": absent - carried_rows, "rows_changed": changed}

@@ -4,6 +4,7 @@ locks), and re-exports that make the lake's day equal PostgreSQL's, against real
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import psycopg
 import pytest
@@ -284,3 +285,132 @@ def test_an_export_made_before_the_audit_existed_keeps_every_absent_row(scenario
     assert (result.carried_rows, result.dropped_rows) == (1, 0)
     assert scenario.lake_ids() == day_rows
     assert redaction_audit.MANIFEST_ENTRY in scenario.manifest().extra
+
+
+# -- through Dagster: the daily tick re-exports what changed --------------------------------------------
+
+import dagster as dg  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
+
+from weward_pipeline.defs.assets import lake_key  # noqa: E402
+from weward_pipeline.defs.checks import CHECK_NAMES  # noqa: E402
+from weward_pipeline.defs.factory import build_definitions  # noqa: E402
+from weward_pipeline.defs.restatement import (  # noqa: E402
+    RESTATED_BECAUSE_TAG,
+    RESTATEMENT_JOB,
+    RESTATEMENT_SCHEDULE,
+    SOURCE_CHECK,
+)
+from weward_pipeline.defs.schedules import ScheduleSettings  # noqa: E402
+
+PARIS = ZoneInfo(TIMEZONE)
+
+
+class DagsterShop(Shop):
+    def __init__(self, lake_env, clients, pg_url, monkeypatch, *tables):
+        super().__init__(lake_env, clients, pg_url, {**PURCHASES, "restate_days": 3})
+        self.catalog = make_catalog(*(tables or ({**PURCHASES, "restate_days": 3},)))
+        monkeypatch.setenv("WEWARD_PG_URL", pg_url)
+        self.defs = build_definitions(self.catalog, schedules=ScheduleSettings())
+        self.instance = dg.DagsterInstance.ephemeral()
+
+    def export_days(self, *days, tables=("purchases",)):
+        job = self.defs.resolve_job_def(RESTATEMENT_JOB)
+        for day in days:
+            result = job.execute_in_process(partition_key=day.isoformat(), instance=self.instance,
+                                            asset_selection=[lake_key(t) for t in tables])
+            assert result.success
+
+    def tick(self, exported_day: dt.date) -> list[dg.RunRequest]:
+        """The restatement schedule, evaluated at 02:00 the day after `exported_day` (as the daemon would)."""
+        tick = dt.datetime.combine(exported_day + dt.timedelta(days=1), dt.time(2), tzinfo=PARIS)
+        schedule = self.defs.resolve_schedule_def(RESTATEMENT_SCHEDULE)
+        context = dg.build_schedule_context(instance=self.instance, scheduled_execution_time=tick,
+                                            repository_def=self.defs.get_repository_def(), resources=self.defs.resources)
+        return list(schedule.evaluate_tick(context).run_requests or [])
+
+    def launch(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        """What the daemon does with a request: the job subset it names, the partition and tags it gives."""
+        job = self.defs.resolve_job_def(RESTATEMENT_JOB)
+        subset = job.get_subset(asset_selection=set(request.asset_selection),
+                                asset_check_selection=set(request.asset_check_keys) if request.asset_check_keys is not None else None)
+        return subset.execute_in_process(instance=self.instance, raise_on_error=False,
+                                         tags={**request.tags, "dagster/partition": request.partition_key})
+
+
+@pytest.fixture
+def dagster_shop(shop_db, lake_env, clients, monkeypatch):
+    return DagsterShop(lake_env, clients, shop_db, monkeypatch)
+
+
+def test_the_next_daily_tick_re_exports_a_changed_day_until_the_lake_equals_postgresql_and_says_why(dagster_shop):
+    shop = dagster_shop
+    day = FIRST_DAY + dt.timedelta(days=10)
+    shop.export_days(day - dt.timedelta(days=1), day, day + dt.timedelta(days=1))
+    rows = shop.pg_rows(day)
+    late_at = DayWindow(day, TIMEZONE).start + dt.timedelta(hours=23, minutes=30)
+    updated, deleted = sorted(rows)[:2]
+    shop.sql("INSERT INTO purchases (id, purchased_at, status, amount, updated_at) VALUES (990001, %s, 'pending', 9, now())",
+             (late_at,))
+    shop.sql("UPDATE purchases SET status = 'refunded', updated_at = now() WHERE id = %s", (updated,))
+    shop.sql("DELETE FROM purchases WHERE id = %s", (deleted,))
+    assert shop.lake_rows(day) == rows
+
+    requests = shop.tick(day + dt.timedelta(days=1))  # exports day+1; compares day .. day-2
+
+    [restatement] = [r for r in requests if r.asset_selection]
+    assert restatement.partition_key == day.isoformat()
+    assert restatement.asset_selection == [lake_key("purchases")]
+    why = json.loads(restatement.tags[RESTATED_BECAUSE_TAG])["purchases"]
+    assert why == "2 row(s) added or updated since the export (updated column)"  # +1 -1: the count alone is even
+    result = shop.launch(restatement)
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("lake__purchases")
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert (metadata["rows_added"], metadata["rows_changed"], metadata["rows_deleted"]) == (1, 1, 1)
+    assert metadata["restated_because"] == why
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert {name: checks[name] for name in (*CHECK_NAMES.values(), SOURCE_CHECK)} == {
+        **{name: True for name in CHECK_NAMES.values()}, SOURCE_CHECK: True}
+    assert shop.lake_rows(day) == shop.pg_rows(day)
+    assert shop.lake_rows(day)[updated] == ("refunded", rows[updated][1])
+
+    again = shop.tick(day + dt.timedelta(days=1))
+    assert [r for r in again if r.asset_selection] == []  # equal now: nothing to do
+
+
+def test_a_change_older_than_the_window_fails_the_check_with_the_command_and_verify_names_the_key(dagster_shop, capsys):
+    shop = dagster_shop
+    old = FIRST_DAY + dt.timedelta(days=2)
+    shop.export_days(old)
+    gone = min(shop.pg_rows(old))
+    shop.sql("DELETE FROM purchases WHERE id = %s", (gone,))
+
+    exported = old + dt.timedelta(days=3)  # the window is old+2 .. old: `old` leaves it on the next tick
+    requests = shop.tick(exported + dt.timedelta(days=1))
+
+    [check_run] = [r for r in requests if r.asset_check_keys]
+    assert check_run.partition_key == old.isoformat() and check_run.asset_selection == []
+    assert check_run.asset_check_keys == [dg.AssetCheckKey(lake_key("purchases"), SOURCE_CHECK)]
+    result = shop.launch(check_run)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert result.get_asset_materialization_events() == []  # a check-only run re-exports nothing
+    fix = evaluation.metadata["fix"].value
+    assert f"--select lake/purchases --partition {old}" in fix and f"weward-pipeline verify purchases {old}" in fix
+
+
+def test_an_update_stamped_before_the_export_but_committed_after_it_is_still_seen(shop):
+    """A transaction in flight at export time stamps its rows with its own start (now()): before the
+    snapshot, yet invisible to it. The export counted the rows stamped just before its snapshot."""
+    day = FIRST_DAY + dt.timedelta(days=7)
+    shop.export(day)
+    _, manifest = restate.published_manifest(shop.glue, shop.clients.s3, "purchases", day.isoformat())
+    assert manifest.extra[restate.MANIFEST_ENTRY] == {"updated_after_snapshot": 0, "updated_in_margin": 0,
+                                                      "margin_s": 600}
+    in_flight = dt.datetime.fromisoformat(manifest.snapshot_at) - dt.timedelta(minutes=1)
+    shop.sql("UPDATE purchases SET status = 'delivered', updated_at = %s WHERE id = %s", (in_flight, first_id(shop, day)))
+
+    [status], _ = shop.compare(day)
+
+    assert status.source_rows == status.exported_rows and status.updated_rows == 1 and status.changed

@@ -143,6 +143,26 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
     return metadata
 
 
+def restatement_metadata(result: ExportResult, table: TableConfig, tags) -> dict:
+    """A re-export: why it ran (the restatement schedule's tag) and what it changed (rows added, changed, deleted)."""
+    from weward_pipeline.defs.restatement import restated_because
+
+    metadata = {}
+    why = restated_because(dict(tags), table.name)
+    if why:
+        metadata["restated_because"] = dg.MetadataValue.text(why)
+    if result.changes is not None:
+        changed = result.changes["rows_changed"]
+        metadata.update(
+            previous_export_id=dg.MetadataValue.text(result.changes["previous_export_id"]),
+            rows_added=dg.MetadataValue.int(result.changes["rows_added"]),
+            rows_deleted=dg.MetadataValue.int(result.changes["rows_deleted"]),
+            rows_changed=dg.MetadataValue.int(changed) if changed is not None else dg.MetadataValue.text(
+                "not measured (no updated_column)"),
+        )
+    return metadata
+
+
 def lake_asset(
     table: TableConfig, catalog: Catalog, retry_policy: dg.RetryPolicy = EXPORT_RETRY_POLICY
 ) -> dg.AssetsDefinition:
@@ -203,6 +223,7 @@ def lake_asset(
             if isinstance(exc, BotoCoreError):
                 raise dg.Failure(description=f"table {table.name} day {day}: AWS call failed: {exc}") from exc
             raise
-        return dg.MaterializeResult(metadata={**export_metadata(result, lake), **pii_metadata(table)})
+        return dg.MaterializeResult(metadata={**export_metadata(result, lake), **pii_metadata(table),
+                                              **restatement_metadata(result, table, context.run.tags)})
 
     return _export
