@@ -17,7 +17,7 @@ import pytest
 from weward_pipeline import cli, erasure, lake
 from weward_pipeline.config import ConfigError
 from weward_pipeline.devstack import sample_data
-from weward_pipeline.devstack.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
+from weward_pipeline.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
 from weward_pipeline.erasure import ErasureError, erase_users
 from weward_pipeline.export import export_day
 from weward_pipeline.glue import GlueCatalog

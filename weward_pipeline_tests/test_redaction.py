@@ -572,7 +572,7 @@ def test_the_least_privilege_roles_export_and_redact_with_a_dropped_personal_col
     """Export as the read-only role, redact as the role that can only read exported columns and delete."""
     import secrets
 
-    from weward_pipeline.devstack.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
+    from weward_pipeline.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
 
     sample_data.load(fresh_database, end_date=dt.date(2024, 4, 1), size=sample_data.SampleSize(users=30, days=2),
                      timezone=TIMEZONE)

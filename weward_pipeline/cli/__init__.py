@@ -1,4 +1,4 @@
-"""`weward-pipeline`: the console script. Each concern registers its own sub-commands."""
+"""`weward-pipeline`: the console script. Each module of this package registers its own sub-commands."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import sys
 
 # Modules that add sub-commands with a `register(subparsers)` function.
 COMMAND_MODULES = [
-    "weward_pipeline.devstack.commands",
+    "weward_pipeline.cli.devstack",
     "weward_pipeline.query_cli",
-    "weward_pipeline.erasure_cli",
-    "weward_pipeline.redact_cli",
+    "weward_pipeline.cli.erase",
+    "weward_pipeline.cli.redact",
+    "weward_pipeline.cli.roles",
 ]
 
 
