@@ -4,18 +4,21 @@
     weward-pipeline erase --ids-file request-1234.txt --postgres     # lake and PostgreSQL
     weward-pipeline erase --ids-file - < ids.txt                     # ids on standard input
 
-Ids are read from a file (one per line, # comments allowed), never printed. Exit status: 0 done,
+Ids are read from a file (one per line, # comments allowed), never printed. The whole request is
+validated first (every id a value of every user column's type; with --postgres, PostgreSQL reachable).
+Progress goes to stderr, the report once to stdout (--json: as JSON). Exit status: 0 done,
 1 incomplete (re-run to finish; the report says which days), 2 the request or configuration is wrong.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from weward_pipeline.config import ConfigError, Settings, load_catalog
-from weward_pipeline.secret_store import scrub
+from weward_pipeline.cli import one_line
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     erase.add_argument("--postgres", action="store_true",
                        help="also delete the users' rows from PostgreSQL (redaction role, WEWARD_PG_REDACT_URL), first")
     erase.add_argument("--dry-run", action="store_true", help="report what would be erased; change and write nothing")
-    erase.add_argument("--batch-rows", type=int, default=1_000, help="PostgreSQL rows deleted per transaction")
+    erase.add_argument("--batch-rows", type=int, default=1_000,
+                       help="PostgreSQL rows deleted per transaction (default 1000)")
+    erase.add_argument("--json", action="store_true",
+                       help="print the report as JSON on stdout (the audit record's content), progress on stderr")
     erase.set_defaults(handler=cmd_erase)
 
 
@@ -57,7 +63,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
                              dry_run=args.dry_run, limits=ErasureLimits(batch_rows=args.batch_rows),
                              on_progress=lambda message: print(message, file=sys.stderr))
     except (ConfigError, ErasureError) as exc:
-        print(f"weward-pipeline erase: {scrub(str(exc))}", file=sys.stderr)
+        print(f"weward-pipeline erase: {one_line(str(exc))}", file=sys.stderr)
         return 2
-    print(report.summary())
+    # The report once, on stdout (progress went to stderr): what a script or a ticket keeps.
+    print(json.dumps(report.as_audit(), indent=1, sort_keys=True, default=str) if args.json else report.summary())
     return 0 if report.ok else 1
