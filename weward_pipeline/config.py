@@ -7,6 +7,7 @@ the table, the key and the fix, before anything is read from PostgreSQL or writt
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -97,8 +98,10 @@ class Catalog:
         for table in self.tables:
             if table.name == name:
                 return table
-        known = ", ".join(t.name for t in self.tables)
-        raise ConfigError(f"unknown table {name!r}; the catalog {self.path} has: {known}")
+        names = [t.name for t in self.tables]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"unknown table {name!r}; {hint}the catalog {self.path} has: {', '.join(names)}")
 
 
 def _pg_identifier(value: Any, where: str, key: str, problems: list[str]) -> str | None:

@@ -228,7 +228,7 @@ def _demo_epilogue() -> None:
 
 
 def _register_demo_epilogue() -> None:
-    from weward_pipeline.devstack import commands
+    from weward_pipeline.cli import devstack as commands
 
     if _demo_epilogue not in commands.DEMO_EPILOGUES:
         commands.DEMO_EPILOGUES.append(_demo_epilogue)

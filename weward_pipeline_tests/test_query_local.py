@@ -569,7 +569,7 @@ def test_definitions_offer_the_query_resource(lake_environment, monkeypatch):
 
 
 def test_demo_ends_with_the_analyst_questions_answered(lake_environment, capsys):
-    from weward_pipeline.devstack import commands
+    from weward_pipeline.cli import devstack as commands
 
     cli.build_parser()
     assert query_cli._demo_epilogue in commands.DEMO_EPILOGUES

@@ -25,7 +25,7 @@ from weward_pipeline import cli
 from weward_pipeline.defs.factory import build_definitions
 from weward_pipeline.defs.redaction import AUTOMATION_SENSOR
 from weward_pipeline.devstack import sample_data
-from weward_pipeline.redact_cli import CURSOR_KEY, LAUNCHED_BY, LAUNCHED_BY_TAG
+from weward_pipeline.cli.redact import CURSOR_KEY, LAUNCHED_BY, LAUNCHED_BY_TAG
 from weward_pipeline_tests.conftest import TIMEZONE, make_catalog
 from weward_pipeline_tests.test_production_dagster_storage import production_dagster_home
 from weward_pipeline_tests.test_redaction import STEP_EVENTS

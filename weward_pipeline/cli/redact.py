@@ -23,6 +23,9 @@ import os
 import sys
 from dataclasses import dataclass
 
+import psycopg
+
+from weward_pipeline.cli import iso_date, one_line
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, load_catalog
 from weward_pipeline.export import AwsClients
 from weward_pipeline.redact import RedactionFailed, RedactionLimits, RedactionRefused, redact_day, retention_ends
@@ -39,23 +42,49 @@ def register_redact(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "redact", help="dry-run (or --execute) the redaction of a table's exported days from PostgreSQL",
         description="Per day: verify the published export, then count (dry run) or delete, in short batches, "
-                    "the rows it holds unchanged. Rows inserted or changed after the export stay.",
+                    "the rows it holds unchanged. Rows inserted or changed after the export stay. Exit status: "
+                    "0 every day done (or dry-run), 1 a day refused or failed, 2 bad usage or configuration.",
     )
     parser.add_argument("table", help="catalog table name (it needs retention_days)")
-    parser.add_argument("day", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD")
-    parser.add_argument("--to", type=dt.date.fromisoformat, help="last day (inclusive); default: DAY only")
+    parser.add_argument("day", type=iso_date, help="first day, YYYY-MM-DD")
+    parser.add_argument("--to", type=iso_date, help="last day (inclusive); default: DAY only")
     parser.add_argument("--execute", action="store_true", help="really delete (default: dry run, writes nothing)")
     defaults = RedactionLimits()
-    parser.add_argument("--batch-rows", type=int, default=defaults.batch_rows)
-    parser.add_argument("--pause-s", type=float, default=defaults.pause_s, help="sleep between batches")
-    parser.add_argument("--lock-timeout-s", type=float, default=defaults.lock_timeout_s)
-    parser.add_argument("--max-replica-lag-s", type=float, default=None, help="pause while a standby lags more")
-    parser.add_argument("--max-runtime-s", type=float, default=None, help="stop cleanly after this long")
-    parser.add_argument("--json", action="store_true", help="print each day's full report as JSON")
+    parser.add_argument("--batch-rows", type=int, default=defaults.batch_rows,
+                        help=f"keys per DELETE, each batch its own short transaction (default {defaults.batch_rows})")
+    parser.add_argument("--pause-s", type=float, default=defaults.pause_s,
+                        help=f"sleep between batches, seconds (default {defaults.pause_s:g})")
+    parser.add_argument("--lock-timeout-s", type=float, default=defaults.lock_timeout_s,
+                        help="give up a batch that waits longer than this for a lock, seconds; it is retried, then "
+                             f"kept back (default {defaults.lock_timeout_s:g})")
+    parser.add_argument("--max-replica-lag-s", type=float, default=None,
+                        help="pause while a standby replays more than this many seconds behind (needs pg_monitor)")
+    parser.add_argument("--max-runtime-s", type=float, default=None,
+                        help="stop cleanly after this many seconds; a re-run continues")
+    parser.add_argument("--json", action="store_true",
+                        help="print only a JSON list on stdout, one object per day (its full report, or why it "
+                             "was refused)")
     parser.set_defaults(handler=cmd_redact)
 
 
+@dataclass
+class _Refusals:
+    """Consecutive days refused for the same reason, printed as one line."""
+
+    reason: str
+    message: str
+    first: dt.date
+    last: dt.date
+
+    def line(self) -> str:
+        days = f"{self.first}" if self.first == self.last else f"{self.first} .. {self.last} ({(self.last - self.first).days + 1} days)"
+        return f"{days}  refused ({self.reason}): {self.message}"
+
+
 def cmd_redact(args: argparse.Namespace) -> int:
+    from weward_pipeline.extract import SourceError
+    from weward_pipeline.redact import INSIDE_RETENTION
+
     try:
         catalog = load_catalog()
         table = catalog.table(args.table)
@@ -64,40 +93,81 @@ def cmd_redact(args: argparse.Namespace) -> int:
                                  max_replica_lag_s=args.max_replica_lag_s, max_runtime_s=args.max_runtime_s)
         limits.validate()
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"weward-pipeline redact: {exc}", file=sys.stderr)
         return 2
     last = args.to or args.day
     if last < args.day:
-        print("error: --to is before DAY", file=sys.stderr)
+        print(f"weward-pipeline redact: --to {last} is before DAY {args.day}", file=sys.stderr)
         return 2
     clients = AwsClients.from_settings(settings)
     dry_run = not args.execute
     ok = True
     statement = ""
+    results: list[dict] = []  # --json
+    refused: _Refusals | None = None
+    header = f"{'day':<10} {'exported':>9} {'would go' if dry_run else 'deleted':>9} {'gone':>6} {'kept':>6}  status"
+
+    def say(line: str) -> None:
+        nonlocal header
+        if args.json:
+            return
+        if header:
+            print(header)
+            header = ""
+        print(line, flush=True)
+
+    def flush_refusals() -> None:
+        nonlocal refused
+        if refused is not None:
+            say(refused.line())
+            refused = None
+
     day = args.day
-    print(f"{'day':<10} {'exported':>9} {'would go' if dry_run else 'deleted':>9} {'gone':>6} {'kept':>6}  status")
     while day <= last:
         try:
             report = redact_day(settings, catalog, table, day, clients=clients, limits=limits, dry_run=dry_run,
                                 on_progress=lambda message: None)
         except RedactionRefused as exc:
-            print(f"{day}  refused ({exc.reason}): {exc}")
             ok = False
+            results.append({"day": day.isoformat(), "status": "refused", "reason": exc.reason, "message": str(exc)})
+            if refused is not None and refused.reason == exc.reason and refused.last + dt.timedelta(days=1) == day:
+                refused.last = day
+            else:
+                flush_refusals()
+                refused = _Refusals(exc.reason, str(exc), day, day)
+            if exc.reason == INSIDE_RETENTION:  # so is every later day: one line for the rest of the range
+                results.extend({"day": (day + dt.timedelta(days=n)).isoformat(), "status": "refused",
+                                "reason": exc.reason, "message": "inside its retention, as the day before"}
+                               for n in range(1, (last - day).days + 1))
+                refused.last = last
+                break
         except RedactionFailed as exc:
-            print(f"{day}  FAILED after {exc.report.rows_deleted} deleted rows: {exc}")
             ok = False
+            flush_refusals()
+            results.append({"day": day.isoformat(), "status": "failed", "message": str(exc),
+                            "report": exc.report.as_dict()})
+            say(f"{day}  FAILED after {exc.report.rows_deleted} deleted rows: {exc}")
+        except (SourceError, psycopg.Error) as exc:  # wrong password, server down: every day would say the same
+            flush_refusals()
+            print(f"weward-pipeline redact: {one_line(str(exc))}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(results, indent=1))
+            return 1
         else:
+            flush_refusals()
+            results.append(report.as_dict())
             rows = report.rows_would_delete if dry_run else report.rows_deleted
             kept = ", ".join(f"{n} {reason}" for reason, n in report.kept_back.items() if n)
-            print(f"{day}  {report.rows_in_export:>9} {rows:>9} {report.rows_already_gone:>6} "
-                  f"{report.rows_kept_back:>6}  {report.status}{' - ' + kept if kept else ''}"
-                  f"{' - ' + report.why_quit if report.why_quit else ''}")
+            say(f"{day}  {report.rows_in_export:>9} {rows:>9} {report.rows_already_gone:>6} "
+                f"{report.rows_kept_back:>6}  {report.status}{' - ' + kept if kept else ''}"
+                f"{' - ' + report.why_quit if report.why_quit else ''}")
             ok &= report.status in ("done", "dry_run")
-            if args.json:
-                print(json.dumps(report.as_dict(), indent=1))
             statement = statement or report.delete_sql
         day += dt.timedelta(days=1)
-    if dry_run and statement:
+    flush_refusals()
+    if args.json:
+        print(json.dumps(results, indent=1, default=str))
+    elif dry_run and statement:
         print(f"\ndry run: nothing was written. Each batch of {limits.batch_rows} keys would run, in its own "
               f"transaction:\n{statement}")
     return 0 if ok else 1
