@@ -8,8 +8,9 @@ import json
 
 import psycopg
 import pytest
+import yaml
 
-from weward_pipeline import restate
+from weward_pipeline import cli, restate
 from weward_pipeline.config import DEFAULT_RESTATE_DAYS, ConfigError
 from weward_pipeline.export import export_day
 from weward_pipeline.extract import DayWindow, SourceError, connection_uri, ExtractLimits
@@ -251,6 +252,8 @@ def test_rows_redaction_deleted_stay_through_every_re_export_and_a_row_the_app_d
         assert (again.carried_rows, again.dropped_rows) == (len(day_rows), 0)
         assert scenario.lake_ids() == (day_rows - {changed}) | {900010}
     assert scenario.pg_ids(DAY) == set()
+    comparison = restate.compare_rows(scenario.settings, scenario.catalog, scenario.table, DAY, clients=scenario.clients)
+    assert comparison.equal and (comparison.redacted, comparison.source_rows) == (len(day_rows), 0)
 
 
 def test_a_row_whose_day_moved_after_the_export_ends_up_in_exactly_one_day(scenario):
@@ -379,7 +382,8 @@ def test_the_next_daily_tick_re_exports_a_changed_day_until_the_lake_equals_post
     assert [r for r in again if r.asset_selection] == []  # equal now: nothing to do
 
 
-def test_a_change_older_than_the_window_fails_the_check_with_the_command_and_verify_names_the_key(dagster_shop, capsys):
+def test_a_change_older_than_the_window_fails_the_check_with_the_command_and_verify_names_the_key(
+        dagster_shop, capsys, tmp_path, monkeypatch):
     shop = dagster_shop
     old = FIRST_DAY + dt.timedelta(days=2)
     shop.export_days(old)
@@ -398,6 +402,19 @@ def test_a_change_older_than_the_window_fails_the_check_with_the_command_and_ver
     assert result.get_asset_materialization_events() == []  # a check-only run re-exports nothing
     fix = evaluation.metadata["fix"].value
     assert f"--select lake/purchases --partition {old}" in fix and f"weward-pipeline verify purchases {old}" in fix
+
+    shop.sql("UPDATE purchases SET amount = amount + 1 WHERE id = %s", (gone + 1,))
+    catalog_file = tmp_path / "tables.yaml"
+    catalog_file.write_text(yaml.safe_dump({"start_date": "2024-01-01", "timezone": TIMEZONE,
+                                            "tables": [{**PURCHASES, "restate_days": 3}]}))
+    monkeypatch.setenv("WEWARD_TABLES_FILE", str(catalog_file))
+    capsys.readouterr()
+    assert cli.main(["verify", "purchases", old.isoformat()]) == 1
+    out = capsys.readouterr().out
+    assert f"purchases {old}: DIFFERS" in out
+    assert f"1 extra (in the lake, gone from PostgreSQL), e.g. keys [{gone}]" in out
+    assert f"1 changed (other values in PostgreSQL), e.g. keys [{gone + 1}]" in out
+    assert "missing" not in out
 
 
 def test_an_update_stamped_before_the_export_but_committed_after_it_is_still_seen(shop):
