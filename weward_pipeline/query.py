@@ -44,8 +44,11 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from weward_pipeline import aws
 from weward_pipeline.config import DEFAULT_AWS_REGION, DEFAULT_GLUE_DATABASE, ConfigError
+from weward_pipeline.config import aws_endpoint_url as endpoint_from_env
 from weward_pipeline.config import aws_region as region_from_env
+from weward_pipeline.config import glue_database as glue_database_from_env
 from weward_pipeline.glue import PARTITION_KEY
 
 # Athena's price in most regions (eu-west-3 included): 5 USD per TB scanned, billed per query
@@ -188,9 +191,7 @@ class QuerySettings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> QuerySettings:
         env = dict(os.environ if env is None else env)
-        database = env.get("WEWARD_GLUE_DATABASE") or DEFAULT_GLUE_DATABASE
-        if not re.fullmatch(r"[a-z0-9_]{1,255}", database):
-            raise ConfigError(f"WEWARD_GLUE_DATABASE must be lower-case letters, digits and _, got {database!r}")
+        database = glue_database_from_env(env)
         output = env.get("WEWARD_ATHENA_OUTPUT") or None
         if output and not output.startswith("s3://"):
             raise ConfigError(f"WEWARD_ATHENA_OUTPUT must be an s3://bucket/prefix/ URL, got {output!r}")
@@ -200,7 +201,7 @@ class QuerySettings:
         return cls(
             glue_database=database,
             aws_region=region_from_env(env),
-            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            aws_endpoint_url=endpoint_from_env(env),
             athena_workgroup=env.get("WEWARD_ATHENA_WORKGROUP") or "primary",
             athena_output=output,
             max_bytes_scanned=parse_size(env.get("WEWARD_QUERY_MAX_BYTES_SCANNED")),
@@ -1164,13 +1165,7 @@ class AthenaEngine:
 
 
 def _boto_session_clients(settings: QuerySettings, *services: str) -> list:
-    import boto3
-    from botocore.config import Config as BotoConfig
-
-    config = BotoConfig(region_name=settings.aws_region, retries={"max_attempts": 5, "mode": "standard"},
-                        connect_timeout=5, read_timeout=60)
-    session = boto3.session.Session()
-    return [session.client(s, config=config, endpoint_url=settings.aws_endpoint_url) for s in services]
+    return aws.clients(settings, *services)
 
 
 def build_engine(
@@ -1181,13 +1176,11 @@ def build_engine(
     timeout_s: float | None = None,
     progress: Callable[[QueryProgress], None] | None = None,
 ) -> LocalEngine | AthenaEngine:
-    from weward_pipeline.lake import s3_filesystem
-
     kind = settings.resolved_engine(engine)
     limit = max_bytes_scanned if max_bytes_scanned is not None else settings.max_bytes_scanned
     if kind == "local":
         (glue,) = _boto_session_clients(settings, "glue")
-        return LocalEngine(glue, s3_filesystem(settings.aws_region, settings.aws_endpoint_url), settings.glue_database,
+        return LocalEngine(glue, aws.s3_filesystem(settings.aws_region, settings.aws_endpoint_url), settings.glue_database,
                            max_bytes_scanned=limit, timeout_s=timeout_s, progress=progress)
     if kind == "athena":
         athena, glue = _boto_session_clients(settings, "athena", "glue")

@@ -60,9 +60,9 @@ def new_run_id(now: dt.datetime | None = None) -> str:
 class AuditWriter:
     """Redaction side: one object per batch of deleted keys (call `write` before the COMMIT)."""
 
-    def __init__(self, s3_client, location: LakeLocation, table: str, day: dt.date, export_id: str,
+    def __init__(self, filesystem, location: LakeLocation, table: str, day: dt.date, export_id: str,
                  run_id: str | None = None) -> None:
-        self.s3 = s3_client
+        self.filesystem = filesystem
         self.bucket = location.bucket
         self.prefix = f"{day_prefix(location, table, day)}{export_id}/{run_id or new_run_id()}-"
         self.batches = 0
@@ -73,10 +73,9 @@ class AuditWriter:
         if keys.num_rows == 0:
             return None
         table = keys if isinstance(keys, pa.Table) else pa.Table.from_batches([keys])
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression=lake.COMPRESSION)
         key = f"{self.prefix}{self.batches:06d}.parquet"
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=buffer.getvalue(), ContentType="application/vnd.apache.parquet")
+        with lake.parquet_writer(f"{self.bucket}/{key}", table.schema, self.filesystem) as writer:
+            writer.write_table(table)
         self.batches += 1
         self.rows += table.num_rows
         self.objects.append(key)

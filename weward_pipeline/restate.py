@@ -12,7 +12,7 @@ What the comparison costs production, and why it is safe:
      snapshot: a second range, on the updated column's index or the partition column's.
      `detection_sql` builds both; the tests EXPLAIN them (an index, never a sequential scan).
   2. One connection, one READ ONLY REPEATABLE READ transaction, the export's timeouts and session
-     settings (extract.connection_uri), `application_name = weward-restate <table>`: the counts of
+     settings (ExtractLimits.session, pg.py), `application_name = weward-restate <table>`: the counts of
      all the days come from one snapshot, and SELECTs take only ACCESS SHARE locks (tested).
   3. Nothing is written anywhere: the outcome is a list of DayStatus; the Dagster schedule turns the
      changed days into one export run per day (defs/schedules.py).
@@ -42,8 +42,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from weward_pipeline.config import Catalog, Settings, TableConfig, mask_url
-from weward_pipeline.extract import DayWindow, ExtractLimits, SourceError, connection_uri, describe, mask_error
+from weward_pipeline import pg
+from weward_pipeline.config import Catalog, Settings, TableConfig
+from weward_pipeline.extract import DayWindow, ExtractLimits, SourceError, describe
+from weward_pipeline.pg import mask_error
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.lake import Manifest
 from weward_pipeline.verify import published_manifest
@@ -169,12 +171,12 @@ class SourceCounts:
 
     def __enter__(self) -> SourceCounts:
         url = self.settings.pg_url
-        uri = connection_uri(url, f"weward-restate {self.table.name}", self.limits)
         try:
-            self.conn = psycopg.connect(uri)
-        except psycopg.Error as exc:
-            raise SourceError(f"table {self.table.name}: cannot connect to PostgreSQL at {mask_url(url)} to compare "
-                              f"exported days: {mask_error(str(exc), url).strip()}. Check WEWARD_PG_URL.") from None
+            # The export's session: read only, one REPEATABLE READ snapshot (not autocommit), its timeouts.
+            self.conn = pg.connect(url, f"weward-restate {self.table.name}", self.limits.session(),
+                                   purpose="comparing exported days", autocommit=False)
+        except pg.ConnectError as exc:
+            raise SourceError(f"table {self.table.name}: {exc}. Check WEWARD_PG_URL.") from None
         try:
             source = describe(self._rows, self.table)
             self.partition_type = source.partition_type

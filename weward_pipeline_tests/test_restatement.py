@@ -13,7 +13,8 @@ import yaml
 from weward_pipeline import cli, restate
 from weward_pipeline.config import DEFAULT_RESTATE_DAYS, ConfigError
 from weward_pipeline.export import export_day
-from weward_pipeline.extract import DayWindow, SourceError, connection_uri, ExtractLimits
+from weward_pipeline import pg
+from weward_pipeline.extract import DayWindow, ExtractLimits, SourceError
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline_tests.conftest import TIMEZONE, make_catalog, make_settings
 from weward_pipeline_tests.lake_reader import read_table
@@ -201,7 +202,7 @@ def test_the_comparison_runs_read_only_under_the_export_limits_and_takes_only_ac
     assert settings["application_name"] == "weward-restate purchases"
     assert modes == {"AccessShareLock"}
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-        with psycopg.connect(connection_uri(shop.pg_url, "x", ExtractLimits())) as conn:
+        with pg.connect(shop.pg_url, "x", ExtractLimits().session(), autocommit=False) as conn:
             conn.execute("DELETE FROM purchases WHERE id = 1")
 
 

@@ -16,7 +16,7 @@ import sys
 
 from weward_pipeline.cli import iso_date, one_line
 from weward_pipeline.config import ConfigError, Settings, load_catalog
-from weward_pipeline.export import AwsClients
+from weward_pipeline.aws import AwsClients
 from weward_pipeline.extract import SourceError
 from weward_pipeline.restate import compare_rows
 

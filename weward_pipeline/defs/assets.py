@@ -2,7 +2,6 @@
 
 
 import datetime as dt
-import os
 import re
 from pathlib import Path
 
@@ -10,8 +9,9 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError
 
 from weward_pipeline import pii
-from weward_pipeline.config import DEFAULT_GLUE_DATABASE, Catalog, ConfigError, TableConfig
+from weward_pipeline.config import Catalog, ConfigError, TableConfig
 from weward_pipeline.config import aws_region as region_from_env
+from weward_pipeline.config import glue_database as glue_database_from_env
 from weward_pipeline.export import ExportError, ExportResult, export_day
 from weward_pipeline.extract import SourceError
 from weward_pipeline.failures import transient_reason
@@ -64,7 +64,7 @@ def catalog_reference(table: TableConfig, catalog: Catalog | None) -> dict:
 def glue_metadata(table: TableConfig) -> dict:
     """Where analysts find the table: its Glue name and console page (Athena queries it by that name)."""
     region = region_from_env()
-    database = os.environ.get("WEWARD_GLUE_DATABASE") or DEFAULT_GLUE_DATABASE
+    database = glue_database_from_env()
     return {
         "dagster/table_name": f"{database}.{table.name}",
         "glue_console": dg.MetadataValue.url(glue_console_url(region, database, table.name)),
@@ -97,15 +97,7 @@ def pii_metadata(table: TableConfig) -> dict:
     """What the UI says about personal data: which columns are pseudonymized, dropped, generalized."""
     if not table.pii:
         return {}
-    def listed(policy: str) -> str:
-        return ", ".join(pii.columns_with(table, policy)) or "none"
-    return {
-        "pii/pseudonymized": f"{listed('hash')} (HMAC-SHA256, keyed)" if pii.needs_key(table) else "none",
-        "pii/dropped": listed("drop"),
-        "pii/year_only": listed("generalize_year"),
-        "pii/kept_personal": listed("keep"),
-        "pii/user_column": table.user_column or "none",
-    }
+    return {**pii.ui_metadata(table), "pii/user_column": table.user_column or "none"}
 
 
 def export_metadata(result: ExportResult, lake: LakeResource) -> dict:

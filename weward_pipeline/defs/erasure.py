@@ -37,7 +37,7 @@ class ErasureConfig(dg.Config):
     delete_from_postgres: bool = Field(default=False, description="also delete the users' rows from PostgreSQL, first")
     dry_run: bool = Field(default=False, description="report what would be erased; change and write nothing")
     tables: List[str] = Field(default_factory=list, description="subset of the tables with a user_column (default: all)")
-    batch_rows: int = Field(default=1_000, description="PostgreSQL rows deleted per transaction")
+    batch_rows: int = Field(default=ErasureLimits.batch_rows, description="PostgreSQL rows deleted per transaction")
 
 
 def read_request(url: str, lake: LakeResource) -> ErasureRequest:
