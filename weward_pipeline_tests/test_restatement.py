@@ -432,3 +432,45 @@ def test_an_update_stamped_before_the_export_but_committed_after_it_is_still_see
     [status], _ = shop.compare(day)
 
     assert status.source_rows == status.exported_rows and status.updated_rows == 1 and status.changed
+
+
+# -- every publish is checked, and redaction follows it -------------------------------------------------
+
+from weward_pipeline.defs.erasure import ERASURE_JOB  # noqa: E402
+from weward_pipeline_tests.test_redaction import STEP_EVENTS  # noqa: E402
+from weward_pipeline_tests.test_redaction_dagster import LAKE, REDACTION, Pipeline  # noqa: E402
+
+
+class ErasablePipeline(Pipeline):
+    def __init__(self, lake_env, clients, pg_url, monkeypatch):
+        Scenario.__init__(self, lake_env, clients, pg_url,
+                          {**STEP_EVENTS, "user_column": "user_id", "pii": {"user_id": "keep", "device_id": "drop"}})
+        monkeypatch.setenv("WEWARD_PG_URL", pg_url)
+        self.defs = build_definitions(self.catalog)
+        self.instance = dg.DagsterInstance.ephemeral()
+
+
+def test_a_day_rewritten_by_erasure_gets_its_checks_and_is_then_redacted(app_db, lake_env, clients, monkeypatch, tmp_path):  # noqa: F811
+    pipeline = ErasablePipeline(lake_env, clients, app_db, monkeypatch)
+    assert pipeline.run(LAKE, day=DAY.isoformat()).success
+    exported = pipeline.manifest().export_id
+    with psycopg.connect(app_db) as conn:
+        user, = conn.execute("SELECT user_id FROM step_events WHERE id = %s", (min(pipeline.pg_ids(DAY)),)).fetchone()
+    request = tmp_path / "request.txt"
+    request.write_text(f"{user}\n")
+
+    erasure = pipeline.defs.resolve_job_def(ERASURE_JOB).execute_in_process(
+        instance=pipeline.instance, run_config={"ops": {"erase_users": {"config": {"request_url": str(request)}}}})
+
+    rewritten = pipeline.manifest().export_id
+    assert erasure.success and rewritten != exported
+    evaluations = erasure.get_asset_check_evaluations()
+    assert {(e.check_name, e.passed, e.partition, e.metadata["export_id"].value) for e in evaluations} == {
+        (name, True, DAY.isoformat(), rewritten) for name in CHECK_NAMES.values()}
+    left = pipeline.pg_ids(DAY)
+    redaction = pipeline.run(REDACTION, day=DAY.isoformat())
+    assert redaction.success
+    [materialization] = redaction.asset_materializations_for_node("redaction__step_events")
+    assert materialization.metadata["export_id"].value == rewritten
+    assert materialization.metadata["rows_deleted"].value == pipeline.manifest().source_rows > 0
+    assert pipeline.pg_ids(DAY) == left - pipeline.lake_ids()

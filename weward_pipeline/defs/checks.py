@@ -31,6 +31,20 @@ def _metadata(verification: Verification, check: str) -> dict:
     return metadata
 
 
+def check_evaluations(table: str, day: str, verification: Verification) -> list[dg.AssetCheckEvaluation]:
+    """The blocking checks' results for a publish that no export run checked (an erasure's rewrite):
+    the same verification and metadata as the checks, recorded for the day's partition, so the
+    redaction (which wants results for the export published now) proceeds by itself."""
+    return [
+        dg.AssetCheckEvaluation(
+            asset_key=lake_key(table), check_name=name, passed=verification.passed(check),
+            metadata=_metadata(verification, check), severity=dg.AssetCheckSeverity.ERROR, blocking=True,
+            partition=day,
+        )
+        for check, name in CHECK_NAMES.items()
+    ]
+
+
 def export_checks(table: TableConfig, catalog: Catalog) -> list[dg.AssetChecksDefinition]:
     """The three checks share one verification pass (one manifest read, one footer read per object)."""
     specs = [
