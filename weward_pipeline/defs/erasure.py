@@ -27,7 +27,7 @@ from pydantic import Field
 
 from weward_pipeline.config import Catalog, ConfigError
 from weward_pipeline.defs.assets import SOURCE_POOL, lake_key
-from weward_pipeline.defs.checks import check_evaluations
+from weward_pipeline.defs.checks import CHECK_NAMES, check_evaluations, verdict_observation
 from weward_pipeline.defs.resources import LakeResource
 from weward_pipeline.erasure import ErasureError, ErasureLimits, ErasureRequest, erase_users
 from weward_pipeline.failures import transient_reason
@@ -91,6 +91,7 @@ def erasure_job(catalog: Catalog) -> dg.JobDefinition:
                                                     day.day)
                 for evaluation in check_evaluations(table.table, day.day, verification):
                     context.log_event(evaluation)
+                context.log_event(verdict_observation(table.table, day.day, verification, CHECK_NAMES.values()))
                 context.log_event(dg.AssetObservation(
                     asset_key=lake_key(table.table), partition=day.day,
                     metadata={
