@@ -22,6 +22,10 @@ A row inserted into D after the export has no key; a row changed since has anoth
 lock). Both stay, and are reported: the day needs a re-export. Re-running deletes only what is
 left, so a killed run is resumed by running it again.
 
+Before each batch commits, the keys it deleted are written to the lake's redaction audit
+(redaction_audit.py): a later re-export of D keeps exactly those rows, so no row leaves PostgreSQL
+without the proof that keeps its only copy in the lake.
+
 Nothing here holds a transaction across batches or touches the export's snapshot. The lake is
 only read: redaction cannot damage the export.
 """
@@ -41,11 +45,12 @@ from pathlib import Path
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from weward_pipeline import lake, pg, pii
 from weward_pipeline.aws import AwsClients
+from weward_pipeline.redaction_audit import AuditWriter
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, mask_url
 from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, describe, row_fingerprint_sql
 from weward_pipeline.pg import mask_error
@@ -188,6 +193,9 @@ class RedactionReport:
     lake_problems_after: str | None = None
     # What pacing did: batches, rows, work and sleep seconds, back-offs and why, the limits (pacing.py).
     pacing: dict = field(default_factory=dict)
+    # Where the deleted keys were written, before each commit (redaction_audit.py).
+    audit_prefix: str = ""
+    audit_objects: int = 0
 
     @property
     def rows_kept_back(self) -> int:
@@ -566,11 +574,13 @@ def replica_lag_probe(conn: psycopg.Connection) -> Callable[[], float | None]:
 class _Run:
     def __init__(self, *, conn, plan: DeletePlan, evidence: LakeEvidence, glue: GlueCatalog, table: TableConfig,
                  limits: RedactionLimits, report: RedactionReport, dry_run: bool, say, lag_probe, on_batch,
-                 sleep, pacer: Pacer) -> None:
+                 sleep, pacer: Pacer, audit: AuditWriter | None = None) -> None:
         self.pacer = pacer
         self.conn, self.plan, self.evidence, self.glue = conn, plan, evidence, glue
         self.table, self.limits, self.report, self.dry_run = table, limits, report, dry_run
         self.say, self.lag_probe, self.on_batch, self.sleep = say, lag_probe, on_batch, sleep
+        self.audit = audit
+        self.audit_s = 0.0  # time spent writing the audit to S3: not work on the database
         self.started = time.monotonic()
         self.last_recheck = time.monotonic()
         self.changed: list = []
@@ -638,13 +648,14 @@ class _Run:
                 self.unreached.extend(self._keys(batch))
                 continue
             self.report.batches += 1
-            started = time.monotonic()
+            started, audit_before = time.monotonic(), self.audit_s
             if self.dry_run:
                 self._probe(batch)
             else:
                 self._delete(batch)
             try:
-                self.pacer.done(batch.num_rows, time.monotonic() - started)
+                # Paced by its time on the database; the audit's S3 write inside the transaction is not.
+                self.pacer.done(batch.num_rows, time.monotonic() - started - (self.audit_s - audit_before))
             except PacingStopped as exc:
                 stop = self.report.why_quit = str(exc)
             if self.on_batch is not None:
@@ -664,7 +675,14 @@ class _Run:
 
         def delete_once() -> set[int]:
             with self.conn.transaction():
-                return {n for (n,) in self.conn.execute(self.delete_sql, params).fetchall()}
+                deleted = {n for (n,) in self.conn.execute(self.delete_sql, params).fetchall()}
+                if deleted and self.audit is not None:  # write-ahead: no commit without the proof
+                    writing = time.monotonic()
+                    self.audit.write(batch.select(list(self.table.primary_key))
+                                     .take(pa.array(sorted(n - 1 for n in deleted), pa.int64())))
+                    self.audit_s += time.monotonic() - writing
+                    self.report.audit_objects = self.audit.batches
+                return deleted
 
         def on_retry(retry: int, _: Exception) -> None:
             self.report.lock_timeouts += 1
@@ -786,13 +804,15 @@ def redact_day(
         say(f"{table.name} {day}: export {manifest.export_id} verified ({evidence.keys.rows} keyed rows, "
             f"{len(manifest.objects)} data object(s)); {report.window_rows_before} rows of the day in PostgreSQL; "
             f"{'dry run' if dry_run else 'deleting'} in {sizes}, working {pacing.duty_cycle:.0%} of the time")
+        audit = None if dry_run else AuditWriter(clients.filesystem, settings.lake, table.name, day, manifest.export_id)
+        report.audit_prefix = "" if audit is None else f"s3://{settings.lake.bucket}/{audit.prefix}"
         run = _Run(conn=conn, plan=plan, evidence=evidence, glue=glue, table=table, limits=limits, report=report,
                    dry_run=dry_run, say=say, lag_probe=lag_probe or (replica_lag_probe(conn) if limits.max_replica_lag_s else None),
-                   on_batch=on_batch, sleep=sleep, pacer=pacer)
+                   on_batch=on_batch, sleep=sleep, pacer=pacer, audit=audit)
         try:
             run.run()
             run.classify_remaining()
-        except (psycopg.Error, OSError, ClientError) as exc:
+        except (psycopg.Error, OSError, ClientError, BotoCoreError) as exc:
             report.status = "failed"
             report.why_quit = f"{exc.__class__.__name__}: {mask_error(str(exc), settings.pg_redact_url).strip()}"
             raise RedactionFailed(

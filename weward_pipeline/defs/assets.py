@@ -126,6 +126,8 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         "source": dg.MetadataValue.json(result.source),
         # Batches read, work and sleep seconds, back-offs and the signals that caused them.
         "pacing": dg.MetadataValue.json(result.pacing),
+        "carried_rows": dg.MetadataValue.int(result.carried_rows),
+        "dropped_rows": dg.MetadataValue.int(result.dropped_rows),
     }
     if result.window:
         metadata.update(
@@ -142,6 +144,26 @@ class ExportConfig(dg.Config):
     """Per-run knobs of an export: its pacing (over the table's `pacing:` in the catalog)."""
 
     pacing: PacingConfig = PacingConfig()
+
+
+def restatement_metadata(result: ExportResult, table: TableConfig, tags) -> dict:
+    """A re-export: why it ran (the restatement schedule's tag) and what it changed (rows added, changed, deleted)."""
+    from weward_pipeline.defs.restatement import restated_because
+
+    metadata = {}
+    why = restated_because(dict(tags), table.name)
+    if why:
+        metadata["restated_because"] = dg.MetadataValue.text(why)
+    if result.changes is not None:
+        changed = result.changes["rows_changed"]
+        metadata.update(
+            previous_export_id=dg.MetadataValue.text(result.changes["previous_export_id"]),
+            rows_added=dg.MetadataValue.int(result.changes["rows_added"]),
+            rows_deleted=dg.MetadataValue.int(result.changes["rows_deleted"]),
+            rows_changed=dg.MetadataValue.int(changed) if changed is not None else dg.MetadataValue.text(
+                "not measured (no updated_column)"),
+        )
+    return metadata
 
 
 def lake_asset(
@@ -196,6 +218,7 @@ def lake_asset(
             )
         except Exception as exc:  # noqa: BLE001 - classified: retried only if transient
             raise as_failure(exc, where=f"table {table.name} day {day}", known=PERMANENT_ERRORS, log=context.log)
-        return dg.MaterializeResult(metadata={**export_metadata(result, lake), **pii_metadata(table)})
+        return dg.MaterializeResult(metadata={**export_metadata(result, lake), **pii_metadata(table),
+                                              **restatement_metadata(result, table, context.run.tags)})
 
     return _export
