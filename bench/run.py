@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -107,6 +108,18 @@ STAGES: list[tuple[str, Callable[[Context], dict | None]]] = [
     ("profile", stage_profile),
     ("impact", stage_impact),
 ]
+
+
+def kept_sections(results: Path) -> str:
+    """The sections other tools wrote into results.md between `<!-- name:begin -->` and
+    `<!-- name:end -->` (bench/restate.py): kept as they are when this run rewrites the file."""
+    if not results.exists():
+        return ""
+    text = results.read_text()
+    kept = []
+    for match in re.finditer(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->", text, re.DOTALL):
+        kept.append(match.group(0))
+    return "\n\n".join(kept) + ("\n" if kept else "")
 
 
 # -- arguments -------------------------------------------------------------------------------------
@@ -236,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         text = render(report)
         results_path = Path(args.results)
         results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text("# Benchmark results\n\nWritten by `make bench` (bench/run.py); see bench/README.md.\n\n" + text)
+        kept = kept_sections(results_path)
+        results_path.write_text("# Benchmark results\n\nWritten by `make bench` (bench/run.py); see bench/README.md.\n\n"
+                                + text + ("\n" + kept if kept else ""))
         results_path.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
         print()
         print(text)
