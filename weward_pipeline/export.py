@@ -328,6 +328,15 @@ class _DayRead:
     dropped_rows: int
 
 
+def _diff_against_published(glue: GlueCatalog, clients: AwsClients, table: TableConfig, day: dt.date):
+    """An ExportDiff against the day's published export, or None on a first export."""
+    _, previous = published_manifest(glue, clients.s3, table.name, day.isoformat())
+    if previous is None:
+        return None
+    bucket = previous.location.removeprefix("s3://").split("/", 1)[0]
+    return restate.ExportDiff(table, previous, clients.filesystem, bucket)
+
+
 def _discard(clients: AwsClients, bucket: str, prefix: str, manifest_key: str, table: str) -> None:
     """Remove what a failed run wrote; never the published day (it lives under another prefix)."""
     try:
