@@ -354,11 +354,13 @@ class Extraction:
         try:
             return self._conn.rows(query)
         except Exception as exc:  # noqa: BLE001
-            self._raise_if_conflict(exc)
-            raise SourceError(
-                f"table {self.table.name}: query on {self.table.qualified_source} failed: "
-                f"{mask_error(str(exc), self.pg_url).strip()}"
-            ) from None
+            raise self._failed("query on", exc) from None
+
+    def _failed(self, doing: str, exc: BaseException) -> SourceError:
+        """The driver's error as a SourceError naming the table (a RecoveryConflict on a standby)."""
+        self._raise_if_conflict(exc)
+        return SourceError(f"table {self.table.name}: {doing} {self.table.qualified_source} failed: "
+                           f"{mask_error(str(exc), self.pg_url).strip()}")
 
     def _poll(self, query: str) -> list[tuple]:
         """A query in a transaction of its own: a session idle in a transaction on a standby holds
@@ -463,11 +465,7 @@ class Extraction:
             try:
                 reader = statement.stream(query, **{"adbc.postgresql.batch_size_hint_bytes": str(self.limits.batch_bytes)})
             except Exception as exc:  # noqa: BLE001
-                self._raise_if_conflict(exc)
-                raise SourceError(
-                    f"table {self.table.name}: reading {self.table.qualified_source} failed: "
-                    f"{mask_error(str(exc), self.pg_url).strip()}"
-                ) from None
+                raise self._failed("reading", exc) from None
             batches = iter(reader)
             while True:
                 reading = time.monotonic()

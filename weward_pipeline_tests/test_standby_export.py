@@ -67,19 +67,15 @@ def lake_keys(settings, clients) -> list[str]:
     return [o["Key"] for o in listed.get("Contents", [])]
 
 
-class AppWrites:
-    """The app writing on the primary while the test runs: commits keep the standby's replay clock moving."""
+class Background:
+    """`_run` in a thread for the duration of a `with` block."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self) -> None:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self.stop.is_set():
-                conn.execute("UPDATE app_counters SET n = n + 1 WHERE id = 1")
-                self.stop.wait(0.05)
+        raise NotImplementedError
 
     def __enter__(self):
         self.thread.start()
@@ -90,14 +86,27 @@ class AppWrites:
         self.thread.join()
 
 
-class ConflictMaker:
+class AppWrites(Background):
+    """The app writing on the primary while the test runs: commits keep the standby's replay clock moving."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stop.is_set():
+                conn.execute("UPDATE app_counters SET n = n + 1 WHERE id = 1")
+                self.stop.wait(0.05)
+
+
+class ConflictMaker(Background):
     """Updates and vacuums the app's table on the primary in a loop, so that any standby snapshot older
     than the update conflicts with the replayed cleanup. `progress` stops it once the export reads again."""
 
     def __init__(self, primary_url: str) -> None:
+        super().__init__()
         self.primary_url = primary_url
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
 
     def progress(self, message: str) -> None:
@@ -116,14 +125,6 @@ class ConflictMaker:
                     self.stop.wait(0.02)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 def test_an_export_from_a_caught_up_standby_publishes_the_day_and_says_where_it_read(replicated, lake_env, clients):
