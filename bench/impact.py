@@ -239,16 +239,68 @@ class LockWatch:
         }
 
 
+class ContinuousLoad:
+    """pgbench runs of `chunk_s` back to back until `stop()`: the app load covers an action however long
+    it takes (under a loaded machine an export can outlast any duration guessed in advance, and a
+    window outside the load would measure no transaction at all)."""
+
+    def __init__(self, chunk_s: float, **run_kwargs):
+        self.chunk_s, self.run_kwargs = chunk_s, run_kwargs
+        self.runs: list[PgbenchRun] = []
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="pgbench-load", daemon=True)
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                run = PgbenchRun(seconds=self.chunk_s, **self.run_kwargs).start()
+                self.runs.append(run)
+                run.wait()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by stop() in the caller's thread
+            self._error = exc
+
+    def start(self) -> ContinuousLoad:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ends after the current chunk (at most chunk_s away)."""
+        self._stop.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def stats(self, t0: float, t1: float) -> AppStats:
+        inside = [latency for run in self.runs for done, latency in run.samples() if t0 <= done <= t1]
+        seconds = max(t1 - t0, 1e-9)
+        return AppStats(
+            tps=len(inside) / seconds, p50_ms=percentile(inside, 0.50), p99_ms=percentile(inside, 0.99),
+            transactions=len(inside), seconds=seconds,
+        )
+
+    def kill(self) -> None:
+        self._stop.set()
+        for run in self.runs:
+            if run.process and run.process.poll() is None:
+                run.process.kill()
+                run.process.wait()
+        self._thread.join()
+        for run in self.runs:
+            run.cleanup()
+
+
 def run_under_load(pgbench: str, url: str, rate: float, expected_s: float, action, settle_s: float = 2.0,
                    cpus: set[int] | None = None, touch_ids: tuple[int, int] | None = None) -> dict:
     """Start the app load, let it settle, run `action()` and measure the app while it ran.
 
     `action()` returns a dict; when it has `ended_epoch` and `seconds` (a method's own clock), the
-    window is exactly those seconds, without the process start-up around them.
+    window is exactly those seconds, without the process start-up around them. The load runs in
+    chunks of settle + expected + settle seconds until the action has ended and settled, so it
+    covers the action even when the action takes longer than expected.
     """
-    load = PgbenchRun(pgbench, url, seconds=settle_s + expected_s + settle_s, rate=rate, cpus=cpus,
-                      touch_ids=touch_ids).start()
-    load_end = time.time() + settle_s + expected_s + settle_s
+    load = ContinuousLoad(settle_s + expected_s + settle_s, pgbench=pgbench, url=url, rate=rate, cpus=cpus,
+                          touch_ids=touch_ids).start()
     try:
         time.sleep(settle_s)
         with LockWatch(url) as watch:
@@ -257,12 +309,10 @@ def run_under_load(pgbench: str, url: str, rate: float, expected_s: float, actio
             t1 = time.time()
         if isinstance(outcome, dict) and "ended_epoch" in outcome:
             t0, t1 = outcome["ended_epoch"] - outcome["seconds"], outcome["ended_epoch"]
-        load.wait()
-        stats = load.stats(t0, min(t1, load_end))
+        time.sleep(settle_s)
+        load.stop()
+        stats = load.stats(t0, t1)
         return {"action": outcome, "app": stats.as_dict(), "locks": watch.result, "window_s": t1 - t0,
-                "covered": t1 <= load_end}
+                "load_chunks": len(load.runs)}
     finally:
-        if load.process and load.process.poll() is None:
-            load.process.kill()
-            load.process.wait()
-        load.cleanup()
+        load.kill()
