@@ -112,3 +112,13 @@ def clients(lake_env) -> AwsClients:
 
 def s3_client():
     return boto3.client("s3")
+
+
+@pytest.fixture(scope="session")
+def recording_proxy(aws_server):
+    """The rehearsal's recording proxy in front of the session's moto server (see rehearsal/proxy.py)."""
+    from weward_pipeline_tests.rehearsal.proxy import RecordingProxy
+
+    proxy = RecordingProxy(aws_server.endpoint_url).start()
+    yield proxy
+    proxy.stop()
