@@ -3,7 +3,8 @@ asked, from PostgreSQL), then prove it and leave an audit record without a raw i
 
 For each catalog table with a `user_column`:
   1. (--postgres) delete the users' rows from PostgreSQL first, in short key-bounded batches with
-     the redaction role, so no later export or backfill can bring them back;
+     the erasure DSN (WEWARD_PG_ERASE_URL, else WEWARD_PG_REDACT_URL; never the SELECT-only export
+     DSN), so no later export or backfill can bring them back;
   2. for each published day (Glue partition): verify the day against its manifest, read only the
      user column of each object, and find the users' rows;
   3. rewrite the affected Parquet objects into a new version prefix (unaffected objects are copied
@@ -54,6 +55,18 @@ from weward_pipeline.verify import published_manifest, verify_published_day
 log = logging.getLogger(__name__)
 
 AUDIT_PREFIX = ("_audit", "erasure")
+# Where erasure request files live, beside the lake prefix (what the erasure role may read).
+REQUESTS_PREFIX = ("_requests", "erasure")
+
+
+def requests_url(lake: LakeLocation) -> str:
+    """s3://<lake bucket>/_requests/erasure/: the one place request files are read from (and the
+    only one the erasure role may read)."""
+    return f"s3://{lake.bucket}/{'/'.join(REQUESTS_PREFIX)}/"
+
+
+NO_ERASE_DSN = ("deleting from PostgreSQL needs WEWARD_PG_ERASE_URL (or WEWARD_PG_REDACT_URL): the role that may DELETE "
+                "the users' rows; the export DSN WEWARD_PG_URL is SELECT-only and is never used to delete. Nothing was changed.")
 
 
 class ErasureError(RuntimeError):
@@ -627,6 +640,8 @@ def erase_users(
     request = user_ids if isinstance(user_ids, ErasureRequest) else ErasureRequest.parse(user_ids)
     say = on_progress or (lambda message: log.info(message))
     in_scope = _tables_in_scope(catalog, tables)
+    if delete_from_postgres and not dry_run and settings.pg_erase_url is None:
+        raise ErasureError(NO_ERASE_DSN)
     needs_key = any(t.pii.get(t.user_column) == "hash" for t in in_scope)
     if pii_key is None:
         try:
@@ -822,7 +837,9 @@ WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND a.attnum > 0 AND 
 
 def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete: bool, limits: ErasureLimits) -> None:
     """Delete (or count) the users' rows in PostgreSQL: key-bounded batches, each its own short transaction."""
-    url = ctx.settings.pg_redact_url
+    url = ctx.settings.pg_erase_url or (None if delete else ctx.settings.pg_url)
+    if url is None:
+        raise ErasureError(NO_ERASE_DSN)
     extract_limits = ExtractLimits(statement_timeout_s=limits.statement_timeout_s, lock_timeout_s=limits.lock_timeout_s,
                                    idle_in_transaction_timeout_s=60)
     uri = connection_uri(url, f"weward-erasure {table.name}", extract_limits, read_only=not delete)
@@ -830,12 +847,12 @@ def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete
         conn = psycopg.connect(uri, autocommit=True)
     except psycopg.Error as exc:
         raise ErasureError(f"table {table.name}: cannot connect to PostgreSQL at {mask_url(url)} for erasure: "
-                           f"{mask_error(str(exc), url).strip()}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL).") from None
+                           f"{mask_error(str(exc), url).strip()}. Check WEWARD_PG_ERASE_URL (or WEWARD_PG_REDACT_URL).") from None
     with conn:
         found = conn.execute(USER_COLUMN_TYPE_SQL, (table.schema, table.source, table.user_column)).fetchone()
         if found is None:
             raise ErasureError(f"table {table.name}: PostgreSQL has no column {table.user_column!r} in "
-                               f"{table.qualified_source} visible to the redaction role")
+                               f"{table.qualified_source} visible to the erasure role")
         target = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.source))
         user = sql.Identifier(table.user_column)
         ids = sql.SQL("%(ids)s::text[]::{}.{}[]").format(sql.Identifier(found[0]), sql.Identifier(found[1]))

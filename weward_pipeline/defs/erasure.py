@@ -25,7 +25,7 @@ from pydantic import Field
 from weward_pipeline.config import Catalog, ConfigError
 from weward_pipeline.defs.assets import SOURCE_POOL, lake_key
 from weward_pipeline.defs.resources import LakeResource
-from weward_pipeline.erasure import ErasureError, ErasureLimits, ErasureRequest, erase_users
+from weward_pipeline.erasure import ErasureError, ErasureLimits, ErasureRequest, erase_users, requests_url
 from weward_pipeline.failures import transient_reason
 from weward_pipeline.secret_store import scrub
 
@@ -33,7 +33,8 @@ ERASURE_JOB = "gdpr_erasure"
 
 
 class ErasureConfig(dg.Config):
-    request_url: str = Field(description="s3://bucket/key, or a path the run worker can read: one user id per line")
+    request_url: str = Field(description="s3://<lake bucket>/_requests/erasure/<ticket>.txt, or a path the run worker "
+                             "can read: one user id per line")
     delete_from_postgres: bool = Field(default=False, description="also delete the users' rows from PostgreSQL, first")
     dry_run: bool = Field(default=False, description="report what would be erased; change and write nothing")
     tables: List[str] = Field(default_factory=list, description="subset of the tables with a user_column (default: all)")
@@ -42,6 +43,10 @@ class ErasureConfig(dg.Config):
 
 def read_request(url: str, lake: LakeResource) -> ErasureRequest:
     if url.startswith("s3://"):
+        allowed = requests_url(lake.settings().lake)
+        if not url.startswith(allowed):
+            raise ErasureError(f"erasure requests are read from {allowed} (the only place the erasure role may read); "
+                               f"put the request file there, not at {url}")
         bucket, _, key = url.removeprefix("s3://").partition("/")
         try:
             body = lake.clients().s3.get_object(Bucket=bucket, Key=key)["Body"].read()

@@ -34,6 +34,7 @@ class LakeResource(dg.ConfigurableResource):
             "AWS_REGION": self.aws_region,
             "AWS_ENDPOINT_URL": self.aws_endpoint_url or "",
             "WEWARD_PG_REDACT_URL": os.environ.get("WEWARD_PG_REDACT_URL", ""),
+            "WEWARD_PG_ERASE_URL": os.environ.get("WEWARD_PG_ERASE_URL", ""),
         }
         return Settings.from_env(env)
 
