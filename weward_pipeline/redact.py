@@ -32,7 +32,6 @@ import datetime as dt
 import json
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -51,6 +50,7 @@ from weward_pipeline.export import AwsClients
 from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, mask_error, describe, row_fingerprint_sql
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.keys import RedactionKeys
+from weward_pipeline.scratch import make_workdir
 from weward_pipeline.verify import verify_published_day
 
 log = logging.getLogger(__name__)
@@ -762,7 +762,7 @@ def redact_day(
         table=table.name, day=day.isoformat(), source=table.qualified_source, postgres=mask_url(settings.pg_redact_url),
         dry_run=dry_run, started_at=_now_iso(),
     )
-    workdir = Path(tempfile.mkdtemp(prefix=f"weward-redact-{table.name}-"))
+    workdir = make_workdir(f"weward-redact-{table.name}-")
     conn = None
     try:
         evidence = collect_evidence(clients, glue, table, day, workdir)
