@@ -1,0 +1,79 @@
+"""The production rehearsal: every AWS call each job makes is allowed by the policy Terraform
+renders for the role its task runs as (issue 11).
+
+Requests are recorded by the proxy in front of moto (weward_pipeline_tests/rehearsal/), mapped to
+IAM authorizations the way AWS makes them, and evaluated by the rehearsal's IAM evaluator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import boto3
+import pytest
+
+from weward_pipeline.config import Settings, load_catalog, SAMPLE_CATALOG
+from weward_pipeline.devstack import sample_data
+from weward_pipeline.export import AwsClients, export_day
+from weward_pipeline.secret_store import PiiKey
+from weward_pipeline_tests.rehearsal.authz import Account, Environment
+from weward_pipeline_tests.rehearsal.check import denials, report
+from weward_pipeline_tests.rehearsal.proxy import job_credentials
+
+FIXTURES = Path(__file__).parent / "rehearsal" / "fixtures"
+PROD_ENV = Path(__file__).resolve().parents[1] / "deploy" / "prod.env"
+DAY = dt.date(2024, 3, 30)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def export_recording(recording_proxy, aws_server, sample_database):
+    """One table of yesterday's export under production's names (deploy/prod.env), through the proxy,
+    signed as job `export-inprocess`; returns its recorded requests."""
+    prod = read_env_file(PROD_ENV)
+    settings = Settings.from_env({**prod, "WEWARD_PG_URL": sample_database, "AWS_ENDPOINT_URL": recording_proxy.endpoint_url})
+    aws_server.create_bucket(settings.lake.bucket)  # what Terraform creates: the bucket and the Glue database
+    boto3.client("glue", endpoint_url=aws_server.endpoint_url, region_name=settings.aws_region).create_database(
+        DatabaseInput={"Name": settings.glue_database})
+    catalog = load_catalog(SAMPLE_CATALOG)
+    table = catalog.table("step_events")
+    job = "export-inprocess"
+    with environment({**job_credentials(job), "AWS_ENDPOINT_URL": recording_proxy.endpoint_url}):
+        export_day(settings, catalog, table, DAY, clients=AwsClients.from_settings(settings),
+                   pii_key=PiiKey(b"k" * 48, "rehearsal"))
+    return recording_proxy.for_job(job)
+
+
+def test_the_rehearsal_catches_defect_2_head_bucket_under_a_prefix_conditioned_list_bucket(export_recording):
+    old = json.loads((FIXTURES / "main_export_policy.json").read_text())
+    env = Environment(Account("123456789012", "eu-west-3"), bucket_keys={"weward-lake-prod": old["lake_bucket_key"]})
+    assert {r.client for r in export_recording} == {"boto3", "pyarrow"}  # both clients went through the proxy
+
+    found = denials("export", export_recording, [old["policy"]], old["role"], env)
+
+    assert [str(d) for d in found if d.authorization.operation == "s3:HeadBucket"] == [
+        "job export: HEAD /weward-lake-prod -> 200 (boto3) [s3:HeadBucket] needs s3:ListBucket on arn:aws:s3:::weward-lake-prod "
+        "(HeadBucket is authorized as s3:ListBucket without s3:prefix): implicit deny "
+        "for role arn:aws:iam::123456789012:role/weward-prod-export"
+    ], report(found)
