@@ -65,15 +65,37 @@ def export_recording(recording_proxy, aws_server, sample_database):
     return recording_proxy.for_job(job)
 
 
-def test_the_rehearsal_catches_defect_2_head_bucket_under_a_prefix_conditioned_list_bucket(export_recording):
+def old_policy():
     old = json.loads((FIXTURES / "main_export_policy.json").read_text())
     env = Environment(Account("123456789012", "eu-west-3"), bucket_keys={"weward-lake-prod": old["lake_bucket_key"]})
-    assert {r.client for r in export_recording} == {"boto3", "pyarrow"}  # both clients went through the proxy
+    return old, env
 
-    found = denials("export", export_recording, [old["policy"]], old["role"], env)
 
-    assert [str(d) for d in found if d.authorization.operation == "s3:HeadBucket"] == [
+def test_the_rehearsal_catches_defect_2_head_bucket_under_a_prefix_conditioned_list_bucket(recording_proxy, export_recording):
+    """main's check_lake_reachable called head_bucket; main's export role allowed s3:ListBucket only
+    under an s3:prefix condition. Replaying that call, the rehearsal denies it and says why."""
+    old, env = old_policy()
+    job = "export-main-probe"
+    s3 = boto3.client("s3", endpoint_url=recording_proxy.endpoint_url, region_name="eu-west-3",
+                      **{k.lower(): v for k, v in job_credentials(job).items()})
+    s3.head_bucket(Bucket="weward-lake-prod")  # main's probe, verbatim
+
+    found = denials("export", recording_proxy.for_job(job), [old["policy"]], old["role"], env)
+
+    assert [str(d) for d in found] == [
         "job export: HEAD /weward-lake-prod -> 200 (boto3) [s3:HeadBucket] needs s3:ListBucket on arn:aws:s3:::weward-lake-prod "
         "(HeadBucket is authorized as s3:ListBucket without s3:prefix): implicit deny "
         "for role arn:aws:iam::123456789012:role/weward-prod-export"
-    ], report(found)
+    ]
+
+
+def test_the_export_probes_the_lake_within_what_the_prefix_conditioned_grant_allows(export_recording):
+    """Defect 2's fix in the code: the probe is a one-key listing under the lake prefix, so the
+    export (boto3 and pyarrow alike) needs nothing outside the lake prefix, even under main's policy."""
+    old, env = old_policy()
+    assert {r.client for r in export_recording} == {"boto3", "pyarrow"}  # both clients went through the proxy
+    first = export_recording[0]
+    assert (first.method, first.path, first.query_dict()["prefix"], first.query_dict()["max-keys"]) == \
+        ("GET", "/weward-lake-prod", "lake/", "1"), first.describe()
+    found = denials("export", export_recording, [old["policy"]], old["role"], env)
+    assert found == [], report(found)
