@@ -8,8 +8,10 @@ bubblewrap (Debian's `bubblewrap`) builds the container's view of the file syste
 - each mount point of the task definition gets a fresh directory with Fargate's ownership rule:
   a bind-mount volume is root-owned 0755 unless the image declares a VOLUME at that path, in
   which case it starts as the image's directory (its owner and mode);
-- the process runs as the task's `user` both outside (setpriv) and inside (a user namespace),
-  so "root-owned 0755" really is unwritable to it.
+- the process runs as the task's `user` inside a user namespace whose only mapped id is ours
+  (so it reads the host's Python and venv), with no capabilities: a directory the container user
+  does not own is owned, on the host, by an unmapped id (65534), so "root-owned 0755" really is
+  unwritable to it (it shows as nobody-owned inside).
 The network is shared (the local PostgreSQL and moto are on loopback).
 
 What differs from Fargate, on purpose: endpoints (AWS_ENDPOINT_URL, the local PostgreSQL),
@@ -30,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+# main's (33e6433) Dockerfile, kept to show the rehearsal fails on the old deployment (defect 3).
+DOCKERFILE_AT_MAIN = Path(__file__).parent / "fixtures" / "Dockerfile.main"
 # Variables the local stack must override, and why (everything else comes from the task definition).
 LOCAL_OVERRIDES = {
     "AWS_ENDPOINT_URL": "the recording proxy in front of moto",
@@ -42,6 +46,10 @@ LOCAL_OVERRIDES = {
     "DAGSTER_PG_PORT": "the local PostgreSQL",
     "PYTHONPATH": "the worktree instead of the package installed in the image",
 }
+
+
+# PATH of the python:3.11-slim-bookworm base image, which the Dockerfile's ENV PATH extends.
+BASE_IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -63,7 +71,7 @@ class Image:
 def read_dockerfile(path: Path = DOCKERFILE, *, tables_file: str) -> Image:
     text = path.read_text().replace("\\\n", " ")
     final = text[text.rindex("\nFROM "):]  # the final stage
-    env: dict[str, str] = {}
+    env: dict[str, str] = {"PATH": BASE_IMAGE_PATH}
     volumes: list[str] = []
     owned: dict[str, tuple[int, int]] = {}
     files: dict[str, str] = {}
@@ -135,7 +143,10 @@ def _image_directory_mode(path: str, image: Image) -> tuple[int, int, int]:
     return uid, gid, 0o755
 
 
-def volume_directory(path: str, image: Image, base: Path) -> Path:
+UNMAPPED_ID = 65534  # a host id outside the sandbox's user namespace: "someone else", e.g. the container's root
+
+
+def volume_directory(path: str, image: Image, base: Path, user: tuple[int, int]) -> Path:
     """A fresh host directory for one task volume, owned as Fargate would leave it."""
     host = base / ("vol" + path.replace("/", "_"))
     host.mkdir(parents=True)
@@ -143,7 +154,8 @@ def volume_directory(path: str, image: Image, base: Path) -> Path:
         uid, gid, mode = _image_directory_mode(path, image)
     else:
         uid, gid, mode = 0, 0, 0o755  # Fargate bind mount without a VOLUME in the image
-    os.chown(host, uid, gid)
+    # Container ids -> host ids: the container user is us (the one mapped id), anyone else is unmapped.
+    os.chown(host, os.getuid() if uid == user[0] else UNMAPPED_ID, os.getgid() if gid == user[1] else UNMAPPED_ID)
     os.chmod(host, mode)
     return host
 
@@ -159,7 +171,7 @@ def build_command(task: TaskRuntime, image: Image, *, env: dict[str, str], base:
     if bwrap is None:
         raise RuntimeUnavailable("bubblewrap is not installed: run scripts/install-system-deps.sh (apt-get install bubblewrap)")
     uid, gid = task.user or image.user
-    volumes = {path: volume_directory(path, image, base) for path in task.mount_points}
+    volumes = {path: volume_directory(path, image, base, (uid, gid)) for path in task.mount_points}
     opt = ["--tmpfs", "/opt"]
     binds = {"/opt/venv": os.environ.get("WEWARD_REHEARSAL_VENV", str(Path(os.sys.executable).parents[1]))}
     for container_path, source in image.files.items():
@@ -180,21 +192,38 @@ def build_command(task: TaskRuntime, image: Image, *, env: dict[str, str], base:
     args += ["--chdir", image.workdir, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
-    command = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *args, "--", *task.command]
+    command = [*args, "--", *task.command]
     return command, volumes
+
+
+def secret_name(value_from: str) -> str:
+    """The secret's name in a valueFrom (a Secrets Manager ARN ends in `secret:<name>-<6 random>`)."""
+    if ":secret:" in value_from:
+        name = value_from.split(":secret:", 1)[1].split(":", 1)[0]
+        return re.sub(r"-[A-Za-z0-9]{6}$", "", name)
+    return value_from
 
 
 def container_environment(task: TaskRuntime, image: Image, secret_values: dict[str, str],
                           overrides: dict[str, str]) -> dict[str, str]:
-    """Image ENV, then the task's environment and secrets (as ECS sets them), then the local overrides."""
-    missing = sorted(set(task.secrets) - set(secret_values))
+    """Image ENV, then the task's environment and secrets (as ECS sets them), then the local overrides.
+
+    `secret_values` maps a secret's name (as deploy/<env>.env names it) to its local value; each
+    secret variable gets the value of the secret its valueFrom names, as ECS injects it."""
+    resolved, missing = {}, []
+    for variable, value_from in task.secrets.items():
+        name = secret_name(value_from)
+        if name in secret_values:
+            resolved[variable] = secret_values[name]
+        else:
+            missing.append(f"{variable} (from {value_from})")
     if missing:
         raise KeyError(f"no local value for the task's secret(s) {', '.join(missing)}")
     unknown = sorted(set(overrides) - set(LOCAL_OVERRIDES))
     if unknown:
         raise KeyError(f"override(s) {', '.join(unknown)} are not local endpoint/credential settings: "
                        "the rehearsal must run with the task definition's environment")
-    return {**image.env, **task.environment, **{k: secret_values[k] for k in task.secrets}, **overrides}
+    return {**image.env, **task.environment, **resolved, **overrides}
 
 
 def run_task(task: TaskRuntime, image: Image, *, secret_values: dict[str, str], overrides: dict[str, str],

@@ -1,0 +1,113 @@
+"""The local stand-in for the deployed account: what Terraform and the DBA create, with local values.
+
+Production's names come from deploy/prod.env (the bucket, the Glue database, Dagster's storage
+database and user), so the jobs run with the task definition's environment unchanged; only the
+endpoints and the secrets' values are local.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import psycopg
+from psycopg import sql
+
+from weward_pipeline.config import SAMPLE_CATALOG, LakeLocation, load_catalog
+from weward_pipeline.devstack import sample_data
+from weward_pipeline.devstack.roles import PipelineRoles, ensure_roles, grant_catalog, role_url
+from weward_pipeline_tests.rehearsal import runtime
+from weward_pipeline_tests.rehearsal.proxy import RecordingProxy, job_credentials
+
+ROOT = Path(__file__).resolve().parents[2]
+PROD_ENV = ROOT / "deploy" / "prod.env"
+
+
+def read_env_file(path: Path = PROD_ENV) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
+
+
+@dataclass
+class JobRun:
+    job: str
+    task: runtime.TaskRuntime
+    result: subprocess.CompletedProcess
+
+    def failure(self) -> str | None:
+        if self.result.returncode == 0:
+            return None
+        tail = "\n".join((self.result.stdout + self.result.stderr).splitlines()[-25:])
+        return f"job {self.job} ({runtime.describe(self.task)}) exited {self.result.returncode}:\n{tail}"
+
+
+@dataclass
+class Stage:
+    pg_server: object
+    aws_server: object
+    proxy: RecordingProxy
+    base: Path
+    old_day: dt.date  # a day past step_events' 90-day retention, exported as a backfill, then redacted
+    secret_values: dict[str, str] = field(default_factory=dict)
+    runs: dict[str, JobRun] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, pg_server, aws_server, proxy, base: Path) -> Stage:
+        prod = read_env_file()
+        today = dt.date.today()
+        stage = cls(pg_server, aws_server, proxy, base, old_day=today - dt.timedelta(days=95))
+        app = pg_server.create_database(f"rehearsal_app_{secrets.token_hex(3)}")
+        sample_data.load(app, end_date=stage.old_day, size=sample_data.SampleSize(users=30, days=2),
+                         timezone="Europe/Paris")
+        roles = PipelineRoles(export_role="rehearsal_export", redact_role="rehearsal_redact")
+        admin = pg_server.admin_url()
+        ensure_roles(admin, roles)
+        grant_catalog(app, load_catalog(SAMPLE_CATALOG), roles)
+        # Dagster's own storage: the database and user deploy/prod.env names.
+        dagster_password = secrets.token_urlsafe(18)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            user, db = prod["DAGSTER_PG_USERNAME"], prod["DAGSTER_PG_DB"]
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(dagster_password)))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(user)))
+        # What Terraform creates: the lake bucket and the Glue database.
+        lake = LakeLocation.parse(prod["WEWARD_LAKE_URL"])
+        aws_server.create_bucket(lake.bucket)
+        boto3.client("glue", endpoint_url=aws_server.endpoint_url, region_name=prod["AWS_REGION"]).create_database(
+            DatabaseInput={"Name": prod["WEWARD_GLUE_DATABASE"]})
+        local = {
+            "WEWARD_PG_URL": roles.export_url(app),
+            "WEWARD_PG_REDACT_URL": roles.redact_url(app),
+            "WEWARD_PG_ERASE_URL": roles.redact_url(app),
+            "WEWARD_PII_KEY": secrets.token_urlsafe(48),
+            "DAGSTER_PG_PASSWORD": dagster_password,
+        }
+        # By secret name, as deploy/prod.env names them (<VARIABLE>_SECRET=<secret name>).
+        stage.secret_values = {name: local[key.removesuffix("_SECRET")] for key, name in prod.items()
+                               if key.endswith("_SECRET") and key.removesuffix("_SECRET") in local}
+        stage.app_url = app
+        return stage
+
+    def overrides(self, job: str) -> dict[str, str]:
+        return {
+            **job_credentials(job),
+            "AWS_ENDPOINT_URL": self.proxy.endpoint_url,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "PGSSLMODE": "disable",
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": str(self.pg_server.port),
+            "PYTHONPATH": str(ROOT),
+        }
+
+    def run(self, job: str, task: runtime.TaskRuntime, image: runtime.Image, *, timeout: float = 600) -> JobRun:
+        """Run `task` once under its runtime; its requests are recorded under `job`."""
+        values = dict(self.secret_values)
+        work = self.base / job
+        work.mkdir(parents=True)
+        work.chmod(0o755)
+        result = runtime.run_task(task, image, secret_values=values, overrides=self.overrides(job), base=work, timeout=timeout)
+        self.runs[job] = JobRun(job, task, result)
+        return self.runs[job]
