@@ -71,6 +71,8 @@ def test_production_config_names_psycopg2_the_ecs_launcher_and_the_source_pool_l
     assert config["concurrency"]["pools"]["default_limit"] == 2
     assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 1
     assert config["run_monitoring"]["enabled"] is True
+    # Killed runs must not hold their pool slots for good (issue 11, defect 6).
+    assert 0 < config["run_monitoring"]["free_slots_after_run_end_seconds"] <= 300
 
 
 def test_the_production_ecs_launcher_config_is_valid_for_dagster_aws():
