@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from weward_pipeline.config import Catalog, TableConfig
+from weward_pipeline.defs.alerts import alert_sensors
 from weward_pipeline.defs.assets import lake_asset, source_asset
 from weward_pipeline.defs.checks import export_checks
 from weward_pipeline.defs.erasure import erasure_job
@@ -42,4 +43,6 @@ def build_definitions(
     redaction = dg.Definitions(sensors=[redaction_sensor()] if any(t.retention_days for t in catalog.tables) else [])
     # GDPR erasure, launched by hand with a request file (defs/erasure.py); only if a table can be erased.
     erasure = dg.Definitions(jobs=[erasure_job(catalog)] if any(t.user_column for t in catalog.tables) else [])
-    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), redaction, erasure, shared)
+    # Failed runs and failed blocking checks reach a person (SNS) when the Dagster service runs.
+    alerts = dg.Definitions(sensors=alert_sensors())
+    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), redaction, erasure, alerts, shared)
