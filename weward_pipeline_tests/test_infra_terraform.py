@@ -388,8 +388,7 @@ def test_the_redaction_task_never_gets_the_export_credentials_or_the_pii_key():
         "${merge({for name in var.redaction_secret_variables : name => name}, var.redaction_secret_aliases)}")
 
 
-@pytest.mark.parametrize("directory", [d for d in terraform_directories()
-                                       if (INFRA / d / "tests").is_dir() or d == "envs/dev"])
+@pytest.mark.parametrize("directory", terraform_directories())
 def test_terraform_validates_and_tests_every_root_and_module_offline(directory):
     """`terraform init -backend=false` from the provider mirror against the committed lock file,
     `validate`, and `terraform test` (mock AWS provider, nothing leaves the machine) where the
