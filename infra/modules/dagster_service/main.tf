@@ -39,76 +39,70 @@ locals {
   }
 }
 
-data "aws_iam_policy_document" "ecs_tasks_trust" {
-  statement {
-    effect  = "Allow"
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ecs-tasks.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
+locals {
+  ecs_tasks_trust = {
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "ecs-tasks.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+    }]
   }
 }
 
 resource "aws_iam_role" "service" {
   name               = "${var.name_prefix}-dagster-service"
   description        = "Dagster webserver and daemon: launch and watch run worker tasks."
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
+  assume_role_policy = jsonencode(local.ecs_tasks_trust)
   tags               = var.tags
 }
 
-data "aws_iam_policy_document" "service" {
-  statement {
-    sid       = "LaunchRunsFromTheRunWorkerTaskDefinitions"
-    actions   = ["ecs:RunTask"]
-    resources = [var.run_worker_task_definition, var.redaction_task_definition]
-    condition {
-      test     = "ArnEquals"
-      variable = "ecs:cluster"
-      values   = [var.cluster_arn]
-    }
-  }
-
-  statement {
-    sid       = "WatchAndStopRuns"
-    actions   = ["ecs:DescribeTasks", "ecs:StopTask", "ecs:TagResource"]
-    resources = [local.task_arns]
-  }
-
-  statement {
-    sid       = "PassTheRunWorkerRoles"
-    actions   = ["iam:PassRole"]
-    resources = var.run_worker_role_arns
-    condition {
-      test     = "StringEquals"
-      variable = "iam:PassedToService"
-      values   = ["ecs-tasks.amazonaws.com"]
-    }
-  }
-
-  statement {
-    sid = "DescribeWithoutResourceLevelPermissions"
-    actions = [
-      "ec2:DescribeNetworkInterfaces",
-      "ecs:DescribeTaskDefinition",
-      "ssmmessages:CreateControlChannel",
-      "ssmmessages:CreateDataChannel",
-      "ssmmessages:OpenControlChannel",
-      "ssmmessages:OpenDataChannel",
+locals {
+  service_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "LaunchRunsFromTheRunWorkerTaskDefinitions"
+        Effect    = "Allow"
+        Action    = "ecs:RunTask"
+        Resource  = [var.run_worker_task_definition, var.redaction_task_definition]
+        Condition = { ArnEquals = { "ecs:cluster" = var.cluster_arn } }
+      },
+      {
+        Sid      = "WatchAndStopRuns"
+        Effect   = "Allow"
+        Action   = ["ecs:DescribeTasks", "ecs:StopTask", "ecs:TagResource"]
+        Resource = local.task_arns
+      },
+      {
+        Sid       = "PassTheRunWorkerRoles"
+        Effect    = "Allow"
+        Action    = "iam:PassRole"
+        Resource  = var.run_worker_role_arns
+        Condition = { StringEquals = { "iam:PassedToService" = "ecs-tasks.amazonaws.com" } }
+      },
+      {
+        Sid    = "DescribeWithoutResourceLevelPermissions"
+        Effect = "Allow"
+        Action = [
+          "ec2:DescribeNetworkInterfaces",
+          "ecs:DescribeTaskDefinition",
+          "ssmmessages:CreateControlChannel",
+          "ssmmessages:CreateDataChannel",
+          "ssmmessages:OpenControlChannel",
+          "ssmmessages:OpenDataChannel",
+        ]
+        Resource = "*"
+      },
     ]
-    resources = ["*"]
   }
 }
 
 resource "aws_iam_role_policy" "service" {
   name   = "dagster-service"
   role   = aws_iam_role.service.id
-  policy = data.aws_iam_policy_document.service.json
+  policy = jsonencode(local.service_policy)
 }
 
 resource "aws_ecs_task_definition" "service" {

@@ -98,60 +98,66 @@ resource "aws_cloudwatch_log_group" "run_worker" {
 # Execution role: what ECS itself needs to start the task (pull, log, inject secrets).
 # ---------------------------------------------------------------------------------------------
 
-data "aws_iam_policy_document" "ecs_tasks_trust" {
-  statement {
-    effect  = "Allow"
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ecs-tasks.amazonaws.com"]
-    }
+locals {
+  ecs_tasks_trust = {
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "ecs-tasks.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+    }]
   }
 }
 
 resource "aws_iam_role" "execution" {
   name               = "${var.name_prefix}-run-worker-execution"
   description        = "ECS agent of the run worker: pull the image, write logs, inject secrets."
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
+  assume_role_policy = jsonencode(local.ecs_tasks_trust)
   tags               = var.tags
 }
 
-data "aws_iam_policy_document" "execution" {
-  statement {
-    sid       = "EcrLogin"
-    actions   = ["ecr:GetAuthorizationToken"]
-    resources = ["*"]
-  }
-
-  statement {
-    sid       = "PullTheRunWorkerImage"
-    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-    resources = [aws_ecr_repository.run_worker.arn]
-  }
-
-  statement {
-    sid       = "WriteTheRunWorkerLogs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.run_worker.arn}:log-stream:*"]
-  }
-
-  statement {
-    sid       = "InjectTheRunWorkerSecrets"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = distinct(flatten([for worker in local.workers : [for secret in values(worker.secrets) : var.secret_arns[secret]]]))
-  }
-
-  statement {
-    sid       = "DecryptSecretsAndImage"
-    actions   = ["kms:Decrypt"]
-    resources = [var.kms_key_arn]
+locals {
+  execution_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "EcrLogin"
+        Effect   = "Allow"
+        Action   = "ecr:GetAuthorizationToken"
+        Resource = "*"
+      },
+      {
+        Sid      = "PullTheRunWorkerImage"
+        Effect   = "Allow"
+        Action   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+        Resource = aws_ecr_repository.run_worker.arn
+      },
+      {
+        Sid      = "WriteTheRunWorkerLogs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = "${aws_cloudwatch_log_group.run_worker.arn}:log-stream:*"
+      },
+      {
+        Sid      = "InjectTheRunWorkerSecrets"
+        Effect   = "Allow"
+        Action   = "secretsmanager:GetSecretValue"
+        Resource = distinct(flatten([for worker in local.workers : [for secret in values(worker.secrets) : var.secret_arns[secret]]]))
+      },
+      {
+        Sid      = "DecryptSecretsAndImage"
+        Effect   = "Allow"
+        Action   = "kms:Decrypt"
+        Resource = var.kms_key_arn
+      },
+    ]
   }
 }
 
 resource "aws_iam_role_policy" "execution" {
   name   = "execution"
   role   = aws_iam_role.execution.id
-  policy = data.aws_iam_policy_document.execution.json
+  policy = jsonencode(local.execution_policy)
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -20,93 +20,77 @@ locals {
   }
 }
 
-data "aws_iam_policy_document" "scheduler_trust" {
-  statement {
-    effect  = "Allow"
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["scheduler.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
+locals {
+  scheduler_trust = {
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "scheduler.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+    }]
   }
 }
 
 resource "aws_iam_role" "scheduler" {
   name               = "${var.name_prefix}-scheduler"
   description        = "EventBridge Scheduler: starts the ${var.name_prefix} runs."
-  assume_role_policy = data.aws_iam_policy_document.scheduler_trust.json
+  assume_role_policy = jsonencode(local.scheduler_trust)
   tags               = var.tags
 }
 
-data "aws_iam_policy_document" "scheduler" {
-  statement {
-    sid       = "DecryptTheSchedules"
-    actions   = ["kms:Decrypt"]
-    resources = [var.kms_key_arn]
-  }
-
-  dynamic "statement" {
-    for_each = local.use_ecs ? [1] : []
-    content {
-      sid       = "RunTheWorkerTasks"
-      actions   = ["ecs:RunTask"]
-      resources = [for run in local.runs : run.task_definition_arn]
-      condition {
-        test     = "ArnEquals"
-        variable = "ecs:cluster"
-        values   = [var.cluster_arn]
-      }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = local.use_ecs ? [1] : []
-    content {
-      sid       = "PassTheWorkerRoles"
-      actions   = ["iam:PassRole"]
-      resources = distinct(concat([var.execution_role_arn], values(var.task_role_arns)))
-      condition {
-        test     = "StringEquals"
-        variable = "iam:PassedToService"
-        values   = ["ecs-tasks.amazonaws.com"]
-      }
-    }
-  }
-
-  # Starting an instance whose volume is encrypted with the project key creates a grant for EC2.
-  dynamic "statement" {
-    for_each = local.use_ec2 ? [1] : []
-    content {
-      sid       = "LetEc2UseTheKeyForTheRunInstanceVolume"
-      actions   = ["kms:CreateGrant"]
-      resources = [var.kms_key_arn]
-      condition {
-        test     = "Bool"
-        variable = "kms:GrantIsForAWSResource"
-        values   = ["true"]
-      }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = local.use_ec2 ? [1] : []
-    content {
-      sid       = "StartAndStopTheRunInstance"
-      actions   = ["ec2:StartInstances", "ec2:StopInstances"]
-      resources = [aws_instance.run_worker[0].arn]
-    }
+locals {
+  scheduler_ecs_statements = [
+    {
+      Sid       = "RunTheWorkerTasks"
+      Effect    = "Allow"
+      Action    = "ecs:RunTask"
+      Resource  = [for run in local.runs : run.task_definition_arn]
+      Condition = { ArnEquals = { "ecs:cluster" = var.cluster_arn } }
+    },
+    {
+      Sid       = "PassTheWorkerRoles"
+      Effect    = "Allow"
+      Action    = "iam:PassRole"
+      Resource  = distinct(concat([var.execution_role_arn], values(var.task_role_arns)))
+      Condition = { StringEquals = { "iam:PassedToService" = "ecs-tasks.amazonaws.com" } }
+    },
+  ]
+  scheduler_ec2_statements = [
+    # Starting an instance whose volume is encrypted with the project key creates a grant for EC2.
+    {
+      Sid       = "LetEc2UseTheKeyForTheRunInstanceVolume"
+      Effect    = "Allow"
+      Action    = "kms:CreateGrant"
+      Resource  = var.kms_key_arn
+      Condition = { Bool = { "kms:GrantIsForAWSResource" = "true" } }
+    },
+    {
+      Sid      = "StartAndStopTheRunInstance"
+      Effect   = "Allow"
+      Action   = ["ec2:StartInstances", "ec2:StopInstances"]
+      Resource = one(aws_instance.run_worker[*].arn)
+    },
+  ]
+  scheduler_policy = {
+    Version = "2012-10-17"
+    Statement = concat(
+      [{
+        Sid      = "DecryptTheSchedules"
+        Effect   = "Allow"
+        Action   = "kms:Decrypt"
+        Resource = var.kms_key_arn
+      }],
+      [for statement in local.scheduler_ecs_statements : statement if local.use_ecs],
+      [for statement in local.scheduler_ec2_statements : statement if local.use_ec2],
+    )
   }
 }
 
 resource "aws_iam_role_policy" "scheduler" {
   name   = "scheduler"
   role   = aws_iam_role.scheduler.id
-  policy = data.aws_iam_policy_document.scheduler.json
+  policy = jsonencode(local.scheduler_policy)
 }
 
 resource "aws_scheduler_schedule_group" "this" {
@@ -220,25 +204,29 @@ resource "aws_instance" "run_worker" {
 }
 
 # What ECS's execution role does for a task, the instance does itself: pull the image, write logs.
-data "aws_iam_policy_document" "run_instance" {
-  count = local.use_ec2 ? 1 : 0
-
-  statement {
-    sid       = "EcrLogin"
-    actions   = ["ecr:GetAuthorizationToken"]
-    resources = ["*"]
-  }
-
-  statement {
-    sid       = "PullTheRunWorkerImage"
-    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-    resources = [var.ec2_repository_arn]
-  }
-
-  statement {
-    sid       = "WriteTheRunWorkerLogs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${var.ec2_log_group_arn}:log-stream:*"]
+locals {
+  run_instance_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "EcrLogin"
+        Effect   = "Allow"
+        Action   = "ecr:GetAuthorizationToken"
+        Resource = "*"
+      },
+      {
+        Sid      = "PullTheRunWorkerImage"
+        Effect   = "Allow"
+        Action   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+        Resource = var.ec2_repository_arn
+      },
+      {
+        Sid      = "WriteTheRunWorkerLogs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = "${var.ec2_log_group_arn}:log-stream:*"
+      },
+    ]
   }
 }
 
@@ -247,7 +235,7 @@ resource "aws_iam_role_policy" "run_instance" {
 
   name   = "run-instance"
   role   = var.ec2_instance_role_name
-  policy = data.aws_iam_policy_document.run_instance[0].json
+  policy = jsonencode(local.run_instance_policy)
 }
 
 resource "aws_scheduler_schedule" "ec2_start" {

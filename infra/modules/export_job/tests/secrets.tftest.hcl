@@ -6,9 +6,6 @@ mock_provider "aws" {
   mock_data "aws_region" {
     defaults = { name = "eu-west-3", id = "eu-west-3", region = "eu-west-3" }
   }
-  mock_data "aws_iam_policy_document" {
-    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}", minified_json = "{}" }
-  }
 }
 
 override_resource {

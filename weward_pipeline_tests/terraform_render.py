@@ -1,0 +1,459 @@
+"""Terraform's own rendering of an environment, and the one place tests run terraform offline.
+
+`render(env)` plans infra/envs/<env> with its rehearsal (infra/envs/prod/tests/rehearsal.tftest.hcl:
+a mock AWS provider whose values are all known at plan time, ARNs in the shape AWS assigns them,
+account 123456789012, region eu-west-3) and returns what Terraform itself computed: the policy
+documents are `jsonencode` of the modules' locals, evaluated by Terraform, not HCL re-parsed here.
+
+    from weward_pipeline_tests.terraform_render import render
+
+    prod = render("prod")                                  # REHEARSAL_VARIABLES: Dagster service on, an analyst
+    prod = render("prod", dagster_service_enabled=False)   # any root variable with a default, as -var
+    role = prod.roles["weward-prod-export"]                # Role: .name .arn .trust .policies
+    role.policies["export"]                                # {"Version": ..., "Statement": [...]}
+    prod.role_by_arn(arn)                                  # Role
+    task = prod.task_definitions["weward-prod-export"]     # TaskDefinition, keyed by family
+    task.task_role.name, task.execution_role.name          # Role
+    task.container.command / .environment / .secrets       # list, {name: value}, {name: secret ARN}
+    task.container.user, .readonly_root_filesystem, .mount_points ({containerPath: volume name})
+    task.volumes, task.cpu, task.memory, task.cpu_architecture, task.operating_system
+    schedule = prod.schedules["weward-prod-export"]        # Schedule: .state .expression .timezone
+    schedule.role.name, schedule.task_definition (TaskDefinition or None), .input, .ecs, .dead_letter_arn
+    prod.event_rules[name]                                 # EventRule: .event_pattern (dict) .targets
+    prod.security_groups[name]                             # SecurityGroup: .id .ingress .egress
+    prod.vpc_endpoints[service]                            # e.g. "ecs", "s3": the resource's values
+    prod.bucket_policies[bucket], prod.key_policies[key_arn], prod.secrets[name] (ARN)
+    prod.resources("aws_sqs_queue")                        # every planned resource of a type
+    prod.outputs["task_definition_arns"]
+
+Renderings are cached per process (one pytest session): the first costs one `terraform init`
+(provider mirror, shared plugin cache) and one plan, ~5-15 s. Terraform or the AWS provider
+missing is an error naming what to install (`require_terraform`), never a skip.
+
+Everything runs on a private copy of infra/ and deploy/ (terraform writes .terraform/ into each
+directory it initializes); envs/dev gets the prod test suites with deploy/dev.env's names.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+INFRA = ROOT / "infra"
+DEPLOY = ROOT / "deploy"
+ENVS = ("dev", "prod")
+REHEARSAL = "tests/rehearsal.tftest.hcl"
+ACCOUNT_ID = "123456789012"  # of the rehearsal's mock provider
+REGION = "eu-west-3"
+AWS_PROVIDER_VERSION = "5.100.0"
+MIN_TERRAFORM = (1, 11)  # override_during = plan in test files
+# Root variables of every rendering unless the caller overrides them: every optional part on,
+# so that every role, task definition and rule is rendered.
+REHEARSAL_VARIABLES = {
+    "dagster_service_enabled": True,
+    "analyst_principal_arns": [
+        f"arn:aws:iam::{ACCOUNT_ID}:role/aws-reserved/sso.amazonaws.com/{REGION}/AWSReservedSSO_Analyst_0123456789abcdef"],
+}
+
+
+class TerraformUnavailable(RuntimeError):
+    """terraform or the AWS provider mirror is missing; the message says what to install."""
+
+
+class RenderError(RuntimeError):
+    """terraform failed; the message holds its diagnostics."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Running terraform offline
+# ---------------------------------------------------------------------------------------------
+
+
+def provider_mirror() -> Path | None:
+    for candidate in (os.environ.get("TF_PROVIDER_MIRROR"), "/opt/tf-plugins"):
+        if candidate and (Path(candidate) / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+            return Path(candidate)
+    return None
+
+
+@functools.cache
+def require_terraform() -> tuple[str, Path]:
+    """(terraform binary, provider mirror), or TerraformUnavailable saying what to install."""
+    binary = shutil.which("terraform")
+    if binary is None:
+        raise TerraformUnavailable(
+            "terraform is not installed: install Terraform >= 1.11 "
+            "(https://developer.hashicorp.com/terraform/install, or apt-get install terraform from "
+            "apt.releases.hashicorp.com); the infra tests plan every environment offline with it")
+    version = subprocess.run([binary, "version", "-json"], capture_output=True, text=True, check=True,
+                             env=_base_env(Path(tempfile.gettempdir())), timeout=60)
+    found = tuple(int(part) for part in json.loads(version.stdout)["terraform_version"].split(".")[:2])
+    if found < MIN_TERRAFORM:
+        raise TerraformUnavailable(f"terraform {'.'.join(map(str, found))} is too old: install >= "
+                                   f"{'.'.join(map(str, MIN_TERRAFORM))} (the rehearsal uses override_during)")
+    mirror = provider_mirror()
+    if mirror is None or not (mirror / "registry.terraform.io/hashicorp/aws" / AWS_PROVIDER_VERSION).is_dir():
+        raise TerraformUnavailable(
+            f"no hashicorp/aws {AWS_PROVIDER_VERSION} provider mirror in $TF_PROVIDER_MIRROR or /opt/tf-plugins: "
+            f"on a machine with registry access run `terraform providers mirror /opt/tf-plugins` in "
+            f"infra/envs/prod (the lock files pin {AWS_PROVIDER_VERSION}), or set TF_PROVIDER_MIRROR")
+    return binary, mirror
+
+
+def _base_env(home: Path) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(home),
+            "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+
+
+def env_names(env: str) -> dict[str, str]:
+    """The names of an environment that appear literally in the test suites (prod's are written there)."""
+    values = read_env_file(DEPLOY / f"{env}.env")
+    names = {key: value for key, value in values.items() if key.endswith("_SECRET")}
+    names["lake_bucket"] = values["WEWARD_LAKE_URL"].removeprefix("s3://").split("/")[0]
+    names["results_bucket"] = values["WEWARD_ATHENA_OUTPUT"].removeprefix("s3://").split("/")[0]
+    names["workgroup"] = values["WEWARD_ATHENA_WORKGROUP"]
+    names["access_logs_bucket"] = f"weward-s3-access-logs-{env}"
+    names["prefix"] = f"weward-{env}"
+    names["app_host"] = f"weward-app-{env}"
+    return names
+
+
+def translate_from_prod(text: str, env: str) -> str:
+    """A prod test suite for another environment: prod's names replaced by that environment's."""
+    if env == "prod":
+        return text
+    prod, other = env_names("prod"), env_names(env)
+    placeholders = {}
+    for i, key in enumerate(sorted(prod, key=lambda k: len(prod[k]), reverse=True)):
+        placeholder = f"\0{i}\0"
+        text = text.replace(prod[key], placeholder)
+        placeholders[placeholder] = other[key]
+    for placeholder, value in placeholders.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+@functools.cache
+def workspace() -> Path:
+    """A private copy of infra/ and deploy/ with a CLI config that installs from the mirror only."""
+    _, mirror = require_terraform()
+    base = Path(tempfile.mkdtemp(prefix="weward-terraform-"))
+    atexit.register(shutil.rmtree, base, True)
+    shutil.copytree(INFRA, base / "infra", ignore=shutil.ignore_patterns(".terraform", "*.tfstate*"))
+    shutil.copytree(DEPLOY, base / "deploy")
+    for env in ENVS:
+        if env != "prod":  # the roots differ only by their name: one suite serves both
+            tests = base / "infra" / "envs" / env / "tests"
+            shutil.rmtree(tests, ignore_errors=True)
+            tests.mkdir()
+            for suite in (INFRA / "envs" / "prod" / "tests").glob("*.tftest.hcl"):
+                (tests / suite.name).write_text(translate_from_prod(suite.read_text(), env))
+    (base / "plugin-cache").mkdir()
+    (base / "cli.tfrc").write_text(
+        'provider_installation {\n  filesystem_mirror {\n'
+        f'    path    = "{mirror}"\n    include = ["registry.terraform.io/hashicorp/aws"]\n  }}\n'
+        '  direct {\n    exclude = ["registry.terraform.io/hashicorp/aws"]\n  }\n}\n'
+        f'plugin_cache_dir = "{base / "plugin-cache"}"\n'
+    )
+    return base
+
+
+def terraform(directory: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """terraform <args> in infra/<directory> of the workspace; never raises on a non-zero exit."""
+    binary, _ = require_terraform()
+    base = workspace()
+    run_env = {**_base_env(base), "TF_CLI_CONFIG_FILE": str(base / "cli.tfrc")}
+    return subprocess.run([binary, *args], cwd=base / "infra" / directory, env=run_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@functools.cache
+def initialized(directory: str) -> Path:
+    """`terraform init -backend=false` once per directory, from the mirror, against the committed lock file."""
+    result = terraform(directory, "init", "-backend=false", "-input=false", "-no-color", "-lockfile=readonly")
+    if result.returncode != 0:
+        raise RenderError(f"terraform init failed in infra/{directory} (a lock file out of date? run "
+                          f"`terraform init -backend=false` there and commit .terraform.lock.hcl):\n"
+                          f"{result.stdout[-3000:]}{result.stderr[-3000:]}")
+    return workspace() / "infra" / directory
+
+
+def terraform_directories() -> list[str]:
+    """Every root and module (relative to infra/): each is initialized, validated and tested."""
+    return sorted(str(p.parent.relative_to(INFRA)) for p in INFRA.glob("*/*/versions.tf"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The rendering
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    arn: str
+    trust: dict
+    policies: dict[str, dict]  # inline policy name -> document
+    values: dict = field(repr=False)
+
+    def statements(self) -> list[dict]:
+        """Every statement of every inline policy, each with its policy's name under "_policy"."""
+        return [{**s, "_policy": name} for name, doc in self.policies.items() for s in as_list(doc["Statement"])]
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    image: str
+    command: list[str] | None
+    environment: dict[str, str]
+    secrets: dict[str, str]  # variable -> secret ARN (valueFrom)
+    user: str | None
+    readonly_root_filesystem: bool
+    mount_points: dict[str, str]  # containerPath -> volume name (writable ones and read-only alike)
+    essential: bool
+    definition: dict = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    family: str
+    arn: str
+    cpu: int
+    memory: int
+    cpu_architecture: str | None
+    operating_system: str | None
+    task_role: Role | None
+    execution_role: Role | None
+    volumes: list[str]
+    containers: list[Container]
+    values: dict = field(repr=False)
+
+    @property
+    def container(self) -> Container:
+        """The task's one essential container."""
+        (container,) = [c for c in self.containers if c.essential]
+        return container
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    group: str
+    state: str
+    expression: str
+    timezone: str | None
+    target_arn: str
+    role: Role | None
+    input: dict | None
+    ecs: dict | None  # ecs_parameters (task_definition_arn, launch_type, network_configuration, tags...)
+    task_definition: TaskDefinition | None
+    dead_letter_arn: str | None
+    retry_policy: dict | None
+    values: dict = field(repr=False)
+
+
+@dataclass(frozen=True)
+class EventRule:
+    name: str
+    event_pattern: dict | None
+    schedule_expression: str | None
+    state: str | None
+    targets: list[dict]
+    values: dict = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SecurityGroup:
+    name: str
+    id: str
+    ingress: list[dict]
+    egress: list[dict]
+    values: dict = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Resource:
+    address: str
+    type: str
+    values: dict
+
+
+@dataclass(frozen=True)
+class Rendering:
+    env: str
+    variables: dict
+    roles: dict[str, Role]
+    task_definitions: dict[str, TaskDefinition]
+    schedules: dict[str, Schedule]
+    event_rules: dict[str, EventRule]
+    security_groups: dict[str, SecurityGroup]
+    vpc_endpoints: dict[str, dict]
+    bucket_policies: dict[str, dict]
+    key_policies: dict[str, dict]
+    secrets: dict[str, str]
+    outputs: dict
+    all_resources: list[Resource] = field(repr=False)
+    account_id: str = ACCOUNT_ID
+    region: str = REGION
+
+    def resources(self, type_: str) -> list[Resource]:
+        return [r for r in self.all_resources if r.type == type_]
+
+    def role_by_arn(self, arn: str) -> Role:
+        matches = [role for role in self.roles.values() if role.arn == arn]
+        assert len(matches) == 1, f"no single role with ARN {arn}: {sorted(r.arn for r in self.roles.values())}"
+        return matches[0]
+
+    def task_definition_by_arn(self, arn: str) -> TaskDefinition:
+        matches = [t for t in self.task_definitions.values() if arn in (t.arn, t.values.get("arn_without_revision"))]
+        assert len(matches) == 1, f"no single task definition with ARN {arn}"
+        return matches[0]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _first(blocks) -> dict | None:
+    return blocks[0] if blocks else None
+
+
+def _hcl_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+@functools.cache
+def _render(env: str, variables_json: str) -> Rendering:
+    variables = json.loads(variables_json)
+    directory = f"envs/{env}"
+    initialized(directory)
+    args = ["test", f"-filter={REHEARSAL}", "-verbose", "-json", "-no-color"]
+    args += [f"-var={name}={_hcl_value(value)}" for name, value in sorted(variables.items())]
+    result = terraform(directory, *args)
+    plans, problems = [], []
+    for line in result.stdout.splitlines():
+        message = json.loads(line)
+        if message.get("type") == "test_plan":
+            plans.append(message["test_plan"])
+        elif message.get("type") == "diagnostic" and message["diagnostic"]["severity"] == "error":
+            d = message["diagnostic"]
+            where = d.get("range", {}).get("filename", "")
+            problems.append(f"{d['summary']}: {d.get('detail', '')} ({where})")
+    if result.returncode != 0 or len(plans) != 1:
+        raise RenderError(f"terraform could not render infra/{directory} with {variables}:\n" + "\n".join(problems)
+                          + result.stderr[-3000:])
+    return _build(env, variables, plans[0])
+
+
+def render(env: str = "prod", **variables) -> Rendering:
+    """Terraform's rendering of infra/envs/<env>; keyword arguments override root variables."""
+    assert env in ENVS, f"unknown environment {env!r}"
+    return _render(env, json.dumps({**REHEARSAL_VARIABLES, **variables}, sort_keys=True))
+
+
+def _build(env: str, variables: dict, plan: dict) -> Rendering:
+    resources = [
+        Resource(change["address"], change["type"], change["change"]["after"] or {})
+        for change in plan["resource_changes"]
+        if change["mode"] == "managed" and change["change"]["actions"] != ["delete"]
+    ]
+
+    def of(type_: str) -> list[dict]:
+        return [r.values for r in resources if r.type == type_]
+
+    role_policies: dict[str, dict[str, dict]] = {}
+    for policy in of("aws_iam_role_policy"):
+        role_policies.setdefault(policy["role"], {})[policy["name"]] = json.loads(policy["policy"])
+    roles = {}
+    for values in of("aws_iam_role"):
+        policies = role_policies.get(values["id"], {}) | role_policies.get(values["name"], {})
+        roles[values["name"]] = Role(values["name"], values["arn"], json.loads(values["assume_role_policy"]),
+                                     policies, values)
+    by_arn = {role.arn: role for role in roles.values()}
+
+    task_definitions = {}
+    for values in of("aws_ecs_task_definition"):
+        containers = []
+        for c in json.loads(values["container_definitions"]):
+            containers.append(Container(
+                name=c["name"], image=c["image"], command=c.get("command"),
+                environment={e["name"]: e["value"] for e in c.get("environment") or []},
+                secrets={s["name"]: s["valueFrom"] for s in c.get("secrets") or []},
+                user=c.get("user"), readonly_root_filesystem=bool(c.get("readonlyRootFilesystem")),
+                mount_points={m["containerPath"]: m["sourceVolume"] for m in c.get("mountPoints") or []},
+                essential=c.get("essential", True), definition=c,
+            ))
+        platform = _first(values.get("runtime_platform")) or {}
+        task_definitions[values["family"]] = TaskDefinition(
+            family=values["family"], arn=values["arn"], cpu=int(values["cpu"]), memory=int(values["memory"]),
+            cpu_architecture=platform.get("cpu_architecture"), operating_system=platform.get("operating_system_family"),
+            task_role=by_arn.get(values.get("task_role_arn")), execution_role=by_arn.get(values.get("execution_role_arn")),
+            volumes=[v["name"] for v in values.get("volume") or []], containers=containers, values=values,
+        )
+    tasks_by_arn = {t.arn: t for t in task_definitions.values()}
+    tasks_by_arn |= {t.values["arn_without_revision"]: t for t in task_definitions.values() if t.values.get("arn_without_revision")}
+
+    schedules = {}
+    for values in of("aws_scheduler_schedule"):
+        target = values["target"][0]
+        ecs = _first(target.get("ecs_parameters"))
+        schedules[values["name"]] = Schedule(
+            name=values["name"], group=values.get("group_name"), state=values["state"],
+            expression=values["schedule_expression"], timezone=values.get("schedule_expression_timezone"),
+            target_arn=target["arn"], role=by_arn.get(target["role_arn"]),
+            input=json.loads(target["input"]) if target.get("input") else None, ecs=ecs,
+            task_definition=tasks_by_arn.get(ecs["task_definition_arn"]) if ecs else None,
+            dead_letter_arn=(_first(target.get("dead_letter_config")) or {}).get("arn"),
+            retry_policy=_first(target.get("retry_policy")), values=values,
+        )
+
+    targets: dict[str, list[dict]] = {}
+    for values in of("aws_cloudwatch_event_target"):
+        targets.setdefault(values["rule"], []).append(values)
+    event_rules = {
+        values["name"]: EventRule(values["name"], json.loads(values["event_pattern"]) if values.get("event_pattern") else None,
+                                  values.get("schedule_expression"), values.get("state"), targets.get(values["name"], []), values)
+        for values in of("aws_cloudwatch_event_rule")
+    }
+
+    ingress = of("aws_vpc_security_group_ingress_rule")
+    egress = of("aws_vpc_security_group_egress_rule")
+    security_groups = {
+        values["name"]: SecurityGroup(values["name"], values["id"],
+                                      [r for r in ingress if r["security_group_id"] == values["id"]],
+                                      [r for r in egress if r["security_group_id"] == values["id"]], values)
+        for values in of("aws_security_group")
+    }
+    vpc_endpoints = {values["service_name"].rsplit(f"{REGION}.", 1)[-1]: values for values in of("aws_vpc_endpoint")}
+    return Rendering(
+        env=env, variables=variables, roles=roles, task_definitions=task_definitions, schedules=schedules,
+        event_rules=event_rules, security_groups=security_groups, vpc_endpoints=vpc_endpoints,
+        bucket_policies={v["bucket"]: json.loads(v["policy"]) for v in of("aws_s3_bucket_policy")},
+        key_policies={v["arn"]: json.loads(v["policy"]) for v in of("aws_kms_key")},
+        secrets={v["name"]: v["arn"] for v in of("aws_secretsmanager_secret")},
+        outputs={name: change["after"] for name, change in (plan.get("output_changes") or {}).items()},
+        all_resources=resources,
+    )
