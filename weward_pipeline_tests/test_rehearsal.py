@@ -99,3 +99,60 @@ def test_the_export_probes_the_lake_within_what_the_prefix_conditioned_grant_all
         ("GET", "/weward-lake-prod", "lake/", "1"), first.describe()
     found = denials("export", export_recording, [old["policy"]], old["role"], env)
     assert found == [], report(found)
+
+
+# -- The rehearsal proper: every job under its rendered task, every call against its role --------
+
+PROD_FAMILIES = {"export": "weward-prod-export", "redact-due": "weward-prod-redact"}
+
+
+@pytest.fixture(scope="module")
+def production():
+    from weward_pipeline_tests.terraform_render import render
+
+    return render("prod")
+
+
+@pytest.fixture(scope="module")
+def rehearsal(production, pg_server, aws_server, recording_proxy, stack_dir):
+    """Each job run once, as its ECS task: a backfill of a day past retention (the export task with
+    a RunTask command override), the scheduled export (yesterday), then the scheduled redact-due,
+    which redacts the backfilled day. Requests are recorded per job."""
+    from weward_pipeline.config import SAMPLE_CATALOG
+    from weward_pipeline_tests.rehearsal import runtime
+    from weward_pipeline_tests.rehearsal.stage import Stage
+
+    if runtime.bwrap_available() is None:
+        pytest.fail("bubblewrap is missing: run scripts/install-system-deps.sh (apt-get install bubblewrap)")
+    base = stack_dir / "rehearsal"
+    base.mkdir()
+    base.chmod(0o755)
+    stage = Stage.build(pg_server, aws_server, recording_proxy, base)
+    image = runtime.read_dockerfile(tables_file=str(SAMPLE_CATALOG))
+    export = production.task_definitions[PROD_FAMILIES["export"]]
+    backfill = ["dagster", "asset", "materialize", "-m", "weward_pipeline.definitions", "--select", "key:lake/step_events",
+                "--partition", stage.old_day.isoformat()]
+    stage.run("export-backfill", runtime.TaskRuntime.from_rendered(export, command=backfill), image)
+    stage.run("export", runtime.TaskRuntime.from_rendered(export), image)
+    stage.run("redact-due", runtime.TaskRuntime.from_rendered(production.task_definitions[PROD_FAMILIES["redact-due"]]), image)
+    return stage
+
+
+def test_every_job_runs_under_its_rendered_task_runtime(rehearsal):
+    failures = [run.failure() for run in rehearsal.runs.values() if run.failure()]
+    assert not failures, "\n\n".join(failures)
+
+
+def test_every_recorded_call_is_allowed_for_the_role_its_task_runs_as(rehearsal, production):
+    from weward_pipeline_tests.terraform_render import ACCOUNT_ID, REGION
+
+    lake_bucket = "weward-lake-prod"
+    (key_arn,) = production.key_policies
+    env = Environment(Account(ACCOUNT_ID, REGION), bucket_keys={lake_bucket: key_arn}, secret_arns=dict(production.secrets))
+    found = []
+    for job, run in rehearsal.runs.items():
+        role = production.role_by_arn(run.task.role)
+        policies = list(role.policies.values()) + [production.bucket_policies[lake_bucket]]
+        found += denials(job, rehearsal.proxy.for_job(job), policies, role.arn, env)
+    assert rehearsal.proxy.for_job("export"), "the export sent nothing through the proxy"
+    assert not found, report(found)

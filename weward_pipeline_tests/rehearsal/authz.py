@@ -80,6 +80,15 @@ def _kms(env: Environment, operation: str, action: str, bucket: str, why: str) -
     return [Authorization(operation, action, key, context, why)]
 
 
+def _sse_context(record: RecordedRequest) -> dict[str, str]:
+    """PutObject's encryption condition keys: present only when the request sends the headers."""
+    context = dict(_GLOBAL)
+    for header in ("x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id"):
+        if header in record.headers:
+            context[f"s3:{header}"] = record.headers[header]
+    return context
+
+
 def _list_context(query: Mapping[str, str]) -> dict[str, str]:
     context = dict(_GLOBAL)
     for param in ("prefix", "delimiter", "max-keys"):
@@ -161,7 +170,7 @@ def authorize_s3(record: RecordedRequest, env: Environment) -> list[Authorizatio
                      else "s3:PutObject")
         if operation == "s3:PutObjectTagging":
             return [Authorization(operation, "s3:PutObjectTagging", object_arn, dict(_GLOBAL))]
-        found = [Authorization(operation, "s3:PutObject", object_arn, dict(_GLOBAL))]
+        found = [Authorization(operation, "s3:PutObject", object_arn, _sse_context(record))]
         if copy:
             source_bucket, source_key, source_version = _copy_source(copy)
             found += _object_read(env, operation, source_bucket, source_key, source_version, record.status, decrypt=True)
@@ -169,7 +178,7 @@ def authorize_s3(record: RecordedRequest, env: Environment) -> list[Authorizatio
             found += _kms(env, operation, "kms:GenerateDataKey", bucket, "writing an SSE-KMS object")
         return found
     if method == "POST" and "uploads" in query:
-        return [Authorization("s3:CreateMultipartUpload", "s3:PutObject", object_arn, dict(_GLOBAL)),
+        return [Authorization("s3:CreateMultipartUpload", "s3:PutObject", object_arn, _sse_context(record)),
                 *_kms(env, "s3:CreateMultipartUpload", "kms:GenerateDataKey", bucket, "writing an SSE-KMS object")]
     if method == "POST" and "uploadId" in query:
         return [Authorization("s3:CompleteMultipartUpload", "s3:PutObject", object_arn, dict(_GLOBAL)),

@@ -117,6 +117,17 @@ class TaskRuntime:
     extra: dict = field(default_factory=dict)
 
     @classmethod
+    def from_rendered(cls, task_definition, command: list[str] | None = None) -> TaskRuntime:
+        """From terraform_render's TaskDefinition (its essential container); `command` overrides
+        the container's, as RunTask's containerOverrides do (a backfill of another day)."""
+        container = task_definition.container
+        runtime = cls.from_container_definition(task_definition.family, container.definition,
+                                                task_definition.task_role.arn if task_definition.task_role else None)
+        if command is not None:
+            runtime.command = list(command)
+        return runtime
+
+    @classmethod
     def from_container_definition(cls, family: str, container: dict, task_role: str | None = None) -> TaskRuntime:
         user = container.get("user")
         uid_gid = None
