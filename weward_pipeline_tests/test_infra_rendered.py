@@ -70,3 +70,15 @@ def test_a_failed_invocation_lands_in_an_encrypted_dead_letter_queue_the_schedul
         role = schedule.role
         assert [as_list(s["Resource"]) for s in allow_statements(role, "sqs:SendMessage")] == [[queue.values["arn"]]]
         assert any(key_arn in as_list(s["Resource"]) for s in allow_statements(role, "kms:GenerateDataKey"))
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_export_role_may_head_the_lake_bucket(env):
+    """Defect 2: export.check_lake_reachable calls HeadBucket, authorized as s3:ListBucket with no
+    s3:prefix key; the export role granted ListBucket only under an s3:prefix condition (403)."""
+    rendering = render(env)
+    bucket_arn = f"arn:aws:s3:::{rendering.outputs['lake_url'].removeprefix('s3://').split('/')[0]}"
+    role = rendering.roles[f"weward-{env}-export"]
+    head = [s for s in allow_statements(role, "s3:ListBucket")
+            if as_list(s["Resource"]) == [bucket_arn] and condition(s) in ({}, {("Null", "s3:prefix"): ["true"]})]
+    assert head, f"{role.name} cannot HeadBucket {bucket_arn}: every s3:ListBucket it has requires an s3:prefix"
