@@ -13,6 +13,8 @@ locals {
   partition  = data.aws_partition.current.partition
   use_ecs    = var.launch_type == "ecs_task"
   use_ec2    = var.launch_type == "ec2_instance"
+  # Tasks the scheduler starts, in the run worker's cluster: ecs:TagResource is authorized on these.
+  cluster_tasks = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${element(split("/", var.cluster_arn), 1)}/*"
 
   runs = {
     export = { expression = var.export_schedule_expression, task_definition_arn = var.task_definition_arns["export"] }
@@ -48,6 +50,15 @@ locals {
       Resource  = [for run in local.runs : run.task_definition_arn]
       Condition = { ArnEquals = { "ecs:cluster" = var.cluster_arn } }
     },
+    # The schedules start tasks with ECS managed tags and the task definition's tags: RunTask with
+    # tags is also authorized as ecs:TagResource on the new task, for RunTask only.
+    {
+      Sid       = "TagTheTasksItStarts"
+      Effect    = "Allow"
+      Action    = "ecs:TagResource"
+      Resource  = local.cluster_tasks
+      Condition = { StringEquals = { "ecs:CreateAction" = "RunTask" } }
+    },
     {
       Sid       = "PassTheWorkerRoles"
       Effect    = "Allow"
@@ -75,12 +86,21 @@ locals {
   scheduler_policy = {
     Version = "2012-10-17"
     Statement = concat(
-      [{
-        Sid      = "DecryptTheSchedules"
-        Effect   = "Allow"
-        Action   = "kms:Decrypt"
-        Resource = var.kms_key_arn
-      }],
+      [
+        # The schedules' payloads and the dead-letter queue are encrypted with the project key.
+        {
+          Sid      = "UseTheProjectKeyForSchedulesAndDeadLetters"
+          Effect   = "Allow"
+          Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+          Resource = var.kms_key_arn
+        },
+        {
+          Sid      = "SendFailedInvocationsToTheDeadLetterQueue"
+          Effect   = "Allow"
+          Action   = "sqs:SendMessage"
+          Resource = aws_sqs_queue.dead_letter.arn
+        },
+      ],
       [for statement in local.scheduler_ecs_statements : statement if local.use_ecs],
       [for statement in local.scheduler_ec2_statements : statement if local.use_ec2],
     )
@@ -91,6 +111,17 @@ resource "aws_iam_role_policy" "scheduler" {
   name   = "scheduler"
   role   = aws_iam_role.scheduler.id
   policy = jsonencode(local.scheduler_policy)
+}
+
+# An invocation that fails after its retries (RunTask refused, no capacity, a role that cannot pass)
+# lands here, and the alarm on it reaches a person (modules/alerts): a run that never started
+# leaves no ECS event to alert on.
+resource "aws_sqs_queue" "dead_letter" {
+  name                              = "${var.name_prefix}-scheduler-dead-letters"
+  kms_master_key_id                 = var.kms_key_arn
+  kms_data_key_reuse_period_seconds = 3600
+  message_retention_seconds         = 1209600 # 14 days, the maximum: time to read why
+  tags                              = var.tags
 }
 
 resource "aws_scheduler_schedule_group" "this" {
@@ -133,6 +164,10 @@ resource "aws_scheduler_schedule" "run" {
         security_groups  = [var.security_group_id]
         assign_public_ip = false
       }
+    }
+
+    dead_letter_config {
+      arn = aws_sqs_queue.dead_letter.arn
     }
 
     # Runs are idempotent per partition; a retry after a capacity error is safe.
@@ -257,6 +292,10 @@ resource "aws_scheduler_schedule" "ec2_start" {
     arn      = "arn:${local.partition}:scheduler:::aws-sdk:ec2:startInstances"
     role_arn = aws_iam_role.scheduler.arn
     input    = jsonencode({ InstanceIds = [aws_instance.run_worker[0].id] })
+
+    dead_letter_config {
+      arn = aws_sqs_queue.dead_letter.arn
+    }
   }
 }
 
@@ -279,5 +318,9 @@ resource "aws_scheduler_schedule" "ec2_stop" {
     arn      = "arn:${local.partition}:scheduler:::aws-sdk:ec2:stopInstances"
     role_arn = aws_iam_role.scheduler.arn
     input    = jsonencode({ InstanceIds = [aws_instance.run_worker[0].id] })
+
+    dead_letter_config {
+      arn = aws_sqs_queue.dead_letter.arn
+    }
   }
 }

@@ -59,6 +59,7 @@ mock_provider "aws" {
   mock_resource "aws_scheduler_schedule_group" {}
   mock_resource "aws_secretsmanager_secret" {}
   mock_resource "aws_security_group" {}
+  mock_resource "aws_sqs_queue" {}
   mock_resource "aws_vpc_endpoint" {}
   mock_resource "aws_vpc_security_group_egress_rule" {}
   mock_resource "aws_vpc_security_group_ingress_rule" {}
@@ -212,6 +213,16 @@ override_resource {
   target          = module.pipeline.module.vpc_endpoints[0].aws_vpc_endpoint.s3
   override_during = plan
   values          = { id = "vpce-0a1b2c3d4e5f60001", prefix_list_id = "pl-06a8b7c9" }
+}
+
+override_resource {
+  target          = module.pipeline.module.schedule.aws_sqs_queue.dead_letter
+  override_during = plan
+  values = {
+    arn = "arn:aws:sqs:eu-west-3:123456789012:weward-prod-scheduler-dead-letters"
+    id  = "https://sqs.eu-west-3.amazonaws.com/123456789012/weward-prod-scheduler-dead-letters"
+    url = "https://sqs.eu-west-3.amazonaws.com/123456789012/weward-prod-scheduler-dead-letters"
+  }
 }
 
 # --- the deployment: the variables without a default ------------------------------------------

@@ -70,3 +70,28 @@ run "the_ec2_variant_starts_and_stops_one_instance_and_runs_no_task" {
     error_message = "the start schedule starts the run instance"
   }
 }
+
+override_resource {
+  target          = aws_sqs_queue.dead_letter
+  override_during = plan
+  values          = { arn = "arn:aws:sqs:eu-west-3:123456789012:weward-test-scheduler-dead-letters" }
+}
+
+run "the_scheduler_may_tag_the_tasks_it_starts_and_dead_letters_what_fails" {
+  command = plan
+
+  assert {
+    condition = one([for s in jsondecode(aws_iam_role_policy.scheduler.policy).Statement : s if s.Action == "ecs:TagResource"]) == {
+      Sid       = "TagTheTasksItStarts"
+      Effect    = "Allow"
+      Action    = "ecs:TagResource"
+      Resource  = "arn:aws:ecs:eu-west-3:123456789012:task/weward-test/*"
+      Condition = { StringEquals = { "ecs:CreateAction" = "RunTask" } }
+    }
+    error_message = "RunTask with managed tags needs ecs:TagResource on the new task"
+  }
+  assert {
+    condition     = alltrue([for s in aws_scheduler_schedule.run : s.target[0].dead_letter_config[0].arn == "arn:aws:sqs:eu-west-3:123456789012:weward-test-scheduler-dead-letters"])
+    error_message = "every schedule dead-letters its failed invocations"
+  }
+}
