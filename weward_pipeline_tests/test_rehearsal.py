@@ -17,20 +17,15 @@ import boto3
 import pytest
 
 from weward_pipeline.config import Settings, load_catalog, SAMPLE_CATALOG
-from weward_pipeline.devstack import sample_data
 from weward_pipeline.export import AwsClients, export_day
 from weward_pipeline.secret_store import PiiKey
 from weward_pipeline_tests.rehearsal.authz import Account, Environment
 from weward_pipeline_tests.rehearsal.check import denials, report
 from weward_pipeline_tests.rehearsal.proxy import job_credentials
+from weward_pipeline_tests.rehearsal.stage import ensure_glue_database, read_env_file
 
 FIXTURES = Path(__file__).parent / "rehearsal" / "fixtures"
-PROD_ENV = Path(__file__).resolve().parents[1] / "deploy" / "prod.env"
 DAY = dt.date(2024, 3, 30)
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
 
 
 @contextlib.contextmanager
@@ -51,11 +46,10 @@ def environment(values: dict[str, str]):
 def export_recording(recording_proxy, aws_server, sample_database):
     """One table of yesterday's export under production's names (deploy/prod.env), through the proxy,
     signed as job `export-inprocess`; returns its recorded requests."""
-    prod = read_env_file(PROD_ENV)
+    prod = read_env_file()
     settings = Settings.from_env({**prod, "WEWARD_PG_URL": sample_database, "AWS_ENDPOINT_URL": recording_proxy.endpoint_url})
     aws_server.create_bucket(settings.lake.bucket)  # what Terraform creates: the bucket and the Glue database
-    boto3.client("glue", endpoint_url=aws_server.endpoint_url, region_name=settings.aws_region).create_database(
-        DatabaseInput={"Name": settings.glue_database})
+    ensure_glue_database(aws_server.endpoint_url, settings.aws_region, settings.glue_database)
     catalog = load_catalog(SAMPLE_CATALOG)
     table = catalog.table("step_events")
     job = "export-inprocess"

@@ -6,7 +6,6 @@ the recording proxy, and the mapping is asserted on what was recorded.
 
 from __future__ import annotations
 
-import json
 import secrets
 
 import boto3

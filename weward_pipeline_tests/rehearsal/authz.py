@@ -22,7 +22,6 @@ Rules that matter here and that a reading of the SDK call name gets wrong:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import parse_qsl

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from weward_pipeline.config import SAMPLE_CATALOG, LakeLocation, load_catalog
 from weward_pipeline.devstack import sample_data
-from weward_pipeline.devstack.roles import PipelineRoles, ensure_roles, grant_catalog, role_url
+from weward_pipeline.devstack.roles import PipelineRoles, ensure_roles, grant_catalog
 from weward_pipeline_tests.rehearsal import runtime
 from weward_pipeline_tests.rehearsal.proxy import RecordingProxy, job_credentials
 
@@ -29,6 +29,15 @@ PROD_ENV = ROOT / "deploy" / "prod.env"
 
 def read_env_file(path: Path = PROD_ENV) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
+
+
+def ensure_glue_database(endpoint_url: str, region: str, name: str) -> None:
+    """What Terraform's catalog module creates (as the admin, not through the recording proxy)."""
+    glue = boto3.client("glue", endpoint_url=endpoint_url, region_name=region)
+    try:
+        glue.create_database(DatabaseInput={"Name": name})
+    except glue.exceptions.AlreadyExistsException:
+        pass
 
 
 @dataclass
@@ -70,13 +79,18 @@ class Stage:
         dagster_password = secrets.token_urlsafe(18)
         with psycopg.connect(admin, autocommit=True) as conn:
             user, db = prod["DAGSTER_PG_USERNAME"], prod["DAGSTER_PG_DB"]
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(dagster_password)))
+            # Idempotent: several rehearsal modules of one session share the server.
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(dagster_password)))
+            # A fresh Dagster storage per stage: runs a previous stage left failed may still hold
+            # postgres_source slots (no daemon frees them here), and a later export would wait on them.
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(user)))
         # What Terraform creates: the lake bucket and the Glue database.
         lake = LakeLocation.parse(prod["WEWARD_LAKE_URL"])
         aws_server.create_bucket(lake.bucket)
-        boto3.client("glue", endpoint_url=aws_server.endpoint_url, region_name=prod["AWS_REGION"]).create_database(
-            DatabaseInput={"Name": prod["WEWARD_GLUE_DATABASE"]})
+        ensure_glue_database(aws_server.endpoint_url, prod["AWS_REGION"], prod["WEWARD_GLUE_DATABASE"])
         local = {
             "WEWARD_PG_URL": roles.export_url(app),
             "WEWARD_PG_REDACT_URL": roles.redact_url(app),
