@@ -8,9 +8,14 @@ infrastructure as it was.
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import re
+from pathlib import Path
+
 import pytest
 
-from weward_pipeline_tests.terraform_render import ENVS, Role, as_list, render
+from weward_pipeline_tests.terraform_render import ENVS, ROOT, Role, as_list, render
 
 
 def allow_statements(role: Role, action: str) -> list[dict]:
@@ -82,3 +87,104 @@ def test_the_export_role_may_head_the_lake_bucket(env):
     head = [s for s in allow_statements(role, "s3:ListBucket")
             if as_list(s["Resource"]) == [bucket_arn] and condition(s) in ({}, {("Null", "s3:prefix"): ["true"]})]
     assert head, f"{role.name} cannot HeadBucket {bucket_arn}: every s3:ListBucket it has requires an s3:prefix"
+
+
+def resource_matches(pattern: str, arn: str) -> bool:
+    """IAM's Resource matching: * and ? wildcards, nothing else (no variables are used here)."""
+    return fnmatch.fnmatchcase(arn, pattern)
+
+
+def granted(role: Role, action: str, arn: str) -> list[dict]:
+    return [s for s in allow_statements(role, action) if any(resource_matches(r, arn) for r in as_list(s["Resource"]))]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_erasure_runs_under_its_own_task_definition_role_and_dsn(env):
+    """Defect 4: gdpr_erasure ran under the export task (no object-version rights, no access to the
+    request prefix, and deletes through the SELECT-only export DSN)."""
+    rendering = render(env)
+    prefix = f"weward-{env}"
+    lake_url = rendering.outputs["lake_url"]
+    bucket, lake_prefix = lake_url.removeprefix("s3://").split("/", 1)
+    task = rendering.task_definitions[f"{prefix}-erase"]
+    role = task.task_role
+    assert role.name == f"{prefix}-erasure"
+
+    secrets = rendering.secrets
+    dsn_secret = secrets[f"weward/pipeline/pg-erase-url{'' if env == 'prod' else '-' + env}"]
+    assert task.container.secrets["WEWARD_PG_ERASE_URL"] == dsn_secret
+    assert task.container.secrets["WEWARD_PG_URL"] == dsn_secret  # the code location's lake resource needs it
+    export_dsn, redact_dsn = (rendering.task_definitions[f"{prefix}-{n}"].container.secrets[v]
+                              for n, v in (("export", "WEWARD_PG_URL"), ("redact", "WEWARD_PG_REDACT_URL")))
+    assert {export_dsn, redact_dsn}.isdisjoint(task.container.secrets.values())
+    assert "WEWARD_PII_KEY" in task.container.secrets  # user columns may be pseudonymized in the lake
+
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    obj = f"{bucket_arn}/{lake_prefix}/events/day=2024-03-30/export=0f3a/part-0.parquet"
+    for action in ("s3:GetObjectVersion", "s3:DeleteObjectVersion", "s3:DeleteObject", "s3:PutObject", "s3:GetObject"):
+        assert granted(role, action, obj), f"{role.name} may not {action} {obj}"
+    assert granted(role, "s3:PutObject", f"{bucket_arn}/{lake_prefix}/_audit/erasure/2f1c.json")
+    assert granted(role, "s3:GetObject", f"{bucket_arn}/_requests/erasure/TICKET-1234.txt")
+    (versions,) = allow_statements(role, "s3:ListBucketVersions")
+    assert as_list(versions["Resource"]) == [bucket_arn]
+    assert condition(versions) == {("StringLike", "s3:prefix"): [lake_prefix, f"{lake_prefix}/*"]}
+    # Nothing outside the lake prefix and the request prefix.
+    assert not granted(role, "s3:DeleteObjectVersion", f"{bucket_arn}/_requests/erasure/TICKET-1234.txt")
+
+    service = rendering.roles[f"{prefix}-dagster-service"]
+    assert granted(service, "ecs:RunTask", task.arn) and granted(service, "iam:PassRole", role.arn)
+    daemon = rendering.task_definitions[f"{prefix}-dagster-daemon"].container
+    assert daemon.environment["WEWARD_ERASURE_TASK_DEFINITION"] == task.arn
+
+
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+
+
+def dockerfile_final_stage(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the last stage: continuation lines joined, comments dropped."""
+    instructions, current = [], ""
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("#") and not current:
+            continue
+        current += line.rstrip("\\").strip() + " " if line.endswith("\\") else line.strip()
+        if not line.endswith("\\"):
+            if current:
+                keyword, _, arguments = current.partition(" ")
+                instructions.append((keyword.upper(), arguments.strip()))
+            current = ""
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+def image_volumes() -> set[str]:
+    return {path for keyword, arguments in dockerfile_final_stage() if keyword == "VOLUME"
+            for path in json.loads(arguments)}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_task_may_write_exactly_the_volumes_the_image_declares_for_its_user(env):
+    """Defect 3: on Fargate a task volume is root-owned 0755 unless the image declares a VOLUME at
+    its mount path; the worker (uid 10001, read-only root) could not mkdtemp in /tmp nor let
+    Dagster stage compute logs. Every writable mount point must be such a VOLUME."""
+    stage = dockerfile_final_stage()
+    (user,) = [arguments for keyword, arguments in stage if keyword == "USER"]
+    volumes = image_volumes()
+    env_lines = " ".join(arguments for keyword, arguments in stage if keyword == "ENV")
+    dagster_home = re.search(r"DAGSTER_HOME=(\S+)", env_lines)[1]
+    assert {"/tmp", f"{dagster_home}/storage"} <= volumes, f"the image declares VOLUME {sorted(volumes)}"
+    assert re.search(r"HOME=/tmp\b", env_lines), "HOME must be writable (tools write dotfiles there)"
+    run_lines = [arguments for keyword, arguments in stage if keyword == "RUN"]
+    for path in volumes - {"/tmp"}:  # /tmp keeps the base image's 1777
+        assert any(f"chown {user} {path}" in line or f"chown {user.split(':')[0]}:{user.split(':')[1]} {path}" in line
+                   for line in run_lines), f"the image must create {path} owned by {user} before declaring it"
+    volume_at = [i for i, (keyword, _) in enumerate(stage) if keyword == "VOLUME"]
+    assert all(keyword not in ("RUN", "COPY", "ADD") for keyword, _ in stage[max(volume_at) + 1:]), (
+        "a change after VOLUME is discarded: declare volumes last")
+
+    rendering = render(env)
+    for family, task in rendering.task_definitions.items():
+        container = task.container
+        assert container.readonly_root_filesystem and container.user == user, family
+        assert container.writable_paths == volumes, (
+            f"{family} writes {sorted(container.writable_paths)}; the image declares {sorted(volumes)}")
+        assert set(container.mount_points.values()) <= set(task.volumes), family

@@ -43,5 +43,7 @@ module "pipeline" {
   bytes_scanned_cutoff_per_query     = var.bytes_scanned_cutoff_per_query
   manage_catalog_encryption          = var.manage_catalog_encryption
   analyst_principal_arns             = var.analyst_principal_arns
+  alert_emails                       = var.alert_emails
+  alert_slack_channel                = var.alert_slack_channel
   dagster_service_enabled            = var.dagster_service_enabled
 }

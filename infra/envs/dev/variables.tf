@@ -128,6 +128,21 @@ variable "analyst_principal_arns" {
   default     = []
 }
 
+variable "alert_emails" {
+  description = "Addresses that receive the alerts (failed or never-started runs, dead-lettered schedules); each confirms AWS's subscription email."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_slack_channel" {
+  description = "Optional Slack delivery of the alerts through AWS Chatbot: { workspace_id, channel_id } (authorize the workspace in the Chatbot console first)."
+  type = object({
+    workspace_id = string
+    channel_id   = string
+  })
+  default = null
+}
+
 variable "dagster_service_enabled" {
   description = "Run the Dagster webserver and daemon on ECS (modules/dagster_service)."
   type        = bool

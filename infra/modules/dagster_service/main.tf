@@ -23,6 +23,8 @@ locals {
     # The sensor tags its runs with this task definition (weward_pipeline/defs/redaction.py): the
     # export's role cannot DELETE, and its task has no redaction DSN.
     WEWARD_REDACTION_TASK_DEFINITION = var.redaction_task_definition
+    # gdpr_erasure runs use this one (erasure role, erasure DSN), through their ecs/run_task_kwargs tag.
+    WEWARD_ERASURE_TASK_DEFINITION = var.erasure_task_definition
   })
 
   services = {
@@ -66,7 +68,7 @@ locals {
         Sid       = "LaunchRunsFromTheRunWorkerTaskDefinitions"
         Effect    = "Allow"
         Action    = "ecs:RunTask"
-        Resource  = [var.run_worker_task_definition, var.redaction_task_definition]
+        Resource  = [var.run_worker_task_definition, var.redaction_task_definition, var.erasure_task_definition]
         Condition = { ArnEquals = { "ecs:cluster" = var.cluster_arn } }
       },
       {

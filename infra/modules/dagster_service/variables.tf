@@ -53,6 +53,11 @@ variable "redaction_task_definition" {
   type        = string
 }
 
+variable "erasure_task_definition" {
+  description = "Task definition ARN of the gdpr_erasure runs (erasure role and DSN)."
+  type        = string
+}
+
 variable "run_worker_role_arns" {
   description = "Roles of that task definition (execution and task roles), passed to ECS at launch."
   type        = list(string)

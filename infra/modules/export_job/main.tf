@@ -1,5 +1,6 @@
 # The run worker: one container image (deploy/Dockerfile) run as a Fargate task, once for the
-# daily export and once for the redaction, each with its own task role and only its own secrets.
+# daily export, once for the redaction and on demand for an erasure, each with its own task role
+# and only its own secrets.
 # Nothing runs between runs: the cluster, the task definitions and the log group cost nothing
 # while idle.
 
@@ -33,6 +34,11 @@ locals {
       task_role_arn = var.redaction_role_arn
       secrets       = merge({ for name in var.redaction_secret_variables : name => name }, var.redaction_secret_aliases)
       command       = var.redact_command
+    }
+    erase = {
+      task_role_arn = var.erasure_role_arn
+      secrets       = merge({ for name in var.erasure_secret_variables : name => name }, var.erasure_secret_aliases)
+      command       = var.erase_command
     }
   }
 }

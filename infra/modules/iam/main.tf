@@ -198,6 +198,87 @@ resource "aws_iam_role_policy" "redaction" {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Erasure (gdpr_erasure / weward-pipeline erase): rewrites the days that hold the requested users,
+# deletes every version of what it superseded, writes the audit record under the lake prefix
+# (_audit/erasure/), reads the request from the bucket's _requests/erasure/, and deletes the users
+# from PostgreSQL through its own DSN (a role that may DELETE; never the SELECT-only export DSN).
+# ---------------------------------------------------------------------------------------------
+
+resource "aws_iam_role" "erasure" {
+  name                 = "${var.name_prefix}-erasure"
+  description          = "Erasure: rewrites and purges lake days under ${var.lake_prefix}/, reads ${local.erasure_requests_prefix}."
+  assume_role_policy   = jsonencode(local.run_worker_trust)
+  max_session_duration = 43200
+  tags                 = var.tags
+}
+
+locals {
+  erasure_requests_prefix = "_requests/erasure/"
+  erasure_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "ListTheLakePrefixAndItsVersions"
+        Effect    = "Allow"
+        Action    = ["s3:ListBucket", "s3:ListBucketVersions"]
+        Resource  = var.lake_bucket_arn
+        Condition = { StringLike = { "s3:prefix" = [var.lake_prefix, "${var.lake_prefix}/*"] } }
+      },
+      {
+        Sid      = "LocateTheLakeBucket"
+        Effect   = "Allow"
+        Action   = "s3:GetBucketLocation"
+        Resource = var.lake_bucket_arn
+      },
+      {
+        Sid    = "RewriteAndPurgeTheLakePrefix"
+        Effect = "Allow"
+        Action = [
+          "s3:AbortMultipartUpload",
+          "s3:DeleteObject",
+          "s3:DeleteObjectVersion",
+          "s3:GetObject",
+          "s3:GetObjectVersion",
+          "s3:ListMultipartUploadParts",
+          "s3:PutObject",
+        ]
+        Resource = local.lake_objects
+      },
+      {
+        Sid      = "ReadTheErasureRequests"
+        Effect   = "Allow"
+        Action   = "s3:GetObject"
+        Resource = "${var.lake_bucket_arn}/${local.erasure_requests_prefix}*"
+      },
+      {
+        Sid      = "RepointTheRewrittenDays"
+        Effect   = "Allow"
+        Action   = concat(local.glue_read_actions, local.glue_register_actions)
+        Resource = [local.glue_catalog, local.glue_database, local.glue_tables]
+      },
+      {
+        Sid      = "UseTheProjectKey"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
+        Resource = var.kms_key_arn
+      },
+      {
+        Sid      = "ReadTheErasureSecrets"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
+        Resource = [for name in var.erasure_secret_variables : var.secret_arns[name]]
+      },
+    ]
+  }
+}
+
+resource "aws_iam_role_policy" "erasure" {
+  name   = "erasure"
+  role   = aws_iam_role.erasure.id
+  policy = jsonencode(local.erasure_policy)
+}
+
+# ---------------------------------------------------------------------------------------------
 # Analysts: Athena through the one workgroup, read-only on the lake, their own query results.
 # ---------------------------------------------------------------------------------------------
 

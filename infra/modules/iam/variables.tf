@@ -60,6 +60,12 @@ variable "redaction_secret_variables" {
   default     = ["WEWARD_PG_REDACT_URL", "DAGSTER_PG_PASSWORD"]
 }
 
+variable "erasure_secret_variables" {
+  description = "Secrets the erasure role reads itself: its own DSN (DELETE on the user tables), the PII key (pseudonymized user columns), Dagster's storage."
+  type        = list(string)
+  default     = ["WEWARD_PG_ERASE_URL", "WEWARD_PII_KEY", "DAGSTER_PG_PASSWORD"]
+}
+
 variable "analyst_principal_arns" {
   description = "IAM principals (e.g. the analysts' SSO permission-set roles) allowed to assume the analyst role. Empty: no analyst role."
   type        = list(string)

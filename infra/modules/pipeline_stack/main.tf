@@ -15,6 +15,9 @@ locals {
   # redaction_automation sensor's condition and redacts every day it selects within the lookback
   # (a missed morning is caught up the next), through Dagster on the production instance.
   redact_command = ["weward-pipeline", "redact-due", "--lookback-days", tostring(var.redact_lookback_days)]
+  # An erasure is started on demand: by the Dagster daemon (gdpr_erasure from the UI), or without it
+  # by `aws ecs run-task` passing the job's run config in WEWARD_ERASURE_RUN_CONFIG (infra/README.md).
+  erase_command = ["sh", "-c", "printf '%s\\n' \"$WEWARD_ERASURE_RUN_CONFIG\" > /tmp/erasure-run.yaml && exec dagster job execute -m weward_pipeline.definitions -j gdpr_erasure -c /tmp/erasure-run.yaml"]
 }
 
 data "aws_caller_identity" "current" {}
@@ -86,8 +89,10 @@ module "export_job" {
   secret_arns                    = module.secrets.secret_arns
   export_role_arn                = module.iam.export_role_arn
   redaction_role_arn             = module.iam.redaction_role_arn
+  erasure_role_arn               = module.iam.erasure_role_arn
   export_command                 = local.export_command
   redact_command                 = local.redact_command
+  erase_command                  = local.erase_command
   image_tag                      = var.image_tag
   dagster_storage_host           = var.dagster_storage_host
   kms_key_arn                    = module.kms.key_arn
@@ -127,6 +132,17 @@ module "schedule" {
   ec2_repository_arn     = module.export_job.repository_arn
 }
 
+module "alerts" {
+  source                   = "../alerts"
+  name_prefix              = local.name_prefix
+  kms_key_arn              = module.kms.key_arn
+  cluster_arn              = module.export_job.cluster_arn
+  task_definition_families = values(module.export_job.task_definition_families)
+  dead_letter_queue_name   = module.schedule.dead_letter_queue_name
+  alert_emails             = var.alert_emails
+  slack_channel            = var.alert_slack_channel
+}
+
 module "dagster_service" {
   source = "../dagster_service"
   count  = var.dagster_service_enabled ? 1 : 0
@@ -142,6 +158,7 @@ module "dagster_service" {
   log_group_name              = module.export_job.log_group_name
   run_worker_task_definition  = module.export_job.task_definition_arns["export"]
   redaction_task_definition   = module.export_job.task_definition_arns["redact"]
+  erasure_task_definition     = module.export_job.task_definition_arns["erase"]
   run_worker_role_arns        = distinct(concat([module.export_job.execution_role_arn], values(module.export_job.task_role_arns)))
 }
 

@@ -150,6 +150,21 @@ variable "analyst_principal_arns" {
 }
 
 
+variable "alert_emails" {
+  description = "Addresses that receive the alerts (failed or never-started runs, dead-lettered schedules); each confirms AWS's subscription email."
+  type        = list(string)
+}
+
+
+variable "alert_slack_channel" {
+  description = "Optional Slack delivery of the alerts through AWS Chatbot: { workspace_id, channel_id } (authorize the workspace in the Chatbot console first)."
+  type = object({
+    workspace_id = string
+    channel_id   = string
+  })
+}
+
+
 variable "dagster_service_enabled" {
   description = "Run the Dagster webserver and daemon on ECS (modules/dagster_service)."
   type        = bool

@@ -26,6 +26,7 @@ variables {
   log_group_name              = "/weward-test/run-worker"
   run_worker_task_definition  = "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-test-export:3"
   redaction_task_definition   = "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-test-redact:3"
+  erasure_task_definition     = "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-test-erase:3"
   run_worker_role_arns        = ["arn:aws:iam::123456789012:role/execution", "arn:aws:iam::123456789012:role/export", "arn:aws:iam::123456789012:role/redaction"]
 }
 
@@ -35,11 +36,12 @@ run "the_daemon_launches_runs_from_the_export_and_the_sensor_s_redactions_from_t
   assert {
     condition = toset([
       for e in jsondecode(aws_ecs_task_definition.service["daemon"].container_definitions)[0].environment : e
-      if startswith(e.name, "DAGSTER_RUN_TASK") || e.name == "WEWARD_REDACTION_TASK_DEFINITION"
+      if startswith(e.name, "DAGSTER_RUN_TASK") || endswith(e.name, "_TASK_DEFINITION")
       ]) == toset([
       { name = "DAGSTER_RUN_TASK_DEFINITION", value = var.run_worker_task_definition },
       { name = "WEWARD_REDACTION_TASK_DEFINITION", value = var.redaction_task_definition },
+      { name = "WEWARD_ERASURE_TASK_DEFINITION", value = var.erasure_task_definition },
     ])
-    error_message = "the daemon needs both task definitions (weward_pipeline/defs/redaction.py reads WEWARD_REDACTION_TASK_DEFINITION)"
+    error_message = "the daemon needs the three task definitions (weward_pipeline/defs/redaction.py reads WEWARD_REDACTION_TASK_DEFINITION)"
   }
 }

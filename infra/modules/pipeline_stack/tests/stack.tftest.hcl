@@ -41,6 +41,8 @@ variables {
   bytes_scanned_cutoff_per_query     = 107374182400
   manage_catalog_encryption          = false
   analyst_principal_arns             = []
+  alert_emails                       = ["data-oncall@example.com"]
+  alert_slack_channel                = null
   dagster_service_enabled            = false
 }
 
