@@ -138,6 +138,8 @@ def test_erasure_runs_under_its_own_task_definition_role_and_dsn(env):
 
 
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+REHEARSAL_POSTGRES_SECURITY_GROUP = "sg-0123456789abcdef0"  # postgres_security_group_id in rehearsal.tftest.hcl
+ECS_EXEC_PATHS = {"/managed-agents", "/var/lib/amazon/ssm", "/var/log/amazon/ssm"}
 
 
 def dockerfile_final_stage(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
@@ -185,6 +187,57 @@ def test_every_task_may_write_exactly_the_volumes_the_image_declares_for_its_use
     for family, task in rendering.task_definitions.items():
         container = task.container
         assert container.readonly_root_filesystem and container.user == user, family
-        assert container.writable_paths == volumes, (
-            f"{family} writes {sorted(container.writable_paths)}; the image declares {sorted(volumes)}")
+        # ECS Exec's agent runs as root: root-owned volumes suit it, on the Dagster services only.
+        app_paths = container.writable_paths - (ECS_EXEC_PATHS if "-dagster-" in family else set())
+        assert app_paths == volumes, f"{family} writes {sorted(app_paths)}; the image declares {sorted(volumes)}"
         assert set(container.mount_points.values()) <= set(task.volumes), family
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_dagster_service_reaches_the_apis_its_launcher_calls_and_its_ui_through_ssm(env):
+    """Defect 5: no ecs/ec2/ssmmessages endpoints (EcsRunLauncher's DescribeTasks, its network
+    interfaces, ECS Exec port forwarding all timed out), a borrowed security group, no place for
+    the SSM agent to write on the read-only root, no logs:GetLogEvents, step logs lost."""
+    rendering = render(env)
+    prefix = f"weward-{env}"
+    assert {"ecs", "ec2", "ssmmessages", "logs", "s3"} <= set(rendering.vpc_endpoints)
+    assert all(e["private_dns_enabled"] for s, e in rendering.vpc_endpoints.items() if s != "s3")
+
+    service_sg = rendering.security_groups[f"{prefix}-dagster-service"]
+    endpoints_sg = rendering.security_groups[f"{prefix}-vpc-endpoints"]
+    assert not service_sg.ingress
+    assert {(r["from_port"], r.get("referenced_security_group_id") or r.get("prefix_list_id")) for r in service_sg.egress} == {
+        (5432, REHEARSAL_POSTGRES_SECURITY_GROUP),
+        (443, endpoints_sg.id), (443, rendering.vpc_endpoints["s3"]["prefix_list_id"])}
+    run_worker_sg = rendering.security_groups[f"{prefix}-run-worker"]
+    services = {r.values["name"]: r.values for r in rendering.resources("aws_ecs_service")}
+    assert set(services["dagster-webserver"]["network_configuration"][0]["security_groups"]) == {service_sg.id}
+    assert set(services["dagster-daemon"]["network_configuration"][0]["security_groups"]) == {service_sg.id, run_worker_sg.id}
+    assert all(s["enable_execute_command"] for s in services.values())
+
+    webserver = rendering.task_definitions[f"{prefix}-dagster-webserver"]
+    assert ECS_EXEC_PATHS <= webserver.container.writable_paths, "the SSM agent cannot start on a read-only root"
+    assert set(webserver.container.mount_points.values()) <= set(webserver.volumes)
+
+    role = rendering.roles[f"{prefix}-dagster-service"]
+    log_group = f"arn:aws:logs:{rendering.region}:{rendering.account_id}:log-group:/{prefix}/run-worker"
+    assert granted(role, "logs:GetLogEvents", f"{log_group}:log-stream:export/run-worker/0f3a")
+    for action in ("ssmmessages:CreateControlChannel", "ssmmessages:OpenDataChannel", "ecs:DescribeTaskDefinition",
+                   "ec2:DescribeNetworkInterfaces"):
+        assert granted(role, action, "*"), action
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_task_may_keep_its_step_logs_in_s3_where_its_environment_points(env):
+    """Defect 7: step logs vanished with each task; compute logs go to the lake bucket under
+    _dagster/compute-logs/ (deploy/dagster.yaml reads DAGSTER_COMPUTE_LOG_BUCKET/_PREFIX)."""
+    rendering = render(env)
+    for family, task in rendering.task_definitions.items():
+        environment = task.container.environment
+        bucket, prefix = environment["DAGSTER_COMPUTE_LOG_BUCKET"], environment["DAGSTER_COMPUTE_LOG_PREFIX"]
+        assert prefix == "_dagster/compute-logs" and not prefix.endswith("/")
+        log = f"arn:aws:s3:::{bucket}/{prefix}/storage/0f3a/compute_logs/export.err"
+        for action in ("s3:PutObject", "s3:GetObject"):
+            assert granted(task.task_role, action, log), f"{family}: {task.task_role.name} may not {action} {log}"
+        lake_prefix = rendering.outputs["lake_url"].split("/", 3)[3]
+        assert not prefix.startswith(lake_prefix), "logs outside the lake prefix: analysts read the lake"

@@ -269,7 +269,10 @@ def test_the_redaction_role_cannot_write_to_the_lake():
     role = render("prod").roles["weward-prod-redaction"]
     actions = {a for s in role.statements() for a in as_list(s["Action"])}
     s3_actions = {a for a in actions if a.startswith("s3:")}
-    assert s3_actions == {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
+    assert s3_actions == {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:PutObject"}
+    writes = [s for s in role.statements() if "s3:PutObject" in as_list(s["Action"])]
+    assert [as_list(s["Resource"]) for s in writes] == [["arn:aws:s3:::weward-lake-prod/_dagster/compute-logs/*"]], (
+        "the redaction writes its step logs, nothing else")
     glue_actions = {a for a in actions if a.startswith("glue:")}
     assert glue_actions and all(a.startswith(("glue:Get", "glue:BatchGet")) for a in glue_actions)
 
@@ -278,15 +281,18 @@ def test_lake_access_is_scoped_to_the_prefix_the_database_and_the_key():
     rendering = render("prod")
     (key_arn,) = rendering.key_policies
     lake_objects, results_objects = "arn:aws:s3:::weward-lake-prod/lake/*", "arn:aws:s3:::weward-athena-results-prod/results/*"
+    compute_logs = "arn:aws:s3:::weward-lake-prod/_dagster/compute-logs/*"
     glue = [f"arn:aws:glue:eu-west-3:123456789012:{part}" for part in ("catalog", "database/weward_lake", "table/weward_lake/*")]
     for name in ("weward-prod-export", "weward-prod-redaction", "weward-prod-analyst"):
         for statement in rendering.roles[name].statements():
             resources, actions = as_list(statement["Resource"]), as_list(statement["Action"])
             if any(a in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject") for a in actions):
-                assert all(r in (lake_objects, results_objects) for r in resources), (name, statement)
-            if "s3:ListBucket" in actions:  # a prefix under the lake's, or none (HeadBucket: export only)
+                assert all(r in (lake_objects, results_objects, compute_logs) for r in resources), (name, statement)
+            if "s3:ListBucket" in actions:  # a prefix under the lake's or the logs', or none (HeadBucket: export only)
                 allowed = [{("StringLike", "s3:prefix")}] + ([{("Null", "s3:prefix")}] if name == "weward-prod-export" else [])
                 assert set(conditions(statement)) in allowed, (name, statement)
+                for prefix in conditions(statement).get(("StringLike", "s3:prefix"), []):
+                    assert prefix.split("/")[0] in ("lake", "results", "_dagster"), (name, statement)
             if any(a.startswith("glue:") for a in actions):
                 assert resources == glue, (name, statement)
             if any(a.startswith("kms:") for a in actions):

@@ -34,6 +34,12 @@ variable "create_vpc_endpoints" {
   default     = true
 }
 
+variable "existing_vpc_endpoints" {
+  description = "Endpoints the VPC already has (e.g. [\"s3\", \"logs\"]): not created here; give their security group and the S3 prefix list."
+  type        = list(string)
+  default     = []
+}
+
 variable "vpc_endpoint_security_group_id" {
   description = "Security group of existing interface endpoints (only when create_vpc_endpoints = false)."
   type        = string

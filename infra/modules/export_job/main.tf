@@ -19,6 +19,9 @@ locals {
       # Runs launched from here (EcsRunLauncher in deploy/dagster.yaml) use the export task
       # definition's latest revision.
       DAGSTER_RUN_TASK_DEFINITION = "${var.name_prefix}-export"
+      # S3ComputeLogManager of deploy/dagster.yaml: step logs outlive the task.
+      DAGSTER_COMPUTE_LOG_BUCKET = var.compute_logs_bucket
+      DAGSTER_COMPUTE_LOG_PREFIX = var.compute_logs_prefix
     },
   )
   environment = [for key in sort(keys(local.plain_environment)) : { name = key, value = local.plain_environment[key] }]

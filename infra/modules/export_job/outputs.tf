@@ -53,6 +53,11 @@ output "log_group_arn" {
   value       = aws_cloudwatch_log_group.run_worker.arn
 }
 
+output "cpu_architecture" {
+  description = "CPU architecture of the run worker tasks (the image's)."
+  value       = var.cpu_architecture
+}
+
 output "plain_environment" {
   description = "Plain environment of the run worker container."
   value       = local.plain_environment

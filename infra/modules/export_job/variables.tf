@@ -93,6 +93,16 @@ variable "dagster_storage_host" {
   type        = string
 }
 
+variable "compute_logs_bucket" {
+  description = "Bucket of Dagster's step logs (the lake bucket)."
+  type        = string
+}
+
+variable "compute_logs_prefix" {
+  description = "Key prefix of Dagster's step logs, without slashes."
+  type        = string
+}
+
 variable "kms_key_arn" {
   description = "The project key (ECR, logs, secrets)."
   type        = string

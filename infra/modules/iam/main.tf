@@ -39,6 +39,24 @@ locals {
   ]
 
   run_worker_principals = concat(["ecs-tasks.amazonaws.com"], var.allow_ec2_instances ? ["ec2.amazonaws.com"] : [])
+
+  # Every run writes its step logs through Dagster's S3ComputeLogManager (deploy/dagster.yaml):
+  # the same three statements in each run worker role; the key's use is in each role's own.
+  compute_log_statements = [
+    {
+      Sid       = "ListTheComputeLogs"
+      Effect    = "Allow"
+      Action    = "s3:ListBucket"
+      Resource  = var.lake_bucket_arn
+      Condition = { StringLike = { "s3:prefix" = ["${var.compute_logs_prefix}/*"] } }
+    },
+    {
+      Sid      = "WriteTheComputeLogs"
+      Effect   = "Allow"
+      Action   = ["s3:GetObject", "s3:PutObject"]
+      Resource = "${var.lake_bucket_arn}/${var.compute_logs_prefix}/*"
+    },
+  ]
 }
 
 locals {
@@ -69,7 +87,7 @@ resource "aws_iam_role" "export" {
 locals {
   export_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat(local.compute_log_statements, [
       {
         Sid       = "ListTheLakePrefix"
         Effect    = "Allow"
@@ -123,7 +141,7 @@ locals {
         Action   = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
         Resource = [for name in var.export_secret_variables : var.secret_arns[name]]
       },
-    ]
+    ])
   }
 }
 
@@ -149,7 +167,7 @@ resource "aws_iam_role" "redaction" {
 locals {
   redaction_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat(local.compute_log_statements, [
       {
         Sid       = "ListTheLakePrefix"
         Effect    = "Allow"
@@ -176,9 +194,9 @@ locals {
         Resource = [local.glue_catalog, local.glue_database, local.glue_tables]
       },
       {
-        Sid      = "DecryptWithTheProjectKey"
+        Sid      = "DecryptWithTheProjectKeyAndEncryptComputeLogs"
         Effect   = "Allow"
-        Action   = ["kms:Decrypt", "kms:DescribeKey"]
+        Action   = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
         Resource = var.kms_key_arn
       },
       {
@@ -187,7 +205,7 @@ locals {
         Action   = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
         Resource = [for name in var.redaction_secret_variables : var.secret_arns[name]]
       },
-    ]
+    ])
   }
 }
 
@@ -216,7 +234,7 @@ locals {
   erasure_requests_prefix = "_requests/erasure/"
   erasure_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat(local.compute_log_statements, [
       {
         Sid       = "ListTheLakePrefixAndItsVersions"
         Effect    = "Allow"
@@ -268,7 +286,7 @@ locals {
         Action   = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
         Resource = [for name in var.erasure_secret_variables : var.secret_arns[name]]
       },
-    ]
+    ])
   }
 }
 

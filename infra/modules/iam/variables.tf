@@ -38,6 +38,12 @@ variable "athena_workgroup_arn" {
   type        = string
 }
 
+variable "compute_logs_prefix" {
+  description = "Key prefix (no slashes) of Dagster's step logs in the lake bucket, outside the lake prefix."
+  type        = string
+  default     = "_dagster/compute-logs"
+}
+
 variable "kms_key_arn" {
   description = "The project key."
   type        = string

@@ -20,6 +20,23 @@ locals {
   erase_command = ["sh", "-c", "printf '%s\\n' \"$WEWARD_ERASURE_RUN_CONFIG\" > /tmp/erasure-run.yaml && exec dagster job execute -m weward_pipeline.definitions -j gdpr_erasure -c /tmp/erasure-run.yaml"]
 }
 
+locals {
+  compute_logs_prefix = "_dagster/compute-logs"
+  # Interface endpoints the tasks call; the Dagster service adds ECS (EcsRunLauncher), EC2
+  # (its network interfaces) and SSM messages (port forwarding to the UI).
+  interface_endpoints = concat(
+    ["ecr.api", "ecr.dkr", "logs", "secretsmanager", "glue", "athena", "kms", "sts"],
+    var.dagster_service_enabled ? ["ecs", "ec2", "ssmmessages"] : [],
+  )
+  endpoints_to_create = [for service in local.interface_endpoints : service if !contains(var.existing_vpc_endpoints, service)]
+  create_endpoints    = var.create_vpc_endpoints
+  endpoint_security_groups = merge(
+    local.create_endpoints ? { created = module.vpc_endpoints[0].security_group_id } : {},
+    var.vpc_endpoint_security_group_id != null ? { existing = var.vpc_endpoint_security_group_id } : {},
+  )
+  s3_prefix_list_id = local.create_endpoints && !contains(var.existing_vpc_endpoints, "s3") ? module.vpc_endpoints[0].s3_prefix_list_id : var.s3_prefix_list_id
+}
+
 data "aws_caller_identity" "current" {}
 
 module "kms" {
@@ -66,6 +83,7 @@ module "iam" {
   glue_database_name        = module.catalog.glue_database_name
   athena_workgroup_name     = module.catalog.athena_workgroup_name
   athena_workgroup_arn      = module.catalog.athena_workgroup_arn
+  compute_logs_prefix       = local.compute_logs_prefix
   kms_key_arn               = module.kms.key_arn
   secret_arns               = module.secrets.secret_arns
   analyst_principal_arns    = var.analyst_principal_arns
@@ -73,13 +91,15 @@ module "iam" {
 }
 
 module "vpc_endpoints" {
-  source          = "../vpc_endpoints"
-  count           = var.create_vpc_endpoints ? 1 : 0
-  name_prefix     = local.name_prefix
-  vpc_id          = var.vpc_id
-  vpc_cidr        = var.vpc_cidr
-  subnet_ids      = var.private_subnet_ids
-  route_table_ids = var.private_route_table_ids
+  source             = "../vpc_endpoints"
+  count              = var.create_vpc_endpoints ? 1 : 0
+  name_prefix        = local.name_prefix
+  vpc_id             = var.vpc_id
+  vpc_cidr           = var.vpc_cidr
+  subnet_ids         = var.private_subnet_ids
+  route_table_ids    = var.private_route_table_ids
+  interface_services = local.endpoints_to_create
+  create_s3_gateway  = !contains(var.existing_vpc_endpoints, "s3")
 }
 
 module "export_job" {
@@ -98,8 +118,10 @@ module "export_job" {
   kms_key_arn                    = module.kms.key_arn
   vpc_id                         = var.vpc_id
   postgres_security_group_id     = var.postgres_security_group_id
-  vpc_endpoint_security_group_id = var.create_vpc_endpoints ? module.vpc_endpoints[0].security_group_id : var.vpc_endpoint_security_group_id
-  s3_prefix_list_id              = var.create_vpc_endpoints ? module.vpc_endpoints[0].s3_prefix_list_id : var.s3_prefix_list_id
+  vpc_endpoint_security_group_id = local.create_endpoints ? module.vpc_endpoints[0].security_group_id : var.vpc_endpoint_security_group_id
+  s3_prefix_list_id              = local.s3_prefix_list_id
+  compute_logs_bucket            = module.data_lake.lake_bucket_name
+  compute_logs_prefix            = local.compute_logs_prefix
   cpu                            = var.run_worker_cpu
   memory                         = var.run_worker_memory
 }
@@ -147,19 +169,27 @@ module "dagster_service" {
   source = "../dagster_service"
   count  = var.dagster_service_enabled ? 1 : 0
 
-  name_prefix                 = local.name_prefix
-  cluster_arn                 = module.export_job.cluster_arn
-  subnet_ids                  = var.private_subnet_ids
-  security_group_id           = module.export_job.security_group_id
-  image                       = "${module.export_job.repository_url}:${var.image_tag}"
-  environment                 = module.export_job.plain_environment
-  storage_password_secret_arn = module.secrets.secret_arns["DAGSTER_PG_PASSWORD"]
-  execution_role_arn          = module.export_job.execution_role_arn
-  log_group_name              = module.export_job.log_group_name
-  run_worker_task_definition  = module.export_job.task_definition_arns["export"]
-  redaction_task_definition   = module.export_job.task_definition_arns["redact"]
-  erasure_task_definition     = module.export_job.task_definition_arns["erase"]
-  run_worker_role_arns        = distinct(concat([module.export_job.execution_role_arn], values(module.export_job.task_role_arns)))
+  name_prefix                     = local.name_prefix
+  cluster_arn                     = module.export_job.cluster_arn
+  subnet_ids                      = var.private_subnet_ids
+  security_group_id               = module.export_job.security_group_id
+  vpc_id                          = var.vpc_id
+  postgres_security_group_id      = var.postgres_security_group_id
+  vpc_endpoint_security_group_ids = local.endpoint_security_groups
+  s3_prefix_list_id               = local.s3_prefix_list_id
+  log_group_arn                   = module.export_job.log_group_arn
+  kms_key_arn                     = module.kms.key_arn
+  compute_logs                    = { bucket_arn = module.data_lake.lake_bucket_arn, prefix = local.compute_logs_prefix }
+  cpu_architecture                = module.export_job.cpu_architecture
+  image                           = "${module.export_job.repository_url}:${var.image_tag}"
+  environment                     = module.export_job.plain_environment
+  storage_password_secret_arn     = module.secrets.secret_arns["DAGSTER_PG_PASSWORD"]
+  execution_role_arn              = module.export_job.execution_role_arn
+  log_group_name                  = module.export_job.log_group_name
+  run_worker_task_definition      = module.export_job.task_definition_arns["export"]
+  redaction_task_definition       = module.export_job.task_definition_arns["redact"]
+  erasure_task_definition         = module.export_job.task_definition_arns["erase"]
+  run_worker_role_arns            = distinct(concat([module.export_job.execution_role_arn], values(module.export_job.task_role_arns)))
 }
 
 # The EC2 variant's instance runs the export only (it has the export role, not the redaction

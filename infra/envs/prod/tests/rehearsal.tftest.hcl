@@ -235,7 +235,7 @@ override_resource {
 }
 
 override_resource {
-  target          = module.pipeline.module.vpc_endpoints[0].aws_vpc_endpoint.s3
+  target          = module.pipeline.module.vpc_endpoints[0].aws_vpc_endpoint.s3[0]
   override_during = plan
   values          = { id = "vpce-0a1b2c3d4e5f60001", prefix_list_id = "pl-06a8b7c9" }
 }
@@ -260,6 +260,12 @@ override_resource {
   target          = module.pipeline.module.alerts.aws_cloudwatch_event_rule.task_failed
   override_during = plan
   values          = { arn = "arn:aws:events:eu-west-3:123456789012:rule/weward-prod-run-failed", id = "weward-prod-run-failed" }
+}
+
+override_resource {
+  target          = module.pipeline.module.dagster_service[0].aws_security_group.service
+  override_during = plan
+  values          = { id = "sg-0a1b2c3d4e5f60003", arn = "arn:aws:ec2:eu-west-3:123456789012:security-group/sg-0a1b2c3d4e5f60003" }
 }
 
 # --- the deployment: the variables without a default ------------------------------------------

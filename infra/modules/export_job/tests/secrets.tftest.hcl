@@ -42,6 +42,8 @@ variables {
   postgres_security_group_id     = "sg-0123456789abcdef0"
   vpc_endpoint_security_group_id = "sg-0fedcba9876543210"
   s3_prefix_list_id              = "pl-0123abcd"
+  compute_logs_bucket            = "weward-lake-test"
+  compute_logs_prefix            = "_dagster/compute-logs"
 }
 
 run "each_task_gets_only_its_own_secrets" {
