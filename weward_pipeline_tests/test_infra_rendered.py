@@ -241,3 +241,48 @@ def test_every_task_may_keep_its_step_logs_in_s3_where_its_environment_points(en
             assert granted(task.task_role, action, log), f"{family}: {task.task_role.name} may not {action} {log}"
         lake_prefix = rendering.outputs["lake_url"].split("/", 3)[3]
         assert not prefix.startswith(lake_prefix), "logs outside the lake prefix: analysts read the lake"
+
+
+def test_the_base_image_is_pinned_by_digest_and_the_build_context_holds_only_what_the_image_copies():
+    """Defect 7: `FROM python:3.11-slim-bookworm` took whatever the tag pointed to that day."""
+    text = DOCKERFILE.read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.M))
+    for image in re.findall(r"^FROM (\S+)", text, flags=re.M):
+        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], image)
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), f"FROM {image} is not pinned by digest"
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in ignore, "the build context must start from nothing (no .git, no .local, no .terraform)"
+    admitted = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copied = {source for arguments in re.findall(r"^COPY (?!--from)(.+)$", text, flags=re.M)
+              for source in arguments.split()[:-1] if not source.startswith("--") and "$" not in source}
+    assert copied <= admitted, f"COPY of {sorted(copied - admitted)} is excluded by .dockerignore"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_one_cpu_architecture_everywhere_the_image_runs(env):
+    """Defect 7: the EC2 variant defaulted to arm64 (m7g) while the Fargate tasks said X86_64."""
+    rendering = render(env, launch_type="ec2_instance", dagster_service_enabled=True)
+    architectures = {task.cpu_architecture for task in rendering.task_definitions.values()}
+    assert architectures == {"X86_64"}, architectures
+    (instance,) = rendering.resources("aws_instance")
+    family = instance.values["instance_type"].split(".")[0]
+    graviton = re.fullmatch(r"[a-z]+\d+[a-z]*g[a-z]*", family) is not None
+    assert not graviton, f"instance type {instance.values['instance_type']} is arm64; the image is x86_64"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_stack_leaves_account_wide_and_other_teams_settings_alone(env):
+    """Defect 7: Glue Data Catalog encryption is account-wide (it would re-key other teams'
+    catalogs) and the PostgreSQL security group is the application team's: neither is managed by
+    default; the rules the DBA team must add are an output."""
+    rendering = render(env)
+    assert not rendering.resources("aws_glue_data_catalog_encryption_settings")
+    edited = [r for r in rendering.resources("aws_vpc_security_group_ingress_rule")
+              if r.values["security_group_id"] == REHEARSAL_POSTGRES_SECURITY_GROUP]
+    assert not edited
+    rules = rendering.outputs["postgres_ingress_rules"]
+    prefix = f"weward-{env}"
+    assert {(r["from_security_group_id"], r["port"]) for r in rules} == {
+        (rendering.security_groups[f"{prefix}-run-worker"].id, 5432),
+        (rendering.security_groups[f"{prefix}-dagster-service"].id, 5432)}
+    assert render(env, manage_catalog_encryption=True).resources("aws_glue_data_catalog_encryption_settings")

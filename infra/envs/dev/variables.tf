@@ -122,10 +122,12 @@ variable "bytes_scanned_cutoff_per_query" {
   default     = 107374182400
 }
 
+# Off by default: the setting is account-wide (one per region), so turning it on here would re-key
+# the catalogs of every other team in the account. Opt in only in an account of your own.
 variable "manage_catalog_encryption" {
-  description = "Manage the account's Glue Data Catalog encryption settings (one environment per account)."
+  description = "Manage the account-wide Glue Data Catalog encryption settings (opt in only in an account the pipeline owns)."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "analyst_principal_arns" {

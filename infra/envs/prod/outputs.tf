@@ -78,6 +78,11 @@ output "run_commands" {
   value       = module.pipeline.run_commands
 }
 
+output "postgres_ingress_rules" {
+  description = "Ingress rules the owners of the PostgreSQL security group must add (this stack never edits it)."
+  value       = module.pipeline.postgres_ingress_rules
+}
+
 output "alert_topic_arn" {
   description = "SNS topic of the alerts (subscribe more endpoints to it)."
   value       = module.pipeline.alert_topic_arn

@@ -125,9 +125,9 @@ variable "postgres_port" {
 }
 
 variable "manage_postgres_ingress" {
-  description = "Add the ingress rule from the run worker to the PostgreSQL security group."
+  description = "Add the ingress rule from the run worker to the PostgreSQL security group. Off: that group belongs to the application team; the stack outputs the rules to add (postgres_ingress_rules)."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "vpc_endpoint_security_group_id" {

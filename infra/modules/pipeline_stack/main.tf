@@ -144,6 +144,7 @@ module "schedule" {
   subnet_ids           = var.private_subnet_ids
   security_group_id    = module.export_job.security_group_id
 
+  ec2_architecture       = lower(module.export_job.cpu_architecture)
   ec2_instance_role_name = module.iam.export_role_name
   ec2_image              = "${module.export_job.repository_url}:${var.image_tag}"
   ec2_command            = local.export_command

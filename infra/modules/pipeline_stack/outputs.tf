@@ -78,6 +78,14 @@ output "run_commands" {
   value       = { export = local.export_command, redact = local.redact_command, erase = local.erase_command }
 }
 
+output "postgres_ingress_rules" {
+  description = "Ingress rules the owners of the PostgreSQL security group must add (this stack never edits it)."
+  value = concat(
+    [{ security_group_id = var.postgres_security_group_id, port = 5432, from_security_group_id = module.export_job.security_group_id, description = "${local.name_prefix} run worker" }],
+    [for sg in module.dagster_service[*].security_group_id : { security_group_id = var.postgres_security_group_id, port = 5432, from_security_group_id = sg, description = "${local.name_prefix} Dagster service" }],
+  )
+}
+
 output "alert_topic_arn" {
   description = "SNS topic of the alerts (subscribe more endpoints to it)."
   value       = module.alerts.topic_arn
