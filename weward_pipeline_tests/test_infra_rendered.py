@@ -9,12 +9,20 @@ infrastructure as it was.
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import json
 import re
+import subprocess
+import warnings
+from importlib.metadata import entry_points
 from pathlib import Path
 
+import click
 import pytest
+import yaml
 
+from weward_pipeline import cli
+from weward_pipeline.config import Settings
 from weward_pipeline_tests.terraform_render import ENVS, ROOT, Role, as_list, render
 
 
@@ -286,3 +294,121 @@ def test_the_stack_leaves_account_wide_and_other_teams_settings_alone(env):
         (rendering.security_groups[f"{prefix}-run-worker"].id, 5432),
         (rendering.security_groups[f"{prefix}-dagster-service"].id, 5432)}
     assert render(env, manage_catalog_encryption=True).resources("aws_glue_data_catalog_encryption_settings")
+
+
+def console_script_command(name: str) -> click.Command:
+    """The click command behind a console script of the image (dagster, dagster-webserver...)."""
+    (entry_point,) = entry_points(group="console_scripts", name=name)
+    return importlib.import_module(entry_point.module).cli
+
+
+def parse_click(command: click.Command, name: str, args: list[str]) -> click.Context:
+    """Parses args down to the leaf sub-command (options, required ones, choices), running nothing."""
+    context = command.make_context(name, list(args), resilient_parsing=False)
+    while isinstance(context.command, click.Group):
+        with warnings.catch_warnings():  # click 8.2 deprecates protected_args; 9.0 folds it into args
+            warnings.simplefilter("ignore", DeprecationWarning)
+            rest = [*getattr(context, "protected_args", []), *context.args]
+        assert rest, f"{name}: a sub-command is missing"
+        sub_name, sub_command, sub_args = context.command.resolve_command(context, rest)
+        assert sub_command is not None, f"{name}: no sub-command {sub_name}"
+        context = sub_command.make_context(sub_name, sub_args, parent=context, resilient_parsing=False)
+    return context
+
+
+def shell_argv(script: str, environment: dict[str, str], scratch: Path) -> list[str]:
+    """The argv a `sh -c` script finally execs, run by sh itself up to that exec (command
+    substitutions, files it writes: /tmp is `scratch` here)."""
+    assert script.count("exec ") == 1, f"the script must end by exec'ing one command: {script!r}"
+    script = script.replace("/tmp/", f"{scratch}/").replace("exec ", "exec printf '%s\\0' ")
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", **environment})
+    return out.stdout.split("\0")[:-1]
+
+
+# What an operator passes to the erasure task (infra/README.md), as the task's command reads it.
+ERASURE_RUN_CONFIG = "ops:\n  erase_users:\n    config:\n      request_url: s3://weward-lake-prod/_requests/erasure/T-1.txt\n"
+
+
+def image_files() -> dict[str, str]:
+    """Files the image copies from the repository, by their path in the image."""
+    found = {}
+    for keyword, arguments in dockerfile_final_stage():
+        parts = [p for p in arguments.split() if not p.startswith("--")]
+        if keyword == "COPY" and "--from" not in arguments and "$" not in arguments:
+            found[parts[-1]] = str(ROOT / parts[0])
+    return found
+
+
+def argv_of(container, scratch: Path) -> list[str]:
+    """The argv the container runs, with the image's files replaced by their repository source."""
+    command = container.command
+    if command is None:  # the image's CMD
+        (cmd,) = [arguments for keyword, arguments in dockerfile_final_stage() if keyword == "CMD"]
+        command = json.loads(cmd)
+    if command[:2] == ["sh", "-c"]:
+        command = shell_argv(command[2], {**container.environment, "WEWARD_ERASURE_RUN_CONFIG": ERASURE_RUN_CONFIG}, scratch)
+    files = image_files()
+    return [files.get(part, part) for part in command]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_container_command_parses_as_a_command_of_this_version(env, tmp_path):
+    """What the scheduler, the services and an operator's run-task start must exist in the image
+    with those options: weward-pipeline's argparse, dagster's click commands, parsed not run."""
+    rendering = render(env)
+    assert {f"weward-{env}-{n}" for n in ("export", "redact", "erase", "dagster-webserver", "dagster-daemon")} <= set(
+        rendering.task_definitions)
+    for family, task in rendering.task_definitions.items():
+        argv = argv_of(task.container, tmp_path)
+        program, args = argv[0], argv[1:]
+        if program == "weward-pipeline":
+            try:
+                parsed = cli.build_parser().parse_args(args)
+            except SystemExit:
+                pytest.fail(f"{family}: weward-pipeline {' '.join(args)} does not parse")
+            assert callable(parsed.handler), family
+        else:
+            context = parse_click(console_script_command(program), program, args)
+            assert context.command.callback is not None, family
+            if context.info_name == "materialize":
+                assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", context.params["partition"]), family
+            if context.info_name == "execute" and "job_name" in context.params:
+                assert context.params["job_name"] == "gdpr_erasure", family
+                (config,) = context.params["config"]
+                assert yaml.safe_load(Path(config).read_text()) == yaml.safe_load(ERASURE_RUN_CONFIG)
+
+
+def dagster_yaml_env_vars(node) -> set[str]:
+    if isinstance(node, dict):
+        if set(node) == {"env"}:
+            return {node["env"]}
+        return {name for value in node.values() for name in dagster_yaml_env_vars(value)}
+    if isinstance(node, list):
+        return {name for value in node for name in dagster_yaml_env_vars(value)}
+    return set()
+
+
+PLACEHOLDERS = {"WEWARD_PII_KEY": "k" * 48, "DAGSTER_PG_PASSWORD": "placeholder"}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_each_task_environment_satisfies_the_configuration_contract(env):
+    """Settings.from_env accepts what each run worker gets (secrets as placeholders), and every
+    variable deploy/dagster.yaml reads is set in every task that loads it."""
+    rendering = render(env)
+    instance_vars = dagster_yaml_env_vars(yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text()))
+    for family, task in rendering.task_definitions.items():
+        container = task.container
+        environment = {**container.environment,
+                       **{name: PLACEHOLDERS.get(name, f"postgresql://{name.lower()}:secret@db.invalid:5432/app")
+                          for name in container.secrets}}
+        missing = instance_vars - set(environment)
+        assert not missing, f"{family}: deploy/dagster.yaml reads {sorted(missing)}, which the task does not set"
+        if "-dagster-" in family:
+            continue
+        settings = Settings.from_env(environment)
+        assert f"s3://{settings.lake.bucket}/{settings.lake.prefix}" == rendering.outputs["lake_url"], family
+        assert environment["WEWARD_TABLES_FILE"] == "/opt/weward/tables.yaml"
+    redact = rendering.task_definitions[f"weward-{env}-redact"].container
+    assert redact.secrets["WEWARD_PG_URL"] == redact.secrets["WEWARD_PG_REDACT_URL"]
