@@ -15,7 +15,7 @@ documents are `jsonencode` of the modules' locals, evaluated by Terraform, not H
     task = prod.task_definitions["weward-prod-export"]     # TaskDefinition, keyed by family
     task.task_role.name, task.execution_role.name          # Role
     task.container.command / .environment / .secrets       # list, {name: value}, {name: secret ARN}
-    task.container.user, .readonly_root_filesystem, .mount_points ({containerPath: volume name})
+    task.container.user, .readonly_root_filesystem, .mount_points ({containerPath: volume name}), .writable_paths
     task.volumes, task.cpu, task.memory, task.cpu_architecture, task.operating_system
     schedule = prod.schedules["weward-prod-export"]        # Schedule: .state .expression .timezone
     schedule.role.name, schedule.task_definition (TaskDefinition or None), .input, .ecs, .dead_letter_arn
@@ -231,6 +231,11 @@ class Container:
     mount_points: dict[str, str]  # containerPath -> volume name (writable ones and read-only alike)
     essential: bool
     definition: dict = field(repr=False)
+
+    @property
+    def writable_paths(self) -> set[str]:
+        """Mount points the container may write (readOnly false): all it may write on a read-only root."""
+        return {m["containerPath"] for m in self.definition.get("mountPoints") or [] if not m.get("readOnly")}
 
 
 @dataclass(frozen=True)

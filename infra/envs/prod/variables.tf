@@ -34,6 +34,12 @@ variable "create_vpc_endpoints" {
   default     = true
 }
 
+variable "existing_vpc_endpoints" {
+  description = "Endpoints the VPC already has (e.g. [\"s3\", \"logs\"]): not created here; give their security group and the S3 prefix list."
+  type        = list(string)
+  default     = []
+}
+
 variable "vpc_endpoint_security_group_id" {
   description = "Security group of existing interface endpoints (only when create_vpc_endpoints = false)."
   type        = string
@@ -116,16 +122,33 @@ variable "bytes_scanned_cutoff_per_query" {
   default     = 107374182400
 }
 
+# Off by default: the setting is account-wide (one per region), so turning it on here would re-key
+# the catalogs of every other team in the account. Opt in only in an account of your own.
 variable "manage_catalog_encryption" {
-  description = "Manage the account's Glue Data Catalog encryption settings (one environment per account)."
+  description = "Manage the account-wide Glue Data Catalog encryption settings (opt in only in an account the pipeline owns)."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "analyst_principal_arns" {
   description = "Principals allowed to assume the analyst role; empty creates no analyst role."
   type        = list(string)
   default     = []
+}
+
+variable "alert_emails" {
+  description = "Addresses that receive the alerts (failed or never-started runs, dead-lettered schedules); each confirms AWS's subscription email."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_slack_channel" {
+  description = "Optional Slack delivery of the alerts through AWS Chatbot: { workspace_id, channel_id } (authorize the workspace in the Chatbot console first)."
+  type = object({
+    workspace_id = string
+    channel_id   = string
+  })
+  default = null
 }
 
 variable "dagster_service_enabled" {

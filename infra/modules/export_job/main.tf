@@ -1,5 +1,6 @@
 # The run worker: one container image (deploy/Dockerfile) run as a Fargate task, once for the
-# daily export and once for the redaction, each with its own task role and only its own secrets.
+# daily export, once for the redaction and on demand for an erasure, each with its own task role
+# and only its own secrets.
 # Nothing runs between runs: the cluster, the task definitions and the log group cost nothing
 # while idle.
 
@@ -18,6 +19,9 @@ locals {
       # Runs launched from here (EcsRunLauncher in deploy/dagster.yaml) use the export task
       # definition's latest revision.
       DAGSTER_RUN_TASK_DEFINITION = "${var.name_prefix}-export"
+      # S3ComputeLogManager of deploy/dagster.yaml: step logs outlive the task.
+      DAGSTER_COMPUTE_LOG_BUCKET = var.compute_logs_bucket
+      DAGSTER_COMPUTE_LOG_PREFIX = var.compute_logs_prefix
     },
   )
   environment = [for key in sort(keys(local.plain_environment)) : { name = key, value = local.plain_environment[key] }]
@@ -33,6 +37,11 @@ locals {
       task_role_arn = var.redaction_role_arn
       secrets       = merge({ for name in var.redaction_secret_variables : name => name }, var.redaction_secret_aliases)
       command       = var.redact_command
+    }
+    erase = {
+      task_role_arn = var.erasure_role_arn
+      secrets       = merge({ for name in var.erasure_secret_variables : name => name }, var.erasure_secret_aliases)
+      command       = var.erase_command
     }
   }
 }

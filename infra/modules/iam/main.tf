@@ -39,6 +39,24 @@ locals {
   ]
 
   run_worker_principals = concat(["ecs-tasks.amazonaws.com"], var.allow_ec2_instances ? ["ec2.amazonaws.com"] : [])
+
+  # Every run writes its step logs through Dagster's S3ComputeLogManager (deploy/dagster.yaml):
+  # the same three statements in each run worker role; the key's use is in each role's own.
+  compute_log_statements = [
+    {
+      Sid       = "ListTheComputeLogs"
+      Effect    = "Allow"
+      Action    = "s3:ListBucket"
+      Resource  = var.lake_bucket_arn
+      Condition = { StringLike = { "s3:prefix" = ["${var.compute_logs_prefix}/*"] } }
+    },
+    {
+      Sid      = "WriteTheComputeLogs"
+      Effect   = "Allow"
+      Action   = ["s3:GetObject", "s3:PutObject"]
+      Resource = "${var.lake_bucket_arn}/${var.compute_logs_prefix}/*"
+    },
+  ]
 }
 
 locals {
@@ -69,7 +87,7 @@ resource "aws_iam_role" "export" {
 locals {
   export_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat(local.compute_log_statements, [
       {
         Sid       = "ListTheLakePrefix"
         Effect    = "Allow"
@@ -123,7 +141,7 @@ locals {
         Action   = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
         Resource = [for name in var.export_secret_variables : var.secret_arns[name]]
       },
-    ]
+    ])
   }
 }
 
@@ -149,7 +167,7 @@ resource "aws_iam_role" "redaction" {
 locals {
   redaction_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat(local.compute_log_statements, [
       {
         Sid       = "ListTheLakePrefix"
         Effect    = "Allow"
@@ -176,9 +194,9 @@ locals {
         Resource = [local.glue_catalog, local.glue_database, local.glue_tables]
       },
       {
-        Sid      = "DecryptWithTheProjectKey"
+        Sid      = "DecryptWithTheProjectKeyAndEncryptComputeLogs"
         Effect   = "Allow"
-        Action   = ["kms:Decrypt", "kms:DescribeKey"]
+        Action   = ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
         Resource = var.kms_key_arn
       },
       {
@@ -187,7 +205,7 @@ locals {
         Action   = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
         Resource = [for name in var.redaction_secret_variables : var.secret_arns[name]]
       },
-    ]
+    ])
   }
 }
 
@@ -195,6 +213,87 @@ resource "aws_iam_role_policy" "redaction" {
   name   = "redaction"
   role   = aws_iam_role.redaction.id
   policy = jsonencode(local.redaction_policy)
+}
+
+# ---------------------------------------------------------------------------------------------
+# Erasure (gdpr_erasure / weward-pipeline erase): rewrites the days that hold the requested users,
+# deletes every version of what it superseded, writes the audit record under the lake prefix
+# (_audit/erasure/), reads the request from the bucket's _requests/erasure/, and deletes the users
+# from PostgreSQL through its own DSN (a role that may DELETE; never the SELECT-only export DSN).
+# ---------------------------------------------------------------------------------------------
+
+resource "aws_iam_role" "erasure" {
+  name                 = "${var.name_prefix}-erasure"
+  description          = "Erasure: rewrites and purges lake days under ${var.lake_prefix}/, reads ${local.erasure_requests_prefix}."
+  assume_role_policy   = jsonencode(local.run_worker_trust)
+  max_session_duration = 43200
+  tags                 = var.tags
+}
+
+locals {
+  erasure_requests_prefix = "_requests/erasure/"
+  erasure_policy = {
+    Version = "2012-10-17"
+    Statement = concat(local.compute_log_statements, [
+      {
+        Sid       = "ListTheLakePrefixAndItsVersions"
+        Effect    = "Allow"
+        Action    = ["s3:ListBucket", "s3:ListBucketVersions"]
+        Resource  = var.lake_bucket_arn
+        Condition = { StringLike = { "s3:prefix" = [var.lake_prefix, "${var.lake_prefix}/*"] } }
+      },
+      {
+        Sid      = "LocateTheLakeBucket"
+        Effect   = "Allow"
+        Action   = "s3:GetBucketLocation"
+        Resource = var.lake_bucket_arn
+      },
+      {
+        Sid    = "RewriteAndPurgeTheLakePrefix"
+        Effect = "Allow"
+        Action = [
+          "s3:AbortMultipartUpload",
+          "s3:DeleteObject",
+          "s3:DeleteObjectVersion",
+          "s3:GetObject",
+          "s3:GetObjectVersion",
+          "s3:ListMultipartUploadParts",
+          "s3:PutObject",
+        ]
+        Resource = local.lake_objects
+      },
+      {
+        Sid      = "ReadTheErasureRequests"
+        Effect   = "Allow"
+        Action   = "s3:GetObject"
+        Resource = "${var.lake_bucket_arn}/${local.erasure_requests_prefix}*"
+      },
+      {
+        Sid      = "RepointTheRewrittenDays"
+        Effect   = "Allow"
+        Action   = concat(local.glue_read_actions, local.glue_register_actions)
+        Resource = [local.glue_catalog, local.glue_database, local.glue_tables]
+      },
+      {
+        Sid      = "UseTheProjectKey"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
+        Resource = var.kms_key_arn
+      },
+      {
+        Sid      = "ReadTheErasureSecrets"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
+        Resource = [for name in var.erasure_secret_variables : var.secret_arns[name]]
+      },
+    ])
+  }
+}
+
+resource "aws_iam_role_policy" "erasure" {
+  name   = "erasure"
+  role   = aws_iam_role.erasure.id
+  policy = jsonencode(local.erasure_policy)
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -79,6 +79,16 @@ locals {
           ArnLike = { "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/${var.name_prefix}/*" }
         }
       },
+      # The alert topic (modules/alerts) is encrypted with this key: the services that publish to
+      # it, EventBridge (failed runs) and CloudWatch (the dead-letter alarm), encrypt with it.
+      {
+        Sid       = "AlarmsAndRulesPublishToTheEncryptedAlertTopic"
+        Effect    = "Allow"
+        Principal = { Service = ["cloudwatch.amazonaws.com", "events.amazonaws.com"] }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+      },
     ]
   }
 }

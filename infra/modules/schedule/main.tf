@@ -63,7 +63,7 @@ locals {
       Sid       = "PassTheWorkerRoles"
       Effect    = "Allow"
       Action    = "iam:PassRole"
-      Resource  = distinct(concat([var.execution_role_arn], values(var.task_role_arns)))
+      Resource  = distinct(concat([var.execution_role_arn], [for name, run in local.runs : var.task_role_arns[name]]))
       Condition = { StringEquals = { "iam:PassedToService" = "ecs-tasks.amazonaws.com" } }
     },
   ]

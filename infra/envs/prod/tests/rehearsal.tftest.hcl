@@ -27,6 +27,13 @@ mock_provider "aws" {
 
   # Every resource type gets mock values during plan (ids nobody reads stay random strings).
   mock_resource "aws_athena_workgroup" {}
+  mock_resource "aws_chatbot_slack_channel_configuration" {}
+  mock_resource "aws_cloudwatch_event_rule" {}
+  mock_resource "aws_cloudwatch_event_target" {}
+  mock_resource "aws_cloudwatch_metric_alarm" {}
+  mock_resource "aws_sns_topic" {}
+  mock_resource "aws_sns_topic_policy" {}
+  mock_resource "aws_sns_topic_subscription" {}
   mock_resource "aws_cloudwatch_log_group" {}
   mock_resource "aws_ecr_lifecycle_policy" {}
   mock_resource "aws_ecr_repository" {}
@@ -104,6 +111,12 @@ override_resource {
 }
 
 override_resource {
+  target          = module.pipeline.module.secrets.aws_secretsmanager_secret.this["WEWARD_PG_ERASE_URL"]
+  override_during = plan
+  values          = { arn = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:weward/pipeline/pg-erase-url-Jm4Tz6", id = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:weward/pipeline/pg-erase-url-Jm4Tz6" }
+}
+
+override_resource {
   target          = module.pipeline.module.secrets.aws_secretsmanager_secret.this["WEWARD_PII_KEY"]
   override_during = plan
   values          = { arn = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:weward/pipeline/pii-key-Rt5Wm1", id = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:weward/pipeline/pii-key-Rt5Wm1" }
@@ -125,6 +138,12 @@ override_resource {
   target          = module.pipeline.module.iam.aws_iam_role.redaction
   override_during = plan
   values          = { arn = "arn:aws:iam::123456789012:role/weward-prod-redaction", id = "weward-prod-redaction" }
+}
+
+override_resource {
+  target          = module.pipeline.module.iam.aws_iam_role.erasure
+  override_during = plan
+  values          = { arn = "arn:aws:iam::123456789012:role/weward-prod-erasure", id = "weward-prod-erasure" }
 }
 
 override_resource {
@@ -170,6 +189,12 @@ override_resource {
 }
 
 override_resource {
+  target          = module.pipeline.module.export_job.aws_ecs_task_definition.worker["erase"]
+  override_during = plan
+  values          = { arn = "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-erase:1", arn_without_revision = "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-erase", revision = 1 }
+}
+
+override_resource {
   target          = module.pipeline.module.dagster_service[0].aws_ecs_task_definition.service["webserver"]
   override_during = plan
   values          = { arn = "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-dagster-webserver:1", arn_without_revision = "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-dagster-webserver", revision = 1 }
@@ -210,7 +235,7 @@ override_resource {
 }
 
 override_resource {
-  target          = module.pipeline.module.vpc_endpoints[0].aws_vpc_endpoint.s3
+  target          = module.pipeline.module.vpc_endpoints[0].aws_vpc_endpoint.s3[0]
   override_during = plan
   values          = { id = "vpce-0a1b2c3d4e5f60001", prefix_list_id = "pl-06a8b7c9" }
 }
@@ -223,6 +248,24 @@ override_resource {
     id  = "https://sqs.eu-west-3.amazonaws.com/123456789012/weward-prod-scheduler-dead-letters"
     url = "https://sqs.eu-west-3.amazonaws.com/123456789012/weward-prod-scheduler-dead-letters"
   }
+}
+
+override_resource {
+  target          = module.pipeline.module.alerts.aws_sns_topic.alerts
+  override_during = plan
+  values          = { arn = "arn:aws:sns:eu-west-3:123456789012:weward-prod-alerts", id = "arn:aws:sns:eu-west-3:123456789012:weward-prod-alerts" }
+}
+
+override_resource {
+  target          = module.pipeline.module.alerts.aws_cloudwatch_event_rule.task_failed
+  override_during = plan
+  values          = { arn = "arn:aws:events:eu-west-3:123456789012:rule/weward-prod-run-failed", id = "weward-prod-run-failed" }
+}
+
+override_resource {
+  target          = module.pipeline.module.dagster_service[0].aws_security_group.service
+  override_during = plan
+  values          = { id = "sg-0a1b2c3d4e5f60003", arn = "arn:aws:ec2:eu-west-3:123456789012:security-group/sg-0a1b2c3d4e5f60003" }
 }
 
 # --- the deployment: the variables without a default ------------------------------------------

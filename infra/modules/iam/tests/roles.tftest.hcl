@@ -28,6 +28,7 @@ variables {
     WEWARD_PG_REDACT_URL = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:pg-redact-url-BBBBBB"
     WEWARD_PII_KEY       = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:pii-key-CCCCCC"
     DAGSTER_PG_PASSWORD  = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:dagster-pg-password-DDDDDD"
+    WEWARD_PG_ERASE_URL  = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:pg-erase-url-EEEEEE"
   }
 }
 

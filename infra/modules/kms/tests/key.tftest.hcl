@@ -24,9 +24,10 @@ run "the_key_rotates_and_only_the_account_and_its_log_groups_use_it" {
     error_message = "the key rotates, under its alias"
   }
   assert {
-    condition = [for s in jsondecode(aws_kms_key.this.policy).Statement : s.Principal] == [
+    condition = jsonencode([for s in jsondecode(aws_kms_key.this.policy).Statement : s.Principal]) == jsonencode([
       { AWS = "arn:aws:iam::123456789012:root" }, { Service = "logs.eu-west-3.amazonaws.com" },
-    ]
-    error_message = "the key policy names the account root and CloudWatch Logs of this region only"
+      { Service = ["cloudwatch.amazonaws.com", "events.amazonaws.com"] },
+    ])
+    error_message = "the key policy names the account root, CloudWatch Logs of this region, and the alert topic's publishers only"
   }
 }

@@ -26,6 +26,7 @@ variables {
   postgres_security_group_id         = "sg-0123456789abcdef0"
   dagster_storage_host               = "db.example"
   create_vpc_endpoints               = true
+  existing_vpc_endpoints             = []
   vpc_endpoint_security_group_id     = null
   s3_prefix_list_id                  = null
   image_tag                          = "test"
@@ -41,6 +42,8 @@ variables {
   bytes_scanned_cutoff_per_query     = 107374182400
   manage_catalog_encryption          = false
   analyst_principal_arns             = []
+  alert_emails                       = ["data-oncall@example.com"]
+  alert_slack_channel                = null
   dagster_service_enabled            = false
 }
 
