@@ -9,6 +9,7 @@ from weward_pipeline.defs.alerts import alert_sensors
 from weward_pipeline.defs.assets import lake_asset, source_asset
 from weward_pipeline.defs.checks import export_checks
 from weward_pipeline.defs.erasure import erasure_job
+from weward_pipeline.defs.liveness import beating, dead_run_sensor
 from weward_pipeline.defs.query_resource import query_resource_from_env
 from weward_pipeline.defs.redaction import redaction_definitions, redaction_sensor
 from weward_pipeline.defs.resources import lake_resource_from_env
@@ -19,7 +20,9 @@ from weward_pipeline.defs.schedules import ScheduleSettings, schedule_definition
 # forkserver: each step forks from a process that has already imported dagster, pyarrow, boto3
 # and the code location, instead of a fresh interpreter importing them again for every step;
 # a backfill is many one-day runs of several steps each.
-STEP_EXECUTOR = dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}})
+# beating: the run's process writes a heartbeat and frees the pool slots of runs whose worker is
+# gone, before its steps claim any (defs/liveness.py): a killed run would hold them for good.
+STEP_EXECUTOR = beating(dg.multiprocess_executor).configured({"start_method": {"forkserver": {}}})
 
 
 def table_definitions(table: TableConfig, catalog: Catalog) -> dg.Definitions:
@@ -45,4 +48,7 @@ def build_definitions(
     erasure = dg.Definitions(jobs=[erasure_job(catalog)] if any(t.user_column for t in catalog.tables) else [])
     # Failed runs and failed blocking checks reach a person (SNS) when the Dagster service runs.
     alerts = dg.Definitions(sensors=alert_sensors())
-    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), redaction, erasure, alerts, shared)
+    # With the daemon: runs whose worker stopped beating are failed and their slots freed.
+    liveness = dg.Definitions(sensors=[dead_run_sensor()])
+    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), redaction, erasure, alerts,
+                                liveness, shared)
