@@ -223,11 +223,46 @@ def test_every_bucket_policy_denies_plain_http_and_puts_with_another_key(env):
             f"bucket {bucket}: the TLS rule must cover bucket and objects")
         if bucket.startswith("weward-s3-access-logs"):
             continue  # S3 log delivery cannot write to SSE-KMS buckets: SSE-S3 there.
-        encryption = {key: values for s in denies if s["Action"] == "s3:PutObject" and s["Resource"] == f"{arn}/*"
-                      for (op, key), values in conditions(s).items() if op == "StringNotEqualsIfExists"}
-        assert encryption == {"s3:x-amz-server-side-encryption": ["aws:kms"],
-                              "s3:x-amz-server-side-encryption-aws-kms-key-id": [key_arn]}, (
-            f"bucket {bucket}: puts with another encryption or another key must be denied")
+        puts = {s["Sid"]: conditions(s) for s in denies if s["Action"] == "s3:PutObject" and s["Resource"] == f"{arn}/*"}
+        assert puts == {
+            "DenyPutsAskingForAnotherEncryption": {("StringNotEquals", SSE): ["aws:kms"], ("Null", SSE): ["false"]},
+            "DenyPutsAskingForAnotherKmsKey": {("StringNotEquals", SSE_KEY): [key_arn], ("Null", SSE_KEY): ["false"]},
+            "DenyKmsPutsNamingNoKey": {("Null", SSE): ["false"], ("Null", SSE_KEY): ["true"]},
+        }, f"bucket {bucket}: puts asking for another encryption, another key or no key must be denied"
+
+
+SSE, SSE_KEY = "s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_a_put_that_asks_for_no_encryption_is_never_denied_it_gets_the_bucket_default(env):
+    """pyarrow's S3 client and boto3 send no encryption header (nor does any UploadPart); the
+    bucket's default encryption (the lake key, bucket key on) encrypts those puts. A Deny with
+    `StringNotEqualsIfExists` on a header matches when the header is absent: it refused every
+    put of the pipeline. Every Deny on puts must require an encryption header to be present."""
+    rendering = render(env)
+    for bucket, document in rendering.bucket_policies.items():
+        for statement in as_list(document["Statement"]):
+            if statement["Effect"] != "Deny":
+                continue
+            operators = set(statement.get("Condition", {}))
+            assert not [op for op in operators if op.endswith("IfExists")], (
+                f"bucket {bucket}: {statement['Sid']} uses {sorted(operators)}: in a Deny, ...IfExists matches "
+                f"requests without the key")
+            if "s3:PutObject" not in as_list(statement["Action"]) and statement["Action"] != "s3:*":
+                continue
+            if conditions(statement) == {("Bool", "aws:SecureTransport"): ["false"]}:
+                continue  # plain HTTP: refused whatever the headers
+            present = [key for (op, key), values in conditions(statement).items() if op == "Null" and values == ["false"]]
+            assert set(present) & {SSE, SSE_KEY}, (
+                f"bucket {bucket}: {statement['Sid']} denies puts that carry no encryption header")
+    for bucket in ("lake", "athena_results"):
+        (encryption,) = [r for r in rendering.resources("aws_s3_bucket_server_side_encryption_configuration")
+                         if r.address.endswith(f"aws_s3_bucket_server_side_encryption_configuration.{bucket}")]
+        rule = encryption.values["rule"][0]
+        assert rule["bucket_key_enabled"] is True
+        assert rule["apply_server_side_encryption_by_default"][0] == {
+            "sse_algorithm": "aws:kms", "kms_master_key_id": next(iter(rendering.key_policies))}
 
 
 def test_noncurrent_versions_expire_within_a_month_everywhere():
