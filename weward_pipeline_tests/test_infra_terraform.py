@@ -522,10 +522,12 @@ def test_the_roots_are_thin_every_variable_reaches_the_stack_and_every_output_co
     """The roots hold backend, provider, name and defaults; modules/pipeline_stack holds the rest."""
     root = INFRA / "envs" / env
     root_variables, stack_variables = variables(root), variables(STACK)
-    assert set(root_variables) - {"tags"} == set(stack_variables) - {"environment", "pipeline_env"}
+    provider_only = {"tags", "aws_account_id"}  # default_tags and allowed_account_ids of the provider
+    assert set(root_variables) - provider_only == set(stack_variables) - {"environment", "pipeline_env"}
     call = module_calls(root)["pipeline"]
     assert call["source"] == "../../modules/pipeline_stack"
-    for name in set(root_variables) - {"tags"}:
+    assert not provider_only & set(call)
+    for name in set(root_variables) - provider_only:
         assert call[name] == f"${{var.{name}}}", name
     # Defaults live in the roots only: two copies could drift apart.
     assert not [name for name, body in stack_variables.items() if "default" in body]
@@ -535,6 +537,20 @@ def test_the_roots_are_thin_every_variable_reaches_the_stack_and_every_output_co
     assert all(body["value"] == f"${{module.pipeline.{name}}}" for name, body in root_outputs.items())
     assert set(module_calls(root)) == {"pipeline_env", "pipeline"}
     assert not [p for p in root.glob("*.tf") if parse(p).get("resource") or parse(p).get("data")]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_provider_refuses_credentials_of_any_other_account(env):
+    """Defect 7: without allowed_account_ids, a shell holding another account's credentials (dev's,
+    say) plans and applies this environment's resources into that account."""
+    root = INFRA / "envs" / env
+    (provider,) = [entry["aws"] for entry in parse(root / "versions.tf")["provider"]]
+    assert provider["allowed_account_ids"] == ["${var.aws_account_id}"]
+    variable = variables(root)["aws_account_id"]
+    assert "default" not in variable, "the account must be stated for each deployment, never guessed"
+    assert "validation" in variable
+    example = (root / "terraform.tfvars.example").read_text()
+    assert re.search(r'^aws_account_id\s*=\s*"\d{12}"', example, re.M)
 
 
 @pytest.mark.parametrize("env", ENVS)
