@@ -323,9 +323,8 @@ def test_lake_access_is_scoped_to_the_prefix_the_database_and_the_key():
             resources, actions = as_list(statement["Resource"]), as_list(statement["Action"])
             if any(a in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject") for a in actions):
                 assert all(r in (lake_objects, results_objects, compute_logs) for r in resources), (name, statement)
-            if "s3:ListBucket" in actions:  # a prefix under the lake's or the logs', or none (HeadBucket: export only)
-                allowed = [{("StringLike", "s3:prefix")}] + ([{("Null", "s3:prefix")}] if name == "weward-prod-export" else [])
-                assert set(conditions(statement)) in allowed, (name, statement)
+            if "s3:ListBucket" in actions:  # a prefix under the lake's or the logs', never none
+                assert set(conditions(statement)) == {("StringLike", "s3:prefix")}, (name, statement)
                 for prefix in conditions(statement).get(("StringLike", "s3:prefix"), []):
                     assert prefix.split("/")[0] in ("lake", "results", "_dagster"), (name, statement)
             if any(a.startswith("glue:") for a in actions):
