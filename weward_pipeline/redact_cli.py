@@ -23,8 +23,8 @@ import os
 import sys
 from dataclasses import dataclass
 
+from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, load_catalog
-from weward_pipeline.export import AwsClients
 from weward_pipeline.redact import RedactionFailed, RedactionLimits, RedactionRefused, redact_day, retention_ends
 
 # redact-due imports Dagster (and the code location) when it runs, not when the CLI starts.

@@ -102,7 +102,7 @@ def run_exports(days: list[dt.date]) -> list[tuple[str, dt.date, bool]]:
 def print_lake_summary(tables: list[str]) -> None:
     """What an analyst sees: Glue partitions, their rows and bytes, read back from the catalog."""
     from weward_pipeline.config import Settings
-    from weward_pipeline.export import AwsClients
+    from weward_pipeline.aws import AwsClients
     from weward_pipeline.glue import GlueCatalog
     from weward_pipeline.verify import published_manifest
 
