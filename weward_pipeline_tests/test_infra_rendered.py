@@ -86,15 +86,21 @@ def test_a_failed_invocation_lands_in_an_encrypted_dead_letter_queue_the_schedul
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_the_export_role_may_head_the_lake_bucket(env):
-    """Defect 2: export.check_lake_reachable calls HeadBucket, authorized as s3:ListBucket with no
-    s3:prefix key; the export role granted ListBucket only under an s3:prefix condition (403)."""
+def test_every_role_lists_only_under_its_prefixes_and_the_export_may_probe_the_lake(env):
+    """Defect 2: export.check_lake_reachable called HeadBucket (s3:ListBucket with no s3:prefix),
+    which the export role's prefix-scoped grant denied. The probe is now a one-key listing under
+    the lake prefix (s3:ListBucket with s3:prefix "<lake prefix>/"), so no role needs ListBucket
+    without a prefix, which would list every key of the bucket, erasure requests included."""
     rendering = render(env)
-    bucket_arn = f"arn:aws:s3:::{rendering.outputs['lake_url'].removeprefix('s3://').split('/')[0]}"
+    bucket, lake_prefix = rendering.outputs["lake_url"].removeprefix("s3://").split("/", 1)
+    for role in rendering.roles.values():
+        for statement in allow_statements(role, "s3:ListBucket"):
+            assert set(condition(statement)) == {("StringLike", "s3:prefix")}, (
+                f"{role.name}: {statement.get('Sid')} lets it list without a prefix: {statement.get('Condition')}")
     role = rendering.roles[f"weward-{env}-export"]
-    head = [s for s in allow_statements(role, "s3:ListBucket")
-            if as_list(s["Resource"]) == [bucket_arn] and condition(s) in ({}, {("Null", "s3:prefix"): ["true"]})]
-    assert head, f"{role.name} cannot HeadBucket {bucket_arn}: every s3:ListBucket it has requires an s3:prefix"
+    probe = [s for s in granted(role, "s3:ListBucket", f"arn:aws:s3:::{bucket}")
+             if any(resource_matches(p, f"{lake_prefix}/") for p in condition(s)[("StringLike", "s3:prefix")])]
+    assert probe, f"{role.name} may not list s3://{bucket}/{lake_prefix}/ (check_lake_reachable's probe)"
 
 
 def resource_matches(pattern: str, arn: str) -> bool:

@@ -223,11 +223,46 @@ def test_every_bucket_policy_denies_plain_http_and_puts_with_another_key(env):
             f"bucket {bucket}: the TLS rule must cover bucket and objects")
         if bucket.startswith("weward-s3-access-logs"):
             continue  # S3 log delivery cannot write to SSE-KMS buckets: SSE-S3 there.
-        encryption = {key: values for s in denies if s["Action"] == "s3:PutObject" and s["Resource"] == f"{arn}/*"
-                      for (op, key), values in conditions(s).items() if op == "StringNotEqualsIfExists"}
-        assert encryption == {"s3:x-amz-server-side-encryption": ["aws:kms"],
-                              "s3:x-amz-server-side-encryption-aws-kms-key-id": [key_arn]}, (
-            f"bucket {bucket}: puts with another encryption or another key must be denied")
+        puts = {s["Sid"]: conditions(s) for s in denies if s["Action"] == "s3:PutObject" and s["Resource"] == f"{arn}/*"}
+        assert puts == {
+            "DenyPutsAskingForAnotherEncryption": {("StringNotEquals", SSE): ["aws:kms"], ("Null", SSE): ["false"]},
+            "DenyPutsAskingForAnotherKmsKey": {("StringNotEquals", SSE_KEY): [key_arn], ("Null", SSE_KEY): ["false"]},
+            "DenyKmsPutsNamingNoKey": {("Null", SSE): ["false"], ("Null", SSE_KEY): ["true"]},
+        }, f"bucket {bucket}: puts asking for another encryption, another key or no key must be denied"
+
+
+SSE, SSE_KEY = "s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_a_put_that_asks_for_no_encryption_is_never_denied_it_gets_the_bucket_default(env):
+    """pyarrow's S3 client and boto3 send no encryption header (nor does any UploadPart); the
+    bucket's default encryption (the lake key, bucket key on) encrypts those puts. A Deny with
+    `StringNotEqualsIfExists` on a header matches when the header is absent: it refused every
+    put of the pipeline. Every Deny on puts must require an encryption header to be present."""
+    rendering = render(env)
+    for bucket, document in rendering.bucket_policies.items():
+        for statement in as_list(document["Statement"]):
+            if statement["Effect"] != "Deny":
+                continue
+            operators = set(statement.get("Condition", {}))
+            assert not [op for op in operators if op.endswith("IfExists")], (
+                f"bucket {bucket}: {statement['Sid']} uses {sorted(operators)}: in a Deny, ...IfExists matches "
+                f"requests without the key")
+            if "s3:PutObject" not in as_list(statement["Action"]) and statement["Action"] != "s3:*":
+                continue
+            if conditions(statement) == {("Bool", "aws:SecureTransport"): ["false"]}:
+                continue  # plain HTTP: refused whatever the headers
+            present = [key for (op, key), values in conditions(statement).items() if op == "Null" and values == ["false"]]
+            assert set(present) & {SSE, SSE_KEY}, (
+                f"bucket {bucket}: {statement['Sid']} denies puts that carry no encryption header")
+    for bucket in ("lake", "athena_results"):
+        (encryption,) = [r for r in rendering.resources("aws_s3_bucket_server_side_encryption_configuration")
+                         if r.address.endswith(f"aws_s3_bucket_server_side_encryption_configuration.{bucket}")]
+        rule = encryption.values["rule"][0]
+        assert rule["bucket_key_enabled"] is True
+        assert rule["apply_server_side_encryption_by_default"][0] == {
+            "sse_algorithm": "aws:kms", "kms_master_key_id": next(iter(rendering.key_policies))}
 
 
 def test_noncurrent_versions_expire_within_a_month_everywhere():
@@ -288,9 +323,8 @@ def test_lake_access_is_scoped_to_the_prefix_the_database_and_the_key():
             resources, actions = as_list(statement["Resource"]), as_list(statement["Action"])
             if any(a in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject") for a in actions):
                 assert all(r in (lake_objects, results_objects, compute_logs) for r in resources), (name, statement)
-            if "s3:ListBucket" in actions:  # a prefix under the lake's or the logs', or none (HeadBucket: export only)
-                allowed = [{("StringLike", "s3:prefix")}] + ([{("Null", "s3:prefix")}] if name == "weward-prod-export" else [])
-                assert set(conditions(statement)) in allowed, (name, statement)
+            if "s3:ListBucket" in actions:  # a prefix under the lake's or the logs', never none
+                assert set(conditions(statement)) == {("StringLike", "s3:prefix")}, (name, statement)
                 for prefix in conditions(statement).get(("StringLike", "s3:prefix"), []):
                     assert prefix.split("/")[0] in ("lake", "results", "_dagster"), (name, statement)
             if any(a.startswith("glue:") for a in actions):
@@ -487,10 +521,12 @@ def test_the_roots_are_thin_every_variable_reaches_the_stack_and_every_output_co
     """The roots hold backend, provider, name and defaults; modules/pipeline_stack holds the rest."""
     root = INFRA / "envs" / env
     root_variables, stack_variables = variables(root), variables(STACK)
-    assert set(root_variables) - {"tags"} == set(stack_variables) - {"environment", "pipeline_env"}
+    provider_only = {"tags", "aws_account_id"}  # default_tags and allowed_account_ids of the provider
+    assert set(root_variables) - provider_only == set(stack_variables) - {"environment", "pipeline_env"}
     call = module_calls(root)["pipeline"]
     assert call["source"] == "../../modules/pipeline_stack"
-    for name in set(root_variables) - {"tags"}:
+    assert not provider_only & set(call)
+    for name in set(root_variables) - provider_only:
         assert call[name] == f"${{var.{name}}}", name
     # Defaults live in the roots only: two copies could drift apart.
     assert not [name for name, body in stack_variables.items() if "default" in body]
@@ -500,6 +536,20 @@ def test_the_roots_are_thin_every_variable_reaches_the_stack_and_every_output_co
     assert all(body["value"] == f"${{module.pipeline.{name}}}" for name, body in root_outputs.items())
     assert set(module_calls(root)) == {"pipeline_env", "pipeline"}
     assert not [p for p in root.glob("*.tf") if parse(p).get("resource") or parse(p).get("data")]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_provider_refuses_credentials_of_any_other_account(env):
+    """Defect 7: without allowed_account_ids, a shell holding another account's credentials (dev's,
+    say) plans and applies this environment's resources into that account."""
+    root = INFRA / "envs" / env
+    (provider,) = [entry["aws"] for entry in parse(root / "versions.tf")["provider"]]
+    assert provider["allowed_account_ids"] == ["${var.aws_account_id}"]
+    variable = variables(root)["aws_account_id"]
+    assert "default" not in variable, "the account must be stated for each deployment, never guessed"
+    assert "validation" in variable
+    example = (root / "terraform.tfvars.example").read_text()
+    assert re.search(r'^aws_account_id\s*=\s*"\d{12}"', example, re.M)
 
 
 @pytest.mark.parametrize("env", ENVS)

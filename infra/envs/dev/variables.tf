@@ -1,3 +1,12 @@
+variable "aws_account_id" {
+  description = "The AWS account this environment lives in: the provider refuses to plan or apply with credentials of any other (allowed_account_ids)."
+  type        = string
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.aws_account_id))
+    error_message = "aws_account_id is the 12-digit id of the environment's AWS account."
+  }
+}
+
 variable "vpc_id" {
   description = "VPC of the application's PostgreSQL server."
   type        = string

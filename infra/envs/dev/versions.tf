@@ -17,7 +17,8 @@ terraform {
 }
 
 provider "aws" {
-  region = module.pipeline_env.aws_region
+  region              = module.pipeline_env.aws_region
+  allowed_account_ids = [var.aws_account_id]
 
   default_tags {
     tags = local.tags

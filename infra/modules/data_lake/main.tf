@@ -104,13 +104,59 @@ resource "aws_s3_bucket_logging" "lake" {
   target_prefix = "${var.lake_bucket_name}/"
 }
 
-# Deny statements only: who may do what is each role's own policy (modules/iam). Puts without an
-# encryption header get the default (this key, bucket key on); a put asking for any other
-# encryption or any other key is refused.
+# Deny statements only: who may do what is each role's own policy (modules/iam).
+#
+# Puts that ask for no encryption get the bucket's default encryption: this key, bucket key on.
+# That is how the pipeline writes (pyarrow's S3 client and boto3 send no encryption header, nor
+# does any UploadPart), so only a put that explicitly asks for something else is refused: another
+# algorithm, another key, or SSE-KMS without naming a key (S3 then uses the AWS managed aws/s3 key,
+# not the bucket's). Each condition on a header requires that header to be present (Null false):
+# never `...IfExists` in a Deny, which matches when the header is absent and so refused every put
+# without encryption headers.
 locals {
+  put_encryption_denies = {
+    for bucket, arn in { lake = local.lake_arn, athena_results = local.result_arn } : bucket => [
+      {
+        Sid       = "DenyPutsAskingForAnotherEncryption"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:PutObject"
+        Resource  = "${arn}/*"
+        Condition = {
+          StringNotEquals = { "s3:x-amz-server-side-encryption" = "aws:kms" }
+          Null            = { "s3:x-amz-server-side-encryption" = "false" }
+        }
+      },
+      {
+        Sid       = "DenyPutsAskingForAnotherKmsKey"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:PutObject"
+        Resource  = "${arn}/*"
+        Condition = {
+          StringNotEquals = { "s3:x-amz-server-side-encryption-aws-kms-key-id" = var.kms_key_arn }
+          Null            = { "s3:x-amz-server-side-encryption-aws-kms-key-id" = "false" }
+        }
+      },
+      {
+        Sid       = "DenyKmsPutsNamingNoKey"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:PutObject"
+        Resource  = "${arn}/*"
+        Condition = {
+          Null = {
+            "s3:x-amz-server-side-encryption"                = "false"
+            "s3:x-amz-server-side-encryption-aws-kms-key-id" = "true"
+          }
+        }
+      },
+    ]
+  }
+
   lake_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         Sid       = "DenyInsecureTransport"
         Effect    = "Deny"
@@ -119,23 +165,7 @@ locals {
         Resource  = [local.lake_arn, "${local.lake_arn}/*"]
         Condition = { Bool = { "aws:SecureTransport" = "false" } }
       },
-      {
-        Sid       = "DenyPutsNotEncryptedWithTheLakeKey"
-        Effect    = "Deny"
-        Principal = "*"
-        Action    = "s3:PutObject"
-        Resource  = "${local.lake_arn}/*"
-        Condition = { StringNotEqualsIfExists = { "s3:x-amz-server-side-encryption" = "aws:kms" } }
-      },
-      {
-        Sid       = "DenyPutsWithAnotherKmsKey"
-        Effect    = "Deny"
-        Principal = "*"
-        Action    = "s3:PutObject"
-        Resource  = "${local.lake_arn}/*"
-        Condition = { StringNotEqualsIfExists = { "s3:x-amz-server-side-encryption-aws-kms-key-id" = var.kms_key_arn } }
-      },
-    ]
+    ], local.put_encryption_denies.lake)
   }
 }
 
@@ -224,11 +254,11 @@ resource "aws_s3_bucket_logging" "athena_results" {
   target_prefix = "${var.athena_results_bucket_name}/"
 }
 
-# The same denials as the lake.
+# The same denials as the lake (Athena writes results with the workgroup's SSE-KMS key, named).
 locals {
   athena_results_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         Sid       = "DenyInsecureTransport"
         Effect    = "Deny"
@@ -237,23 +267,7 @@ locals {
         Resource  = [local.result_arn, "${local.result_arn}/*"]
         Condition = { Bool = { "aws:SecureTransport" = "false" } }
       },
-      {
-        Sid       = "DenyPutsNotEncryptedWithTheLakeKey"
-        Effect    = "Deny"
-        Principal = "*"
-        Action    = "s3:PutObject"
-        Resource  = "${local.result_arn}/*"
-        Condition = { StringNotEqualsIfExists = { "s3:x-amz-server-side-encryption" = "aws:kms" } }
-      },
-      {
-        Sid       = "DenyPutsWithAnotherKmsKey"
-        Effect    = "Deny"
-        Principal = "*"
-        Action    = "s3:PutObject"
-        Resource  = "${local.result_arn}/*"
-        Condition = { StringNotEqualsIfExists = { "s3:x-amz-server-side-encryption-aws-kms-key-id" = var.kms_key_arn } }
-      },
-    ]
+    ], local.put_encryption_denies.athena_results)
   }
 }
 

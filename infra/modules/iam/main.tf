@@ -95,16 +95,8 @@ locals {
         Resource  = var.lake_bucket_arn
         Condition = { StringLike = { "s3:prefix" = [var.lake_prefix, "${var.lake_prefix}/*"] } }
       },
-      # export.check_lake_reachable calls HeadBucket, which AWS authorizes as s3:ListBucket with no
-      # s3:prefix key at all. That also admits a listing without a prefix (key names only, never
-      # content); no condition can tell the two apart.
-      {
-        Sid       = "HeadTheLakeBucket"
-        Effect    = "Allow"
-        Action    = "s3:ListBucket"
-        Resource  = var.lake_bucket_arn
-        Condition = { Null = { "s3:prefix" = "true" } }
-      },
+      # No ListBucket without s3:prefix (HeadBucket, or a listing of the whole bucket, _requests/
+      # included): export.check_lake_reachable probes with a one-key listing under the lake prefix.
       {
         Sid      = "LocateTheLakeBucket"
         Effect   = "Allow"

@@ -271,6 +271,7 @@ override_resource {
 # --- the deployment: the variables without a default ------------------------------------------
 
 variables {
+  aws_account_id             = "123456789012"
   vpc_id                     = "vpc-0123456789abcdef0"
   vpc_cidr                   = "10.20.0.0/16"
   private_subnet_ids         = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
