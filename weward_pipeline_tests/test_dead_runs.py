@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+import boto3
 import dagster as dg
 import psycopg
 import pytest
@@ -134,7 +135,8 @@ def test_a_bad_heartbeat_interval_is_one_clear_error():
 def production(sample_database, lake_env, fresh_database, tmp_path, monkeypatch):
     """Environment of `dagster asset materialize` on the production instance (deploy/dagster.yaml,
     default run launcher), the sample database, a fresh lake; heartbeat every BEAT second."""
-    home = production_dagster_home(fresh_database, tmp_path, monkeypatch)
+    bucket = lake_env["WEWARD_LAKE_URL"].removeprefix("s3://").split("/")[0]
+    home = production_dagster_home(fresh_database, tmp_path, monkeypatch, compute_log_bucket=bucket)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WEWARD_PG_URL": sample_database, "WEWARD_PII_KEY": "k" * 48,
            liveness.HEARTBEAT_ENV: str(BEAT), "WEWARD_SCHEDULE_DEFAULT_STATUS": "stopped", "DAGSTER_HOME": str(home)}
     instance = dg.DagsterInstance.from_config(str(home))
@@ -211,6 +213,11 @@ def test_without_the_daemon_the_next_export_frees_a_killed_exports_slots_within_
     assert freed - died >= (liveness.STALE_AFTER_BEATS - 1) * BEAT  # its last beat was at most one beat before
     assert freed <= max(died + BOUND, run.start_time + BEAT) + 2, (freed - died, run.start_time - died)
     assert claimed(instance) == []
+    # deploy/dagster.yaml's compute logs: the step logs of the run are in S3 under the production prefix.
+    bucket = env["DAGSTER_COMPUTE_LOG_BUCKET"]
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(
+        Bucket=bucket, Prefix=f"_dagster/compute-logs/storage/{run.dagster_run.run_id}/")["Contents"]]
+    assert any(k.endswith(".err") for k in keys), keys
 
 
 def test_with_the_daemon_its_sensor_frees_a_killed_exports_slots_within_the_bound(production, sample_database):
