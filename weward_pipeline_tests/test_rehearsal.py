@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import sys
 from pathlib import Path
 
 import boto3
@@ -19,7 +20,7 @@ import pytest
 from weward_pipeline.config import Settings, load_catalog, SAMPLE_CATALOG
 from weward_pipeline.export import AwsClients, export_day
 from weward_pipeline.secret_store import PiiKey
-from weward_pipeline_tests.rehearsal.authz import Account, Environment
+from weward_pipeline_tests.rehearsal.authz import Account, Environment, Workgroup
 from weward_pipeline_tests.rehearsal.check import denials, report
 from weward_pipeline_tests.rehearsal.proxy import job_credentials
 from weward_pipeline_tests.rehearsal.stage import ensure_glue_database, read_env_file
@@ -97,7 +98,9 @@ def test_the_export_probes_the_lake_within_what_the_prefix_conditioned_grant_all
 
 # -- The rehearsal proper: every job under its rendered task, every call against its role --------
 
-PROD_FAMILIES = {"export": "weward-prod-export", "redact-due": "weward-prod-redact"}
+PROD_FAMILIES = {"export": "weward-prod-export", "redact-due": "weward-prod-redact", "erase": "weward-prod-erase"}
+ANALYST_ROLE = "weward-prod-analyst"
+ATHENA_QUERY = "SELECT count(*) AS syncs FROM step_events"
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +110,38 @@ def production():
     return render("prod")
 
 
+def create_workgroup(stage, production) -> None:
+    """The analysts' Athena workgroup as Terraform's aws_athena_workgroup renders it (as the admin)."""
+    (workgroup,) = production.resources("aws_athena_workgroup")
+    (results,) = workgroup.values["configuration"][0]["result_configuration"]
+    stage.aws_server.create_bucket(results["output_location"].removeprefix("s3://").split("/")[0])
+    athena = stage.admin("athena")
+    if workgroup.values["name"] not in {w["Name"] for w in athena.list_work_groups()["WorkGroups"]}:
+        athena.create_work_group(Name=workgroup.values["name"], Configuration={
+            "ResultConfiguration": {"OutputLocation": results["output_location"]},
+            "EnforceWorkGroupConfiguration": workgroup.values["configuration"][0]["enforce_workgroup_configuration"]})
+
+
+def rendered_workgroups(production) -> dict[str, Workgroup]:
+    found = {}
+    for workgroup in production.resources("aws_athena_workgroup"):
+        configuration = workgroup.values["configuration"][0]
+        (results,) = configuration["result_configuration"]
+        encryption = (results.get("encryption_configuration") or [{}])[0]
+        found[workgroup.values["name"]] = Workgroup(
+            results["output_location"], kms_key=encryption.get("kms_key_arn") if encryption.get("encryption_option") == "SSE_KMS" else None,
+            enforced=configuration["enforce_workgroup_configuration"])
+    return found
+
+
 @pytest.fixture(scope="module")
 def rehearsal(production, pg_server, aws_server, recording_proxy, stack_dir):
     """Each job run once, as its ECS task: a backfill of a day past retention (the export task with
-    a RunTask command override), the scheduled export (yesterday), then the scheduled redact-due,
-    which redacts the backfilled day. Requests are recorded per job."""
+    a RunTask command override), the scheduled export (yesterday, with its checks), the scheduled
+    redact-due, which redacts the backfilled day, then an erasure of two users (the erasure task
+    with its run config in a RunTask environment override, as infra/README.md says), and an
+    analyst's Athena query (the CLI on their machine, as the analyst role). Requests are recorded
+    per job."""
     from weward_pipeline.config import SAMPLE_CATALOG
     from weward_pipeline_tests.rehearsal import runtime
     from weward_pipeline_tests.rehearsal.stage import Stage
@@ -129,6 +159,16 @@ def rehearsal(production, pg_server, aws_server, recording_proxy, stack_dir):
     stage.run("export-backfill", runtime.TaskRuntime.from_rendered(export, command=backfill), image)
     stage.run("export", runtime.TaskRuntime.from_rendered(export), image)
     stage.run("redact-due", runtime.TaskRuntime.from_rendered(production.task_definitions[PROD_FAMILIES["redact-due"]]), image)
+    request_url, stage.erased_users = stage.put_erasure_request("T-1")
+    run_config = f'ops: {{erase_users: {{config: {{request_url: "{request_url}", delete_from_postgres: true}}}}}}'
+    erase = runtime.TaskRuntime.from_rendered(production.task_definitions[PROD_FAMILIES["erase"]],
+                                              environment={"WEWARD_ERASURE_RUN_CONFIG": run_config})
+    stage.run("erase", erase, image)
+    create_workgroup(stage, production)
+    prod = read_env_file()
+    analyst = {k: prod[k] for k in ("AWS_REGION", "WEWARD_GLUE_DATABASE", "WEWARD_ATHENA_WORKGROUP", "WEWARD_ATHENA_OUTPUT")}
+    stage.run_cli("query-athena", [str(Path(sys.executable).parent / "weward-pipeline"), "query", "--engine", "athena", ATHENA_QUERY],
+                  {**analyst, "AWS_DEFAULT_REGION": prod["AWS_REGION"]}, production.roles[ANALYST_ROLE].arn)
     return stage
 
 
@@ -140,13 +180,43 @@ def test_every_job_runs_under_its_rendered_task_runtime(rehearsal):
 def test_every_recorded_call_is_allowed_for_the_role_its_task_runs_as(rehearsal, production):
     from weward_pipeline_tests.terraform_render import ACCOUNT_ID, REGION
 
-    lake_bucket = "weward-lake-prod"
+    prod = read_env_file()
+    lake_bucket = rehearsal.lake.bucket
+    results_bucket = prod["WEWARD_ATHENA_OUTPUT"].removeprefix("s3://").split("/")[0]
     (key_arn,) = production.key_policies
-    env = Environment(Account(ACCOUNT_ID, REGION), bucket_keys={lake_bucket: key_arn}, secret_arns=dict(production.secrets))
+    env = Environment(Account(ACCOUNT_ID, REGION), bucket_keys={lake_bucket: key_arn, results_bucket: key_arn},
+                      secret_arns=dict(production.secrets), workgroups=rendered_workgroups(production),
+                      table_locations=rehearsal.table_locations(prod["WEWARD_GLUE_DATABASE"]))
+    bucket_policies = [production.bucket_policies[b] for b in (lake_bucket, results_bucket)]
     found = []
     for job, run in rehearsal.runs.items():
         role = production.role_by_arn(run.task.role)
-        policies = list(role.policies.values()) + [production.bucket_policies[lake_bucket]]
-        found += denials(job, rehearsal.proxy.for_job(job), policies, role.arn, env)
-    assert rehearsal.proxy.for_job("export"), "the export sent nothing through the proxy"
+        found += denials(job, rehearsal.proxy.for_job(job), list(role.policies.values()) + bucket_policies, role.arn, env)
     assert not found, report(found)
+
+
+def test_the_rehearsal_saw_every_jobs_calls(rehearsal):
+    """What the verdict covers: each job reached AWS through the proxy, with the calls that matter."""
+    def paths(job, method=None):
+        return [r.path for r in rehearsal.proxy.for_job(job) if method in (None, r.method)]
+
+    for job in ("export-backfill", "export", "redact-due", "erase", "query-athena"):
+        assert rehearsal.proxy.for_job(job), f"job {job} sent nothing through the proxy"
+    # Step logs of every run worker go to S3 (deploy/dagster.yaml's compute_logs).
+    for job in ("export", "redact-due", "erase"):
+        assert any("/_dagster/compute-logs/" in p for p in paths(job, "PUT")), job
+    # The erasure read its request, wrote its audit and rewrote versions.
+    erase = rehearsal.proxy.for_job("erase")
+    assert any(r.method == "GET" and "/_requests/erasure/T-1.txt" in r.path for r in erase)
+    assert any(r.method == "PUT" and "/_audit/erasure/" in r.path for r in erase)
+    assert any(r.query_dict().get("versions") is not None for r in erase)
+    # The checks ran in the export's runs (so their calls are the export's): every blocking check
+    # of every exported day passed (freshness depends on the clock, not on IAM: not asserted).
+    evaluations = {k: v for k, v in rehearsal.check_evaluations().items() if k[1] != "freshness_check"}
+    exported = {(asset, day) for asset, _, day in evaluations if asset.startswith('["lake"')}
+    assert len(exported) == 7  # six tables yesterday, step_events' backfilled day
+    assert {check for _, check, _ in evaluations} == {"glue_points_at_export", "glue_schema_matches_files",
+                                                      "row_count_matches_source", "no_rows_need_reexport"}
+    assert set(evaluations.values()) == {"SUCCEEDED"}, evaluations
+    starts = [r for r in rehearsal.proxy.for_job("query-athena") if r.headers.get("x-amz-target") == "AmazonAthena.StartQueryExecution"]
+    assert [json.loads(r.body)["QueryString"] for r in starts] == [ATHENA_QUERY]

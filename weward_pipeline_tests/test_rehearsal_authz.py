@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from weward_pipeline.lake import s3_filesystem
-from weward_pipeline_tests.rehearsal.authz import Account, Environment, UnmappedRequest, authorize
+from weward_pipeline_tests.rehearsal.authz import Account, Environment, UnmappedRequest, Workgroup, authorize
 from weward_pipeline_tests.rehearsal.proxy import job_credentials
 
 ACCOUNT = Account("111122223333", "eu-west-3")
@@ -135,10 +135,46 @@ def test_glue_athena_sns_and_secrets_map_to_their_resource_arns(sample):
     assert mapped([get_secret], env) == [("secretsmanager:GetSecretValue", "secretsmanager:GetSecretValue",
                                           "arn:aws:secretsmanager:eu-west-3:111122223333:secret:weward/x-AbCdEf", {})]
     athena_calls = mapped([r for r in records if r.service == "athena"], env)
+    # StartQueryExecution: the call, then what Athena does with the caller's credentials (no table in
+    # SELECT 1: the database lookup and the result object in the requested location, SSE-KMS).
     assert [(action, resource) for _, action, resource, _ in athena_calls] == [
         ("athena:StartQueryExecution", "arn:aws:athena:eu-west-3:111122223333:workgroup/primary"),
+        ("glue:GetDatabase", f"{base}:catalog"), ("glue:GetDatabase", f"{base}:database/default"),
+        ("s3:GetBucketLocation", f"arn:aws:s3:::{bucket}"),
+        ("s3:PutObject", f"arn:aws:s3:::{bucket}/results/{query_id}.csv"),
+        ("kms:GenerateDataKey", KEY),
         ("athena:GetQueryExecution", "arn:aws:athena:eu-west-3:111122223333:workgroup/primary"),
     ]
+
+
+def test_an_athena_query_reads_its_tables_and_writes_the_workgroups_results_as_the_caller(sample):
+    job, bucket, client, env, recorded = sample
+    env.table_locations[("lake_db", "step_events")] = f"s3://{bucket}/lake/step_events"
+    env.workgroups["analysts"] = Workgroup(f"s3://{bucket}/results/", kms_key=KEY, enforced=True)
+    athena = client("athena")
+    athena.create_work_group(Name="analysts", Configuration={"ResultConfiguration": {"OutputLocation": f"s3://{bucket}/results/"}})
+    query_id = athena.start_query_execution(
+        QueryString="WITH d AS (SELECT * FROM step_events) SELECT count(*) FROM d", WorkGroup="analysts",
+        QueryExecutionContext={"Database": "lake_db"},
+        ResultConfiguration={"OutputLocation": f"s3://{bucket}/elsewhere/"})["QueryExecutionId"]
+    (start,) = [r for r in recorded() if r.headers.get("x-amz-target") == "AmazonAthena.StartQueryExecution"]
+    base = "arn:aws:glue:eu-west-3:111122223333"
+    got = mapped([start], env)
+    assert [(action, resource) for _, action, resource, _ in got] == [
+        ("athena:StartQueryExecution", "arn:aws:athena:eu-west-3:111122223333:workgroup/analysts"),
+        ("glue:GetDatabase", f"{base}:catalog"), ("glue:GetDatabase", f"{base}:database/lake_db"),
+        *[(action, r) for action in ("glue:GetTable", "glue:GetPartitions")
+          for r in (f"{base}:catalog", f"{base}:database/lake_db", f"{base}:table/lake_db/step_events")],
+        ("s3:ListBucket", f"arn:aws:s3:::{bucket}"),
+        ("s3:GetObject", f"arn:aws:s3:::{bucket}/lake/step_events/part-00000.parquet"),
+        ("kms:Decrypt", KEY),
+        ("s3:GetBucketLocation", f"arn:aws:s3:::{bucket}"),
+        # The workgroup enforces its own location: the request's is ignored.
+        ("s3:PutObject", f"arn:aws:s3:::{bucket}/results/{query_id}.csv"),
+        ("kms:GenerateDataKey", KEY),
+    ]
+    assert got[9][3] == {"s3:prefix": "lake/step_events/"}
+    assert got[13][3] == {"s3:x-amz-server-side-encryption": "aws:kms", "s3:x-amz-server-side-encryption-aws-kms-key-id": KEY}
 
 
 def test_a_request_the_mapping_does_not_know_fails_instead_of_passing(sample):

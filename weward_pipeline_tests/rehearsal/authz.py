@@ -48,6 +48,15 @@ class Authorization:
     why: str = ""  # set when the requirement is not obvious from the operation
 
 
+@dataclass(frozen=True)
+class Workgroup:
+    """What an Athena workgroup does with query results (Terraform's aws_athena_workgroup)."""
+
+    output_location: str | None  # s3://bucket/prefix/
+    kms_key: str | None = None  # SSE_KMS key of the results, sent by Athena with each result object
+    enforced: bool = True  # EnforceWorkGroupConfiguration: the client's result settings are ignored
+
+
 @dataclass
 class Environment:
     """What the mapping needs to know about the deployed account."""
@@ -55,6 +64,9 @@ class Environment:
     account: Account
     bucket_keys: dict[str, str] = field(default_factory=dict)  # bucket -> KMS key ARN of its default encryption
     secret_arns: dict[str, str] = field(default_factory=dict)  # secret name -> ARN
+    # Athena: what a query reads and writes with the caller's credentials.
+    table_locations: dict[tuple[str, str], str] = field(default_factory=dict)  # (database, table) -> s3://...
+    workgroups: dict[str, Workgroup] = field(default_factory=dict)
     # Athena query id -> workgroup, learnt from StartQueryExecution bodies/answers as they go by.
     query_workgroups: dict[str, str] = field(default_factory=dict)
 
@@ -237,12 +249,73 @@ def authorize_glue(record: RecordedRequest, env: Environment, operation: str, bo
     return [Authorization(f"glue:{operation}", action, r, dict(_GLOBAL)) for r in resources]
 
 
+def _referenced_tables(query: str) -> set[str]:
+    """The tables (not CTEs) a statement reads, by name; parsed as Athena SQL."""
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(query, read="athena")
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    return {t.name for t in tree.find_all(exp.Table) if t.name and t.name not in ctes}
+
+
+_ATHENA_WHY = "Athena reads the tables and writes the results with the caller's credentials"
+
+
+def athena_reads_and_writes(env: Environment, body: dict, query_id: str) -> list[Authorization]:
+    """What StartQueryExecution makes Athena do as the caller: Glue lookups of the tables, S3 listing
+    and reads of their locations (SSE-KMS: kms:Decrypt), and the result object written to the
+    workgroup's output location (its SSE_KMS key: kms:GenerateDataKey), as the Athena User Guide's
+    "Access to Amazon S3" and "Fine-grained access to databases and tables" list them."""
+    a = env.account
+    base = f"arn:{a.partition}:glue:{a.region}:{a.account_id}"
+    database = (body.get("QueryExecutionContext") or {}).get("Database") or "default"
+    found = [Authorization("athena:StartQueryExecution", "glue:GetDatabase", r, dict(_GLOBAL), _ATHENA_WHY)
+             for r in (f"{base}:catalog", f"{base}:database/{database}")]
+    for table in sorted(_referenced_tables(body["QueryString"])):
+        location = env.table_locations.get((database, table))
+        if location is None:
+            raise UnmappedRequest(f"Athena query {query_id} reads {database}.{table}, whose location the rehearsal does not know")
+        for action in ("glue:GetTable", "glue:GetPartitions"):
+            found += [Authorization("athena:StartQueryExecution", action, r, dict(_GLOBAL), _ATHENA_WHY)
+                      for r in (f"{base}:catalog", f"{base}:database/{database}", f"{base}:table/{database}/{table}")]
+        bucket, _, prefix = location.removeprefix("s3://").partition("/")
+        prefix = prefix.rstrip("/") + "/"
+        found.append(Authorization("athena:StartQueryExecution", "s3:ListBucket", _s3_arn(env, bucket),
+                                   {**_GLOBAL, "s3:prefix": prefix}, _ATHENA_WHY))
+        found.append(Authorization("athena:StartQueryExecution", "s3:GetObject", _s3_arn(env, bucket, prefix + "part-00000.parquet"),
+                                   dict(_GLOBAL), _ATHENA_WHY))
+        found += _kms(env, "athena:StartQueryExecution", "kms:Decrypt", bucket, _ATHENA_WHY)
+    workgroup = env.workgroups.get(body.get("WorkGroup") or "primary") or Workgroup(None, enforced=False)
+    requested = (body.get("ResultConfiguration") or {}).get("OutputLocation")
+    output = workgroup.output_location if workgroup.enforced or not requested else requested
+    if output is None:
+        raise UnmappedRequest(f"Athena query {query_id}: no results location (workgroup or request)")
+    bucket, _, prefix = output.removeprefix("s3://").partition("/")
+    key = (prefix.rstrip("/") + "/" if prefix else "") + f"{query_id}.csv"
+    put_context = dict(_GLOBAL)
+    if workgroup.kms_key:
+        put_context.update({"s3:x-amz-server-side-encryption": "aws:kms",
+                            "s3:x-amz-server-side-encryption-aws-kms-key-id": workgroup.kms_key})
+    found.append(Authorization("athena:StartQueryExecution", "s3:GetBucketLocation", _s3_arn(env, bucket), dict(_GLOBAL), _ATHENA_WHY))
+    found.append(Authorization("athena:StartQueryExecution", "s3:PutObject", _s3_arn(env, bucket, key), put_context, _ATHENA_WHY))
+    key_arn = workgroup.kms_key or env.bucket_keys.get(bucket)
+    if key_arn:
+        found.append(Authorization("athena:StartQueryExecution", "kms:GenerateDataKey", key_arn,
+                                   {**_GLOBAL, "kms:ViaService": f"s3.{a.region}.amazonaws.com",
+                                    "kms:EncryptionContext:aws:s3:arn": _s3_arn(env, bucket)}, _ATHENA_WHY))
+    return found
+
+
 def authorize_athena(record: RecordedRequest, env: Environment, operation: str, body: dict) -> list[Authorization]:
     a = env.account
+    on_behalf: list[Authorization] = []
     if operation == "StartQueryExecution" and record.response:
         answered = json.loads(record.response).get("QueryExecutionId")
         if answered:
             env.query_workgroups[answered] = body.get("WorkGroup") or "primary"
+            if record.status < 300:
+                on_behalf = athena_reads_and_writes(env, body, answered)
     query_id = body.get("QueryExecutionId")
     if operation == "BatchGetQueryExecution":
         workgroups = {env.query_workgroups.get(q, "primary") for q in body.get("QueryExecutionIds", [])}
@@ -258,7 +331,7 @@ def authorize_athena(record: RecordedRequest, env: Environment, operation: str, 
         return [Authorization(f"athena:{operation}", f"athena:{operation}", "*", dict(_GLOBAL))]
     return [Authorization(f"athena:{operation}", f"athena:{operation}",
                           f"arn:{a.partition}:athena:{a.region}:{a.account_id}:workgroup/{wg}", dict(_GLOBAL))
-            for wg in sorted(workgroups)]
+            for wg in sorted(workgroups)] + on_behalf
 
 
 def authorize_secretsmanager(record: RecordedRequest, env: Environment, operation: str, body: dict) -> list[Authorization]:

@@ -117,14 +117,17 @@ class TaskRuntime:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_rendered(cls, task_definition, command: list[str] | None = None) -> TaskRuntime:
-        """From terraform_render's TaskDefinition (its essential container); `command` overrides
-        the container's, as RunTask's containerOverrides do (a backfill of another day)."""
+    def from_rendered(cls, task_definition, command: list[str] | None = None,
+                      environment: dict[str, str] | None = None) -> TaskRuntime:
+        """From terraform_render's TaskDefinition (its essential container); `command` and
+        `environment` override the container's, as RunTask's containerOverrides do (a backfill of
+        another day, an erasure's run config)."""
         container = task_definition.container
         runtime = cls.from_container_definition(task_definition.family, container.definition,
                                                 task_definition.task_role.arn if task_definition.task_role else None)
         if command is not None:
             runtime.command = list(command)
+        runtime.environment.update(environment or {})
         return runtime
 
     @classmethod

@@ -8,6 +8,7 @@ endpoints and the secrets' values are local.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 import subprocess
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class Stage:
     old_day: dt.date  # a day past step_events' 90-day retention, exported as a backfill, then redacted
     secret_values: dict[str, str] = field(default_factory=dict)
     runs: dict[str, JobRun] = field(default_factory=dict)
+    app_url: str = ""  # the app's database (superuser): what the rehearsal reads to pick users
 
     @classmethod
     def build(cls, pg_server, aws_server, proxy, base: Path) -> Stage:
@@ -103,6 +105,44 @@ class Stage:
                                if key.endswith("_SECRET") and key.removesuffix("_SECRET") in local}
         stage.app_url = app
         return stage
+
+    @property
+    def lake(self) -> LakeLocation:
+        return LakeLocation.parse(read_env_file()["WEWARD_LAKE_URL"])
+
+    def admin(self, service: str):
+        """A client of the local AWS endpoint as the operator/Terraform (not through the proxy)."""
+        return boto3.client(service, endpoint_url=self.aws_server.endpoint_url, region_name=read_env_file()["AWS_REGION"])
+
+    def put_erasure_request(self, ticket: str, users: int = 2) -> tuple[str, list[str]]:
+        """An operator puts a request (ids of `users` users of the app) where the erasure task reads."""
+        from weward_pipeline.erasure import requests_url
+
+        with psycopg.connect(self.app_url) as conn:
+            ids = [str(row[0]) for row in conn.execute("SELECT id FROM users ORDER BY id LIMIT %s", (users,))]
+        url = f"{requests_url(self.lake)}{ticket}.txt"
+        bucket, _, key = url.removeprefix("s3://").partition("/")
+        self.admin("s3").put_object(Bucket=bucket, Key=key, Body=("\n".join(ids) + "\n").encode())
+        return url, ids
+
+    def table_locations(self, database: str) -> dict[tuple[str, str], str]:
+        tables = self.admin("glue").get_tables(DatabaseName=database)["TableList"]
+        return {(database, t["Name"]): t["StorageDescriptor"]["Location"] for t in tables}
+
+    def check_evaluations(self) -> dict[tuple[str, str, str | None], str]:
+        """(asset key as JSON, check, partition) -> execution status, of every check (Dagster's storage)."""
+        with psycopg.connect(self.pg_server.admin_url(read_env_file()["DAGSTER_PG_DB"])) as conn:
+            rows = conn.execute("SELECT asset_key, check_name, partition, execution_status FROM asset_check_executions").fetchall()
+        return {(asset, check, partition): status for asset, check, partition, status in rows}
+
+    def run_cli(self, job: str, argv: list[str], environment: dict[str, str], role: str, *, timeout: float = 300) -> JobRun:
+        """A command an analyst runs on their machine (no task runtime), as `role`, recorded under `job`."""
+        env = {"PATH": os.environ["PATH"], "HOME": str(self.base), **environment, **self.overrides(job)}
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        task = runtime.TaskRuntime(family="(an analyst's machine)", command=argv, environment=environment, secrets={},
+                                   user=None, readonly_root=False, mount_points={}, role=role)
+        self.runs[job] = JobRun(job, task, result)
+        return self.runs[job]
 
     def overrides(self, job: str) -> dict[str, str]:
         return {
