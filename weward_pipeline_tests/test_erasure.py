@@ -291,6 +291,21 @@ def test_deleting_from_postgres_never_falls_back_to_the_select_only_export_dsn(e
         "postgresql://redact@db/app"
 
 
+def test_with_the_dagster_service_erasure_runs_start_from_the_erasure_task_definition(monkeypatch):
+    """The daemon's EcsRunLauncher starts runs from the export task definition (export role: no object
+    versions; no erasure DSN); gdpr_erasure names the erasure one through dagster-aws's run tag."""
+    from weward_pipeline.defs.erasure import ERASURE_JOB, erasure_job
+
+    catalog = make_catalog(*TABLES)
+    monkeypatch.setenv("WEWARD_ERASURE_TASK_DEFINITION", "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-erase")
+    job = erasure_job(catalog)
+    assert job.name == ERASURE_JOB
+    assert json.loads(job.tags["ecs/run_task_kwargs"]) == {
+        "taskDefinition": "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-erase"}
+    monkeypatch.delenv("WEWARD_ERASURE_TASK_DEFINITION")
+    assert "ecs/run_task_kwargs" not in erasure_job(catalog).tags
+
+
 def test_request_files_are_read_only_from_the_erasure_requests_prefix(lake_env):
     from weward_pipeline.defs.erasure import read_request
     from weward_pipeline.defs.resources import LakeResource

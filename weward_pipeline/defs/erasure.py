@@ -25,10 +25,14 @@ from pydantic import Field
 from weward_pipeline.config import Catalog, ConfigError
 from weward_pipeline.defs.assets import SOURCE_POOL, lake_key
 from weward_pipeline.defs.failures import as_failure
+from weward_pipeline.defs.launch import task_definition_tags
 from weward_pipeline.defs.resources import LakeResource
 from weward_pipeline.erasure import ErasureError, ErasureLimits, ErasureRequest, erase_users, requests_url
 
 ERASURE_JOB = "gdpr_erasure"
+# With the Dagster service, its runs start from the erasure task definition (erasure role and DSN),
+# not the export's (defs/launch.py).
+ERASURE_TASK_DEFINITION_ENV = "WEWARD_ERASURE_TASK_DEFINITION"
 
 
 class ErasureConfig(dg.Config):
@@ -110,7 +114,7 @@ def erasure_job(catalog: Catalog) -> dg.JobDefinition:
         name=ERASURE_JOB,
         description="GDPR right to erasure: rewrite the lake without the users listed in a request file "
         "(see weward_pipeline/defs/erasure.py), optionally delete them from PostgreSQL; audit in S3.",
-        tags={"weward/kind": "gdpr"},
+        tags={"weward/kind": "gdpr", **task_definition_tags(ERASURE_TASK_DEFINITION_ENV)},
     )
     def _job():
         erase_users_op()
