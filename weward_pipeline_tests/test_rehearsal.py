@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import boto3
 import pytest
@@ -22,6 +23,7 @@ from weward_pipeline.export import AwsClients, export_day
 from weward_pipeline.secret_store import PiiKey
 from weward_pipeline_tests.rehearsal.authz import Account, Environment, Workgroup
 from weward_pipeline_tests.rehearsal.check import denials, report
+from weward_pipeline_tests.rehearsal.ecs import TaskMetadataEndpoint, create_ecs
 from weward_pipeline_tests.rehearsal.proxy import job_credentials
 from weward_pipeline_tests.rehearsal.stage import ensure_glue_database, read_env_file
 
@@ -100,6 +102,7 @@ def test_the_export_probes_the_lake_within_what_the_prefix_conditioned_grant_all
 
 PROD_FAMILIES = {"export": "weward-prod-export", "redact-due": "weward-prod-redact", "erase": "weward-prod-erase"}
 ANALYST_ROLE = "weward-prod-analyst"
+DAEMON_FAMILY = "weward-prod-dagster-daemon"
 ATHENA_QUERY = "SELECT count(*) AS syncs FROM step_events"
 
 
@@ -169,6 +172,15 @@ def rehearsal(production, pg_server, aws_server, recording_proxy, stack_dir):
     analyst = {k: prod[k] for k in ("AWS_REGION", "WEWARD_GLUE_DATABASE", "WEWARD_ATHENA_WORKGROUP", "WEWARD_ATHENA_OUTPUT")}
     stage.run_cli("query-athena", [str(Path(sys.executable).parent / "weward-pipeline"), "query", "--engine", "athena", ATHENA_QUERY],
                   {**analyst, "AWS_DEFAULT_REGION": prod["AWS_REGION"]}, production.roles[ANALYST_ROLE].arn)
+    # The Dagster service's launcher: the daily export and an erasure launched as the daemon does.
+    ecs = create_ecs(aws_server.endpoint_url, prod["AWS_REGION"], production, list(PROD_FAMILIES.values()), DAEMON_FAMILY)
+    daemon = runtime.TaskRuntime.from_rendered(production.task_definitions[DAEMON_FAMILY])
+    with TaskMetadataEndpoint(ecs.cluster_arn, ecs.daemon_task_arn) as metadata:
+        stage.launch("launch-export", daemon, image, metadata.uri, "daily_export",
+                     tags={"dagster/partition": (dt.date.today() - dt.timedelta(days=1)).isoformat()})
+        stage.launch("launch-erasure", daemon, image, metadata.uri, "gdpr_erasure",
+                     run_config={"ops": {"erase_users": {"config": {"request_url": request_url}}}})
+        stage.watch_and_stop("monitor-and-terminate", daemon, image, metadata.uri, "daily_export")
     return stage
 
 
@@ -186,7 +198,9 @@ def test_every_recorded_call_is_allowed_for_the_role_its_task_runs_as(rehearsal,
     (key_arn,) = production.key_policies
     env = Environment(Account(ACCOUNT_ID, REGION), bucket_keys={lake_bucket: key_arn, results_bucket: key_arn},
                       secret_arns=dict(production.secrets), workgroups=rendered_workgroups(production),
-                      table_locations=rehearsal.table_locations(prod["WEWARD_GLUE_DATABASE"]))
+                      table_locations=rehearsal.table_locations(prod["WEWARD_GLUE_DATABASE"]),
+                      task_definition_roles={t.arn: tuple(r for r in (t.values["task_role_arn"], t.values["execution_role_arn"]) if r)
+                                             for t in production.task_definitions.values()})
     bucket_policies = [production.bucket_policies[b] for b in (lake_bucket, results_bucket)]
     found = []
     for job, run in rehearsal.runs.items():
@@ -195,12 +209,13 @@ def test_every_recorded_call_is_allowed_for_the_role_its_task_runs_as(rehearsal,
     assert not found, report(found)
 
 
-def test_the_rehearsal_saw_every_jobs_calls(rehearsal):
+def test_the_rehearsal_saw_every_jobs_calls(rehearsal, production):
     """What the verdict covers: each job reached AWS through the proxy, with the calls that matter."""
     def paths(job, method=None):
         return [r.path for r in rehearsal.proxy.for_job(job) if method in (None, r.method)]
 
-    for job in ("export-backfill", "export", "redact-due", "erase", "query-athena"):
+    for job in ("export-backfill", "export", "redact-due", "erase", "query-athena", "launch-export", "launch-erasure",
+                "monitor-and-terminate"):
         assert rehearsal.proxy.for_job(job), f"job {job} sent nothing through the proxy"
     # Step logs of every run worker go to S3 (deploy/dagster.yaml's compute_logs).
     for job in ("export", "redact-due", "erase"):
@@ -212,11 +227,25 @@ def test_the_rehearsal_saw_every_jobs_calls(rehearsal):
     assert any(r.query_dict().get("versions") is not None for r in erase)
     # The checks ran in the export's runs (so their calls are the export's): every blocking check
     # of every exported day passed (freshness depends on the clock, not on IAM: not asserted).
-    evaluations = {k: v for k, v in rehearsal.check_evaluations().items() if k[1] != "freshness_check"}
-    exported = {(asset, day) for asset, _, day in evaluations if asset.startswith('["lake"')}
+    # (PLANNED: the runs the launcher started, which moto's ECS does not execute.)
+    evaluations = [e for e in rehearsal.check_evaluations() if e[1] != "freshness_check" and e[3] != "PLANNED"]
+    exported = {(asset, day) for asset, _, day, _ in evaluations if asset.startswith('["lake"')}
     assert len(exported) == 7  # six tables yesterday, step_events' backfilled day
-    assert {check for _, check, _ in evaluations} == {"glue_points_at_export", "glue_schema_matches_files",
-                                                      "row_count_matches_source", "no_rows_need_reexport"}
-    assert set(evaluations.values()) == {"SUCCEEDED"}, evaluations
+    assert {check for _, check, _, _ in evaluations} == {"glue_points_at_export", "glue_schema_matches_files",
+                                                         "row_count_matches_source", "no_rows_need_reexport"}
+    assert {status for *_, status in evaluations} == {"SUCCEEDED"}, evaluations
+    def operations(job):
+        return {r.headers.get("x-amz-target", "").split(".")[-1] or dict(parse_qsl(r.body or "")).get("Action")
+                for r in rehearsal.proxy.for_job(job)} - {"PutObject"}
+
+    assert {"DescribeTaskDefinition", "DescribeTasks", "DescribeNetworkInterfaces", "RunTask"} <= operations("launch-export")
+    assert {"DescribeTasks", "StopTask"} <= operations("monitor-and-terminate")
+    assert "terminated True" in rehearsal.runs["monitor-and-terminate"].result.stdout
+    # The launcher started each run from its own task definition, in the cluster, with the daemon's network.
+    for job, family in (("launch-export", "weward-prod-export"), ("launch-erasure", "weward-prod-erase")):
+        (run_task,) = [r for r in rehearsal.proxy.for_job(job) if r.headers.get("x-amz-target", "").endswith(".RunTask")]
+        started = json.loads(run_task.response)["tasks"][0]
+        assert started["taskDefinitionArn"] == production.task_definitions[family].arn, job
+        assert json.loads(run_task.body)["networkConfiguration"]["awsvpcConfiguration"]["subnets"], job
     starts = [r for r in rehearsal.proxy.for_job("query-athena") if r.headers.get("x-amz-target") == "AmazonAthena.StartQueryExecution"]
     assert [json.loads(r.body)["QueryString"] for r in starts] == [ATHENA_QUERY]

@@ -67,6 +67,8 @@ class Environment:
     # Athena: what a query reads and writes with the caller's credentials.
     table_locations: dict[tuple[str, str], str] = field(default_factory=dict)  # (database, table) -> s3://...
     workgroups: dict[str, Workgroup] = field(default_factory=dict)
+    # ECS: the roles a task definition passes (task role, execution role), by task definition ARN.
+    task_definition_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Athena query id -> workgroup, learnt from StartQueryExecution bodies/answers as they go by.
     query_workgroups: dict[str, str] = field(default_factory=dict)
 
@@ -334,6 +336,56 @@ def authorize_athena(record: RecordedRequest, env: Environment, operation: str, 
             for wg in sorted(workgroups)] + on_behalf
 
 
+def _ecs_arn(env: Environment, kind: str, name: str) -> str:
+    a = env.account
+    return name if name.startswith("arn:") else f"arn:{a.partition}:ecs:{a.region}:{a.account_id}:{kind}/{name}"
+
+
+def authorize_ecs(record: RecordedRequest, env: Environment, operation: str, body: dict) -> list[Authorization]:
+    """ECS as the Service Authorization Reference lists it: RunTask on the task definition (ecs:cluster),
+    iam:PassRole of the roles it names (iam:PassedToService), ecs:TagResource on the new task when tags
+    are passed (ecs:CreateAction); DescribeTasks/StopTask on the task (ecs:cluster);
+    DescribeTaskDefinition has no resource-level permission ("*")."""
+    cluster = _ecs_arn(env, "cluster", body.get("cluster") or "default")
+    cluster_name = cluster.rsplit("/", 1)[-1]
+    in_cluster = {**_GLOBAL, "ecs:cluster": cluster}
+    if operation == "DescribeTaskDefinition":
+        return [Authorization("ecs:DescribeTaskDefinition", "ecs:DescribeTaskDefinition", "*", dict(_GLOBAL))]
+    if operation in ("DescribeTasks", "StopTask"):
+        tasks = body.get("tasks") or [body.get("task")]
+        return [Authorization(f"ecs:{operation}", f"ecs:{operation}", _ecs_arn(env, "task", t if t.startswith("arn:") else f"{cluster_name}/{t}"),
+                              in_cluster) for t in tasks]
+    if operation == "RunTask":
+        answer = json.loads(record.response or "{}")
+        started = answer.get("tasks") or []
+        definition = started[0]["taskDefinitionArn"] if started else _ecs_arn(env, "task-definition", body["taskDefinition"])
+        found = [Authorization("ecs:RunTask", "ecs:RunTask", definition, in_cluster)]
+        overrides = body.get("overrides") or {}
+        roles = list(env.task_definition_roles.get(definition, ()))
+        roles += [overrides[k] for k in ("taskRoleArn", "executionRoleArn") if overrides.get(k)]
+        if not roles and definition not in env.task_definition_roles:
+            raise UnmappedRequest(f"{record.describe()}: the roles of task definition {definition} are unknown")
+        found += [Authorization("ecs:RunTask", "iam:PassRole", role, {**_GLOBAL, "iam:PassedToService": "ecs-tasks.amazonaws.com"},
+                                "RunTask passes the task definition's task and execution roles")
+                  for role in dict.fromkeys(roles)]
+        if body.get("tags"):
+            task = started[0]["taskArn"] if started else _ecs_arn(env, "task", f"{cluster_name}/*")
+            found.append(Authorization("ecs:RunTask", "ecs:TagResource", task,
+                                       {**_GLOBAL, "ecs:CreateAction": "RunTask", "aws:TagKeys": tuple(t["key"] for t in body["tags"])},
+                                       "tagging a task at launch is ecs:TagResource with ecs:CreateAction=RunTask"))
+        return found
+    raise UnmappedRequest(f"{record.describe()}: ECS operation {operation} is not mapped")
+
+
+def authorize_logs(record: RecordedRequest, env: Environment, operation: str, body: dict) -> list[Authorization]:
+    a = env.account
+    if operation == "GetLogEvents":
+        group = body.get("logGroupName") or body.get("logGroupIdentifier", "")
+        arn = f"arn:{a.partition}:logs:{a.region}:{a.account_id}:log-group:{group}:log-stream:{body.get('logStreamName', '')}"
+        return [Authorization("logs:GetLogEvents", "logs:GetLogEvents", arn, dict(_GLOBAL))]
+    raise UnmappedRequest(f"{record.describe()}: CloudWatch Logs operation {operation} is not mapped")
+
+
 def authorize_secretsmanager(record: RecordedRequest, env: Environment, operation: str, body: dict) -> list[Authorization]:
     secret = body.get("SecretId", "")
     arn = secret if secret.startswith("arn:") else env.secret_arns.get(secret)
@@ -358,11 +410,18 @@ def authorize(record: RecordedRequest, env: Environment) -> list[Authorization]:
             return authorize_athena(record, env, operation, body)
         if prefix == "secretsmanager":
             return authorize_secretsmanager(record, env, operation, body)
+        if prefix == "AmazonEC2ContainerServiceV20141113":
+            return authorize_ecs(record, env, operation, body)
+        if prefix == "Logs_20140328":
+            return authorize_logs(record, env, operation, body)
         raise UnmappedRequest(f"{record.describe()}: no mapping for {target}")
     form = dict(parse_qsl(record.body or "", keep_blank_values=True))
     operation = form.get("Action")
     if service == "sts" and operation == "GetCallerIdentity":
         return []  # needs no permission
+    if service == "ec2" and operation in ("DescribeNetworkInterfaces", "DescribeSubnets", "DescribeSecurityGroups"):
+        return [Authorization(f"ec2:{operation}", f"ec2:{operation}", "*", dict(_GLOBAL),
+                              "EC2 Describe* actions have no resource-level permissions")]
     if service == "sns" and operation == "Publish":
         return [Authorization("sns:Publish", "sns:Publish", form.get("TopicArn") or form.get("TargetArn", ""), dict(_GLOBAL))]
     raise UnmappedRequest(f"{record.describe()}: no mapping for {service} {operation}")

@@ -45,6 +45,9 @@ LOCAL_OVERRIDES = {
     "DAGSTER_PG_HOST": "the local PostgreSQL",
     "DAGSTER_PG_PORT": "the local PostgreSQL",
     "PYTHONPATH": "the worktree instead of the package installed in the image",
+    # The launcher rehearsal only (rehearsal/ecs.py):
+    "ECS_CONTAINER_METADATA_URI_V4": "the ECS agent's task metadata endpoint (a local server answering for the daemon's task)",
+    "AWS_DEFAULT_REGION": "Fargate sets it in every container (boto3 reads no AWS_REGION)",
 }
 
 
@@ -185,7 +188,10 @@ def build_command(task: TaskRuntime, image: Image, *, env: dict[str, str], base:
     if bwrap is None:
         raise RuntimeUnavailable("bubblewrap is not installed: run scripts/install-system-deps.sh (apt-get install bubblewrap)")
     uid, gid = task.user or image.user
-    volumes = {path: volume_directory(path, image, base, (uid, gid)) for path in task.mount_points}
+    # A mount point outside /opt that this host's read-only root lacks (ECS Exec's /managed-agents,
+    # /var/lib/amazon/ssm: only its agent, as root, writes there) cannot be created by bwrap: skipped.
+    mounted = [p for p in task.mount_points if p.startswith("/opt") or Path(p).is_dir()]
+    volumes = {path: volume_directory(path, image, base, (uid, gid)) for path in mounted}
     opt = ["--tmpfs", "/opt"]
     binds = {"/opt/venv": os.environ.get("WEWARD_REHEARSAL_VENV", str(Path(os.sys.executable).parents[1]))}
     for container_path, source in image.files.items():

@@ -8,9 +8,11 @@ endpoints and the secrets' values are local.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,11 +131,62 @@ class Stage:
         tables = self.admin("glue").get_tables(DatabaseName=database)["TableList"]
         return {(database, t["Name"]): t["StorageDescriptor"]["Location"] for t in tables}
 
-    def check_evaluations(self) -> dict[tuple[str, str, str | None], str]:
-        """(asset key as JSON, check, partition) -> execution status, of every check (Dagster's storage)."""
+    def check_evaluations(self) -> list[tuple[str, str, str | None, str]]:
+        """(asset key as JSON, check, partition, execution status) of every check of every run (Dagster's storage)."""
         with psycopg.connect(self.pg_server.admin_url(read_env_file()["DAGSTER_PG_DB"])) as conn:
-            rows = conn.execute("SELECT asset_key, check_name, partition, execution_status FROM asset_check_executions").fetchall()
-        return {(asset, check, partition): status for asset, check, partition, status in rows}
+            return [tuple(row) for row in conn.execute(
+                "SELECT asset_key, check_name, partition, execution_status FROM asset_check_executions")]
+
+    def launch(self, job: str, daemon: runtime.TaskRuntime, image: runtime.Image, metadata_uri: str, dagster_job: str, *,
+               tags: dict | None = None, run_config: dict | None = None, timeout: float = 300) -> JobRun:
+        """`dagster job launch` of `dagster_job` as the Dagster daemon launches it: in the daemon's
+        task runtime (environment, secrets, read-only root, volumes), deploy/workspace.yaml and
+        deploy/dagster.yaml (EcsRunLauncher) but for the run coordinator: the daemon's queue hands
+        each run to instance.launch_run, which is what the CLI does with the default coordinator.
+        Recorded under `job`."""
+        import yaml
+
+        work = self.base / job
+        work.mkdir(parents=True)
+        work.chmod(0o755)
+        config = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+        config["run_coordinator"] = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}
+        instance_yaml = work / "dagster.yaml"
+        instance_yaml.write_text(yaml.safe_dump(config))
+        instance_yaml.chmod(0o644)
+        task = runtime.TaskRuntime(**{**daemon.__dict__, "command": [
+            "dagster", "job", "launch", "-w", "/opt/dagster/app/workspace.yaml", "-j", dagster_job,
+            "--tags", json.dumps(tags or {}), "--config-json", json.dumps(run_config or {})]})
+        overrides = {**self.overrides(job), "ECS_CONTAINER_METADATA_URI_V4": metadata_uri,
+                     "AWS_DEFAULT_REGION": daemon.environment["AWS_REGION"]}
+        result = runtime.run_task(task, image, secret_values=self.secret_values, overrides=overrides, base=work,
+                                  timeout=timeout, extra_binds={f"{image.env['DAGSTER_HOME']}/dagster.yaml": str(instance_yaml)})
+        self.runs[job] = JobRun(job, task, result)
+        return self.runs[job]
+
+    def watch_and_stop(self, job: str, daemon: runtime.TaskRuntime, image: runtime.Image, metadata_uri: str,
+                       dagster_job: str, *, timeout: float = 300) -> JobRun:
+        """What the service does with a launched run after the launch, through EcsRunLauncher's own
+        methods in the daemon's runtime: the run monitoring's health check, the failure message's
+        debug info (task and its logs), and the UI's terminate. Recorded under `job`."""
+        script = (
+            "import sys, dagster as dg\n"
+            "instance = dg.DagsterInstance.get()\n"
+            f"(run,) = instance.get_runs(filters=dg.RunsFilter(job_name={dagster_job!r}), limit=1)\n"
+            "launcher = instance.run_launcher\n"
+            "print('health', launcher.check_run_worker_health(run).status)\n"
+            "print('debug', launcher.get_run_worker_debug_info(run) is not None)\n"
+            "print('terminated', launcher.terminate(run.run_id))\n"
+        )
+        task = runtime.TaskRuntime(**{**daemon.__dict__, "command": ["python", "-c", script]})
+        work = self.base / job
+        work.mkdir(parents=True)
+        work.chmod(0o755)
+        overrides = {**self.overrides(job), "ECS_CONTAINER_METADATA_URI_V4": metadata_uri,
+                     "AWS_DEFAULT_REGION": daemon.environment["AWS_REGION"]}
+        result = runtime.run_task(task, image, secret_values=self.secret_values, overrides=overrides, base=work, timeout=timeout)
+        self.runs[job] = JobRun(job, task, result)
+        return self.runs[job]
 
     def run_cli(self, job: str, argv: list[str], environment: dict[str, str], role: str, *, timeout: float = 300) -> JobRun:
         """A command an analyst runs on their machine (no task runtime), as `role`, recorded under `job`."""
