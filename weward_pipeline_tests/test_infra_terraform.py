@@ -304,14 +304,18 @@ def test_only_actions_without_resource_level_permissions_are_granted_on_star():
     assert not offenders
 
 
-def test_the_redaction_role_cannot_write_to_the_lake():
+def test_the_redaction_role_writes_only_its_step_logs_and_its_own_audit():
+    """Redaction may not change the export (data, keys, manifests); it adds write-once audit objects
+    under <lake prefix>/_audit/redaction/ (the keys each batch deleted, carry-over's proof)."""
     role = render("prod").roles["weward-prod-redaction"]
     actions = {a for s in role.statements() for a in as_list(s["Action"])}
     s3_actions = {a for a in actions if a.startswith("s3:")}
     assert s3_actions == {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:PutObject"}
     writes = [s for s in role.statements() if "s3:PutObject" in as_list(s["Action"])]
-    assert [as_list(s["Resource"]) for s in writes] == [["arn:aws:s3:::weward-lake-prod/_dagster/compute-logs/*"]], (
-        "the redaction writes its step logs, nothing else")
+    assert sorted(r for s in writes for r in as_list(s["Resource"])) == [
+        "arn:aws:s3:::weward-lake-prod/_dagster/compute-logs/*",
+        "arn:aws:s3:::weward-lake-prod/lake/_audit/redaction/*",
+    ], "the redaction writes its step logs and its audit, nothing else"
     glue_actions = {a for a in actions if a.startswith("glue:")}
     assert glue_actions and all(a.startswith(("glue:Get", "glue:BatchGet")) for a in glue_actions)
 
@@ -326,7 +330,10 @@ def test_lake_access_is_scoped_to_the_prefix_the_database_and_the_key():
         for statement in rendering.roles[name].statements():
             resources, actions = as_list(statement["Resource"]), as_list(statement["Action"])
             if any(a in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject") for a in actions):
-                assert all(r in (lake_objects, results_objects, compute_logs) for r in resources), (name, statement)
+                allowed = (lake_objects, results_objects, compute_logs)
+                if name == "weward-prod-redaction":  # its write-once audit, inside the lake prefix
+                    allowed += ("arn:aws:s3:::weward-lake-prod/lake/_audit/redaction/*",)
+                assert all(r in allowed for r in resources), (name, statement)
             if "s3:ListBucket" in actions:  # a prefix under the lake's or the logs', never none
                 assert set(conditions(statement)) == {("StringLike", "s3:prefix")}, (name, statement)
                 for prefix in conditions(statement).get(("StringLike", "s3:prefix"), []):
