@@ -8,7 +8,7 @@ documents are `jsonencode` of the modules' locals, evaluated by Terraform, not H
     from weward_pipeline_tests.terraform_render import render
 
     prod = render("prod")                                  # REHEARSAL_VARIABLES: Dagster service on, an analyst
-    prod = render("prod", dagster_service_enabled=False)   # any root variable with a default, as -var
+    prod = render("prod", dagster_service_enabled=False)   # any root variable with a default
     role = prod.roles["weward-prod-export"]                # Role: .name .arn .trust .policies
     role.policies["export"]                                # {"Version": ..., "Statement": [...]}
     prod.role_by_arn(arn)                                  # Role
@@ -26,9 +26,20 @@ documents are `jsonencode` of the modules' locals, evaluated by Terraform, not H
     prod.resources("aws_sqs_queue")                        # every planned resource of a type
     prod.outputs["task_definition_arns"]
 
-Renderings are cached per process (one pytest session): the first costs one `terraform init`
-(provider mirror, shared plugin cache) and one plan, ~5-15 s. Terraform or the AWS provider
-missing is an error naming what to install (`require_terraform`), never a skip.
+Renderings are cached per process (one pytest session). The first render(env) runs
+`terraform test -verbose -json` once in infra/envs/<env> on the rehearsal, planned once per
+rendering in VARIANTS (the ones the tests read), so that one terraform process loads the AWS
+provider for all of them (~10 s of CPU per environment; ~5 s per rendering alone). Variables
+outside VARIANTS are planned on their own. Terraform or the AWS provider missing is an error naming
+what to install (`require_terraform`), never a skip.
+
+Every root and module is also initialized and tested (`checked(directory)`, the test suite's
+`test_terraform_validates_and_tests_every_root_and_module_offline`): `check_in_background(dirs)`
+starts that work on WORKERS - 1 threads, and `checked` runs a directory not yet started in the
+caller, so that at most WORKERS (2, the machine's cores; $WEWARD_TERRAFORM_WORKERS) terraform
+processes run at once. Each directory is initialized once per session, from one provider plugin
+cache shared by every session (hard links to the mirror: nothing copied); terraform commands in
+one directory never overlap.
 
 Everything runs on a private copy of infra/ and deploy/ (terraform writes .terraform/ into each
 directory it initializes); envs/dev gets the prod test suites with deploy/dev.env's names.
@@ -43,6 +54,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +67,7 @@ ACCOUNT_ID = "123456789012"  # of the rehearsal's mock provider
 REGION = "eu-west-3"
 AWS_PROVIDER_VERSION = "5.100.0"
 MIN_TERRAFORM = (1, 11)  # override_during = plan in test files
+WORKERS = max(1, int(os.environ.get("WEWARD_TERRAFORM_WORKERS", "2")))  # terraform processes at once
 # Root variables of every rendering unless the caller overrides them: every optional part on,
 # so that every role, task definition and rule is rendered.
 REHEARSAL_VARIABLES = {
@@ -62,6 +75,16 @@ REHEARSAL_VARIABLES = {
     "analyst_principal_arns": [
         f"arn:aws:iam::{ACCOUNT_ID}:role/aws-reserved/sso.amazonaws.com/{REGION}/AWSReservedSSO_Analyst_0123456789abcdef"],
 }
+# The renderings the tests ask for (overrides of REHEARSAL_VARIABLES), planned together: one
+# `terraform test` per environment plans its deployment suite and one rehearsal run per variant,
+# loading the AWS provider once. render() with other variables plans them on their own.
+VARIANTS = {
+    "rehearsal": {},
+    "without_the_dagster_service": {"dagster_service_enabled": False},
+    "every_other_switch": {"launch_type": "ec2_instance", "manage_catalog_encryption": True},
+}
+# The committed rehearsal suite's run block, replaced in the workspace by one run per variant.
+REHEARSAL_RUN = 'run "rehearsal" {\n  command = plan\n}\n'
 
 
 class TerraformUnavailable(RuntimeError):
@@ -151,54 +174,279 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
+_rehearsal_template: dict[str, str] = {}  # env -> its rehearsal suite as committed (names translated)
+
+
+def rehearsal_runs(variables_by_run: dict[str, dict]) -> str:
+    """Plan-only run blocks of the rehearsal, each with its root variables (JSON is HCL syntax)."""
+    blocks = []
+    for name, variables in variables_by_run.items():
+        lines = "".join(f"    {key} = {json.dumps(value)}\n" for key, value in sorted(variables.items()))
+        blocks.append(f'run "{name}" {{\n  command = plan\n\n  variables {{\n{lines}  }}\n}}\n')
+    return "\n".join(blocks)
+
+
+def plugin_cache(mirror: Path) -> Path:
+    """One provider plugin cache for every session of this user: the mirror's provider, hard-linked
+    (copied only across file systems), put in place by an atomic rename. terraform then links each
+    directory's .terraform/providers to it and never writes to it (the cache is not safe for
+    concurrent writers; read-only use is)."""
+    cache = Path(tempfile.gettempdir()) / f"weward-terraform-plugin-cache-{os.getuid()}"
+    relative = Path("registry.terraform.io/hashicorp/aws") / AWS_PROVIDER_VERSION
+    source = mirror / relative
+    for platform in sorted(p.name for p in source.iterdir() if p.is_dir()):
+        target = cache / relative / platform
+        if target.is_dir():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{platform}-", dir=target.parent))
+        try:
+            shutil.copytree(source / platform, staging / platform, copy_function=_link_or_copy)
+            os.rename(staging / platform, target)
+        except OSError:
+            if not target.is_dir():  # another session won the rename: use its copy
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return cache
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
 @functools.cache
 def workspace() -> Path:
     """A private copy of infra/ and deploy/ with a CLI config that installs from the mirror only."""
     _, mirror = require_terraform()
     base = Path(tempfile.mkdtemp(prefix="weward-terraform-"))
     atexit.register(shutil.rmtree, base, True)
+    atexit.register(_stop_background)  # runs first: no terraform left writing into `base`
     shutil.copytree(INFRA, base / "infra", ignore=shutil.ignore_patterns(".terraform", "*.tfstate*"))
     shutil.copytree(DEPLOY, base / "deploy")
-    for env in ENVS:
-        if env != "prod":  # the roots differ only by their name: one suite serves both
-            tests = base / "infra" / "envs" / env / "tests"
-            shutil.rmtree(tests, ignore_errors=True)
-            tests.mkdir()
-            for suite in (INFRA / "envs" / "prod" / "tests").glob("*.tftest.hcl"):
-                (tests / suite.name).write_text(translate_from_prod(suite.read_text(), env))
-    (base / "plugin-cache").mkdir()
+    for env in ENVS:  # the roots differ only by their name: prod's suites serve both
+        tests = base / "infra" / "envs" / env / "tests"
+        shutil.rmtree(tests, ignore_errors=True)
+        tests.mkdir()
+        for suite in (INFRA / "envs" / "prod" / "tests").glob("*.tftest.hcl"):
+            text = translate_from_prod(suite.read_text(), env)
+            if f"tests/{suite.name}" == REHEARSAL:
+                assert text.count(REHEARSAL_RUN) == 1, f"{suite} must end with {REHEARSAL_RUN!r}"
+                _rehearsal_template[env] = text
+                text = text.replace(REHEARSAL_RUN, rehearsal_runs(
+                    {name: {**REHEARSAL_VARIABLES, **overrides} for name, overrides in VARIANTS.items()}))
+            (tests / suite.name).write_text(text)
     (base / "cli.tfrc").write_text(
         'provider_installation {\n  filesystem_mirror {\n'
         f'    path    = "{mirror}"\n    include = ["registry.terraform.io/hashicorp/aws"]\n  }}\n'
         '  direct {\n    exclude = ["registry.terraform.io/hashicorp/aws"]\n  }\n}\n'
-        f'plugin_cache_dir = "{base / "plugin-cache"}"\n'
+        f'plugin_cache_dir = "{plugin_cache(mirror)}"\n'
     )
     return base
 
 
+_directory_locks: dict[str, threading.RLock] = {}
+_locks_lock = threading.Lock()
+_running: set[subprocess.Popen] = set()
+_stopping = threading.Event()
+
+
+def _directory_lock(directory: str) -> threading.RLock:
+    with _locks_lock:
+        return _directory_locks.setdefault(directory, threading.RLock())
+
+
 def terraform(directory: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """terraform <args> in infra/<directory> of the workspace; never raises on a non-zero exit."""
+    """terraform <args> in infra/<directory> of the workspace; never raises on a non-zero exit.
+    Commands in one directory run one at a time (terraform keeps per-directory state in .terraform/)."""
     binary, _ = require_terraform()
     base = workspace()
     run_env = {**_base_env(base), "TF_CLI_CONFIG_FILE": str(base / "cli.tfrc")}
-    return subprocess.run([binary, *args], cwd=base / "infra" / directory, env=run_env, capture_output=True,
-                          text=True, timeout=timeout)
+    with _directory_lock(directory):
+        if _stopping.is_set():
+            raise RenderError("the session is ending")
+        process = subprocess.Popen([binary, *args], cwd=base / "infra" / directory, env=run_env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _running.add(process)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            stderr += f"\nterraform {' '.join(args)} in infra/{directory} killed after {timeout} s"
+        finally:
+            _running.discard(process)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-@functools.cache
+_initialized: dict[str, Path] = {}
+
+
 def initialized(directory: str) -> Path:
     """`terraform init -backend=false` once per directory, from the mirror, against the committed lock file."""
-    result = terraform(directory, "init", "-backend=false", "-input=false", "-no-color", "-lockfile=readonly")
-    if result.returncode != 0:
-        raise RenderError(f"terraform init failed in infra/{directory} (a lock file out of date? run "
-                          f"`terraform init -backend=false` there and commit .terraform.lock.hcl):\n"
-                          f"{result.stdout[-3000:]}{result.stderr[-3000:]}")
-    return workspace() / "infra" / directory
+    with _directory_lock(directory):
+        if directory not in _initialized:
+            result = terraform(directory, "init", "-backend=false", "-input=false", "-no-color", "-lockfile=readonly")
+            if result.returncode != 0:
+                raise RenderError(f"terraform init failed in infra/{directory} (a lock file out of date? run "
+                                  f"`terraform init -backend=false` there and commit .terraform.lock.hcl):\n"
+                                  f"{result.stdout[-3000:]}{result.stderr[-3000:]}")
+            _initialized[directory] = workspace() / "infra" / directory
+        return _initialized[directory]
 
 
 def terraform_directories() -> list[str]:
-    """Every root and module (relative to infra/): each is initialized, validated and tested."""
+    """Every root and module (relative to infra/): each is initialized and tested (which validates)."""
     return sorted(str(p.parent.relative_to(INFRA)) for p in INFRA.glob("*/*/versions.tf"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Every root and module tested, WORKERS at a time
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """One `terraform test -json` of a directory."""
+
+    __test__ = False  # not a pytest test class
+
+    directory: str
+    returncode: int
+    runs: dict[str, list[str]]  # test file -> its run blocks (test_abstract)
+    summary: dict  # test_summary: status, passed, failed, errored, skipped
+    plans: dict[tuple[str, str], dict]  # (test file, run) -> plan (with -verbose)
+    problems: list[str]  # error diagnostics, failed runs
+    messages: str = field(repr=False)  # what terraform says, as text, for failure reports
+
+    def report(self) -> str:
+        return "\n".join(self.problems) + "\n" + self.messages[-6000:]
+
+
+def terraform_test(directory: str, *args: str, test_directory: str = "tests") -> TestRun:
+    """`terraform test -json <args>` in infra/<directory> (initialized first)."""
+    initialized(directory)
+    result = terraform(directory, "test", "-json", "-no-color", f"-test-directory={test_directory}", *args)
+    runs, summary, plans, problems, messages = {}, {}, {}, [], []
+    for line in result.stdout.splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            messages.append(line)
+            continue
+        kind = message.get("type")
+        if kind != "test_plan":
+            messages.append(message.get("@message", ""))
+        if kind == "test_abstract":
+            runs = message["test_abstract"]
+        elif kind == "test_summary":
+            summary = message["test_summary"]
+        elif kind == "test_plan":
+            plans[(message["@testfile"], message["@testrun"])] = message["test_plan"]
+        elif kind == "test_run" and message["test_run"].get("status") in ("fail", "error"):
+            problems.append(f"{message['@testfile']} run {message['@testrun']}: {message['test_run']['status']}")
+        elif kind == "diagnostic" and message["diagnostic"]["severity"] == "error":
+            d = message["diagnostic"]
+            where = d.get("range", {}).get("filename", "")
+            problems.append(f"{d['summary']}: {d.get('detail', '')} ({where}{' run ' + message['@testrun'] if '@testrun' in message else ''})")
+    if result.returncode != 0 and not problems:
+        problems.append(result.stderr[-3000:])
+    return TestRun(directory, result.returncode, runs, summary, plans, problems, "\n".join(messages))
+
+
+_rehearsals: dict[str, TestRun] = {}
+
+
+def rehearsal_run(env: str) -> TestRun:
+    """The rehearsal suite of infra/envs/<env>, one plan per VARIANTS rendering, in one process
+    (-verbose: each plan is in the output, ~14 MB of JSON each, which is why the deployment suite
+    runs apart, without it)."""
+    directory = f"envs/{env}"
+    with _directory_lock(directory):
+        if env not in _rehearsals:
+            _rehearsals[env] = terraform_test(directory, "-verbose", f"-filter={REHEARSAL}")
+        return _rehearsals[env]
+
+
+def directory_tested(directory: str) -> TestRun:
+    """`terraform test` of a root or module; a root's rehearsal is rehearsal_run's."""
+    if directory.startswith("envs/"):
+        suites = sorted(workspace().joinpath("infra", directory, "tests").glob("*.tftest.hcl"))
+        return terraform_test(directory, *(f"-filter=tests/{p.name}" for p in suites if f"tests/{p.name}" != REHEARSAL))
+    return terraform_test(directory)
+
+
+@dataclass
+class _Check:
+    directory: str
+    started: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    result: TestRun | None = None
+    error: BaseException | None = None
+
+
+_checks: dict[str, _Check] = {}
+_checks_lock = threading.Lock()
+
+
+def _claim(check: _Check) -> bool:
+    with _checks_lock:
+        if check.started:
+            return False
+        check.started = True
+        return True
+
+
+def _run_check(check: _Check) -> None:
+    try:
+        check.result = directory_tested(check.directory)
+    except BaseException as exc:  # handed to the test that asks for this directory
+        check.error = exc
+    finally:
+        check.done.set()
+
+
+def _background_worker(order: list[_Check]) -> None:
+    for check in order:
+        if _stopping.is_set():
+            return
+        if _claim(check):
+            _run_check(check)
+
+
+def check_in_background(directories: list[str]) -> None:
+    """Start `init` + `test` of these directories on WORKERS - 1 threads, taking them from the end
+    of the list while the caller's `checked` calls take them from the start."""
+    with _checks_lock:
+        new = [_checks.setdefault(d, _Check(d)) for d in directories if d not in _checks]
+    if not new or WORKERS < 2:
+        return
+    workspace()
+    for i in range(WORKERS - 1):
+        threading.Thread(target=_background_worker, args=(new[::-1],), daemon=True,
+                         name=f"terraform-{i}").start()
+
+
+def checked(directory: str) -> TestRun:
+    """`terraform init` (once) and `terraform test` of infra/<directory>: the background's result,
+    or run here if no worker has started it."""
+    with _checks_lock:
+        check = _checks.setdefault(directory, _Check(directory))
+    if _claim(check):
+        _run_check(check)
+    check.done.wait()
+    if check.error is not None:
+        raise check.error
+    return check.result
+
+
+def _stop_background() -> None:
+    _stopping.set()
+    for process in list(_running):
+        process.kill()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,35 +590,30 @@ def _first(blocks) -> dict | None:
     return blocks[0] if blocks else None
 
 
-def _hcl_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
+_adhoc = iter(range(1_000_000))
 
 
 @functools.cache
 def _render(env: str, variables_json: str) -> Rendering:
     variables = json.loads(variables_json)
     directory = f"envs/{env}"
-    initialized(directory)
-    args = ["test", f"-filter={REHEARSAL}", "-verbose", "-json", "-no-color"]
-    args += [f"-var={name}={_hcl_value(value)}" for name, value in sorted(variables.items())]
-    result = terraform(directory, *args)
-    plans, problems = [], []
-    for line in result.stdout.splitlines():
-        message = json.loads(line)
-        if message.get("type") == "test_plan":
-            plans.append(message["test_plan"])
-        elif message.get("type") == "diagnostic" and message["diagnostic"]["severity"] == "error":
-            d = message["diagnostic"]
-            where = d.get("range", {}).get("filename", "")
-            problems.append(f"{d['summary']}: {d.get('detail', '')} ({where})")
-    if result.returncode != 0 or len(plans) != 1:
-        raise RenderError(f"terraform could not render infra/{directory} with {variables}:\n" + "\n".join(problems)
-                          + result.stderr[-3000:])
-    return _build(env, variables, plans[0])
+    names = [name for name, overrides in VARIANTS.items() if {**REHEARSAL_VARIABLES, **overrides} == variables]
+    if names:
+        run, (name,) = rehearsal_run(env), names
+    else:  # a rendering no test declared: planned alone, from a test directory of its own
+        workspace()
+        name, tests = "adhoc", f"tests-adhoc-{next(_adhoc)}"
+        (workspace() / "infra" / directory / tests).mkdir()
+        (workspace() / "infra" / directory / tests / Path(REHEARSAL).name).write_text(
+            _rehearsal_template[env].replace(REHEARSAL_RUN, rehearsal_runs({name: variables})))
+        run = terraform_test(directory, "-verbose", test_directory=tests)
+        run = TestRun(run.directory, run.returncode, run.runs, run.summary,
+                      {(REHEARSAL, r): plan for (_, r), plan in run.plans.items()}, run.problems, run.messages)
+    plan = run.plans.get((REHEARSAL, name))
+    if plan is None:
+        raise RenderError(f"terraform could not render infra/{directory} with {variables}:\n"
+                          + "\n".join(p for p in run.problems if f"run {name}" in p or "run " not in p))
+    return _build(env, variables, plan)
 
 
 def render(env: str = "prod", **variables) -> Rendering:

@@ -23,7 +23,7 @@ import yaml
 
 from weward_pipeline import cli
 from weward_pipeline.config import Settings
-from weward_pipeline_tests.terraform_render import ENVS, ROOT, Role, as_list, render
+from weward_pipeline_tests.terraform_render import ENVS, ROOT, VARIANTS, Role, as_list, render
 
 
 def allow_statements(role: Role, action: str) -> list[dict]:
@@ -272,10 +272,14 @@ def test_the_base_image_is_pinned_by_digest_and_the_build_context_holds_only_wha
     assert copied <= admitted, f"COPY of {sorted(copied - admitted)} is excluded by .dockerignore"
 
 
+# The switches the default rendering leaves off, all on in one rendering (one plan per environment).
+OTHER_SWITCHES = VARIANTS["every_other_switch"]
+
+
 @pytest.mark.parametrize("env", ENVS)
 def test_one_cpu_architecture_everywhere_the_image_runs(env):
     """Defect 7: the EC2 variant defaulted to arm64 (m7g) while the Fargate tasks said X86_64."""
-    rendering = render(env, launch_type="ec2_instance", dagster_service_enabled=True)
+    rendering = render(env, **OTHER_SWITCHES)
     architectures = {task.cpu_architecture for task in rendering.task_definitions.values()}
     assert architectures == {"X86_64"}, architectures
     (instance,) = rendering.resources("aws_instance")
@@ -299,7 +303,7 @@ def test_the_stack_leaves_account_wide_and_other_teams_settings_alone(env):
     assert {(r["from_security_group_id"], r["port"]) for r in rules} == {
         (rendering.security_groups[f"{prefix}-run-worker"].id, 5432),
         (rendering.security_groups[f"{prefix}-dagster-service"].id, 5432)}
-    assert render(env, manage_catalog_encryption=True).resources("aws_glue_data_catalog_encryption_settings")
+    assert render(env, **OTHER_SWITCHES).resources("aws_glue_data_catalog_encryption_settings")
 
 
 def console_script_command(name: str) -> click.Command:

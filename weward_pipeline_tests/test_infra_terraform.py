@@ -24,12 +24,17 @@ from weward_pipeline.config import SAMPLE_CATALOG, Settings
 from weward_pipeline.defs.redaction import REDACTION_TASK_DEFINITION_ENV
 from weward_pipeline.redact_cli import DEFAULT_LOOKBACK_DAYS, cmd_redact_due
 from weward_pipeline_tests.terraform_render import (
+    ENVS,
+    REHEARSAL,
     Rendering,
-    initialized,
+    VARIANTS,
+    TerraformUnavailable,
+    check_in_background,
+    checked,
     read_env_file,
+    rehearsal_run,
     render,
     require_terraform,
-    terraform,
     terraform_directories,
 )
 
@@ -37,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 MODULES = INFRA / "modules"
 STACK = MODULES / "pipeline_stack"  # the body both environment roots call
-ENVS = ("dev", "prod")
 
 # What production must be, from the issue that created deploy/prod.env. If one of these changes,
 # it changes here, in deploy/prod.env, and nowhere else.
@@ -300,14 +304,18 @@ def test_only_actions_without_resource_level_permissions_are_granted_on_star():
     assert not offenders
 
 
-def test_the_redaction_role_cannot_write_to_the_lake():
+def test_the_redaction_role_writes_only_its_step_logs_and_its_own_audit():
+    """Redaction may not change the export (data, keys, manifests); it adds write-once audit objects
+    under <lake prefix>/_audit/redaction/ (the keys each batch deleted, carry-over's proof)."""
     role = render("prod").roles["weward-prod-redaction"]
     actions = {a for s in role.statements() for a in as_list(s["Action"])}
     s3_actions = {a for a in actions if a.startswith("s3:")}
     assert s3_actions == {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:PutObject"}
     writes = [s for s in role.statements() if "s3:PutObject" in as_list(s["Action"])]
-    assert [as_list(s["Resource"]) for s in writes] == [["arn:aws:s3:::weward-lake-prod/_dagster/compute-logs/*"]], (
-        "the redaction writes its step logs, nothing else")
+    assert sorted(r for s in writes for r in as_list(s["Resource"])) == [
+        "arn:aws:s3:::weward-lake-prod/_dagster/compute-logs/*",
+        "arn:aws:s3:::weward-lake-prod/lake/_audit/redaction/*",
+    ], "the redaction writes its step logs and its audit, nothing else"
     glue_actions = {a for a in actions if a.startswith("glue:")}
     assert glue_actions and all(a.startswith(("glue:Get", "glue:BatchGet")) for a in glue_actions)
 
@@ -322,7 +330,10 @@ def test_lake_access_is_scoped_to_the_prefix_the_database_and_the_key():
         for statement in rendering.roles[name].statements():
             resources, actions = as_list(statement["Resource"]), as_list(statement["Action"])
             if any(a in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject") for a in actions):
-                assert all(r in (lake_objects, results_objects, compute_logs) for r in resources), (name, statement)
+                allowed = (lake_objects, results_objects, compute_logs)
+                if name == "weward-prod-redaction":  # its write-once audit, inside the lake prefix
+                    allowed += ("arn:aws:s3:::weward-lake-prod/lake/_audit/redaction/*",)
+                assert all(r in allowed for r in resources), (name, statement)
             if "s3:ListBucket" in actions:  # a prefix under the lake's or the logs', never none
                 assert set(conditions(statement)) == {("StringLike", "s3:prefix")}, (name, statement)
                 for prefix in conditions(statement).get(("StringLike", "s3:prefix"), []):
@@ -430,19 +441,39 @@ def test_the_redaction_task_never_gets_the_export_credentials_or_the_pii_key():
         "${merge({for name in var.redaction_secret_variables : name => name}, var.redaction_secret_aliases)}")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def every_selected_directory_checked_in_the_background(request):
+    """`init` + `test` of the directories this session tests start with this module, beside its
+    other tests, two terraform processes at a time (terraform_render.check_in_background)."""
+    selected = [item.callspec.params["directory"] for item in request.session.items
+                if getattr(item, "originalname", "") == test_terraform_validates_and_tests_every_root_and_module_offline.__name__]
+    try:
+        check_in_background(selected)
+    except TerraformUnavailable:
+        pass  # each test that needs terraform fails saying what to install
+
+
 @pytest.mark.parametrize("directory", terraform_directories())
 def test_terraform_validates_and_tests_every_root_and_module_offline(directory):
     """`terraform init -backend=false` from the provider mirror against the committed lock file,
-    `validate`, and `terraform test` (mock AWS provider, nothing leaves the machine) where the
-    directory has suites. No terraform or no mirror fails here, saying what to install."""
-    work = initialized(directory)
-    validate = terraform(directory, "validate", "-no-color")
-    assert validate.returncode == 0, validate.stdout[-4000:] + validate.stderr[-4000:]
-    suites = sorted((work / "tests").glob("*.tftest.hcl"))
+    and `terraform test` (mock AWS provider, nothing leaves the machine), which validates the
+    configuration before each run (a separate `terraform validate` loaded the provider once more
+    for nothing). A root's rehearsal is planned once per rendering the tests read
+    (terraform_render.VARIANTS), by render(). No terraform or no mirror fails here, saying what to install."""
+    suites = sorted((INFRA / ("envs/prod" if directory.startswith("envs/") else directory) / "tests").glob("*.tftest.hcl"))
     assert suites, f"infra/{directory} has no tests/*.tftest.hcl"
-    result = terraform(directory, "test", "-no-color")
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert " 0 failed" in result.stdout and "Success!" in result.stdout
+    run = checked(directory)
+    assert run.returncode == 0 and not run.problems, run.report()
+    expected = {f"tests/{suite.name}": re.findall(r'^run "(\w+)"', suite.read_text(), flags=re.M) for suite in suites}
+    if directory.startswith("envs/"):
+        del expected[REHEARSAL]  # planned once per rendering the tests read:
+        rehearsal = rehearsal_run(directory.removeprefix("envs/"))
+        assert rehearsal.returncode == 0 and not rehearsal.problems, rehearsal.report()
+        assert rehearsal.runs == {REHEARSAL: list(VARIANTS)}
+        assert rehearsal.summary == {"status": "pass", "passed": len(VARIANTS), "failed": 0, "errored": 0, "skipped": 0}
+    assert run.runs == expected
+    runs = sum(len(names) for names in expected.values())
+    assert run.summary == {"status": "pass", "passed": runs, "failed": 0, "errored": 0, "skipped": 0}, run.report()
 
 
 def test_every_root_and_module_pins_the_tested_aws_provider_in_a_committed_lock_file():
@@ -501,7 +532,7 @@ def test_bucket_database_and_workgroup_names_are_wired_from_the_env_file(env):
     assert calls["iam"]["lake_prefix"] == "${local.pipeline.lake_prefix}"
     assert calls["export_job"]["pipeline_env"] == "${local.pipeline.env}"
     assert calls["secrets"]["secret_names"] == "${local.pipeline.secret_names}"
-    assert "region = module.pipeline_env.aws_region" in (root / "versions.tf").read_text()
+    assert re.search(r"^\s*region\s*=\s*module\.pipeline_env\.aws_region$", (root / "versions.tf").read_text(), re.M)
 
 
 def test_dev_and_prod_roots_differ_only_by_their_name():

@@ -145,7 +145,10 @@ resource "aws_iam_role_policy" "export" {
 
 # ---------------------------------------------------------------------------------------------
 # Redaction: reads back what was exported (to verify it) and deletes from PostgreSQL through the
-# redaction DSN. Read-only on the lake: a redaction bug must not be able to damage the export.
+# redaction DSN. Read-only on the lake but for one write-only prefix: each batch records the keys
+# it deletes under _audit/redaction/ before it commits (weward_pipeline/redaction_audit.py), the
+# proof a later re-export needs to carry those rows over. No delete, no overwrite of data, keys or
+# manifests: a redaction bug must not be able to damage the export.
 # ---------------------------------------------------------------------------------------------
 
 resource "aws_iam_role" "redaction" {
@@ -178,6 +181,12 @@ locals {
         Effect   = "Allow"
         Action   = "s3:GetObject"
         Resource = local.lake_objects
+      },
+      {
+        Sid      = "WriteTheRedactionAudit"
+        Effect   = "Allow"
+        Action   = "s3:PutObject"
+        Resource = "${var.lake_bucket_arn}/${var.lake_prefix}/_audit/redaction/*"
       },
       {
         Sid      = "ReadTheLakeDatabase"

@@ -2,8 +2,8 @@
 # at plan time, so that Terraform itself renders what would be deployed: each role's trust and
 # policy documents (jsonencode, evaluated by Terraform), each task definition, schedule, rule,
 # security group and endpoint. weward_pipeline_tests/terraform_render.py runs it with
-# `terraform test -filter=tests/rehearsal.tftest.hcl -verbose -json` and reads the plan; the
-# tests evaluate every AWS call of the product against those policies.
+# `terraform test -verbose -json` and reads the plans; the tests evaluate every AWS call of the
+# product against those policies.
 #
 # The overrides stand in for what AWS assigns on creation (ARNs, ids), in the shape AWS gives
 # them: account 123456789012, region eu-west-3. Names follow deploy/prod.env; for envs/dev the
@@ -280,8 +280,9 @@ variables {
   dagster_storage_host       = "weward-app-prod.cluster-abcdefghijkl.eu-west-3.rds.amazonaws.com"
   image_tag                  = "2026-11-28-abc1234"
 }
-# The optional parts (Dagster service, analyst role...) are switched on by the renderer with -var
-# (terraform_render.REHEARSAL_VARIABLES): variables set here could not be overridden that way.
+# The optional parts (Dagster service, analyst role...) are switched on per rendering: the renderer
+# replaces this run block with one run per rendering the tests read, each with its variables
+# (terraform_render.VARIANTS over REHEARSAL_VARIABLES), all planned by one terraform process.
 
 run "rehearsal" {
   command = plan
