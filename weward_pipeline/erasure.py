@@ -548,6 +548,7 @@ class _Context:
         self.say = say
         self._wanted: dict[tuple, pa.Array] = {}
         self.pending_purges: list[tuple[str, dt.date, str, str]] = []
+        self.postgres_unreachable = False
 
     def export_prefixes(self, table: str, day: dt.date, export_id: str) -> list[str]:
         manifest_key = lake.manifest_key(self.location, table, day, export_id)
@@ -596,8 +597,6 @@ def erase_users(
     request = user_ids if isinstance(user_ids, ErasureRequest) else ErasureRequest.parse(user_ids)
     say = on_progress or (lambda message: log.info(message))
     in_scope = _tables_in_scope(catalog, tables)
-    if delete_from_postgres and not dry_run and settings.pg_erase_url is None:
-        raise ErasureError(NO_ERASE_DSN)
     needs_key = any(pii.user_column_needs_key(t) for t in in_scope)
     if pii_key is None:
         try:
@@ -613,6 +612,9 @@ def erase_users(
         delete_from_postgres=delete_from_postgres,
     )
     ctx = _Context(settings, clients, request, report, pii_key, say)
+    validate_request(ctx, in_scope, postgres=delete_from_postgres)
+    if delete_from_postgres and not dry_run and settings.pg_erase_url is None:
+        raise ErasureError(NO_ERASE_DSN)  # a valid request, but no role that may delete: nothing changed yet
     say(f"erasure {report.erasure_id}: {report.users} user(s) over {len(in_scope)} table(s)"
         f"{' (dry run: nothing is changed)' if dry_run else ''}")
     try:
@@ -629,7 +631,8 @@ def erase_users(
         report.finished_at = _now()
         if not dry_run:
             _write_audit(ctx)
-        say(report.summary())
+        if report.status == "failed":  # otherwise the caller has the report (the CLI prints it once)
+            say(report.summary())
     return report
 
 
@@ -662,12 +665,14 @@ def _erase_table(ctx: _Context, table: TableConfig, delete_from_postgres: bool, 
         pii.check_key_id(glue_table, table, ctx.key)
     if delete_from_postgres and not dry_run:
         _postgres(ctx, table, report, delete=True, limits=limits)
-    else:  # how many rows a re-export (or tomorrow's snapshot) would bring back; best effort
+    elif not ctx.postgres_unreachable:  # how many rows a re-export (or tomorrow's snapshot) would bring back; best effort
         try:
             _postgres(ctx, table, report, delete=False, limits=limits)
         except (ErasureError, psycopg.Error) as exc:
-            log.warning("erasure %s: %s: could not count the users' rows left in PostgreSQL: %s",
-                        ctx.report.erasure_id, table.name, scrub(str(exc)))
+            ctx.postgres_unreachable = isinstance(exc, ErasureError) and "cannot connect" in str(exc)
+            log.warning("erasure %s: %s: could not count the users' rows left in PostgreSQL%s: %s",
+                        ctx.report.erasure_id, table.name, " (nor for the other tables)" if ctx.postgres_unreachable else "",
+                        scrub(str(exc)))
     if glue_table is None:
         ctx.say(f"erasure {ctx.report.erasure_id}: {table.name} has no lake table yet")
         return
@@ -791,15 +796,52 @@ WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND a.attnum > 0 AND 
 """
 
 
-def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete: bool, limits: ErasureLimits) -> None:
-    """Delete (or count) the users' rows in PostgreSQL: key-bounded batches, each its own short transaction."""
-    url = ctx.settings.pg_erase_url or (None if delete else ctx.settings.pg_url)
+def _connect(ctx: _Context, what: str, limits: ErasureLimits, read_only: bool) -> psycopg.Connection:
+    """The erasure DSN (WEWARD_PG_ERASE_URL, else WEWARD_PG_REDACT_URL); a read-only session (a dry
+    run's counts) may fall back to the export DSN, a deleting one never."""
+    url = ctx.settings.pg_erase_url or (ctx.settings.pg_url if read_only else None)
     if url is None:
         raise ErasureError(NO_ERASE_DSN)
     try:
-        conn = pg.connect(url, f"weward-erasure {table.name}", limits.session(read_only=not delete), purpose="erasure")
+        return pg.connect(url, f"weward-erasure {what.removeprefix('table ')}", limits.session(read_only=read_only),
+                          purpose="erasure")
     except pg.ConnectError as exc:
-        raise ErasureError(f"table {table.name}: {exc}. Check WEWARD_PG_ERASE_URL (or WEWARD_PG_REDACT_URL).") from None
+        raise ErasureError(f"{what}: {exc}. Check WEWARD_PG_ERASE_URL (or WEWARD_PG_REDACT_URL).") from None
+
+
+# PostgreSQL's internal type names of the user columns erasure checks ids against (typed_ids' names).
+_PG_TYPE_NAMES = {"int2": "smallint", "int4": "integer", "int8": "bigint", "uuid": "uuid"}
+
+
+def validate_request(ctx: _Context, tables: list[TableConfig], *, postgres: bool) -> None:
+    """Every id of the request against every table's user column, before anything is changed.
+
+    An id that is not a value of a user column's type (`abc` for a bigint) is a bad request
+    (ErasureError: exit 2, nothing touched), not a day to retry after scanning the lake. The lake's
+    type comes from the newest published manifest of each table; with `postgres`, PostgreSQL's own
+    type is checked too, which also proves the server answers before the first DELETE.
+    """
+    for table in tables:
+        days = [p["Values"][0] for p in ctx.glue.list_partitions(table.name)] if ctx.glue.get_table(table.name) else []
+        manifest = published_manifest(ctx.glue, ctx.clients.s3, table.name, max(days))[1] if days else None
+        column = next((c for c in manifest.columns if c["name"] == table.user_column), None) if manifest else None
+        if column is not None:
+            typed_ids(ctx.request, column, pa.string(), table.name, ctx.pseudonymizer)
+    if not postgres:
+        return
+    with _connect(ctx, "erasure request", ErasureLimits(), read_only=True) as conn:
+        for table in tables:
+            found = conn.execute(USER_COLUMN_TYPE_SQL, (table.schema, table.source, table.user_column)).fetchone()
+            if found is None:
+                raise ErasureError(f"table {table.name}: PostgreSQL has no column {table.user_column!r} in "
+                                   f"{table.qualified_source} visible to the erasure role")
+            column = {"name": table.user_column, "pg_type": _PG_TYPE_NAMES.get(found[1], found[1])}
+            typed_ids(ctx.request, column, pa.string(), table.name, None)
+
+
+def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete: bool, limits: ErasureLimits) -> None:
+    """Delete (or count) the users' rows in PostgreSQL: key-bounded batches, each its own short transaction."""
+    conn = _connect(ctx, f"table {table.name}", limits, read_only=not delete)
     with conn:
         found = conn.execute(USER_COLUMN_TYPE_SQL, (table.schema, table.source, table.user_column)).fetchone()
         if found is None:

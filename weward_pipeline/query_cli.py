@@ -211,7 +211,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def _register_demo_epilogue() -> None:
-    from weward_pipeline.devstack import commands
+    from weward_pipeline.cli import devstack as commands
     from weward_pipeline.devstack.demo_questions import demo_epilogue
 
     if demo_epilogue not in commands.DEMO_EPILOGUES:

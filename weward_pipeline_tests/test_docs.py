@@ -274,7 +274,8 @@ def test_every_production_setting_is_in_the_contract_table():
 
 
 def test_the_defaults_in_the_contract_table_are_the_codes():
-    from weward_pipeline import config, redact_cli
+    from weward_pipeline import config
+    from weward_pipeline.cli import redact as redact_cli
     from weward_pipeline.defs import schedules
     from weward_pipeline.query.settings import QuerySettings
 
@@ -320,12 +321,12 @@ def facts() -> list[tuple[str, str, object]]:
     from weward_pipeline.defs import assets, redaction, schedules
     from weward_pipeline.defs.erasure import ErasureConfig, erasure_job
     from weward_pipeline.defs.resources import LakeResource
-    from weward_pipeline.devstack import roles
+    from weward_pipeline import roles
     from weward_pipeline.erasure import ErasureLimits
     from weward_pipeline.extract import ExtractLimits
     from weward_pipeline.query import settings as query_settings
     from weward_pipeline.redact import RedactionLimits
-    from weward_pipeline.redact_cli import DEFAULT_ABANDONED_AFTER_HOURS, DEFAULT_LOOKBACK_DAYS
+    from weward_pipeline.cli.redact import DEFAULT_ABANDONED_AFTER_HOURS, DEFAULT_LOOKBACK_DAYS
     from weward_pipeline.secret_store import MIN_KEY_BYTES
 
     limits, redact = ExtractLimits(), RedactionLimits()

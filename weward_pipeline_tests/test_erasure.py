@@ -17,7 +17,7 @@ import pytest
 from weward_pipeline import cli, erasure, lake
 from weward_pipeline.config import ConfigError
 from weward_pipeline.devstack import sample_data
-from weward_pipeline.devstack.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
+from weward_pipeline.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
 from weward_pipeline.erasure import ErasureError, erase_users
 from weward_pipeline.export import export_day
 from weward_pipeline.glue import GlueCatalog
@@ -217,21 +217,40 @@ def test_dry_run_writes_nothing_and_bad_requests_say_why_without_echoing_ids(exp
     assert cli.main(["erase", "--ids-file", str(request), "--dry-run"]) == 0
     out = capsys.readouterr()
     assert f"{expected} lake row(s) would be erased" in out.out and "(dry run" in out.err
-    assert {(k, v) for k, v, _ in every_stored_version(clients, settings)} == stored
-    request.write_text("3\nnot-a-number-42\n")
-    assert cli.main(["erase", "--ids-file", str(request), "--tables", "step_events"]) == 1  # incomplete
+    assert "would be erased" not in out.err, "the report is printed once, on stdout"
+    assert cli.main(["erase", "--ids-file", str(request), "--dry-run", "--json"]) == 0
     out = capsys.readouterr()
-    assert "not-a-number-42" not in out.out + out.err and "id number 2 of the request is not a valid value" in out.out
+    assert json.loads(out.out)["rows_erased"] == expected and json.loads(out.out)["status"] == "dry_run"
+    assert {(k, v) for k, v, _ in every_stored_version(clients, settings)} == stored
+
+    # A malformed request (an id that is not of a user column's type) is refused whole, before
+    # anything is read for erasure or changed: exit 2 "bad request", not 1 "incomplete, re-run".
+    request.write_text("3\nnot-a-number-42\n")
+    for extra in ([], ["--postgres"]):
+        assert cli.main(["erase", "--ids-file", str(request), "--tables", "step_events", *extra]) == 2
+        out = capsys.readouterr()
+        assert "not-a-number-42" not in out.out + out.err and "id number 2 of the request is not a valid value" in out.err
+        assert out.out == "" and "erasure " not in out.err, "refused before the erasure started"
+    assert {(k, v) for k, v, _ in every_stored_version(clients, settings)} == stored
+
+    # --postgres with PostgreSQL down: one line, non-zero, before anything (not five warnings and 0).
+    from weward_pipeline.devstack.processes import free_port
+
+    request.write_text("3\n7\n")
+    monkeypatch.setenv("WEWARD_PG_REDACT_URL", f"postgresql://weward_redact:s3cret-pw@127.0.0.1:{free_port()}/app")
+    assert cli.main(["erase", "--ids-file", str(request), "--dry-run", "--postgres"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and len(out.err.strip().splitlines()) == 1 and "cannot connect to PostgreSQL" in out.err
+    assert "s3cret-pw" not in out.err
+    monkeypatch.delenv("WEWARD_PG_REDACT_URL")
 
     # Requests that cannot be carried out say why.
     with pytest.raises(ErasureError, match=r"unknown table\(s\) nope .*table\(s\) reward_offers without `user_column`"):
         erase_users(settings, catalog, ERASED, clients=clients, pii_key=PII_KEY, tables=["nope", "reward_offers"])
-    report = erase_users(settings, catalog, ["3", "not-a-number-42"], clients=clients, pii_key=PII_KEY,
-                         tables=["step_events"])
-    refused = [d for d in report.tables[0].days if d.status == "refused"]
-    assert refused and all("id number 2 of the request is not a valid value" in d.message for d in refused)
-    assert "not-a-number-42" not in report.summary() and "not-a-number-42" not in json.dumps(
-        erasure.read_audit(clients.s3, settings.lake, report.erasure_id))
+    with pytest.raises(ErasureError, match="id number 2 of the request is not a valid value") as refused:
+        erase_users(settings, catalog, ["3", "not-a-number-42"], clients=clients, pii_key=PII_KEY, tables=["step_events"])
+    assert "not-a-number-42" not in str(refused.value)
+    assert {(k, v) for k, v, _ in every_stored_version(clients, settings)} == stored  # no audit record either
     monkeypatch.delenv("WEWARD_PII_KEY", raising=False)
     with pytest.raises(ConfigError, match="no PII key .erasure of a pseudonymized user column"):
         erase_users(settings, catalog, ERASED, clients=clients, tables=["ward_transactions"])

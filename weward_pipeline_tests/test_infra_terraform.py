@@ -22,7 +22,7 @@ import yaml
 from weward_pipeline import cli
 from weward_pipeline.config import SAMPLE_CATALOG, Settings
 from weward_pipeline.defs.redaction import REDACTION_TASK_DEFINITION_ENV
-from weward_pipeline.redact_cli import DEFAULT_LOOKBACK_DAYS, cmd_redact_due
+from weward_pipeline.cli.redact import DEFAULT_LOOKBACK_DAYS, cmd_redact_due
 from weward_pipeline_tests.terraform_render import (
     ENVS,
     REHEARSAL,

@@ -591,7 +591,7 @@ def test_the_least_privilege_roles_export_and_redact_with_a_dropped_personal_col
     """Export as the read-only role, redact as the role that can only read exported columns and delete."""
     import secrets
 
-    from weward_pipeline.devstack.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
+    from weward_pipeline.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
 
     sample_data.load(fresh_database, end_date=dt.date(2024, 4, 1), size=sample_data.SampleSize(users=30, days=2),
                      timezone=TIMEZONE)
@@ -727,3 +727,43 @@ def test_the_cli_dry_runs_a_range_of_days_and_deletes_only_with_execute(scenario
     assert f"{len(day_rows):>9}      0      0  done" in capsys.readouterr().out
     assert scenario.pg_ids() == everything - day_rows
     assert scenario.lake_ids() == day_rows
+
+
+def test_the_cli_says_a_refusal_once_per_range_prints_pure_json_and_one_line_for_a_wrong_password(
+        scenario, lake_env, tmp_path, monkeypatch, capsys):
+    import json
+    import re
+
+    import yaml
+
+    from weward_pipeline.cli import main
+
+    scenario.export()
+    catalog_file = tmp_path / "tables.yaml"
+    catalog_file.write_text(yaml.safe_dump({"start_date": "2024-01-01", "timezone": TIMEZONE, "tables": [STEP_EVENTS]}))
+    monkeypatch.setenv("WEWARD_TABLES_FILE", str(catalog_file))
+    monkeypatch.setenv("WEWARD_PG_URL", scenario.pg_url)
+
+    # Ten days inside the retention (the real clock: 2024 is long past, so push the retention out).
+    recent = dt.date.today() - dt.timedelta(days=12)
+    assert main(["redact", "step_events", recent.isoformat(), "--to", (recent + dt.timedelta(days=9)).isoformat()]) == 1
+    out = capsys.readouterr().out
+    assert out.count("refused") == 1 and f"{recent} .. {recent + dt.timedelta(days=9)} (10 days)  refused (inside_retention)" in out
+
+    assert main(["redact", "step_events", "2024-03-30", "--to", "2024-03-31", "--json"]) == 1
+    days = json.loads(capsys.readouterr().out)  # nothing but JSON on stdout
+    assert [d["day"] for d in days] == ["2024-03-30", "2024-03-31"]
+    assert days[0]["status"] == "refused" and days[0]["reason"] == "not_published" and days[1]["status"] == "dry_run"
+
+    assert main(["redact", "step_evnts", "2024-03-31"]) == 2
+    assert "did you mean step_events?" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["redact", "step_events", "2024-13-31"])
+    assert usage.value.code == 2 and "'2024-13-31' is not a day; write it as YYYY-MM-DD" in capsys.readouterr().err
+
+    wrong = re.sub(r"//[^@/]*@", "//nobody:wrong-password@", scenario.pg_url)
+    monkeypatch.setenv("WEWARD_PG_URL", wrong)
+    assert main(["redact", "step_events", "2024-03-31", "--to", "2024-04-01"]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert "cannot connect to PostgreSQL" in captured.err and "wrong-password" not in captured.err

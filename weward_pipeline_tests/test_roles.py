@@ -11,8 +11,9 @@ import pytest
 from psycopg import sql
 
 from weward_pipeline.config import ConfigError
-from weward_pipeline.devstack import roles as roles_module, sample_data
-from weward_pipeline.devstack.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog, print_sql
+from weward_pipeline import roles as roles_module
+from weward_pipeline.devstack import sample_data
+from weward_pipeline.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog, print_sql
 from weward_pipeline.export import export_day
 from weward_pipeline.extract import SourceError
 from weward_pipeline.glue import GlueCatalog

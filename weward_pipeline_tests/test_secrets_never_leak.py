@@ -19,7 +19,7 @@ import yaml
 
 from weward_pipeline.config import Settings, load_catalog, mask_url
 from weward_pipeline.devstack import sample_data
-from weward_pipeline.devstack.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
+from weward_pipeline.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
 from weward_pipeline.export import AwsClients, export_day
 from weward_pipeline.extract import SourceError
 from weward_pipeline.secret_store import scrub

@@ -120,6 +120,8 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
         "postgres_read_s": dg.MetadataValue.float(round(result.read_s, 3)),
         "superseded_objects_deleted": dg.MetadataValue.int(result.superseded_deleted),
+        "carried_rows": dg.MetadataValue.int(result.carried_rows),
+        "dropped_rows": dg.MetadataValue.int(result.dropped_rows),
     }
     if result.window:
         metadata.update(
@@ -129,6 +131,26 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         )
     if result.snapshot_at:
         metadata["snapshot_at"] = dg.MetadataValue.text(result.snapshot_at)
+    return metadata
+
+
+def restatement_metadata(result: ExportResult, table: TableConfig, tags) -> dict:
+    """A re-export: why it ran (the restatement schedule's tag) and what it changed (rows added, changed, deleted)."""
+    from weward_pipeline.defs.restatement import restated_because
+
+    metadata = {}
+    why = restated_because(dict(tags), table.name)
+    if why:
+        metadata["restated_because"] = dg.MetadataValue.text(why)
+    if result.changes is not None:
+        changed = result.changes["rows_changed"]
+        metadata.update(
+            previous_export_id=dg.MetadataValue.text(result.changes["previous_export_id"]),
+            rows_added=dg.MetadataValue.int(result.changes["rows_added"]),
+            rows_deleted=dg.MetadataValue.int(result.changes["rows_deleted"]),
+            rows_changed=dg.MetadataValue.int(changed) if changed is not None else dg.MetadataValue.text(
+                "not measured (no updated_column)"),
+        )
     return metadata
 
 
@@ -183,6 +205,7 @@ def lake_asset(
             )
         except Exception as exc:  # noqa: BLE001 - classified: retried only if transient
             raise as_failure(exc, where=f"table {table.name} day {day}", known=PERMANENT_ERRORS, log=context.log)
-        return dg.MaterializeResult(metadata={**export_metadata(result, lake), **pii_metadata(table)})
+        return dg.MaterializeResult(metadata={**export_metadata(result, lake), **pii_metadata(table),
+                                              **restatement_metadata(result, table, context.run.tags)})
 
     return _export

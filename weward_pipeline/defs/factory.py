@@ -13,6 +13,7 @@ from weward_pipeline.defs.liveness import beating, dead_run_sensor
 from weward_pipeline.defs.query_resource import query_resource_from_env
 from weward_pipeline.defs.redaction import redaction_definitions, redaction_sensor
 from weward_pipeline.defs.resources import lake_resource_from_env
+from weward_pipeline.defs.restatement import restatement_definitions
 from weward_pipeline.defs.schedules import ScheduleSettings, schedule_definitions
 
 
@@ -46,9 +47,11 @@ def build_definitions(
     redaction = dg.Definitions(sensors=[redaction_sensor()] if any(t.retention_days for t in catalog.tables) else [])
     # GDPR erasure, launched by hand with a request file (defs/erasure.py); only if a table can be erased.
     erasure = dg.Definitions(jobs=[erasure_job(catalog)] if any(t.user_column for t in catalog.tables) else [])
+    # Append tables with restate_days: the daily comparison with PostgreSQL and its re-exports.
+    restatement = restatement_definitions(catalog, schedules)
     # Failed runs and failed blocking checks reach a person (SNS) when the Dagster service runs.
     alerts = dg.Definitions(sensors=alert_sensors())
     # With the daemon: runs whose worker stopped beating are failed and their slots freed.
     liveness = dg.Definitions(sensors=[dead_run_sensor()])
-    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), redaction, erasure, alerts,
-                                liveness, shared)
+    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), restatement, redaction, erasure,
+                                alerts, liveness, shared)

@@ -35,7 +35,7 @@ class StackState:
     moto_pid: int | None = None
     seeded: dict = field(default_factory=dict)
     extra_env: dict = field(default_factory=dict)
-    # Least-privilege roles (devstack/roles.py) and the local pseudonymization key.
+    # Least-privilege roles (roles.py) and the local pseudonymization key.
     export_password: str = ""
     redact_password: str = ""
     pii_key: str = ""
@@ -97,7 +97,7 @@ class LocalStack:
 
     @property
     def roles(self):
-        from weward_pipeline.devstack.roles import PipelineRoles
+        from weward_pipeline.roles import PipelineRoles
 
         return PipelineRoles(export_password=self.state.export_password, redact_password=self.state.redact_password)
 
@@ -107,7 +107,7 @@ class LocalStack:
         import secrets
 
         from weward_pipeline.config import load_catalog
-        from weward_pipeline.devstack import roles
+        from weward_pipeline import roles
 
         if not self.state.export_password:
             self.state.export_password = secrets.token_urlsafe(24)

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from weward_pipeline.config import SAMPLE_CATALOG, LakeLocation, load_catalog
 from weward_pipeline.devstack import sample_data
-from weward_pipeline.devstack.roles import PipelineRoles, ensure_roles, grant_catalog
+from weward_pipeline.roles import PipelineRoles, ensure_roles, grant_catalog
 from weward_pipeline_tests.rehearsal import runtime
 from weward_pipeline_tests.rehearsal.proxy import RecordingProxy, job_credentials
 
