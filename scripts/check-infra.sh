@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment: Terraform formatting and checkov's static analysis of infra/,
-# hadolint on deploy/Dockerfile.
+# hadolint on deploy/Dockerfile. terraform itself is required (validate, test and the rendered
+# plan run in weward_pipeline_tests/test_infra_*.py).
 # checkov lives in its own virtualenv (.venv-checkov): it pins its own HCL parser, which clashes
 # with the python-hcl2 the project's tests use. First run installs it (~40 s); later runs reuse it.
 # Exits non-zero on any unformatted file or any failed checkov check. Every accepted finding is
@@ -27,19 +28,15 @@ echo "check-infra: hadolint deploy/Dockerfile"
 # A TF_CLI_CONFIG_FILE naming a missing file only makes terraform print a warning.
 if [ -n "${TF_CLI_CONFIG_FILE:-}" ] && [ ! -e "$TF_CLI_CONFIG_FILE" ]; then unset TF_CLI_CONFIG_FILE; fi
 
-if command -v terraform >/dev/null 2>&1; then
-  echo "check-infra: terraform fmt -check -recursive infra"
-  if ! terraform fmt -check -recursive -diff infra; then
-    echo "check-infra: FAILED: run 'terraform fmt -recursive infra'" >&2
-    exit 1
-  fi
-elif [ "${REQUIRE_TERRAFORM:-0}" = 1 ]; then
-  echo "check-infra: FAILED: terraform is not installed, formatting cannot be checked" >&2
+if ! command -v terraform >/dev/null 2>&1; then
+  echo "check-infra: FAILED: terraform is not installed. Install Terraform >= 1.11" \
+    "(https://developer.hashicorp.com/terraform/install); the tests also plan every environment with it." >&2
   exit 1
-else
-  # No registry this project can reach ships terraform: on a machine without it, say so loudly
-  # and go on with checkov (the hcl2 tests still parse every file).
-  echo "check-infra: WARNING: terraform not installed; formatting NOT checked (REQUIRE_TERRAFORM=1 makes this fatal)" >&2
+fi
+echo "check-infra: terraform fmt -check -recursive infra"
+if ! terraform fmt -check -recursive -diff infra; then
+  echo "check-infra: FAILED: run 'terraform fmt -recursive infra'" >&2
+  exit 1
 fi
 
 # Offline: no policy download from the platform (--skip-download, BC_SKIP_MAPPING), no external

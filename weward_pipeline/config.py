@@ -395,10 +395,15 @@ class Settings:
     aws_endpoint_url: str | None
     tables_file: str | None
     pg_redact_url: str
+    # Erasure's PostgreSQL deletes: WEWARD_PG_ERASE_URL, else WEWARD_PG_REDACT_URL; never the export
+    # DSN (SELECT only), so None when neither is set.
+    pg_erase_url: str | None = None
 
     def __repr__(self) -> str:
         """Masked: a Settings printed in a log or a traceback must not carry the DSN passwords."""
+        erase = mask_url(self.pg_erase_url) if self.pg_erase_url else None
         return (f"Settings(pg_url={mask_url(self.pg_url)!r}, pg_redact_url={mask_url(self.pg_redact_url)!r}, "
+                f"pg_erase_url={erase!r}, "
                 f"lake={self.lake!r}, glue_database={self.glue_database!r}, aws_region={self.aws_region!r}, "
                 f"aws_endpoint_url={self.aws_endpoint_url!r}, tables_file={self.tables_file!r})")
 
@@ -424,4 +429,5 @@ class Settings:
             aws_endpoint_url=aws_endpoint_url(env),
             tables_file=env.get("WEWARD_TABLES_FILE") or None,
             pg_redact_url=env.get("WEWARD_PG_REDACT_URL") or pg_url,
+            pg_erase_url=env.get("WEWARD_PG_ERASE_URL") or env.get("WEWARD_PG_REDACT_URL") or None,
         )

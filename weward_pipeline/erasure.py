@@ -3,7 +3,8 @@ asked, from PostgreSQL), then prove it and leave an audit record without a raw i
 
 For each catalog table with a `user_column`:
   1. (--postgres) delete the users' rows from PostgreSQL first, in short key-bounded batches with
-     the redaction role, so no later export or backfill can bring them back;
+     the erasure DSN (WEWARD_PG_ERASE_URL, else WEWARD_PG_REDACT_URL; never the SELECT-only export
+     DSN), so no later export or backfill can bring them back;
   2. for each published day (Glue partition): verify the day against its manifest, read only the
      user column of each object, and find the users' rows;
   3. rewrite the affected Parquet objects into a new version prefix (unaffected objects are copied
@@ -55,6 +56,18 @@ from weward_pipeline.verify import published_manifest, verify_published_day
 log = logging.getLogger(__name__)
 
 AUDIT_PREFIX = ("_audit", "erasure")
+# Where erasure request files live, beside the lake prefix (what the erasure role may read).
+REQUESTS_PREFIX = ("_requests", "erasure")
+
+
+def requests_url(lake: LakeLocation) -> str:
+    """s3://<lake bucket>/_requests/erasure/: the one place request files are read from (and the
+    only one the erasure role may read)."""
+    return f"s3://{lake.bucket}/{'/'.join(REQUESTS_PREFIX)}/"
+
+
+NO_ERASE_DSN = ("deleting from PostgreSQL needs WEWARD_PG_ERASE_URL (or WEWARD_PG_REDACT_URL): the role that may DELETE "
+                "the users' rows; the export DSN WEWARD_PG_URL is SELECT-only and is never used to delete. Nothing was changed.")
 
 
 class ErasureError(RuntimeError):
@@ -600,6 +613,8 @@ def erase_users(
     )
     ctx = _Context(settings, clients, request, report, pii_key, say)
     validate_request(ctx, in_scope, postgres=delete_from_postgres)
+    if delete_from_postgres and not dry_run and settings.pg_erase_url is None:
+        raise ErasureError(NO_ERASE_DSN)  # a valid request, but no role that may delete: nothing changed yet
     say(f"erasure {report.erasure_id}: {report.users} user(s) over {len(in_scope)} table(s)"
         f"{' (dry run: nothing is changed)' if dry_run else ''}")
     try:
@@ -782,12 +797,16 @@ WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND a.attnum > 0 AND 
 
 
 def _connect(ctx: _Context, what: str, limits: ErasureLimits, read_only: bool) -> psycopg.Connection:
-    url = ctx.settings.pg_redact_url
+    """The erasure DSN (WEWARD_PG_ERASE_URL, else WEWARD_PG_REDACT_URL); a read-only session (a dry
+    run's counts) may fall back to the export DSN, a deleting one never."""
+    url = ctx.settings.pg_erase_url or (ctx.settings.pg_url if read_only else None)
+    if url is None:
+        raise ErasureError(NO_ERASE_DSN)
     try:
         return pg.connect(url, f"weward-erasure {what.removeprefix('table ')}", limits.session(read_only=read_only),
                           purpose="erasure")
     except pg.ConnectError as exc:
-        raise ErasureError(f"{what}: {exc}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL).") from None
+        raise ErasureError(f"{what}: {exc}. Check WEWARD_PG_ERASE_URL (or WEWARD_PG_REDACT_URL).") from None
 
 
 # PostgreSQL's internal type names of the user columns erasure checks ids against (typed_ids' names).
@@ -815,20 +834,19 @@ def validate_request(ctx: _Context, tables: list[TableConfig], *, postgres: bool
             found = conn.execute(USER_COLUMN_TYPE_SQL, (table.schema, table.source, table.user_column)).fetchone()
             if found is None:
                 raise ErasureError(f"table {table.name}: PostgreSQL has no column {table.user_column!r} in "
-                                   f"{table.qualified_source} visible to the redaction role")
+                                   f"{table.qualified_source} visible to the erasure role")
             column = {"name": table.user_column, "pg_type": _PG_TYPE_NAMES.get(found[1], found[1])}
             typed_ids(ctx.request, column, pa.string(), table.name, None)
 
 
 def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete: bool, limits: ErasureLimits) -> None:
     """Delete (or count) the users' rows in PostgreSQL: key-bounded batches, each its own short transaction."""
-    url = ctx.settings.pg_redact_url
     conn = _connect(ctx, f"table {table.name}", limits, read_only=not delete)
     with conn:
         found = conn.execute(USER_COLUMN_TYPE_SQL, (table.schema, table.source, table.user_column)).fetchone()
         if found is None:
             raise ErasureError(f"table {table.name}: PostgreSQL has no column {table.user_column!r} in "
-                               f"{table.qualified_source} visible to the redaction role")
+                               f"{table.qualified_source} visible to the erasure role")
         target = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.source))
         user = sql.Identifier(table.user_column)
         ids = sql.SQL("%(ids)s::text[]::{}.{}[]").format(sql.Identifier(found[0]), sql.Identifier(found[1]))

@@ -91,9 +91,16 @@ def check_day(catalog: Catalog, table: TableConfig, day: dt.date, now: dt.dateti
 
 
 def check_lake_reachable(clients: AwsClients, settings: Settings, table: str) -> None:
+    """Fail fast, before PostgreSQL is read, when the lake cannot be reached.
+
+    Probes with a one-key listing under the lake prefix, which IAM authorizes as s3:ListBucket
+    with s3:prefix inside the lake: what the export role is granted. (HeadBucket would need
+    s3:ListBucket without any prefix, i.e. the right to list the whole bucket.)
+    """
     bucket = settings.lake.bucket
+    prefix = settings.lake.prefix
     try:
-        clients.s3.head_bucket(Bucket=bucket)
+        clients.s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("404", "NoSuchBucket", "NotFound"):

@@ -36,7 +36,6 @@ import datetime as dt
 import json
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -57,6 +56,7 @@ from weward_pipeline.pg import mask_error
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.keys import RedactionKeys, manifest_alignment_problem, read_columns
 from weward_pipeline.pacing import Pacer, PacingLimits, PacingStopped, probe_for
+from weward_pipeline.scratch import make_workdir
 from weward_pipeline.verify import verify_published_day
 
 log = logging.getLogger(__name__)
@@ -779,7 +779,7 @@ def redact_day(
     )
     # The budget: the defaults, the table's `pacing:` in the catalog, this run's settings, in that order.
     pacing = PacingLimits().merged(table.pacing, limits.pacing)
-    workdir = Path(tempfile.mkdtemp(prefix=f"weward-redact-{table.name}-"))
+    workdir = make_workdir(f"weward-redact-{table.name}-")
     conn = None
     pacer = None
     try:

@@ -133,3 +133,13 @@ def standby_pair(stack_dir):
     finally:
         standby.stop()
         primary.stop()
+
+
+@pytest.fixture(scope="session")
+def recording_proxy(aws_server):
+    """The rehearsal's recording proxy in front of the session's moto server (see rehearsal/proxy.py)."""
+    from weward_pipeline_tests.rehearsal.proxy import RecordingProxy
+
+    proxy = RecordingProxy(aws_server.endpoint_url).start()
+    yield proxy
+    proxy.stop()

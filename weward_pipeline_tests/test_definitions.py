@@ -12,8 +12,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from weward_pipeline.config import load_catalog
+from weward_pipeline.config import ConfigError, load_catalog
 from weward_pipeline.defs.factory import build_definitions
+from weward_pipeline.defs.resources import LakeResource
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.verify import verify_published_day
 from weward_pipeline_tests.lake_reader import read_table
@@ -51,6 +52,21 @@ def test_every_catalog_table_is_a_source_an_export_and_checks(monkeypatch):
         assert not graph.get(dg.AssetKey(["postgres", table.name])).is_materializable  # external source
     check_names = {key.name for key in graph.asset_check_keys if key.asset_key == dg.AssetKey(["lake", "step_events"])}
     assert {"row_count_matches_source", "glue_points_at_export", "glue_schema_matches_files"} <= check_names
+
+
+def test_runs_are_planned_where_no_database_secret_is_set_and_fail_clearly_where_they_run(monkeypatch, lake_env):
+    """The Dagster service's webserver and daemon plan every run (config resolved in their own task)
+    and hold no database secret; the run worker reads WEWARD_PG_URL. Was: every launch failed there."""
+    monkeypatch.delenv("WEWARD_PG_URL", raising=False)
+    defs = build_definitions(load_catalog())
+    for job in (defs.resolve_job_def("daily_export"), defs.resolve_implicit_global_asset_job_def()):
+        assert dg.validate_run_config(job, {}) is not None
+    assert defs.resources["lake"].pg_url is None  # nothing for the planner to resolve
+    lake = LakeResource(lake_url=lake_env["WEWARD_LAKE_URL"])  # as the run worker resolves it
+    with pytest.raises(ConfigError, match="missing environment variable.s. WEWARD_PG_URL"):
+        lake.settings()  # in the run worker, without the secret
+    monkeypatch.setenv("WEWARD_PG_URL", "postgresql://exp@db:5432/app")
+    assert lake.settings().pg_url == "postgresql://exp@db:5432/app"
 
 
 def test_dagster_definitions_validate_passes_on_the_workspace():

@@ -290,6 +290,54 @@ def test_delete_from_postgres_uses_the_redaction_role(exported, app_db, clients,
         drop_roles(pg_server.admin_url(), pipeline_roles, [app_db.rsplit("/", 1)[1]])
 
 
+def test_deleting_from_postgres_never_falls_back_to_the_select_only_export_dsn(exported, app_db, clients, lake_env):
+    settings, catalog = exported
+    with psycopg.connect(app_db) as conn:
+        before = conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([3, 7],)).fetchone()[0]
+    export_only = make_settings(lake_env, settings.pg_url)  # WEWARD_PG_URL alone, as the export task has it
+    assert export_only.pg_erase_url is None
+    with pytest.raises(ErasureError, match="WEWARD_PG_ERASE_URL .or WEWARD_PG_REDACT_URL.*SELECT-only.*Nothing was changed"):
+        erase_users(export_only, catalog, ERASED, clients=clients, pii_key=PII_KEY, delete_from_postgres=True)
+    with psycopg.connect(app_db) as conn:
+        assert conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([3, 7],)).fetchone()[0] == before
+    audits = clients.s3.list_objects_v2(Bucket=settings.lake.bucket, Prefix=settings.lake.key("_audit"))
+    assert "Contents" not in audits
+    # The erasure DSN wins over the redaction DSN; neither is ever the export DSN.
+    both = make_settings({**lake_env, "WEWARD_PG_REDACT_URL": "postgresql://redact@db/app",
+                          "WEWARD_PG_ERASE_URL": "postgresql://erase:pw@db/app"}, settings.pg_url)
+    assert both.pg_erase_url == "postgresql://erase:pw@db/app" and "pw" not in repr(both)
+    assert make_settings({**lake_env, "WEWARD_PG_REDACT_URL": "postgresql://redact@db/app"}, settings.pg_url).pg_erase_url == \
+        "postgresql://redact@db/app"
+
+
+def test_with_the_dagster_service_erasure_runs_start_from_the_erasure_task_definition(monkeypatch):
+    """The daemon's EcsRunLauncher starts runs from the export task definition (export role: no object
+    versions; no erasure DSN); gdpr_erasure names the erasure one through dagster-aws's run tag."""
+    from weward_pipeline.defs.erasure import ERASURE_JOB, erasure_job
+
+    catalog = make_catalog(*TABLES)
+    monkeypatch.setenv("WEWARD_ERASURE_TASK_DEFINITION", "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-erase")
+    job = erasure_job(catalog)
+    assert job.name == ERASURE_JOB
+    assert json.loads(job.tags["ecs/run_task_kwargs"]) == {
+        "taskDefinition": "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-erase"}
+    monkeypatch.delenv("WEWARD_ERASURE_TASK_DEFINITION")
+    assert "ecs/run_task_kwargs" not in erasure_job(catalog).tags
+
+
+def test_request_files_are_read_only_from_the_erasure_requests_prefix(lake_env):
+    from weward_pipeline.defs.erasure import read_request
+    from weward_pipeline.defs.resources import LakeResource
+
+    resource = LakeResource(pg_url="postgresql://unused@localhost/unused", lake_url=lake_env["WEWARD_LAKE_URL"],
+                            glue_database=lake_env["WEWARD_GLUE_DATABASE"], aws_endpoint_url=lake_env["AWS_ENDPOINT_URL"])
+    bucket = lake_env["WEWARD_LAKE_URL"].removeprefix("s3://").split("/")[0]
+    resource.clients().s3.put_object(Bucket=bucket, Key="_requests/erasure/T-1.txt", Body=b"3\n7\n")
+    assert read_request(f"s3://{bucket}/_requests/erasure/T-1.txt", resource).user_ids == ("3", "7")
+    with pytest.raises(ErasureError, match=f"read from s3://{bucket}/_requests/erasure/ .*put the request file there"):
+        read_request(f"s3://{bucket}/exports/T-1.txt", resource)
+
+
 def test_a_failure_midway_leaves_every_day_consistent_and_a_rerun_finishes(exported, app_db, clients, monkeypatch):
     settings, catalog = exported
     before = snapshot(clients, settings)

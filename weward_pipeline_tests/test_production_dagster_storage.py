@@ -28,9 +28,10 @@ def production_config() -> dict:
     return yaml.safe_load(PRODUCTION_YAML.read_text())
 
 
-def production_dagster_home(database_url: str, tmp_path: Path, monkeypatch) -> Path:
+def production_dagster_home(database_url: str, tmp_path: Path, monkeypatch, *, compute_log_bucket: str | None = None) -> Path:
     """$DAGSTER_HOME holding deploy/dagster.yaml (default run launcher instead of ECS), its
-    DAGSTER_PG_* pointing at `database_url`."""
+    DAGSTER_PG_* pointing at `database_url`; step logs go to `compute_log_bucket` (S3, the
+    production prefix), staged under $DAGSTER_HOME/storage instead of the image's path."""
     url = urlsplit(database_url)
     monkeypatch.setenv("DAGSTER_PG_HOST", url.hostname)
     monkeypatch.setenv("DAGSTER_PG_PORT", str(url.port))
@@ -39,10 +40,14 @@ def production_dagster_home(database_url: str, tmp_path: Path, monkeypatch) -> P
     monkeypatch.setenv("DAGSTER_PG_PASSWORD", unquote(url.password))
     monkeypatch.delenv("PGSSLMODE", raising=False)  # production sets verify-full; the test server has no TLS
 
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_BUCKET", compute_log_bucket or "no-compute-logs-in-this-test")
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_PREFIX", "_dagster/compute-logs")
+
     config = production_config()
     config["run_launcher"] = {"module": "dagster", "class": "DefaultRunLauncher"}
     home = tmp_path / "dagster_home"
     home.mkdir()
+    config["compute_logs"]["config"]["local_dir"] = str(home / "storage")
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
@@ -71,6 +76,8 @@ def test_production_config_names_psycopg2_the_ecs_launcher_and_the_source_pool_l
     assert config["concurrency"]["pools"]["default_limit"] == 2
     assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 1
     assert config["run_monitoring"]["enabled"] is True
+    # Killed runs must not hold their pool slots for good (issue 11, defect 6).
+    assert 0 < config["run_monitoring"]["free_slots_after_run_end_seconds"] <= 300
 
 
 def test_the_production_ecs_launcher_config_is_valid_for_dagster_aws():

@@ -108,6 +108,25 @@ def test_exported_day_is_deleted_from_postgres_and_stays_whole_in_the_lake(scena
     assert scenario.lake_ids() == day_rows
 
 
+def test_temporary_files_go_to_tmpdir_and_an_unusable_one_fails_first_naming_the_path(scenario, tmp_path, monkeypatch):
+    from weward_pipeline.scratch import ScratchError
+
+    scenario.export()
+    before = scenario.pg_ids(DAY)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "not-a-volume"))
+    with pytest.raises(ScratchError, match=f"cannot create temporary files in {tmp_path}/not-a-volume .*set TMPDIR"):
+        scenario.redact()
+    assert scenario.pg_ids(DAY) == before  # refused before anything was read or deleted
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    monkeypatch.setenv("TMPDIR", str(volume))
+    seen = []
+    real_collect = redact.collect_evidence
+    monkeypatch.setattr(redact, "collect_evidence", lambda *a: seen.append(a[-1]) or real_collect(*a))
+    assert scenario.redact().rows_deleted == len(before)
+    assert seen[0].parent == volume and not seen[0].exists()  # under TMPDIR, removed afterwards
+
+
 def test_running_it_twice_deletes_nothing_the_second_time(scenario):
     everything = scenario.pg_ids()
     day_rows = scenario.pg_ids(DAY)

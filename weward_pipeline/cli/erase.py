@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="file with one user id per line ('-' for standard input); keep it out of shell history")
     erase.add_argument("--tables", default="", help="comma-separated subset of the catalog's tables (default: all with user_column)")
     erase.add_argument("--postgres", action="store_true",
-                       help="also delete the users' rows from PostgreSQL (redaction role, WEWARD_PG_REDACT_URL), first")
+                       help="also delete the users' rows from PostgreSQL (WEWARD_PG_ERASE_URL, else WEWARD_PG_REDACT_URL), first")
     erase.add_argument("--dry-run", action="store_true", help="report what would be erased; change and write nothing")
     erase.add_argument("--batch-rows", type=int, default=ErasureLimits.batch_rows,
                        help=f"PostgreSQL rows deleted per transaction (default {ErasureLimits.batch_rows})")

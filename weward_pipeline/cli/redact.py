@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 
 import psycopg
@@ -377,17 +378,22 @@ def _failure_text(result) -> str:
 
 def redact_one_day(defs, instance, table: TableConfig, day: str, dry_run: bool) -> DayOutcome:
     """One Dagster run of redaction/<table> for `day` (with its check), on `instance`, in this process."""
+    from weward_pipeline.defs.liveness import Heartbeat
     from weward_pipeline.defs.redaction import DRY_RUN_TAG, redaction_key
 
     key = redaction_key(table.name)
-    tags = {LAUNCHED_BY_TAG: LAUNCHED_BY}
+    # The run beats while this process runs it, so that if this task is killed, the next entry point
+    # (or the next run) sees its worker gone and frees its pool slot (defs/liveness.py).
+    heartbeat = Heartbeat(instance, str(uuid.uuid4()), first_beat=False)  # a Dagster run id
+    tags = {LAUNCHED_BY_TAG: LAUNCHED_BY, **heartbeat.tags()}
     if dry_run:
         tags[DRY_RUN_TAG] = "true"
     job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=instance, partition_key=day, asset_selection=[key], tags=tags, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    )
+    with heartbeat:
+        result = job.execute_in_process(
+            instance=instance, partition_key=day, asset_selection=[key], tags=tags, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}}, run_id=heartbeat.run_id,
+        )
     run = result.run_id[:8]
     metadata = {}
     for event in result.all_events:
@@ -415,8 +421,10 @@ def redact_one_day(defs, instance, table: TableConfig, day: str, dry_run: bool) 
 
 def fail_abandoned_runs(instance, older_than: dt.timedelta) -> list[str]:
     """Marks failed the runs of this command still in progress after `older_than`; their days then show
-    as "last redaction failed", as the daemon's run monitoring would have left them."""
+    as "last redaction failed", as the daemon's run monitoring would have left them; their pool slots are freed."""
     import dagster as dg
+
+    from weward_pipeline.defs.liveness import free_run
 
     in_progress = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
                    dg.DagsterRunStatus.CANCELING]
@@ -424,8 +432,8 @@ def fail_abandoned_runs(instance, older_than: dt.timedelta) -> list[str]:
     lines = []
     for run in instance.get_runs(filters=dg.RunsFilter(tags={LAUNCHED_BY_TAG: LAUNCHED_BY}, statuses=in_progress,
                                                        created_before=cutoff)):
-        instance.report_run_failed(run, message=f"abandoned: still {run.status.value} after {older_than}; the "
-                                                "redact-due process running it is gone (killed or stopped)")
+        free_run(instance, run, f"abandoned: still {run.status.value} after {older_than}; the redact-due process "
+                                "running it is gone (killed or stopped)")
         lines.append(f"run {run.run_id[:8]} ({run.tags.get('dagster/partition', '?')}) was still "
                      f"{run.status.value} after {older_than}: marked failed")
     return lines
@@ -435,6 +443,7 @@ def cmd_redact_due(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from weward_pipeline.defs.factory import build_definitions
+    from weward_pipeline.defs.liveness import reap_dead_runs
 
     try:
         catalog = load_catalog()
@@ -470,6 +479,10 @@ def cmd_redact_due(args: argparse.Namespace) -> int:
         print(f"redact-due ({mode}) as of {now.isoformat(timespec='seconds')}, lookback {lookback} days, "
               f"Dagster instance {instance.root_directory} ({type(instance.run_storage).__name__})")
         if not args.dry_run:
+            # Runs (any, e.g. a killed export) whose worker is gone free their pool slots first: the
+            # redactions below claim postgres_source slots too (defs/liveness.py).
+            for reaped in reap_dead_runs(instance):
+                print(f"freed: {reaped}")
             abandoned = fail_abandoned_runs(instance, dt.timedelta(hours=args.abandoned_after_hours))
             for line in abandoned:
                 print(f"FAILED: {line}")

@@ -29,15 +29,20 @@ from weward_pipeline.config import Catalog, ConfigError
 from weward_pipeline.defs.assets import SOURCE_POOL, lake_key
 from weward_pipeline.defs.checks import CHECK_NAMES, check_evaluations, verdict_observation
 from weward_pipeline.defs.failures import as_failure
+from weward_pipeline.defs.launch import task_definition_tags
 from weward_pipeline.defs.resources import LakeResource
-from weward_pipeline.erasure import ErasureError, ErasureLimits, ErasureRequest, erase_users
+from weward_pipeline.erasure import ErasureError, ErasureLimits, ErasureRequest, erase_users, requests_url
 from weward_pipeline.verify import verify_published_day
 
 ERASURE_JOB = "gdpr_erasure"
+# With the Dagster service, its runs start from the erasure task definition (erasure role and DSN),
+# not the export's (defs/launch.py).
+ERASURE_TASK_DEFINITION_ENV = "WEWARD_ERASURE_TASK_DEFINITION"
 
 
 class ErasureConfig(dg.Config):
-    request_url: str = Field(description="s3://bucket/key, or a path the run worker can read: one user id per line")
+    request_url: str = Field(description="s3://<lake bucket>/_requests/erasure/<ticket>.txt, or a path the run worker "
+                             "can read: one user id per line")
     delete_from_postgres: bool = Field(default=False, description="also delete the users' rows from PostgreSQL, first")
     dry_run: bool = Field(default=False, description="report what would be erased; change and write nothing")
     tables: List[str] = Field(default_factory=list, description="subset of the tables with a user_column (default: all)")
@@ -46,6 +51,10 @@ class ErasureConfig(dg.Config):
 
 def read_request(url: str, lake: LakeResource) -> ErasureRequest:
     if url.startswith("s3://"):
+        allowed = requests_url(lake.settings().lake)
+        if not url.startswith(allowed):
+            raise ErasureError(f"erasure requests are read from {allowed} (the only place the erasure role may read); "
+                               f"put the request file there, not at {url}")
         bucket, _, key = url.removeprefix("s3://").partition("/")
         try:
             body = lake.clients().s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -116,7 +125,7 @@ def erasure_job(catalog: Catalog) -> dg.JobDefinition:
         name=ERASURE_JOB,
         description="GDPR right to erasure: rewrite the lake without the users listed in a request file "
         "(see weward_pipeline/defs/erasure.py), optionally delete them from PostgreSQL; audit in S3.",
-        tags={"weward/kind": "gdpr"},
+        tags={"weward/kind": "gdpr", **task_definition_tags(ERASURE_TASK_DEFINITION_ENV)},
     )
     def _job():
         erase_users_op()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from weward_pipeline.config import Catalog, TableConfig
+from weward_pipeline.defs.alerts import alert_sensors
 from weward_pipeline.defs.assets import lake_asset, source_asset
 from weward_pipeline.defs.checks import export_checks
 from weward_pipeline.defs.erasure import erasure_job
 from weward_pipeline.defs.executor import one_read_in_process_executor
+from weward_pipeline.defs.liveness import beating, dead_run_sensor
 from weward_pipeline.defs.query_resource import query_resource_from_env
 from weward_pipeline.defs.redaction import redaction_definitions, redaction_sensor
 from weward_pipeline.defs.resources import lake_resource_from_env
@@ -18,7 +20,9 @@ from weward_pipeline.defs.schedules import ScheduleSettings, schedule_definition
 
 # A run that reads PostgreSQL once (one table) executes in its own process; a run of several
 # tables forks its steps (forkserver) so that exports overlap within the pool's limit (executor.py).
-STEP_EXECUTOR = one_read_in_process_executor
+# beating: the run's process writes a heartbeat and frees the pool slots of runs whose worker is
+# gone, before its steps claim any (defs/liveness.py): a killed run would hold them for good.
+STEP_EXECUTOR = beating(one_read_in_process_executor)
 
 
 def table_definitions(table: TableConfig, catalog: Catalog) -> dg.Definitions:
@@ -44,5 +48,9 @@ def build_definitions(
     erasure = dg.Definitions(jobs=[erasure_job(catalog)] if any(t.user_column for t in catalog.tables) else [])
     # Append tables with restate_days: the daily comparison with PostgreSQL and its re-exports.
     restatement = restatement_definitions(catalog, schedules)
+    # Failed runs and failed blocking checks reach a person (SNS) when the Dagster service runs.
+    alerts = dg.Definitions(sensors=alert_sensors())
+    # With the daemon: runs whose worker stopped beating are failed and their slots freed.
+    liveness = dg.Definitions(sensors=[dead_run_sensor()])
     return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), restatement, redaction, erasure,
-                                shared)
+                                alerts, liveness, shared)

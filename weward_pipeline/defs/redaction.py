@@ -19,8 +19,6 @@ still redacts the day later).
 """
 
 import datetime as dt
-import json
-import os
 from typing import Optional
 
 import dagster as dg
@@ -29,6 +27,7 @@ from weward_pipeline.config import Catalog, ConfigError, TableConfig
 from weward_pipeline.defs.assets import SOURCE_POOL, daily_partitions, group_for, lake_key
 from weward_pipeline.defs.checks import CHECK_NAMES, check_evaluations, latest_verdicts, verdict_observation
 from weward_pipeline.defs.failures import as_failure
+from weward_pipeline.defs.launch import task_definition_tags
 from weward_pipeline.defs.resources import LakeResource, PacingConfig
 from weward_pipeline.extract import SourceError
 from weward_pipeline.verify import verify_published_day
@@ -117,8 +116,7 @@ def redaction_condition(table: TableConfig) -> dg.AutomationCondition:
 
 def redaction_run_tags() -> dict[str, str]:
     """`ecs/run_task_kwargs` naming $WEWARD_REDACTION_TASK_DEFINITION, when set (dagster-aws reads the tag)."""
-    task_definition = os.environ.get(REDACTION_TASK_DEFINITION_ENV, "").strip()
-    return {"ecs/run_task_kwargs": json.dumps({"taskDefinition": task_definition})} if task_definition else {}
+    return task_definition_tags(REDACTION_TASK_DEFINITION_ENV)
 
 
 def redaction_sensor() -> dg.AutomationConditionSensorDefinition:

@@ -19,7 +19,10 @@ from weward_pipeline.glue import GlueCatalog
 class LakeResource(dg.ConfigurableResource):
     """PostgreSQL source, S3 lake and Glue catalog. Secrets come from env vars (never shown in the UI)."""
 
-    pg_url: str
+    # None: WEWARD_PG_URL, read where the run executes. Never a config value resolved where runs are
+    # planned: the Dagster service's webserver and daemon build every run's plan in their own tasks,
+    # which have no database secret (least privilege), and an EnvVar here failed every launch there.
+    pg_url: Optional[str] = None
     lake_url: str
     glue_database: str = DEFAULT_GLUE_DATABASE
     aws_region: str = DEFAULT_AWS_REGION
@@ -30,12 +33,13 @@ class LakeResource(dg.ConfigurableResource):
 
     def settings(self) -> Settings:
         env = {
-            "WEWARD_PG_URL": self.pg_url,
+            "WEWARD_PG_URL": self.pg_url or os.environ.get("WEWARD_PG_URL", ""),
             "WEWARD_LAKE_URL": self.lake_url,
             "WEWARD_GLUE_DATABASE": self.glue_database,
             "AWS_REGION": self.aws_region,
             "AWS_ENDPOINT_URL": self.aws_endpoint_url or "",
             "WEWARD_PG_REDACT_URL": os.environ.get("WEWARD_PG_REDACT_URL", ""),
+            "WEWARD_PG_ERASE_URL": os.environ.get("WEWARD_PG_ERASE_URL", ""),
         }
         return Settings.from_env(env)
 
@@ -72,9 +76,8 @@ class PacingConfig(dg.Config):
 
 
 def lake_resource_from_env() -> LakeResource:
-    """Required values stay EnvVars (resolved at run time, masked in the UI); optional ones default."""
+    """The lake URL stays an EnvVar; the DSN is read by the run worker (see pg_url); optional ones default."""
     return LakeResource(
-        pg_url=dg.EnvVar("WEWARD_PG_URL"),
         lake_url=dg.EnvVar("WEWARD_LAKE_URL"),
         glue_database=glue_database_from_env(),
         aws_region=region_from_env(),

@@ -28,6 +28,7 @@ module "pipeline" {
   postgres_security_group_id         = var.postgres_security_group_id
   dagster_storage_host               = var.dagster_storage_host
   create_vpc_endpoints               = var.create_vpc_endpoints
+  existing_vpc_endpoints             = var.existing_vpc_endpoints
   vpc_endpoint_security_group_id     = var.vpc_endpoint_security_group_id
   s3_prefix_list_id                  = var.s3_prefix_list_id
   image_tag                          = var.image_tag
@@ -43,5 +44,7 @@ module "pipeline" {
   bytes_scanned_cutoff_per_query     = var.bytes_scanned_cutoff_per_query
   manage_catalog_encryption          = var.manage_catalog_encryption
   analyst_principal_arns             = var.analyst_principal_arns
+  alert_emails                       = var.alert_emails
+  alert_slack_channel                = var.alert_slack_channel
   dagster_service_enabled            = var.dagster_service_enabled
 }

@@ -34,7 +34,7 @@ output "ecs_cluster_name" {
 }
 
 output "task_definition_arns" {
-  description = "Run worker task definitions (export, redact)."
+  description = "Run worker task definitions (export, redact, erase)."
   value       = module.pipeline.task_definition_arns
 }
 
@@ -53,6 +53,11 @@ output "redaction_role_arn" {
   value       = module.pipeline.redaction_role_arn
 }
 
+output "erasure_role_arn" {
+  description = "Erasure role."
+  value       = module.pipeline.erasure_role_arn
+}
+
 output "analyst_role_arn" {
   description = "Analyst role (null without analyst principals)."
   value       = module.pipeline.analyst_role_arn
@@ -69,8 +74,18 @@ output "schedule_states" {
 }
 
 output "run_commands" {
-  description = "Container command of each scheduled run (export, redact)."
+  description = "Container command of each run (export, redact; erase: started on demand)."
   value       = module.pipeline.run_commands
+}
+
+output "postgres_ingress_rules" {
+  description = "Ingress rules the owners of the PostgreSQL security group must add (this stack never edits it)."
+  value       = module.pipeline.postgres_ingress_rules
+}
+
+output "alert_topic_arn" {
+  description = "SNS topic of the alerts (subscribe more endpoints to it)."
+  value       = module.pipeline.alert_topic_arn
 }
 
 output "run_worker_log_group" {

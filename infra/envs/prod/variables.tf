@@ -1,3 +1,12 @@
+variable "aws_account_id" {
+  description = "The AWS account this environment lives in: the provider refuses to plan or apply with credentials of any other (allowed_account_ids)."
+  type        = string
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.aws_account_id))
+    error_message = "aws_account_id is the 12-digit id of the environment's AWS account."
+  }
+}
+
 variable "vpc_id" {
   description = "VPC of the application's PostgreSQL server."
   type        = string
@@ -32,6 +41,12 @@ variable "create_vpc_endpoints" {
   description = "Create the S3 gateway and interface endpoints; false when the VPC already has them."
   type        = bool
   default     = true
+}
+
+variable "existing_vpc_endpoints" {
+  description = "Endpoints the VPC already has (e.g. [\"s3\", \"logs\"]): not created here; give their security group and the S3 prefix list."
+  type        = list(string)
+  default     = []
 }
 
 variable "vpc_endpoint_security_group_id" {
@@ -116,16 +131,33 @@ variable "bytes_scanned_cutoff_per_query" {
   default     = 107374182400
 }
 
+# Off by default: the setting is account-wide (one per region), so turning it on here would re-key
+# the catalogs of every other team in the account. Opt in only in an account of your own.
 variable "manage_catalog_encryption" {
-  description = "Manage the account's Glue Data Catalog encryption settings (one environment per account)."
+  description = "Manage the account-wide Glue Data Catalog encryption settings (opt in only in an account the pipeline owns)."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "analyst_principal_arns" {
   description = "Principals allowed to assume the analyst role; empty creates no analyst role."
   type        = list(string)
   default     = []
+}
+
+variable "alert_emails" {
+  description = "Addresses that receive the alerts (failed or never-started runs, dead-lettered schedules); each confirms AWS's subscription email."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_slack_channel" {
+  description = "Optional Slack delivery of the alerts through AWS Chatbot: { workspace_id, channel_id } (authorize the workspace in the Chatbot console first)."
+  type = object({
+    workspace_id = string
+    channel_id   = string
+  })
+  default = null
 }
 
 variable "dagster_service_enabled" {

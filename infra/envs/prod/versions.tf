@@ -4,7 +4,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.80, < 7.0"
+      version = "~> 5.100"
     }
   }
 
@@ -17,7 +17,8 @@ terraform {
 }
 
 provider "aws" {
-  region = module.pipeline_env.aws_region
+  region              = module.pipeline_env.aws_region
+  allowed_account_ids = [var.aws_account_id]
 
   default_tags {
     tags = local.tags

@@ -40,9 +40,9 @@ variable "bytes_scanned_cutoff_per_query" {
 }
 
 variable "manage_catalog_encryption" {
-  description = "Manage the account-wide Glue Data Catalog encryption settings from this environment."
+  description = "Manage the account-wide Glue Data Catalog encryption settings from this environment (it re-keys every catalog of the account and region: opt in)."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "tags" {

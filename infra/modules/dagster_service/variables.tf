@@ -14,7 +14,56 @@ variable "subnet_ids" {
 }
 
 variable "security_group_id" {
-  description = "Security group of the services, copied into each launched run (the run worker's)."
+  description = "The run worker's security group: the daemon carries it so that the runs it launches get it."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "VPC of the services."
+  type        = string
+}
+
+variable "postgres_security_group_id" {
+  description = "Security group of the PostgreSQL server holding Dagster's storage."
+  type        = string
+}
+
+variable "postgres_port" {
+  description = "PostgreSQL port."
+  type        = number
+  default     = 5432
+}
+
+variable "vpc_endpoint_security_group_ids" {
+  description = "Security groups of the interface VPC endpoints, by a static label (created, existing)."
+  type        = map(string)
+}
+
+variable "s3_prefix_list_id" {
+  description = "Prefix list of the S3 gateway endpoint."
+  type        = string
+}
+
+variable "log_group_arn" {
+  description = "ARN of the run worker log group (EcsRunLauncher reads a failed run's stream)."
+  type        = string
+}
+
+variable "kms_key_arn" {
+  description = "The project key (compute logs in the lake bucket)."
+  type        = string
+}
+
+variable "compute_logs" {
+  description = "Where Dagster stores step logs: { bucket_arn, prefix } (prefix without slashes)."
+  type = object({
+    bucket_arn = string
+    prefix     = string
+  })
+}
+
+variable "cpu_architecture" {
+  description = "X86_64 or ARM64: the image's, the same as the run worker's."
   type        = string
 }
 
@@ -50,6 +99,11 @@ variable "run_worker_task_definition" {
 
 variable "redaction_task_definition" {
   description = "Task definition ARN of the redaction runs the redaction_automation sensor requests (redaction role and DSN)."
+  type        = string
+}
+
+variable "erasure_task_definition" {
+  description = "Task definition ARN of the gdpr_erasure runs (erasure role and DSN)."
   type        = string
 }
 

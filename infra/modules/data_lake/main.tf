@@ -104,61 +104,74 @@ resource "aws_s3_bucket_logging" "lake" {
   target_prefix = "${var.lake_bucket_name}/"
 }
 
-data "aws_iam_policy_document" "lake" {
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [local.lake_arn, "${local.lake_arn}/*"]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
+# Deny statements only: who may do what is each role's own policy (modules/iam).
+#
+# Puts that ask for no encryption get the bucket's default encryption: this key, bucket key on.
+# That is how the pipeline writes (pyarrow's S3 client and boto3 send no encryption header, nor
+# does any UploadPart), so only a put that explicitly asks for something else is refused: another
+# algorithm, another key, or SSE-KMS without naming a key (S3 then uses the AWS managed aws/s3 key,
+# not the bucket's). Each condition on a header requires that header to be present (Null false):
+# never `...IfExists` in a Deny, which matches when the header is absent and so refused every put
+# without encryption headers.
+locals {
+  put_encryption_denies = {
+    for bucket, arn in { lake = local.lake_arn, athena_results = local.result_arn } : bucket => [
+      {
+        Sid       = "DenyPutsAskingForAnotherEncryption"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:PutObject"
+        Resource  = "${arn}/*"
+        Condition = {
+          StringNotEquals = { "s3:x-amz-server-side-encryption" = "aws:kms" }
+          Null            = { "s3:x-amz-server-side-encryption" = "false" }
+        }
+      },
+      {
+        Sid       = "DenyPutsAskingForAnotherKmsKey"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:PutObject"
+        Resource  = "${arn}/*"
+        Condition = {
+          StringNotEquals = { "s3:x-amz-server-side-encryption-aws-kms-key-id" = var.kms_key_arn }
+          Null            = { "s3:x-amz-server-side-encryption-aws-kms-key-id" = "false" }
+        }
+      },
+      {
+        Sid       = "DenyKmsPutsNamingNoKey"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:PutObject"
+        Resource  = "${arn}/*"
+        Condition = {
+          Null = {
+            "s3:x-amz-server-side-encryption"                = "false"
+            "s3:x-amz-server-side-encryption-aws-kms-key-id" = "true"
+          }
+        }
+      },
+    ]
   }
 
-  # Puts without an encryption header get the default (this key, bucket key on); a put asking
-  # for any other encryption or any other key is refused.
-  statement {
-    sid       = "DenyPutsNotEncryptedWithTheLakeKey"
-    effect    = "Deny"
-    actions   = ["s3:PutObject"]
-    resources = ["${local.lake_arn}/*"]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "StringNotEqualsIfExists"
-      variable = "s3:x-amz-server-side-encryption"
-      values   = ["aws:kms"]
-    }
-  }
-
-  statement {
-    sid       = "DenyPutsWithAnotherKmsKey"
-    effect    = "Deny"
-    actions   = ["s3:PutObject"]
-    resources = ["${local.lake_arn}/*"]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "StringNotEqualsIfExists"
-      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
-      values   = [var.kms_key_arn]
-    }
+  lake_policy = {
+    Version = "2012-10-17"
+    Statement = concat([
+      {
+        Sid       = "DenyInsecureTransport"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [local.lake_arn, "${local.lake_arn}/*"]
+        Condition = { Bool = { "aws:SecureTransport" = "false" } }
+      },
+    ], local.put_encryption_denies.lake)
   }
 }
 
 resource "aws_s3_bucket_policy" "lake" {
   bucket     = aws_s3_bucket.lake.id
-  policy     = data.aws_iam_policy_document.lake.json
+  policy     = jsonencode(local.lake_policy)
   depends_on = [aws_s3_bucket_public_access_block.lake]
 }
 
@@ -241,59 +254,26 @@ resource "aws_s3_bucket_logging" "athena_results" {
   target_prefix = "${var.athena_results_bucket_name}/"
 }
 
-data "aws_iam_policy_document" "athena_results" {
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [local.result_arn, "${local.result_arn}/*"]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-
-  statement {
-    sid       = "DenyPutsNotEncryptedWithTheLakeKey"
-    effect    = "Deny"
-    actions   = ["s3:PutObject"]
-    resources = ["${local.result_arn}/*"]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "StringNotEqualsIfExists"
-      variable = "s3:x-amz-server-side-encryption"
-      values   = ["aws:kms"]
-    }
-  }
-
-  statement {
-    sid       = "DenyPutsWithAnotherKmsKey"
-    effect    = "Deny"
-    actions   = ["s3:PutObject"]
-    resources = ["${local.result_arn}/*"]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "StringNotEqualsIfExists"
-      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
-      values   = [var.kms_key_arn]
-    }
+# The same denials as the lake (Athena writes results with the workgroup's SSE-KMS key, named).
+locals {
+  athena_results_policy = {
+    Version = "2012-10-17"
+    Statement = concat([
+      {
+        Sid       = "DenyInsecureTransport"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [local.result_arn, "${local.result_arn}/*"]
+        Condition = { Bool = { "aws:SecureTransport" = "false" } }
+      },
+    ], local.put_encryption_denies.athena_results)
   }
 }
 
 resource "aws_s3_bucket_policy" "athena_results" {
   bucket     = aws_s3_bucket.athena_results.id
-  policy     = data.aws_iam_policy_document.athena_results.json
+  policy     = jsonencode(local.athena_results_policy)
   depends_on = [aws_s3_bucket_public_access_block.athena_results]
 }
 
@@ -370,47 +350,35 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
   depends_on = [aws_s3_bucket_versioning.access_logs]
 }
 
-data "aws_iam_policy_document" "access_logs" {
-  statement {
-    sid       = "S3LogDeliveryFromTheProjectBuckets"
-    effect    = "Allow"
-    actions   = ["s3:PutObject"]
-    resources = ["${local.logs_arn}/*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logging.s3.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
-    condition {
-      test     = "ArnLike"
-      variable = "aws:SourceArn"
-      values   = [local.lake_arn, local.result_arn]
-    }
-  }
-
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [local.logs_arn, "${local.logs_arn}/*"]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
+locals {
+  access_logs_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "S3LogDeliveryFromTheProjectBuckets"
+        Effect    = "Allow"
+        Principal = { Service = "logging.s3.amazonaws.com" }
+        Action    = "s3:PutObject"
+        Resource  = "${local.logs_arn}/*"
+        Condition = {
+          StringEquals = { "aws:SourceAccount" = local.account_id }
+          ArnLike      = { "aws:SourceArn" = [local.lake_arn, local.result_arn] }
+        }
+      },
+      {
+        Sid       = "DenyInsecureTransport"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [local.logs_arn, "${local.logs_arn}/*"]
+        Condition = { Bool = { "aws:SecureTransport" = "false" } }
+      },
+    ]
   }
 }
 
 resource "aws_s3_bucket_policy" "access_logs" {
   bucket     = aws_s3_bucket.access_logs.id
-  policy     = data.aws_iam_policy_document.access_logs.json
+  policy     = jsonencode(local.access_logs_policy)
   depends_on = [aws_s3_bucket_public_access_block.access_logs]
 }

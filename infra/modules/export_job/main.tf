@@ -1,5 +1,6 @@
 # The run worker: one container image (deploy/Dockerfile) run as a Fargate task, once for the
-# daily export and once for the redaction, each with its own task role and only its own secrets.
+# daily export, once for the redaction and on demand for an erasure, each with its own task role
+# and only its own secrets.
 # Nothing runs between runs: the cluster, the task definitions and the log group cost nothing
 # while idle.
 
@@ -18,6 +19,9 @@ locals {
       # Runs launched from here (EcsRunLauncher in deploy/dagster.yaml) use the export task
       # definition's latest revision.
       DAGSTER_RUN_TASK_DEFINITION = "${var.name_prefix}-export"
+      # S3ComputeLogManager of deploy/dagster.yaml: step logs outlive the task.
+      DAGSTER_COMPUTE_LOG_BUCKET = var.compute_logs_bucket
+      DAGSTER_COMPUTE_LOG_PREFIX = var.compute_logs_prefix
     },
   )
   environment = [for key in sort(keys(local.plain_environment)) : { name = key, value = local.plain_environment[key] }]
@@ -33,6 +37,11 @@ locals {
       task_role_arn = var.redaction_role_arn
       secrets       = merge({ for name in var.redaction_secret_variables : name => name }, var.redaction_secret_aliases)
       command       = var.redact_command
+    }
+    erase = {
+      task_role_arn = var.erasure_role_arn
+      secrets       = merge({ for name in var.erasure_secret_variables : name => name }, var.erasure_secret_aliases)
+      command       = var.erase_command
     }
   }
 }
@@ -98,60 +107,66 @@ resource "aws_cloudwatch_log_group" "run_worker" {
 # Execution role: what ECS itself needs to start the task (pull, log, inject secrets).
 # ---------------------------------------------------------------------------------------------
 
-data "aws_iam_policy_document" "ecs_tasks_trust" {
-  statement {
-    effect  = "Allow"
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ecs-tasks.amazonaws.com"]
-    }
+locals {
+  ecs_tasks_trust = {
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "ecs-tasks.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+    }]
   }
 }
 
 resource "aws_iam_role" "execution" {
   name               = "${var.name_prefix}-run-worker-execution"
   description        = "ECS agent of the run worker: pull the image, write logs, inject secrets."
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
+  assume_role_policy = jsonencode(local.ecs_tasks_trust)
   tags               = var.tags
 }
 
-data "aws_iam_policy_document" "execution" {
-  statement {
-    sid       = "EcrLogin"
-    actions   = ["ecr:GetAuthorizationToken"]
-    resources = ["*"]
-  }
-
-  statement {
-    sid       = "PullTheRunWorkerImage"
-    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-    resources = [aws_ecr_repository.run_worker.arn]
-  }
-
-  statement {
-    sid       = "WriteTheRunWorkerLogs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.run_worker.arn}:log-stream:*"]
-  }
-
-  statement {
-    sid       = "InjectTheRunWorkerSecrets"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = distinct(flatten([for worker in local.workers : [for secret in values(worker.secrets) : var.secret_arns[secret]]]))
-  }
-
-  statement {
-    sid       = "DecryptSecretsAndImage"
-    actions   = ["kms:Decrypt"]
-    resources = [var.kms_key_arn]
+locals {
+  execution_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "EcrLogin"
+        Effect   = "Allow"
+        Action   = "ecr:GetAuthorizationToken"
+        Resource = "*"
+      },
+      {
+        Sid      = "PullTheRunWorkerImage"
+        Effect   = "Allow"
+        Action   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+        Resource = aws_ecr_repository.run_worker.arn
+      },
+      {
+        Sid      = "WriteTheRunWorkerLogs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = "${aws_cloudwatch_log_group.run_worker.arn}:log-stream:*"
+      },
+      {
+        Sid      = "InjectTheRunWorkerSecrets"
+        Effect   = "Allow"
+        Action   = "secretsmanager:GetSecretValue"
+        Resource = distinct(flatten([for worker in local.workers : [for secret in values(worker.secrets) : var.secret_arns[secret]]]))
+      },
+      {
+        Sid      = "DecryptSecretsAndImage"
+        Effect   = "Allow"
+        Action   = "kms:Decrypt"
+        Resource = var.kms_key_arn
+      },
+    ]
   }
 }
 
 resource "aws_iam_role_policy" "execution" {
   name   = "execution"
   role   = aws_iam_role.execution.id
-  policy = data.aws_iam_policy_document.execution.json
+  policy = jsonencode(local.execution_policy)
 }
 
 # ---------------------------------------------------------------------------------------------

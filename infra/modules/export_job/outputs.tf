@@ -14,8 +14,13 @@ output "repository_url" {
 }
 
 output "task_definition_arns" {
-  description = "Task definition ARNs by worker (export, redact)."
+  description = "Task definition ARNs by worker (export, redact, erase)."
   value       = { for name, task in aws_ecs_task_definition.worker : name => task.arn }
+}
+
+output "task_definition_families" {
+  description = "Task definition families by worker."
+  value       = { for name, task in aws_ecs_task_definition.worker : name => task.family }
 }
 
 output "task_role_arns" {
@@ -46,6 +51,11 @@ output "repository_arn" {
 output "log_group_arn" {
   description = "ARN of the run worker log group."
   value       = aws_cloudwatch_log_group.run_worker.arn
+}
+
+output "cpu_architecture" {
+  description = "CPU architecture of the run worker tasks (the image's)."
+  value       = var.cpu_architecture
 }
 
 output "plain_environment" {

@@ -36,6 +36,23 @@ variable "redaction_secret_aliases" {
   }
 }
 
+variable "erasure_secret_variables" {
+  description = "Secrets injected into the erasure task: its own DSN (DELETE on the user tables), the PII key (pseudonymized user columns), the storage password."
+  type        = list(string)
+  default     = ["WEWARD_PG_ERASE_URL", "WEWARD_PII_KEY", "DAGSTER_PG_PASSWORD"]
+}
+
+variable "erasure_secret_aliases" {
+  description = "More variables of the erasure task, each filled from one of its secrets: the code location's lake resource needs WEWARD_PG_URL, here the erasure DSN."
+  type        = map(string)
+  default     = { WEWARD_PG_URL = "WEWARD_PG_ERASE_URL" }
+
+  validation {
+    condition     = alltrue([for secret in values(var.erasure_secret_aliases) : contains(["WEWARD_PG_ERASE_URL", "WEWARD_PII_KEY", "DAGSTER_PG_PASSWORD"], secret)])
+    error_message = "erasure_secret_aliases may only reuse the erasure task's own secrets."
+  }
+}
+
 variable "export_role_arn" {
   description = "Task role of the export (modules/iam)."
   type        = string
@@ -44,6 +61,16 @@ variable "export_role_arn" {
 variable "redaction_role_arn" {
   description = "Task role of the redaction (modules/iam)."
   type        = string
+}
+
+variable "erasure_role_arn" {
+  description = "Task role of the erasure (modules/iam)."
+  type        = string
+}
+
+variable "erase_command" {
+  description = "Container command of an erasure started without the Dagster daemon (aws ecs run-task, see infra/README.md)."
+  type        = list(string)
 }
 
 variable "export_command" {
@@ -63,6 +90,16 @@ variable "image_tag" {
 
 variable "dagster_storage_host" {
   description = "Host of the PostgreSQL server holding Dagster's run and event storage (database DAGSTER_PG_DB)."
+  type        = string
+}
+
+variable "compute_logs_bucket" {
+  description = "Bucket of Dagster's step logs (the lake bucket)."
+  type        = string
+}
+
+variable "compute_logs_prefix" {
+  description = "Key prefix of Dagster's step logs, without slashes."
   type        = string
 }
 
@@ -88,9 +125,9 @@ variable "postgres_port" {
 }
 
 variable "manage_postgres_ingress" {
-  description = "Add the ingress rule from the run worker to the PostgreSQL security group."
+  description = "Add the ingress rule from the run worker to the PostgreSQL security group. Off: that group belongs to the application team; the stack outputs the rules to add (postgres_ingress_rules)."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "vpc_endpoint_security_group_id" {

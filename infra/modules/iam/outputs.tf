@@ -13,6 +13,11 @@ output "redaction_role_arn" {
   value       = aws_iam_role.redaction.arn
 }
 
+output "erasure_role_arn" {
+  description = "ARN of the erasure role (task role of the erasure run worker)."
+  value       = aws_iam_role.erasure.arn
+}
+
 output "analyst_role_arn" {
   description = "ARN of the analyst role, null when no analyst principal is configured."
   value       = one(aws_iam_role.analyst[*].arn)

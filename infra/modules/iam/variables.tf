@@ -38,6 +38,12 @@ variable "athena_workgroup_arn" {
   type        = string
 }
 
+variable "compute_logs_prefix" {
+  description = "Key prefix (no slashes) of Dagster's step logs in the lake bucket, outside the lake prefix."
+  type        = string
+  default     = "_dagster/compute-logs"
+}
+
 variable "kms_key_arn" {
   description = "The project key."
   type        = string
@@ -58,6 +64,12 @@ variable "redaction_secret_variables" {
   description = "Secrets the redaction role reads itself."
   type        = list(string)
   default     = ["WEWARD_PG_REDACT_URL", "DAGSTER_PG_PASSWORD"]
+}
+
+variable "erasure_secret_variables" {
+  description = "Secrets the erasure role reads itself: its own DSN (DELETE on the user tables), the PII key (pseudonymized user columns), Dagster's storage."
+  type        = list(string)
+  default     = ["WEWARD_PG_ERASE_URL", "WEWARD_PII_KEY", "DAGSTER_PG_PASSWORD"]
 }
 
 variable "analyst_principal_arns" {

@@ -51,41 +51,45 @@ locals {
 
 # In a key policy "*" as resource means "this key": the key's own ARN cannot be named before
 # the key exists.
-data "aws_iam_policy_document" "key" {
-  #checkov:skip=CKV_AWS_111:Key policy: resource "*" is this key only; writes are bounded by the callers' IAM policies.
-  #checkov:skip=CKV_AWS_356:Key policy: resource "*" means this key; its ARN cannot be referenced inside its own policy.
-  statement {
-    sid       = "AccountRootManagesTheKey"
-    effect    = "Allow"
-    actions   = local.key_admin_actions
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
-    }
-  }
-
-  statement {
-    sid    = "CloudWatchLogsEncryptsTheProjectLogGroups"
-    effect = "Allow"
-    actions = [
-      "kms:Decrypt",
-      "kms:DescribeKey",
-      "kms:Encrypt",
-      "kms:GenerateDataKey",
-      "kms:ReEncryptFrom",
-      "kms:ReEncryptTo",
+locals {
+  key_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AccountRootManagesTheKey"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Action    = local.key_admin_actions
+        Resource  = "*"
+      },
+      {
+        Sid       = "CloudWatchLogsEncryptsTheProjectLogGroups"
+        Effect    = "Allow"
+        Principal = { Service = "logs.${local.region}.amazonaws.com" }
+        Action = [
+          "kms:Decrypt",
+          "kms:DescribeKey",
+          "kms:Encrypt",
+          "kms:GenerateDataKey",
+          "kms:ReEncryptFrom",
+          "kms:ReEncryptTo",
+        ]
+        Resource = "*"
+        Condition = {
+          ArnLike = { "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/${var.name_prefix}/*" }
+        }
+      },
+      # The alert topic (modules/alerts) is encrypted with this key: the services that publish to
+      # it, EventBridge (failed runs) and CloudWatch (the dead-letter alarm), encrypt with it.
+      {
+        Sid       = "AlarmsAndRulesPublishToTheEncryptedAlertTopic"
+        Effect    = "Allow"
+        Principal = { Service = ["cloudwatch.amazonaws.com", "events.amazonaws.com"] }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+      },
     ]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${local.region}.amazonaws.com"]
-    }
-    condition {
-      test     = "ArnLike"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/${var.name_prefix}/*"]
-    }
   }
 }
 
@@ -94,7 +98,7 @@ resource "aws_kms_key" "this" {
   enable_key_rotation     = true
   rotation_period_in_days = var.rotation_period_in_days
   deletion_window_in_days = var.deletion_window_in_days
-  policy                  = data.aws_iam_policy_document.key.json
+  policy                  = jsonencode(local.key_policy)
   tags                    = var.tags
 }
 

@@ -43,6 +43,7 @@ output "secret_names" {
   value = {
     WEWARD_PG_URL        = local.env["WEWARD_PG_URL_SECRET"]
     WEWARD_PG_REDACT_URL = local.env["WEWARD_PG_REDACT_URL_SECRET"]
+    WEWARD_PG_ERASE_URL  = local.env["WEWARD_PG_ERASE_URL_SECRET"]
     WEWARD_PII_KEY       = local.env["WEWARD_PII_KEY_SECRET"]
     DAGSTER_PG_PASSWORD  = local.env["DAGSTER_PG_PASSWORD_SECRET"]
   }

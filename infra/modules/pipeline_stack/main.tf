@@ -15,6 +15,26 @@ locals {
   # redaction_automation sensor's condition and redacts every day it selects within the lookback
   # (a missed morning is caught up the next), through Dagster on the production instance.
   redact_command = ["weward-pipeline", "redact-due", "--lookback-days", tostring(var.redact_lookback_days)]
+  # An erasure is started on demand: by the Dagster daemon (gdpr_erasure from the UI), or without it
+  # by `aws ecs run-task` passing the job's run config in WEWARD_ERASURE_RUN_CONFIG (infra/README.md).
+  erase_command = ["sh", "-c", "printf '%s\\n' \"$WEWARD_ERASURE_RUN_CONFIG\" > /tmp/erasure-run.yaml && exec dagster job execute -m weward_pipeline.definitions -j gdpr_erasure -c /tmp/erasure-run.yaml"]
+}
+
+locals {
+  compute_logs_prefix = "_dagster/compute-logs"
+  # Interface endpoints the tasks call; the Dagster service adds ECS (EcsRunLauncher), EC2
+  # (its network interfaces) and SSM messages (port forwarding to the UI).
+  interface_endpoints = concat(
+    ["ecr.api", "ecr.dkr", "logs", "secretsmanager", "glue", "athena", "kms", "sts"],
+    var.dagster_service_enabled ? ["ecs", "ec2", "ssmmessages"] : [],
+  )
+  endpoints_to_create = [for service in local.interface_endpoints : service if !contains(var.existing_vpc_endpoints, service)]
+  create_endpoints    = var.create_vpc_endpoints
+  endpoint_security_groups = merge(
+    local.create_endpoints ? { created = module.vpc_endpoints[0].security_group_id } : {},
+    var.vpc_endpoint_security_group_id != null ? { existing = var.vpc_endpoint_security_group_id } : {},
+  )
+  s3_prefix_list_id = local.create_endpoints && !contains(var.existing_vpc_endpoints, "s3") ? module.vpc_endpoints[0].s3_prefix_list_id : var.s3_prefix_list_id
 }
 
 data "aws_caller_identity" "current" {}
@@ -63,6 +83,7 @@ module "iam" {
   glue_database_name        = module.catalog.glue_database_name
   athena_workgroup_name     = module.catalog.athena_workgroup_name
   athena_workgroup_arn      = module.catalog.athena_workgroup_arn
+  compute_logs_prefix       = local.compute_logs_prefix
   kms_key_arn               = module.kms.key_arn
   secret_arns               = module.secrets.secret_arns
   analyst_principal_arns    = var.analyst_principal_arns
@@ -70,13 +91,15 @@ module "iam" {
 }
 
 module "vpc_endpoints" {
-  source          = "../vpc_endpoints"
-  count           = var.create_vpc_endpoints ? 1 : 0
-  name_prefix     = local.name_prefix
-  vpc_id          = var.vpc_id
-  vpc_cidr        = var.vpc_cidr
-  subnet_ids      = var.private_subnet_ids
-  route_table_ids = var.private_route_table_ids
+  source             = "../vpc_endpoints"
+  count              = var.create_vpc_endpoints ? 1 : 0
+  name_prefix        = local.name_prefix
+  vpc_id             = var.vpc_id
+  vpc_cidr           = var.vpc_cidr
+  subnet_ids         = var.private_subnet_ids
+  route_table_ids    = var.private_route_table_ids
+  interface_services = local.endpoints_to_create
+  create_s3_gateway  = !contains(var.existing_vpc_endpoints, "s3")
 }
 
 module "export_job" {
@@ -86,15 +109,19 @@ module "export_job" {
   secret_arns                    = module.secrets.secret_arns
   export_role_arn                = module.iam.export_role_arn
   redaction_role_arn             = module.iam.redaction_role_arn
+  erasure_role_arn               = module.iam.erasure_role_arn
   export_command                 = local.export_command
   redact_command                 = local.redact_command
+  erase_command                  = local.erase_command
   image_tag                      = var.image_tag
   dagster_storage_host           = var.dagster_storage_host
   kms_key_arn                    = module.kms.key_arn
   vpc_id                         = var.vpc_id
   postgres_security_group_id     = var.postgres_security_group_id
-  vpc_endpoint_security_group_id = var.create_vpc_endpoints ? module.vpc_endpoints[0].security_group_id : var.vpc_endpoint_security_group_id
-  s3_prefix_list_id              = var.create_vpc_endpoints ? module.vpc_endpoints[0].s3_prefix_list_id : var.s3_prefix_list_id
+  vpc_endpoint_security_group_id = local.create_endpoints ? module.vpc_endpoints[0].security_group_id : var.vpc_endpoint_security_group_id
+  s3_prefix_list_id              = local.s3_prefix_list_id
+  compute_logs_bucket            = module.data_lake.lake_bucket_name
+  compute_logs_prefix            = local.compute_logs_prefix
   cpu                            = var.run_worker_cpu
   memory                         = var.run_worker_memory
 }
@@ -117,6 +144,7 @@ module "schedule" {
   subnet_ids           = var.private_subnet_ids
   security_group_id    = module.export_job.security_group_id
 
+  ec2_architecture       = lower(module.export_job.cpu_architecture)
   ec2_instance_role_name = module.iam.export_role_name
   ec2_image              = "${module.export_job.repository_url}:${var.image_tag}"
   ec2_command            = local.export_command
@@ -127,22 +155,42 @@ module "schedule" {
   ec2_repository_arn     = module.export_job.repository_arn
 }
 
+module "alerts" {
+  source                   = "../alerts"
+  name_prefix              = local.name_prefix
+  kms_key_arn              = module.kms.key_arn
+  cluster_arn              = module.export_job.cluster_arn
+  task_definition_families = values(module.export_job.task_definition_families)
+  dead_letter_queue_name   = module.schedule.dead_letter_queue_name
+  alert_emails             = var.alert_emails
+  slack_channel            = var.alert_slack_channel
+}
+
 module "dagster_service" {
   source = "../dagster_service"
   count  = var.dagster_service_enabled ? 1 : 0
 
-  name_prefix                 = local.name_prefix
-  cluster_arn                 = module.export_job.cluster_arn
-  subnet_ids                  = var.private_subnet_ids
-  security_group_id           = module.export_job.security_group_id
-  image                       = "${module.export_job.repository_url}:${var.image_tag}"
-  environment                 = module.export_job.plain_environment
-  storage_password_secret_arn = module.secrets.secret_arns["DAGSTER_PG_PASSWORD"]
-  execution_role_arn          = module.export_job.execution_role_arn
-  log_group_name              = module.export_job.log_group_name
-  run_worker_task_definition  = module.export_job.task_definition_arns["export"]
-  redaction_task_definition   = module.export_job.task_definition_arns["redact"]
-  run_worker_role_arns        = distinct(concat([module.export_job.execution_role_arn], values(module.export_job.task_role_arns)))
+  name_prefix                     = local.name_prefix
+  cluster_arn                     = module.export_job.cluster_arn
+  subnet_ids                      = var.private_subnet_ids
+  security_group_id               = module.export_job.security_group_id
+  vpc_id                          = var.vpc_id
+  postgres_security_group_id      = var.postgres_security_group_id
+  vpc_endpoint_security_group_ids = local.endpoint_security_groups
+  s3_prefix_list_id               = local.s3_prefix_list_id
+  log_group_arn                   = module.export_job.log_group_arn
+  kms_key_arn                     = module.kms.key_arn
+  compute_logs                    = { bucket_arn = module.data_lake.lake_bucket_arn, prefix = local.compute_logs_prefix }
+  cpu_architecture                = module.export_job.cpu_architecture
+  image                           = "${module.export_job.repository_url}:${var.image_tag}"
+  environment                     = module.export_job.plain_environment
+  storage_password_secret_arn     = module.secrets.secret_arns["DAGSTER_PG_PASSWORD"]
+  execution_role_arn              = module.export_job.execution_role_arn
+  log_group_name                  = module.export_job.log_group_name
+  run_worker_task_definition      = module.export_job.task_definition_arns["export"]
+  redaction_task_definition       = module.export_job.task_definition_arns["redact"]
+  erasure_task_definition         = module.export_job.task_definition_arns["erase"]
+  run_worker_role_arns            = distinct(concat([module.export_job.execution_role_arn], values(module.export_job.task_role_arns)))
 }
 
 # The EC2 variant's instance runs the export only (it has the export role, not the redaction

@@ -34,7 +34,7 @@ output "ecs_cluster_name" {
 }
 
 output "task_definition_arns" {
-  description = "Run worker task definitions (export, redact)."
+  description = "Run worker task definitions (export, redact, erase)."
   value       = module.export_job.task_definition_arns
 }
 
@@ -53,6 +53,11 @@ output "redaction_role_arn" {
   value       = module.iam.redaction_role_arn
 }
 
+output "erasure_role_arn" {
+  description = "Erasure role."
+  value       = module.iam.erasure_role_arn
+}
+
 output "analyst_role_arn" {
   description = "Analyst role (null without analyst principals)."
   value       = module.iam.analyst_role_arn
@@ -69,8 +74,21 @@ output "schedule_states" {
 }
 
 output "run_commands" {
-  description = "Container command of each scheduled run (export, redact)."
-  value       = { export = local.export_command, redact = local.redact_command }
+  description = "Container command of each run (export, redact; erase: started on demand)."
+  value       = { export = local.export_command, redact = local.redact_command, erase = local.erase_command }
+}
+
+output "postgres_ingress_rules" {
+  description = "Ingress rules the owners of the PostgreSQL security group must add (this stack never edits it)."
+  value = concat(
+    [{ security_group_id = var.postgres_security_group_id, port = 5432, from_security_group_id = module.export_job.security_group_id, description = "${local.name_prefix} run worker" }],
+    [for sg in module.dagster_service[*].security_group_id : { security_group_id = var.postgres_security_group_id, port = 5432, from_security_group_id = sg, description = "${local.name_prefix} Dagster service" }],
+  )
+}
+
+output "alert_topic_arn" {
+  description = "SNS topic of the alerts (subscribe more endpoints to it)."
+  value       = module.alerts.topic_arn
 }
 
 output "run_worker_log_group" {

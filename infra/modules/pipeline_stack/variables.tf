@@ -60,6 +60,12 @@ variable "create_vpc_endpoints" {
 }
 
 
+variable "existing_vpc_endpoints" {
+  description = "Endpoints the VPC already has (e.g. [\"s3\", \"logs\"]): not created here; give their security group and the S3 prefix list."
+  type        = list(string)
+}
+
+
 variable "vpc_endpoint_security_group_id" {
   description = "Security group of existing interface endpoints (only when create_vpc_endpoints = false)."
   type        = string
@@ -147,6 +153,21 @@ variable "manage_catalog_encryption" {
 variable "analyst_principal_arns" {
   description = "Principals allowed to assume the analyst role; empty creates no analyst role."
   type        = list(string)
+}
+
+
+variable "alert_emails" {
+  description = "Addresses that receive the alerts (failed or never-started runs, dead-lettered schedules); each confirms AWS's subscription email."
+  type        = list(string)
+}
+
+
+variable "alert_slack_channel" {
+  description = "Optional Slack delivery of the alerts through AWS Chatbot: { workspace_id, channel_id } (authorize the workspace in the Chatbot console first)."
+  type = object({
+    workspace_id = string
+    channel_id   = string
+  })
 }
 
 

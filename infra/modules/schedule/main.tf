@@ -13,6 +13,8 @@ locals {
   partition  = data.aws_partition.current.partition
   use_ecs    = var.launch_type == "ecs_task"
   use_ec2    = var.launch_type == "ec2_instance"
+  # Tasks the scheduler starts, in the run worker's cluster: ecs:TagResource is authorized on these.
+  cluster_tasks = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${element(split("/", var.cluster_arn), 1)}/*"
 
   runs = {
     export = { expression = var.export_schedule_expression, task_definition_arn = var.task_definition_arns["export"] }
@@ -20,93 +22,106 @@ locals {
   }
 }
 
-data "aws_iam_policy_document" "scheduler_trust" {
-  statement {
-    effect  = "Allow"
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["scheduler.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
-    }
+locals {
+  scheduler_trust = {
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "scheduler.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+    }]
   }
 }
 
 resource "aws_iam_role" "scheduler" {
   name               = "${var.name_prefix}-scheduler"
   description        = "EventBridge Scheduler: starts the ${var.name_prefix} runs."
-  assume_role_policy = data.aws_iam_policy_document.scheduler_trust.json
+  assume_role_policy = jsonencode(local.scheduler_trust)
   tags               = var.tags
 }
 
-data "aws_iam_policy_document" "scheduler" {
-  statement {
-    sid       = "DecryptTheSchedules"
-    actions   = ["kms:Decrypt"]
-    resources = [var.kms_key_arn]
-  }
-
-  dynamic "statement" {
-    for_each = local.use_ecs ? [1] : []
-    content {
-      sid       = "RunTheWorkerTasks"
-      actions   = ["ecs:RunTask"]
-      resources = [for run in local.runs : run.task_definition_arn]
-      condition {
-        test     = "ArnEquals"
-        variable = "ecs:cluster"
-        values   = [var.cluster_arn]
-      }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = local.use_ecs ? [1] : []
-    content {
-      sid       = "PassTheWorkerRoles"
-      actions   = ["iam:PassRole"]
-      resources = distinct(concat([var.execution_role_arn], values(var.task_role_arns)))
-      condition {
-        test     = "StringEquals"
-        variable = "iam:PassedToService"
-        values   = ["ecs-tasks.amazonaws.com"]
-      }
-    }
-  }
-
-  # Starting an instance whose volume is encrypted with the project key creates a grant for EC2.
-  dynamic "statement" {
-    for_each = local.use_ec2 ? [1] : []
-    content {
-      sid       = "LetEc2UseTheKeyForTheRunInstanceVolume"
-      actions   = ["kms:CreateGrant"]
-      resources = [var.kms_key_arn]
-      condition {
-        test     = "Bool"
-        variable = "kms:GrantIsForAWSResource"
-        values   = ["true"]
-      }
-    }
-  }
-
-  dynamic "statement" {
-    for_each = local.use_ec2 ? [1] : []
-    content {
-      sid       = "StartAndStopTheRunInstance"
-      actions   = ["ec2:StartInstances", "ec2:StopInstances"]
-      resources = [aws_instance.run_worker[0].arn]
-    }
+locals {
+  scheduler_ecs_statements = [
+    {
+      Sid       = "RunTheWorkerTasks"
+      Effect    = "Allow"
+      Action    = "ecs:RunTask"
+      Resource  = [for run in local.runs : run.task_definition_arn]
+      Condition = { ArnEquals = { "ecs:cluster" = var.cluster_arn } }
+    },
+    # The schedules start tasks with ECS managed tags and the task definition's tags: RunTask with
+    # tags is also authorized as ecs:TagResource on the new task, for RunTask only.
+    {
+      Sid       = "TagTheTasksItStarts"
+      Effect    = "Allow"
+      Action    = "ecs:TagResource"
+      Resource  = local.cluster_tasks
+      Condition = { StringEquals = { "ecs:CreateAction" = "RunTask" } }
+    },
+    {
+      Sid       = "PassTheWorkerRoles"
+      Effect    = "Allow"
+      Action    = "iam:PassRole"
+      Resource  = distinct(concat([var.execution_role_arn], [for name, run in local.runs : var.task_role_arns[name]]))
+      Condition = { StringEquals = { "iam:PassedToService" = "ecs-tasks.amazonaws.com" } }
+    },
+  ]
+  scheduler_ec2_statements = [
+    # Starting an instance whose volume is encrypted with the project key creates a grant for EC2.
+    {
+      Sid       = "LetEc2UseTheKeyForTheRunInstanceVolume"
+      Effect    = "Allow"
+      Action    = "kms:CreateGrant"
+      Resource  = var.kms_key_arn
+      Condition = { Bool = { "kms:GrantIsForAWSResource" = "true" } }
+    },
+    {
+      Sid      = "StartAndStopTheRunInstance"
+      Effect   = "Allow"
+      Action   = ["ec2:StartInstances", "ec2:StopInstances"]
+      Resource = one(aws_instance.run_worker[*].arn)
+    },
+  ]
+  scheduler_policy = {
+    Version = "2012-10-17"
+    Statement = concat(
+      [
+        # The schedules' payloads and the dead-letter queue are encrypted with the project key.
+        {
+          Sid      = "UseTheProjectKeyForSchedulesAndDeadLetters"
+          Effect   = "Allow"
+          Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+          Resource = var.kms_key_arn
+        },
+        {
+          Sid      = "SendFailedInvocationsToTheDeadLetterQueue"
+          Effect   = "Allow"
+          Action   = "sqs:SendMessage"
+          Resource = aws_sqs_queue.dead_letter.arn
+        },
+      ],
+      [for statement in local.scheduler_ecs_statements : statement if local.use_ecs],
+      [for statement in local.scheduler_ec2_statements : statement if local.use_ec2],
+    )
   }
 }
 
 resource "aws_iam_role_policy" "scheduler" {
   name   = "scheduler"
   role   = aws_iam_role.scheduler.id
-  policy = data.aws_iam_policy_document.scheduler.json
+  policy = jsonencode(local.scheduler_policy)
+}
+
+# An invocation that fails after its retries (RunTask refused, no capacity, a role that cannot pass)
+# lands here, and the alarm on it reaches a person (modules/alerts): a run that never started
+# leaves no ECS event to alert on.
+resource "aws_sqs_queue" "dead_letter" {
+  name                              = "${var.name_prefix}-scheduler-dead-letters"
+  kms_master_key_id                 = var.kms_key_arn
+  kms_data_key_reuse_period_seconds = 3600
+  message_retention_seconds         = 1209600 # 14 days, the maximum: time to read why
+  tags                              = var.tags
 }
 
 resource "aws_scheduler_schedule_group" "this" {
@@ -149,6 +164,10 @@ resource "aws_scheduler_schedule" "run" {
         security_groups  = [var.security_group_id]
         assign_public_ip = false
       }
+    }
+
+    dead_letter_config {
+      arn = aws_sqs_queue.dead_letter.arn
     }
 
     # Runs are idempotent per partition; a retry after a capacity error is safe.
@@ -220,25 +239,29 @@ resource "aws_instance" "run_worker" {
 }
 
 # What ECS's execution role does for a task, the instance does itself: pull the image, write logs.
-data "aws_iam_policy_document" "run_instance" {
-  count = local.use_ec2 ? 1 : 0
-
-  statement {
-    sid       = "EcrLogin"
-    actions   = ["ecr:GetAuthorizationToken"]
-    resources = ["*"]
-  }
-
-  statement {
-    sid       = "PullTheRunWorkerImage"
-    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-    resources = [var.ec2_repository_arn]
-  }
-
-  statement {
-    sid       = "WriteTheRunWorkerLogs"
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${var.ec2_log_group_arn}:log-stream:*"]
+locals {
+  run_instance_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "EcrLogin"
+        Effect   = "Allow"
+        Action   = "ecr:GetAuthorizationToken"
+        Resource = "*"
+      },
+      {
+        Sid      = "PullTheRunWorkerImage"
+        Effect   = "Allow"
+        Action   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+        Resource = var.ec2_repository_arn
+      },
+      {
+        Sid      = "WriteTheRunWorkerLogs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = "${var.ec2_log_group_arn}:log-stream:*"
+      },
+    ]
   }
 }
 
@@ -247,7 +270,7 @@ resource "aws_iam_role_policy" "run_instance" {
 
   name   = "run-instance"
   role   = var.ec2_instance_role_name
-  policy = data.aws_iam_policy_document.run_instance[0].json
+  policy = jsonencode(local.run_instance_policy)
 }
 
 resource "aws_scheduler_schedule" "ec2_start" {
@@ -269,6 +292,10 @@ resource "aws_scheduler_schedule" "ec2_start" {
     arn      = "arn:${local.partition}:scheduler:::aws-sdk:ec2:startInstances"
     role_arn = aws_iam_role.scheduler.arn
     input    = jsonencode({ InstanceIds = [aws_instance.run_worker[0].id] })
+
+    dead_letter_config {
+      arn = aws_sqs_queue.dead_letter.arn
+    }
   }
 }
 
@@ -291,5 +318,9 @@ resource "aws_scheduler_schedule" "ec2_stop" {
     arn      = "arn:${local.partition}:scheduler:::aws-sdk:ec2:stopInstances"
     role_arn = aws_iam_role.scheduler.arn
     input    = jsonencode({ InstanceIds = [aws_instance.run_worker[0].id] })
+
+    dead_letter_config {
+      arn = aws_sqs_queue.dead_letter.arn
+    }
   }
 }

@@ -26,3 +26,13 @@ output "run_instance_id" {
   description = "Instance of the EC2 variant, null for ecs_task."
   value       = one(aws_instance.run_worker[*].id)
 }
+
+output "dead_letter_queue_arn" {
+  description = "Queue of the invocations that failed after their retries."
+  value       = aws_sqs_queue.dead_letter.arn
+}
+
+output "dead_letter_queue_name" {
+  description = "Name of that queue (the alarm's dimension)."
+  value       = aws_sqs_queue.dead_letter.name
+}

@@ -79,15 +79,15 @@ variable "security_group_id" {
 }
 
 variable "ec2_instance_type" {
-  description = "Instance type of the EC2 variant."
+  description = "Instance type of the EC2 variant; its architecture must be ec2_architecture's."
   type        = string
-  default     = "m7g.large"
+  default     = "m7i.large"
 }
 
 variable "ec2_architecture" {
-  description = "arm64 or x86_64, matching ec2_instance_type and the image."
+  description = "x86_64 or arm64: the image's, the same as the Fargate tasks' (one image tag serves both)."
   type        = string
-  default     = "arm64"
+  default     = "x86_64"
 }
 
 variable "ec2_volume_size_gib" {

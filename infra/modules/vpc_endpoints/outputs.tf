@@ -5,5 +5,5 @@ output "security_group_id" {
 
 output "s3_prefix_list_id" {
   description = "Prefix list of the S3 gateway endpoint, for security-group egress rules."
-  value       = aws_vpc_endpoint.s3.prefix_list_id
+  value       = one(aws_vpc_endpoint.s3[*].prefix_list_id)
 }

@@ -26,7 +26,13 @@ variable "route_table_ids" {
 variable "interface_services" {
   description = "AWS services reached through interface endpoints."
   type        = list(string)
-  default     = ["ecr.api", "ecr.dkr", "logs", "secretsmanager", "glue", "athena", "kms", "sts"]
+  default     = ["ecr.api", "ecr.dkr", "logs", "secretsmanager", "glue", "athena", "kms", "sts", "ecs", "ec2", "ssmmessages"]
+}
+
+variable "create_s3_gateway" {
+  description = "Create the S3 gateway endpoint (false when the VPC has one)."
+  type        = bool
+  default     = true
 }
 
 variable "tags" {

@@ -14,15 +14,13 @@ mock_provider "aws" {
   mock_data "aws_partition" {
     defaults = { partition = "aws", dns_suffix = "amazonaws.com", id = "aws" }
   }
-  mock_data "aws_iam_policy_document" {
-    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}", minified_json = "{}" }
-  }
   mock_data "aws_ssm_parameter" {
     defaults = { value = "ami-0123456789abcdef0", insecure_value = "ami-0123456789abcdef0" }
   }
 }
 
 variables {
+  aws_account_id             = "123456789012"
   vpc_id                     = "vpc-0123456789abcdef0"
   vpc_cidr                   = "10.20.0.0/16"
   private_subnet_ids         = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
@@ -85,4 +83,13 @@ run "a_fractional_lookback_is_refused" {
     redact_lookback_days = 1.5
   }
   expect_failures = [var.redact_lookback_days]
+}
+
+run "an_account_id_that_is_not_twelve_digits_is_refused" {
+  command = plan
+
+  variables {
+    aws_account_id = "weward-prod"
+  }
+  expect_failures = [var.aws_account_id]
 }

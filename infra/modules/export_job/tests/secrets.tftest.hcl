@@ -6,9 +6,6 @@ mock_provider "aws" {
   mock_data "aws_region" {
     defaults = { name = "eu-west-3", id = "eu-west-3", region = "eu-west-3" }
   }
-  mock_data "aws_iam_policy_document" {
-    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}", minified_json = "{}" }
-  }
 }
 
 override_resource {
@@ -28,11 +25,14 @@ variables {
   secret_arns = {
     WEWARD_PG_URL        = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:pg-export-url"
     WEWARD_PG_REDACT_URL = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:pg-redact-url"
+    WEWARD_PG_ERASE_URL  = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:pg-erase-url"
     WEWARD_PII_KEY       = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:pii-key"
     DAGSTER_PG_PASSWORD  = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:dagster-pg-password"
   }
   export_role_arn                = "arn:aws:iam::123456789012:role/export"
   redaction_role_arn             = "arn:aws:iam::123456789012:role/redaction"
+  erasure_role_arn               = "arn:aws:iam::123456789012:role/erasure"
+  erase_command                  = ["sh", "-c", "exec dagster job execute -j gdpr_erasure"]
   export_command                 = ["export"]
   redact_command                 = ["weward-pipeline", "redact-due"]
   image_tag                      = "test"
@@ -42,6 +42,8 @@ variables {
   postgres_security_group_id     = "sg-0123456789abcdef0"
   vpc_endpoint_security_group_id = "sg-0fedcba9876543210"
   s3_prefix_list_id              = "pl-0123abcd"
+  compute_logs_bucket            = "weward-lake-test"
+  compute_logs_prefix            = "_dagster/compute-logs"
 }
 
 run "each_task_gets_only_its_own_secrets" {
@@ -66,6 +68,21 @@ run "each_task_gets_only_its_own_secrets" {
       DAGSTER_PG_PASSWORD = var.secret_arns["DAGSTER_PG_PASSWORD"]
     }
     error_message = "the export task gets the export DSN, the PII key and the storage password"
+  }
+  assert {
+    condition = {
+      for s in jsondecode(aws_ecs_task_definition.worker["erase"].container_definitions)[0].secrets : s.name => s.valueFrom
+      } == {
+      WEWARD_PG_ERASE_URL = var.secret_arns["WEWARD_PG_ERASE_URL"]
+      WEWARD_PG_URL       = var.secret_arns["WEWARD_PG_ERASE_URL"]
+      WEWARD_PII_KEY      = var.secret_arns["WEWARD_PII_KEY"]
+      DAGSTER_PG_PASSWORD = var.secret_arns["DAGSTER_PG_PASSWORD"]
+    }
+    error_message = "the erasure task gets its own DSN (also as WEWARD_PG_URL), the PII key and the storage password"
+  }
+  assert {
+    condition     = aws_ecs_task_definition.worker["erase"].task_role_arn == var.erasure_role_arn
+    error_message = "the erasure runs under its own role"
   }
   assert {
     condition     = jsondecode(aws_ecs_task_definition.worker["redact"].container_definitions)[0].command == ["weward-pipeline", "redact-due"]
