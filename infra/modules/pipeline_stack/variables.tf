@@ -97,13 +97,13 @@ variable "redact_lookback_days" {
 
 
 variable "run_worker_cpu" {
-  description = "Fargate CPU units of one run."
+  description = "Fargate CPU units of one run: 2 vCPU, because the scheduled run exports every table in one run, two at a time (the postgres_source pool)."
   type        = number
 }
 
 
 variable "run_worker_memory" {
-  description = "Fargate memory (MiB) of one run."
+  description = "Fargate memory (MiB) of one run. make bench measured the whole run's process tree: 374 MB RSS for a one-table run (flat with the day's size), 1,232 MB for the scheduled all-tables run with two 2M-row tables exporting at once (bench/results.md): 4096 leaves 3x headroom over the largest."
   type        = number
 }
 

@@ -33,7 +33,7 @@ variables {
   export_selection                   = "key:lake/*"
   redact_lookback_days               = 30
   run_worker_cpu                     = 2048
-  run_worker_memory                  = 8192
+  run_worker_memory                  = 4096
   launch_type                        = "ecs_task"
   schedule_timezone                  = "Europe/Paris"
   schedules_enabled                  = true
