@@ -29,6 +29,7 @@ PLACEHOLDER_ENV = {
     "WEWARD_LAKE_URL": "s3://weward-lake/exports",
     "WEWARD_GLUE_DATABASE": "weward_lake",
     "AWS_REGION": "eu-west-3",
+    "AWS_ENDPOINT_URL": "",  # production-like: the AWS console link is shown (a session's moto endpoint would hide it)
 }
 
 pytestmark = pytest.mark.skipif(

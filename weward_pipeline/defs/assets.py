@@ -62,13 +62,17 @@ def catalog_reference(table: TableConfig, catalog: Catalog | None) -> dict:
 
 
 def glue_metadata(table: TableConfig) -> dict:
-    """Where analysts find the table: its Glue name and console page (Athena queries it by that name)."""
+    """Where analysts find the table: its Glue name and console page (Athena queries it by that name).
+
+    No console link on a local endpoint (AWS_ENDPOINT_URL, the local stack): it would open the real
+    AWS console, where this table does not exist.
+    """
     region = region_from_env()
     database = os.environ.get("WEWARD_GLUE_DATABASE") or DEFAULT_GLUE_DATABASE
-    return {
-        "dagster/table_name": f"{database}.{table.name}",
-        "glue_console": dg.MetadataValue.url(glue_console_url(region, database, table.name)),
-    }
+    metadata = {"dagster/table_name": f"{database}.{table.name}"}
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        metadata["glue_console"] = dg.MetadataValue.url(glue_console_url(region, database, table.name))
+    return metadata
 
 
 def source_asset(table: TableConfig, catalog: Catalog | None = None) -> dg.AssetSpec:
@@ -124,12 +128,14 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         "manifest": dg.MetadataValue.text(result.manifest_url),
         "export_id": dg.MetadataValue.text(result.export_id),
         "glue_table": dg.MetadataValue.text(f"{result.glue_database}.{result.glue_table}"),
-        "glue_console": dg.MetadataValue.url(glue_console_url(lake.aws_region, result.glue_database, result.glue_table)),
         "files": dg.MetadataValue.int(len(result.objects)),
         "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
         "postgres_read_s": dg.MetadataValue.float(round(result.read_s, 3)),
         "superseded_objects_deleted": dg.MetadataValue.int(result.superseded_deleted),
     }
+    if not lake.aws_endpoint_url:  # a local endpoint has no console page
+        metadata["glue_console"] = dg.MetadataValue.url(glue_console_url(lake.aws_region, result.glue_database,
+                                                                         result.glue_table))
     if result.window:
         metadata.update(
             window_start=dg.MetadataValue.text(result.window["start"]),
