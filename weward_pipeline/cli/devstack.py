@@ -334,6 +334,9 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
             continue
 
 
+# The asset groups are the layers (defs/assets.group_for); the UI draws them collapsed until opened.
+LINEAGE_GROUPS = ",".join(f"global@global:{group}" for group in ("postgres", "lake", "redaction"))
+
 # Other concerns append callables here to add to the demo's output (e.g. analyst queries).
 DEMO_EPILOGUES: list = []
 
@@ -347,8 +350,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         stack.up()
         stack.seed(days=7, timezone=stack.catalog().timezone)
         env = {**os.environ, **stack.env()}
-        print(f"Dagster UI on http://127.0.0.1:{args.port} (local stack: PostgreSQL :{stack.postgres.port}, "
-              f"S3/Glue {stack.aws.endpoint_url}); Ctrl-C to stop", flush=True)
+        url = f"http://127.0.0.1:{args.port}"
+        print(f"Dagster UI on {url} (local stack: PostgreSQL :{stack.postgres.port}, S3/Glue {stack.aws.endpoint_url}); "
+              f"Ctrl-C to stop\nlineage, every layer open: {url}/asset-groups?expanded={LINEAGE_GROUPS}", flush=True)
         if started_here:
             print(f"(a fresh stack: sample data, nothing exported yet; `{self_command()} demo --keep` before "
                   "`make dev` shows exports, checks and a redaction)", flush=True)

@@ -40,8 +40,13 @@ def source_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["postgres", table])
 
 
-def group_for(table: TableConfig) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", table.schema)
+def group_for(table: TableConfig, layer: str) -> str:
+    """The asset's group in the UI: its layer (postgres, lake, redaction), so the lineage sidebar, which
+    shows only the last part of an asset key, tells postgres/t, lake/t and redaction/t apart. Tables
+    of a schema other than public get their own groups (lake_<schema>...)."""
+    if table.schema == "public":
+        return layer
+    return f"{layer}_{re.sub(r'[^A-Za-z0-9_]', '_', table.schema)}"
 
 
 def daily_partitions(catalog: Catalog) -> dg.DailyPartitionsDefinition:
@@ -79,7 +84,7 @@ def source_asset(table: TableConfig, catalog: Catalog | None = None) -> dg.Asset
     return dg.AssetSpec(
         key=source_key(table.name),
         description=f"PostgreSQL table {table.qualified_source} (production; read only by the export).",
-        group_name=group_for(table),
+        group_name=group_for(table, "postgres"),
         kinds={"postgres"},
         owners=list(table.owners),
         metadata={
@@ -173,7 +178,7 @@ def lake_asset(
         backfill_policy=None,
         retry_policy=retry_policy,
         pool=SOURCE_POOL,
-        group_name=group_for(table),
+        group_name=group_for(table, "lake"),
         kinds={"postgres", "s3", "parquet", "glue"},
         owners=list(table.owners),
         tags={"weward/mode": table.mode},
