@@ -32,8 +32,9 @@ demo: venv
 	@$(BIN)/weward-pipeline demo
 
 # Ctrl-C stops the UI and the stack it started; the command then exits 0 (no "Error 130").
+DEV_PORT ?= 3000
 dev: venv
-	@$(BIN)/weward-pipeline dev
+	@$(BIN)/weward-pipeline dev --port $(DEV_PORT)
 
 stack-up: venv
 	$(BIN)/weward-pipeline stack up

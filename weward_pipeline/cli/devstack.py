@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "running, and then stopped again on Ctrl-C).",
     )
     dev.add_argument("--port", type=int, default=3000, help="port of the UI on 127.0.0.1 (default 3000)")
+    dev.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                     help="of the webserver and daemon (default warning: at info the daemon logs ~6 lines every "
+                          "30 s; runs' own logs are in the UI either way)")
     dev.set_defaults(handler=cmd_dev)
 
 
@@ -349,7 +352,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         stack.up()
         stack.seed(days=7, timezone=stack.catalog().timezone)
-        env = {**os.environ, **stack.env()}
+        # `dagster dev` itself is "superseded" by `dg dev` (dagster-dg-cli, not a dependency): one
+        # warning line at start that says nothing about this project.
+        quiet = "ignore:Function `dev_command` is superseded"
+        env = {**os.environ, **stack.env(),
+               "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS", ""), quiet]))}
         url = f"http://127.0.0.1:{args.port}"
         print(f"Dagster UI on {url} (local stack: PostgreSQL :{stack.postgres.port}, S3/Glue {stack.aws.endpoint_url}); "
               f"Ctrl-C to stop\nlineage, every layer open: {url}/asset-groups?expanded={LINEAGE_GROUPS}", flush=True)
@@ -362,7 +369,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         # cwd: the instance's own directory ($DAGSTER_HOME, where its dagster.yaml is), not the
         # repository, whose dagster.yaml `dagster dev` would otherwise warn it ignores.
         process = subprocess.Popen(
-            [str(dagster), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(args.port)],
+            [str(dagster), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(args.port),
+             "--log-level", args.log_level],
             env=env, cwd=stack.dagster_home, start_new_session=True,
         )
 
