@@ -322,19 +322,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM the process's group, then SIGKILL what is left after `timeout` seconds."""
+    """SIGINT the leader alone (`dagster dev` then shuts its webserver and daemon down through their
+    shutdown pipes, quietly), then SIGTERM and SIGKILL its group for what is left after `timeout`
+    seconds each (a signal to the whole group made the webserver print a CancelledError traceback)."""
     import signal
 
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig, group in ((signal.SIGINT, False), (signal.SIGTERM, True), (signal.SIGKILL, True)):
         try:
-            os.killpg(process.pid, sig)
+            if group:
+                os.killpg(process.pid, sig)
+            elif process.poll() is None:
+                os.kill(process.pid, sig)
         except ProcessLookupError:
             return
         try:
             process.wait(timeout=timeout)
-            return
         except subprocess.TimeoutExpired:
             continue
+        if not _group_alive(process.pid):
+            return
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # The asset groups are the layers (defs/assets.group_for); the UI draws them collapsed until opened.
