@@ -34,6 +34,9 @@ setup(
         "boto3>=1.34",
         "pyyaml>=6",
         "duckdb>=1.1,<3",  # `weward-pipeline query --engine local`: Athena-style SQL over the lake's Parquet, in-process
+        # Athena (Trino) SQL -> DuckDB for the local engine. Pinned to the tested minor: sqlglot changes
+        # its translations between releases, and test_query_dialect/test_query_corpus pin ours (30.30).
+        "sqlglot>=30.30,<30.31",
     ],
     extras_require={
         "dev": [

@@ -120,7 +120,7 @@ def product_s3(spec: dict, out: Path) -> dict:
     seconds = time.monotonic() - started
     import pyarrow.parquet as pq
 
-    from weward_pipeline.lake import s3_filesystem
+    from weward_pipeline.aws import s3_filesystem
 
     filesystem = s3_filesystem(settings.aws_region, settings.aws_endpoint_url)
     with filesystem.open_input_file(f"{spec['bucket']}/{result.objects[0].key}") as f:

@@ -24,8 +24,6 @@ SAMPLE_CATALOG = Path(__file__).parent / "sample" / "tables.yaml"
 # what all three accept unquoted (Glue lower-cases table names).
 LAKE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MODES = ("append", "snapshot")
-# How a personal column reaches the lake (weward_pipeline/pii.py applies them).
-PII_POLICIES = ("keep", "hash", "drop", "generalize_year")
 TABLE_KEYS = {
     "name", "schema", "source_table", "mode", "partition_column", "primary_key",
     "retention_days", "description", "owners", "pii", "user_column", "snapshot_grace_hours",
@@ -37,9 +35,27 @@ DEFAULT_GLUE_DATABASE = "weward_lake"
 DEFAULT_AWS_REGION = "eu-west-3"  # Paris: the users' data stays in the EU
 
 
+GLUE_DATABASE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
+
+
 def aws_region(env: dict[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_AWS_REGION
+
+
+def aws_endpoint_url(env: dict[str, str] | None = None) -> str | None:
+    """AWS_ENDPOINT_URL (the local stack's moto server); unset or empty means AWS itself."""
+    env = os.environ if env is None else env
+    return env.get("AWS_ENDPOINT_URL") or None
+
+
+def glue_database(env: dict[str, str] | None = None) -> str:
+    """WEWARD_GLUE_DATABASE, validated; unset or empty means the default (as for every optional variable)."""
+    env = os.environ if env is None else env
+    database = env.get("WEWARD_GLUE_DATABASE") or DEFAULT_GLUE_DATABASE
+    if not GLUE_DATABASE_NAME.match(database):
+        raise ConfigError(f"WEWARD_GLUE_DATABASE must be lower-case letters, digits and _, got {database!r}")
+    return database
 
 
 class ConfigError(ValueError):
@@ -106,34 +122,39 @@ def _pg_identifier(value: Any, where: str, key: str, problems: list[str]) -> str
 
 def _parse_pii(raw: Any, user_column: Any, primary_key: list, where: str, problems: list[str]) -> dict[str, str]:
     """`pii: {column: policy}`. Every column listed is personal and needs an explicit policy
-    (`keep` included: exporting personal data in clear is a decision, never a default)."""
+    (`keep` included: exporting personal data in clear is a decision, never a default).
+    The policies and their rules are pii.POLICIES."""
+    from weward_pipeline.pii import POLICIES  # pii builds on this module: imported when a catalog is read
+
     pii = raw if raw is not None else {}
     if not isinstance(pii, dict):
-        problems.append(f"{where}: `pii` must map column names to a policy ({', '.join(PII_POLICIES)}), "
+        problems.append(f"{where}: `pii` must map column names to a policy ({', '.join(POLICIES)}), "
                         "e.g. pii: {email: hash, phone: drop}")
         return {}
-    choices = ", ".join(PII_POLICIES)
+    choices = ", ".join(POLICIES)
     for column, policy in pii.items():
         if _pg_identifier(column, where, "pii", problems) is None:
             continue
         if policy is None:
             problems.append(f"{where}: personal column {column!r} has no policy; write one of {choices} "
                             "(`keep` exports it in clear, deliberately)")
-        elif policy not in PII_POLICIES:
+        elif policy not in POLICIES:
             problems.append(f"{where}: `pii` policy for {column!r} must be one of {choices}, got {policy!r}")
-        elif policy != "keep" and column in primary_key:
+        elif not POLICIES[policy].allowed_on_primary_key and column in primary_key:
             problems.append(f"{where}: primary key column {column!r} cannot be `{policy}`: redaction and erasure "
                             "match lake rows to PostgreSQL rows by it. Keep it (use a surrogate id as the key) "
                             "or export the table without this key")
     if user_column is not None:
+        for_users = " or ".join(f"`{name}`" for name, policy in POLICIES.items() if policy.allowed_on_user_column)
+        policy = pii.get(user_column) if isinstance(user_column, str) else None
         if _pg_identifier(user_column, where, "user_column", problems) is None:
             pass
         elif user_column not in pii:
             problems.append(f"{where}: user_column {user_column!r} identifies a person, so it is personal data: "
                             f"list it under `pii` as `keep` (internal id, joinable) or `hash`")
-        elif pii[user_column] not in ("keep", "hash", None):
-            problems.append(f"{where}: user_column {user_column!r} cannot be `{pii[user_column]}`: erasure finds a "
-                            "user's rows by it. Use `keep` or `hash`")
+        elif policy is not None and not (policy in POLICIES and POLICIES[policy].allowed_on_user_column):
+            problems.append(f"{where}: user_column {user_column!r} cannot be `{policy}`: erasure finds a "
+                            f"user's rows by it. Use {for_users}")
     return {str(k): v for k, v in pii.items() if isinstance(k, str)}
 
 
@@ -330,15 +351,13 @@ class Settings:
         pg_url = env["WEWARD_PG_URL"]
         if urlsplit(pg_url).scheme not in ("postgresql", "postgres"):
             raise ConfigError(f"WEWARD_PG_URL must be a postgresql:// URL, got {mask_url(pg_url)!r}")
-        glue_database = env.get("WEWARD_GLUE_DATABASE", DEFAULT_GLUE_DATABASE)
-        if not re.match(r"^[a-z0-9_]{1,255}$", glue_database):
-            raise ConfigError(f"WEWARD_GLUE_DATABASE must be lower-case letters, digits and _, got {glue_database!r}")
+        database = glue_database(env)
         return cls(
             pg_url=pg_url,
             lake=LakeLocation.parse(env["WEWARD_LAKE_URL"]),
-            glue_database=glue_database,
+            glue_database=database,
             aws_region=aws_region(env),
-            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            aws_endpoint_url=aws_endpoint_url(env),
             tables_file=env.get("WEWARD_TABLES_FILE") or None,
             pg_redact_url=env.get("WEWARD_PG_REDACT_URL") or pg_url,
         )

@@ -42,12 +42,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from weward_pipeline import lake, pii
-from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig, mask_url
-from weward_pipeline.export import AwsClients, delete_superseded
-from weward_pipeline.extract import ExtractLimits, mask_error, connection_uri
+from weward_pipeline import lake, pg, pii
+from weward_pipeline.aws import AwsClients
+from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
+from weward_pipeline.export import delete_superseded
 from weward_pipeline.glue import GlueCatalog, GlueColumn
-from weward_pipeline.keys import MANIFEST_ENTRY as KEYS_ENTRY
+from weward_pipeline.keys import MANIFEST_ENTRY as KEYS_ENTRY, RedactionKeys, manifest_alignment_problem
+from weward_pipeline.pg import mask_error
 from weward_pipeline.secret_store import PiiKey, load_pii_key, scrub
 from weward_pipeline.verify import published_manifest, verify_published_day
 
@@ -64,11 +65,22 @@ class ErasureError(RuntimeError):
 class ErasureLimits:
     """What deleting from PostgreSQL may cost the primary (same spirit as redaction)."""
 
-    batch_rows: int = 1_000
+    batch_rows: int = 1_000  # the default of the CLI and the Dagster job too
     pause_s: float = 0.0
     lock_timeout_s: int = 5
     statement_timeout_s: int = 60
     lock_retries: int = 3
+
+    def session(self, read_only: bool) -> pg.SessionLimits:
+        """A read-only count reads one snapshot; ids are parsed under the pinned text forms."""
+        return pg.SessionLimits(
+            statement_timeout_s=self.statement_timeout_s, lock_timeout_s=self.lock_timeout_s,
+            idle_in_transaction_timeout_s=60, read_only=read_only,
+            isolation="repeatable read" if read_only else None, settings=pg.PINNED_TEXT_FORMS,
+        )
+
+    def retry_policy(self) -> pg.RetryPolicy:
+        return pg.RetryPolicy(retries=self.lock_retries, backoff_s=1.0, max_backoff_s=10.0)
 
 
 @dataclass(frozen=True)
@@ -121,10 +133,11 @@ def typed_ids(request: ErasureRequest, column: dict, arrow_type: pa.DataType, ta
                 f"table {table}: user_column {column['name']!r} is {pg_type or arrow_type}, and id number {position} of "
                 "the request is not a valid value of that type; fix the request (ids are not echoed here)"
             ) from None
-    if column.get("pii") == "hash":
-        if pseudonymizer is None:
+    policy = pii.POLICIES.get(column.get("pii") or "")
+    if policy is not None and policy.transform is not None:  # as the export transformed the column
+        if policy.needs_key and pseudonymizer is None:
             raise ErasureError(f"table {table}: user_column {column['name']!r} is pseudonymized; the PII key is needed")
-        return pa.array([pseudonymizer.value(v) for v in canonical], pa.string())
+        return policy.transform(pa.array(canonical, pa.string()), pseudonymizer)
     return pc.cast(pa.array(canonical, pa.string()), arrow_type)
 
 
@@ -218,35 +231,6 @@ class ErasureReport:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
-
-
-# -- S3 helpers -----------------------------------------------------------------------------------------------
-
-def list_versions(s3, bucket: str, prefix: str) -> tuple[list[dict], list[dict]]:
-    versions, markers = [], []
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-        versions.extend(page.get("Versions", []))
-        markers.extend(page.get("DeleteMarkers", []))
-    return versions, markers
-
-
-def delete_versions(s3, bucket: str, items: list[tuple[str, str | None]]) -> int:
-    """Permanently delete (key, version id) pairs; a None version id deletes an unversioned object."""
-    for start in range(0, len(items), 1000):
-        chunk = [{"Key": k, **({"VersionId": v} if v else {})} for k, v in items[start:start + 1000]]
-        if not chunk:
-            continue
-        errors = s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True}).get("Errors") or []
-        if errors:
-            raise RuntimeError(f"could not delete {len(errors)} object version(s), first: {errors[0].get('Key')} "
-                               f"({errors[0].get('Code')})")
-    return len(items)
-
-
-def purge_prefix(s3, bucket: str, prefix: str) -> int:
-    """Every version and delete marker under `prefix`: gone for good, also from versioned buckets."""
-    versions, markers = list_versions(s3, bucket, prefix)
-    return delete_versions(s3, bucket, [(v["Key"], v.get("VersionId")) for v in versions + markers])
 
 
 def _streams_equal(left: Iterator[pa.Table], right: Iterator[pa.Table]) -> tuple[bool, int]:
@@ -356,7 +340,7 @@ class DayRewrite:
         except BaseException as exc:
             for prefix in (new_prefix, new_keys_prefix, new_manifest_key):
                 try:
-                    purge_prefix(ctx.clients.s3, self.bucket, prefix)
+                    lake.purge_prefix(ctx.clients.s3, self.bucket, prefix)
                 except Exception as cleanup:  # noqa: BLE001 - the next run's sweep retries
                     log.warning("erasure %s: could not remove %s: %s", ctx.report.erasure_id, prefix, cleanup)
             if isinstance(exc, Exception):  # this day stays as published; the others go on
@@ -376,10 +360,15 @@ class DayRewrite:
                           previous_export_id=manifest.export_id)
         return result
 
-    def _writer(self, path: str, schema: pa.Schema, metadata: dict[str, str]) -> pq.ParquetWriter:
+    def _write_without(self, old: pq.ParquetFile, drop: pa.Array, offset: int, new_key: str,
+                       metadata: dict[str, str]) -> None:
+        """`old` minus the rows at global positions `drop`, as a new lake object (lake writer settings)."""
+        schema = old.schema_arrow
         schema = schema.with_metadata({**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}})
-        return pq.ParquetWriter(path, schema, filesystem=self.ctx.clients.filesystem, compression=lake.COMPRESSION,
-                                coerce_timestamps="us", allow_truncated_timestamps=False, write_statistics=True)
+        with lake.parquet_writer(self.path(new_key), schema, self.ctx.clients.filesystem) as writer:
+            for rows in self._filtered(old, drop, offset):
+                if rows.num_rows:
+                    writer.write_table(rows)
 
     def _filtered(self, parquet: pq.ParquetFile, drop: pa.Array, offset: int) -> Iterator[pa.Table]:
         """The object's rows minus global positions `drop`, row group by row group."""
@@ -412,13 +401,7 @@ class DayRewrite:
                     raise ErasureError(f"copy of s3://{self.bucket}/{obj.key} is {copied['ContentLength']} bytes, "
                                        f"the original {obj.bytes}")
             else:
-                writer = self._writer(self.path(new_key), old.schema_arrow, metadata)
-                try:
-                    for rows in self._filtered(old, positions, offset):
-                        if rows.num_rows:
-                            writer.write_table(rows)
-                finally:
-                    writer.close()
+                self._write_without(old, positions, offset, new_key, metadata)
                 objects.append(lake.WrittenObject(key=new_key, rows=obj.rows - count))
                 result.objects_rewritten += 1
                 self._verify_rewrite(obj, old, positions, offset, new_key, count)
@@ -461,13 +444,7 @@ class DayRewrite:
                 objects.append(lake.WrittenObject(key=new_key, rows=obj.rows))
             else:
                 old = pq.ParquetFile(self.path(obj.key), filesystem=ctx.clients.filesystem)
-                writer = self._writer(self.path(new_key), old.schema_arrow, {"weward.erasure_id": ctx.report.erasure_id})
-                try:
-                    for rows in self._filtered(old, inside, offset):
-                        if rows.num_rows:
-                            writer.write_table(rows)
-                finally:
-                    writer.close()
+                self._write_without(old, inside, offset, new_key, {"weward.erasure_id": ctx.report.erasure_id})
                 objects.append(lake.WrittenObject(key=new_key, rows=obj.rows - len(inside)))
                 erased += len(inside)
             offset += obj.rows
@@ -477,34 +454,13 @@ class DayRewrite:
 
     def _check_keys_aligned(self, manifest: lake.Manifest) -> None:
         """Row i of the keys is row i of the data (the contract redaction relies on, keys.py)."""
-        entry = (manifest.extra or {}).get(KEYS_ENTRY)
-        if not entry:
+        keys = RedactionKeys.from_manifest(manifest)
+        if keys is None:
             return
-        fs = self.ctx.clients.filesystem
-        key_columns = list(entry.get("primary_key") or self.table.primary_key)
-
-        def keys_stream():
-            for raw in entry["objects"]:
-                parquet = pq.ParquetFile(self.path(raw["key"]), filesystem=fs)
-                for group in range(parquet.num_row_groups):
-                    yield parquet.read_row_group(group, columns=key_columns)
-
-        def data_stream():
-            remaining = entry["rows"]
-            for obj in manifest.objects:
-                parquet = pq.ParquetFile(self.path(obj.key), filesystem=fs)
-                for group in range(parquet.num_row_groups):
-                    if remaining <= 0:
-                        return
-                    rows = parquet.read_row_group(group, columns=key_columns)
-                    rows = rows.slice(0, min(remaining, rows.num_rows))
-                    remaining -= rows.num_rows
-                    yield rows
-
-        equal, compared = _streams_equal(keys_stream(), data_stream())
-        if not equal or compared != entry["rows"]:
+        problem = manifest_alignment_problem(self.ctx.clients.filesystem, self.bucket, manifest, keys)
+        if problem:
             raise ErasureError(f"table {self.table.name} day {self.day}: rewritten redaction keys and data are not "
-                               f"row-aligned (after {compared} rows); nothing was published")
+                               f"row-aligned ({problem}); nothing was published")
 
     # -- manifest and publication -------------------------------------------------------------------
     def _new_manifest(self, export_id: str, new_prefix: str, objects: list[lake.WrittenObject], erased: int,
@@ -603,7 +559,7 @@ class _Context:
         """Every version of a superseded export: data prefix, redaction keys, manifest."""
         purged = 0
         for prefix in self.export_prefixes(table.name, day, export_id):
-            purged += purge_prefix(self.clients.s3, self.location.bucket, prefix)
+            purged += lake.purge_prefix(self.clients.s3, self.location.bucket, prefix)
         self._table_report(table).versions_purged += purged
         return purged
 
@@ -628,7 +584,7 @@ def erase_users(
     request = user_ids if isinstance(user_ids, ErasureRequest) else ErasureRequest.parse(user_ids)
     say = on_progress or (lambda message: log.info(message))
     in_scope = _tables_in_scope(catalog, tables)
-    needs_key = any(t.pii.get(t.user_column) == "hash" for t in in_scope)
+    needs_key = any(pii.user_column_needs_key(t) for t in in_scope)
     if pii_key is None:
         try:
             pii_key = load_pii_key(needed_by="erasure of a pseudonymized user column" if needs_key else "")
@@ -648,7 +604,7 @@ def erase_users(
         f"{' (dry run: nothing is changed)' if dry_run else ''}")
     try:
         for table in in_scope:
-            report.tables.append(TableErasure(table.name, table.user_column, table.pii.get(table.user_column) == "hash"))
+            report.tables.append(TableErasure(table.name, table.user_column, pii.user_column_needs_key(table)))
         for table in in_scope:
             _erase_table(ctx, table, delete_from_postgres, dry_run, limits)
         report.status = ("dry_run" if dry_run else "completed") if report.ok else "incomplete"
@@ -689,7 +645,7 @@ def _erase_table(ctx: _Context, table: TableConfig, delete_from_postgres: bool, 
                  limits: ErasureLimits) -> None:
     report = ctx._table_report(table)
     glue_table = ctx.glue.get_table(table.name)
-    if glue_table is not None and table.pii.get(table.user_column) == "hash":
+    if glue_table is not None and pii.user_column_needs_key(table):
         # Pseudonyms made with another key would match nothing: refuse rather than erase nothing.
         pii.check_key_id(glue_table, table, ctx.key)
     if delete_from_postgres and not dry_run:
@@ -742,7 +698,7 @@ def _erase_table(ctx: _Context, table: TableConfig, delete_from_postgres: bool, 
     except ErasureError as exc:
         ctx.report.problems.append(f"table {table.name}: superseded object versions were not swept: {exc}")
     for name, day, export_id, why in [p for p in ctx.pending_purges if p[0] == table.name]:
-        left = sum(len(list_versions(ctx.clients.s3, ctx.location.bucket, prefix)[0])
+        left = sum(len(lake.list_versions(ctx.clients.s3, ctx.location.bucket, prefix)[0])
                    for prefix in ctx.export_prefixes(name, day, export_id))
         if left:
             ctx.report.problems.append(
@@ -762,7 +718,7 @@ def _sweep(ctx: _Context, table: TableConfig, report: TableErasure, dry_run: boo
     for partition in ctx.glue.list_partitions(table.name):
         params = partition.get("Parameters", {})
         published[partition["Values"][0]] = params.get("weward.export_id", "")
-    versions, markers = list_versions(s3, bucket, table_prefix)
+    versions, markers = lake.list_versions(s3, bucket, table_prefix)
     dirty_exports: set[tuple[str, str]] = set()
     to_delete: list[tuple[str, str]] = []
     for version in versions:
@@ -784,19 +740,19 @@ def _sweep(ctx: _Context, table: TableConfig, report: TableErasure, dry_run: boo
             continue  # never the published export's keys or manifest
         manifest_key = lake.manifest_key(ctx.location, table.name, dt.date.fromisoformat(day), export_id)
         for prefix in (lake.keys_prefix_of(manifest_key), manifest_key):
-            for v in list_versions(s3, bucket, prefix)[0]:
+            for v in lake.list_versions(s3, bucket, prefix)[0]:
                 to_delete.append((v["Key"], v["VersionId"]))
-    report.versions_purged += delete_versions(s3, bucket, to_delete)
+    report.versions_purged += lake.delete_versions(s3, bucket, to_delete)
     # Delete markers left alone on keys that no longer have any version.
-    remaining = {v["Key"] for v in list_versions(s3, bucket, table_prefix)[0]}
+    remaining = {v["Key"] for v in lake.list_versions(s3, bucket, table_prefix)[0]}
     orphans = [(m["Key"], m["VersionId"]) for m in markers if m["Key"] not in remaining]
     if orphans:
-        delete_versions(s3, bucket, orphans)
+        lake.delete_versions(s3, bucket, orphans)
 
 
 def _version_holds_users(ctx: _Context, table: TableConfig, version: dict) -> bool:
     body = ctx.clients.s3.get_object(Bucket=ctx.location.bucket, Key=version["Key"],
-                                     **({"VersionId": version["VersionId"]} if version.get("VersionId") not in (None, "null") else {}))["Body"].read()
+                                     **lake.version_args(version.get("VersionId")))["Body"].read()
     try:
         parquet = pq.ParquetFile(io.BytesIO(body))
     except pa.ArrowException:
@@ -827,14 +783,11 @@ WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND a.attnum > 0 AND 
 
 def _connect(ctx: _Context, what: str, limits: ErasureLimits, read_only: bool) -> psycopg.Connection:
     url = ctx.settings.pg_redact_url
-    extract_limits = ExtractLimits(statement_timeout_s=limits.statement_timeout_s, lock_timeout_s=limits.lock_timeout_s,
-                                   idle_in_transaction_timeout_s=60)
-    uri = connection_uri(url, f"weward-erasure {what.removeprefix('table ')}", extract_limits, read_only=read_only)
     try:
-        return psycopg.connect(uri, autocommit=True)
-    except psycopg.Error as exc:
-        raise ErasureError(f"{what}: cannot connect to PostgreSQL at {mask_url(url)} for erasure: "
-                           f"{mask_error(str(exc), url).strip()}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL).") from None
+        return pg.connect(url, f"weward-erasure {what.removeprefix('table ')}", limits.session(read_only=read_only),
+                          purpose="erasure")
+    except pg.ConnectError as exc:
+        raise ErasureError(f"{what}: {exc}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL).") from None
 
 
 # PostgreSQL's internal type names of the user columns erasure checks ids against (typed_ids' names).
@@ -908,16 +861,12 @@ def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete
 
 
 def _with_lock_retries(run: Callable[[], int], limits: ErasureLimits, table: TableConfig) -> int:
-    for attempt in range(limits.lock_retries + 1):
-        try:
-            return run()
-        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
-            if attempt == limits.lock_retries:
-                raise ErasureError(f"table {table.name}: a batch of deletes waited for locks {attempt + 1} times "
-                                   f"({exc.__class__.__name__}); the rows deleted so far stay deleted, re-run to "
-                                   "finish (erasure is resumable)") from None
-            time.sleep(min(2 ** attempt, 10))
-    return 0
+    try:
+        return pg.retry_on_lock(run, limits.retry_policy())
+    except pg.LockRetriesExhausted as exhausted:
+        raise ErasureError(f"table {table.name}: a batch of deletes waited for locks {exhausted.attempts} times "
+                           f"({exhausted.error.__class__.__name__}); the rows deleted so far stay deleted, re-run "
+                           "to finish (erasure is resumable)") from None
 
 
 # -- audit -------------------------------------------------------------------------------------------------

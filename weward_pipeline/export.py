@@ -19,11 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from weward_pipeline import lake, pii
+from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
 from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, SourceError
 from weward_pipeline.glue import GlueCatalog, GlueColumn
@@ -35,31 +34,6 @@ log = logging.getLogger(__name__)
 
 class ExportError(RuntimeError):
     """The export was refused or failed; the published day (if any) is unchanged."""
-
-
-@dataclass
-class AwsClients:
-    s3: object
-    glue: object
-    filesystem: object
-    region: str
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AwsClients:
-        config = BotoConfig(
-            region_name=settings.aws_region,
-            retries={"max_attempts": 5, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=60,
-        )
-        session = boto3.session.Session()
-        kwargs = {"config": config, "endpoint_url": settings.aws_endpoint_url}
-        return cls(
-            s3=session.client("s3", **kwargs),
-            glue=session.client("glue", **kwargs),
-            filesystem=lake.s3_filesystem(settings.aws_region, settings.aws_endpoint_url),
-            region=settings.aws_region,
-        )
 
 
 @dataclass
@@ -140,7 +114,7 @@ def export_day(
     now = now or dt.datetime.now(dt.timezone.utc)
     window = check_day(catalog, table, day, now)
     if pii.needs_key(table) and pii_key is None:  # before anything is read
-        pii_key = load_pii_key(needed_by=f"table {table.name} pseudonymizes {', '.join(pii.columns_with(table, 'hash'))}")
+        pii_key = load_pii_key(needed_by=f"table {table.name} pseudonymizes {', '.join(pii.key_columns(table))}")
     clients = clients or AwsClients.from_settings(settings)
     check_lake_reachable(clients, settings, table.name)
     glue = GlueCatalog(clients.glue, settings.glue_database)
@@ -163,7 +137,7 @@ def export_day(
     written: list[lake.WrittenObject] = []
     try:
         with Extraction(settings.pg_url, table, window, limits,
-                        skip_columns=frozenset(pii.columns_with(table, "drop"))) as extraction:
+                        skip_columns=pii.unexported_columns(table)) as extraction:
             # Personal data: dropped columns were not selected; hashed/generalized ones change type.
             pii_plan = pii.plan(table, extraction.described_columns, pii_key)
             unreviewed = pii.unreviewed_personal_columns(table, extraction.described_columns)

@@ -16,15 +16,15 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from weward_pipeline.config import TableConfig, mask_url
-from weward_pipeline.secret_store import scrub, url_password_forms
+from weward_pipeline import pg
+from weward_pipeline.config import TableConfig
+from weward_pipeline.pg import mask_error
 from weward_pipeline.typemap import (
     PARTITION_COLUMN_TYPES,
     ColumnMapping,
@@ -69,6 +69,14 @@ class ExtractLimits:
     batch_bytes: int = 16 * 1024 * 1024
     # Optional throttle: stop reading (the server then waits on its socket) above this rate.
     max_rows_per_second: float | None = None
+
+    def session(self) -> pg.SessionLimits:
+        """One READ ONLY REPEATABLE READ snapshot, with text forms pinned (fingerprints depend on them)."""
+        return pg.SessionLimits(
+            statement_timeout_s=self.statement_timeout_s, lock_timeout_s=self.lock_timeout_s,
+            idle_in_transaction_timeout_s=self.idle_in_transaction_timeout_s, connect_timeout_s=self.connect_timeout_s,
+            read_only=True, isolation="repeatable read", settings=pg.PINNED_TEXT_FORMS,
+        )
 
 
 @dataclass(frozen=True)
@@ -144,32 +152,6 @@ ORDER BY a.attnum
 """
 
 
-def connection_uri(url: str, application_name: str, limits: ExtractLimits, read_only: bool = True) -> str:
-    """The libpq URI with our session settings; keeps the caller's own parameters (sslmode...)."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    settings = {
-        "statement_timeout": f"{limits.statement_timeout_s}s",
-        "lock_timeout": f"{limits.lock_timeout_s}s",
-        "idle_in_transaction_session_timeout": f"{limits.idle_in_transaction_timeout_s}s",
-    }
-    # Pinned so text forms (interval, timetz, arrays of timestamps) never depend on server defaults.
-    settings.update({"TimeZone": "UTC", "DateStyle": "ISO,\\ YMD", "IntervalStyle": "postgres"})
-    if read_only:
-        settings["default_transaction_read_only"] = "on"
-        settings["default_transaction_isolation"] = "repeatable\\ read"
-    options = " ".join(f"-c {k}={v}" for k, v in settings.items())
-    query["options"] = (query.get("options", "") + " " + options).strip()
-    query["application_name"] = application_name[:63]
-    query.setdefault("connect_timeout", str(limits.connect_timeout_s))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
-
-
-def mask_error(message: str, url: str) -> str:
-    """Drivers sometimes echo the URI; never let a password reach a log or an exception."""
-    return scrub(message, url_password_forms(url))
-
-
 class Extraction:
     """One day of one table: `with Extraction(...) as ex: ex.source_rows; for b in ex.batches(): ...`."""
 
@@ -215,14 +197,13 @@ class Extraction:
     def open(self) -> None:
         import adbc_driver_postgresql.dbapi as adbc
 
-        uri = connection_uri(self.pg_url, self.application_name, self.limits)
+        uri = pg.session_uri(self.pg_url, self.application_name, self.limits.session())
         try:
             self._conn = adbc.connect(uri)
         except Exception as exc:  # noqa: BLE001 - ADBC raises its own hierarchy
             raise SourceError(
-                f"table {self.table.name}: cannot connect to PostgreSQL at {mask_url(self.pg_url)}: "
-                f"{mask_error(str(exc), self.pg_url).strip()}. Check WEWARD_PG_URL, the network path "
-                "and that the server is up."
+                f"table {self.table.name}: {pg.connect_error(self.pg_url, exc)}. Check WEWARD_PG_URL, the network "
+                "path and that the server is up."
             ) from None
         try:
             self.snapshot_at = self._scalar("SELECT now()")  # transaction start == snapshot time

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from weward_pipeline.lake import COMPRESSION
 from weward_pipeline.typemap import is_compatible_change
 
 PARTITION_KEY = "dt"
@@ -100,7 +101,7 @@ class GlueCatalog:
             "Name": name,
             "Description": description[:2048],
             "TableType": "EXTERNAL_TABLE",
-            "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE", "parquet.compression": "ZSTD",
+            "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE", "parquet.compression": COMPRESSION.upper(),
                            **(parameters or {})},
             "PartitionKeys": [{"Name": PARTITION_KEY, "Type": "string", "Comment": "export day (catalog time zone), YYYY-MM-DD"}],
             "StorageDescriptor": {"Columns": [c.as_api() for c in merged], "Location": location, **PARQUET_STORAGE},

@@ -20,13 +20,14 @@ is read, so a row redacted at any moment is either in the snapshot or in the pre
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from weward_pipeline import lake
+from weward_pipeline import lake, pii
 from weward_pipeline.config import LakeLocation, TableConfig
 from weward_pipeline.extract import FINGERPRINT_COLUMN, FINGERPRINT_FUNCTION, Extraction
 from weward_pipeline.glue import GlueCatalog
@@ -70,6 +71,62 @@ class RedactionKeys:
         data = dict(data)
         data["objects"] = [lake.WrittenObject(**o) for o in data["objects"]]
         return cls(**data)
+
+
+# -- the alignment contract: row i of the keys is row i of the data -------------------------------
+
+ALIGNMENT_BATCH_ROWS = 65_536
+
+
+def read_columns(paths: Iterable[str], columns: list[str], filesystem=None,
+                 batch_rows: int = ALIGNMENT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """The `columns` of Parquet files, in file and row order (S3 "bucket/key" paths with a filesystem)."""
+    for path in paths:
+        yield from pq.ParquetFile(path, filesystem=filesystem).iter_batches(batch_size=batch_rows, columns=columns)
+
+
+def alignment_problem(keys: Iterable[pa.RecordBatch], data: Iterable[pa.RecordBatch], primary_key: Iterable[str],
+                      carried_rows: int) -> str | None:
+    """None when the keys' primary keys equal the data's, row by row, and exactly `carried_rows` data
+    rows follow the keyed ones; else what breaks the alignment. Streams both sides (any chunking)."""
+    columns = list(primary_key)
+    data = iter(data)
+    position = 0
+    pending: pa.RecordBatch | None = None
+    for keys_batch in keys:
+        offset = 0
+        while offset < keys_batch.num_rows:
+            if pending is None or pending.num_rows == 0:
+                pending = next(data, None)
+                if pending is None:
+                    return f"the data files hold fewer rows than the keys ({position})"
+            n = min(keys_batch.num_rows - offset, pending.num_rows)
+            for name in columns:
+                expected = keys_batch.column(name).slice(offset, n)
+                actual = pending.column(name).slice(0, n)
+                if not actual.cast(expected.type).equals(expected):
+                    return f"the keys and the data files differ at row {position} or after (column {name!r})"
+            pending = pending.slice(n)
+            offset += n
+            position += n
+    remaining = (pending.num_rows if pending is not None else 0) + sum(b.num_rows for b in data)
+    if remaining != carried_rows:
+        return (f"after the {position} keyed rows the data files hold {remaining} rows, the manifest says "
+                f"{carried_rows} were carried over")
+    return None
+
+
+def manifest_alignment_problem(filesystem, bucket: str, manifest: lake.Manifest, keys: RedactionKeys,
+                               keys_paths: Iterable[str] | None = None) -> str | None:
+    """`alignment_problem` for a published (or about to be published) export. `keys_paths`: local
+    copies of the keys objects, if the caller downloaded them (read without the filesystem)."""
+    columns = list(keys.primary_key)
+    if keys_paths is None:
+        keys_batches = read_columns([f"{bucket}/{o.key}" for o in keys.objects], columns, filesystem)
+    else:
+        keys_batches = read_columns([str(p) for p in keys_paths], columns)
+    data_batches = read_columns([f"{bucket}/{o.key}" for o in manifest.objects], columns, filesystem)
+    return alignment_problem(keys_batches, data_batches, columns, manifest.carried_rows)
 
 
 class KeySet:
@@ -192,9 +249,8 @@ class ExportKeys:
     def _check_intact(self, previous: lake.Manifest) -> None:
         for obj in previous.objects:
             try:
-                head = self.clients.s3.head_object(Bucket=self.bucket, Key=obj.key)
-                problem = None if (head["ContentLength"], head["ETag"].strip('"')) == (obj.bytes, obj.etag) else \
-                    f"s3://{self.bucket}/{obj.key} changed since it was published"
+                changed = lake.changed_since_manifest(self.clients.s3, self.bucket, obj)
+                problem = f"s3://{self.bucket}/{obj.key} changed since it was published" if changed else None
             except Exception as exc:  # noqa: BLE001 - missing or unreadable: same verdict
                 problem = f"s3://{self.bucket}/{obj.key} cannot be read ({exc.__class__.__name__})"
             if problem:
@@ -212,7 +268,7 @@ class ExportKeys:
         where = f"table {self.table.name} day {self.day}: {batch.num_rows} row(s) already redacted from PostgreSQL"
         names = set(schema.names)
         for name in batch.schema.names:
-            if name not in names and self.table.pii.get(name) != "drop":
+            if name not in names and pii.is_exported(self.table, name):
                 raise CarryOverError(
                     f"{where} have column {name!r}, which this export no longer has (dropped in PostgreSQL?). "
                     "Re-exporting would lose its values for them; nothing was published. Re-add the column, or "
@@ -231,7 +287,7 @@ class ExportKeys:
                 continue
             before = (previous_columns.get(target.name) or {}).get("pii")
             now = self.table.pii.get(target.name)
-            if before != now and {before, now} - {None, "keep"}:
+            if before != now and (pii.protects(before) or pii.protects(now)):
                 raise CarryOverError(
                     f"{where}: column {target.name!r} was exported with pii policy {before or 'none'} and is now "
                     f"{now or 'none'}; their values cannot be converted here. Nothing was published; apply the "

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from weward_pipeline.aws import s3_filesystem  # noqa: F401 - owned by aws.py; re-exported for existing callers
 from weward_pipeline.config import LakeLocation
 
 # zstd: ~30% smaller than snappy on this data at similar speed, and Athena reads it.
@@ -76,6 +77,22 @@ class WrittenObject:
     version_id: str | None = None
 
 
+def parquet_writer(path: str, schema: pa.Schema, filesystem: pafs.FileSystem, *,
+                   compression: str = COMPRESSION) -> pq.ParquetWriter:
+    """Every Parquet file of the lake (exports, redaction keys, erasure rewrites) is written with these settings."""
+    return pq.ParquetWriter(
+        path,
+        schema,
+        filesystem=filesystem,
+        compression=compression,
+        # Athena and Spark read int64 microsecond timestamps; keep microseconds exact.
+        coerce_timestamps="us",
+        allow_truncated_timestamps=False,
+        write_statistics=True,
+        dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
+    )
+
+
 _STOP = object()
 
 
@@ -113,17 +130,7 @@ class ParquetDayWriter:
 
     def _open_next(self) -> None:
         path = f"{self.base}/part-{len(self.objects):05d}.parquet"
-        self._writer = pq.ParquetWriter(
-            path,
-            self.schema,
-            filesystem=self.filesystem,
-            compression=self.compression,
-            # Athena and Spark read int64 microsecond timestamps; keep microseconds exact.
-            coerce_timestamps="us",
-            allow_truncated_timestamps=False,
-            write_statistics=True,
-            dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT,
-        )
+        self._writer = parquet_writer(path, self.schema, self.filesystem, compression=self.compression)
         self.objects.append(WrittenObject(key=path, rows=0))  # filesystem path; S3: "bucket/key"
         self._rows_in_file = 0
 
@@ -221,13 +228,15 @@ class Manifest:
         return cls(**data)
 
 
-def s3_filesystem(region: str, endpoint_url: str | None = None) -> pafs.S3FileSystem:
-    """pyarrow's S3 client, pointed at AWS or (locally) at the moto endpoint."""
-    kwargs: dict = {"region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=5)}
-    if endpoint_url:
-        scheme, _, host = endpoint_url.partition("://")
-        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
-    return pafs.S3FileSystem(**kwargs)
+def version_id(value: str | None) -> str | None:
+    """An S3 version id, or None: S3 says "null" for an object written while versioning was off."""
+    return value if value not in (None, "null") else None
+
+
+def version_args(value: str | None) -> dict:
+    """GetObject/HeadObject keyword arguments reading exactly this version (the current one if None)."""
+    value = version_id(value)
+    return {"VersionId": value} if value else {}
 
 
 def describe_objects(s3_client, bucket: str, objects: Iterable[WrittenObject]) -> list[WrittenObject]:
@@ -238,10 +247,22 @@ def describe_objects(s3_client, bucket: str, objects: Iterable[WrittenObject]) -
         described.append(
             WrittenObject(
                 key=obj.key, rows=obj.rows, bytes=head["ContentLength"], etag=head["ETag"].strip('"'),
-                version_id=head.get("VersionId") if head.get("VersionId") not in (None, "null") else None,
+                version_id=version_id(head.get("VersionId")),
             )
         )
     return described
+
+
+def changed_since_manifest(s3_client, bucket: str, obj: WrittenObject) -> str | None:
+    """None while the object is exactly what the manifest recorded (size and ETag); else what it is now.
+
+    HeadObject errors (a missing object) are the caller's to judge.
+    """
+    head = s3_client.head_object(Bucket=bucket, Key=obj.key)
+    size, etag = head["ContentLength"], head["ETag"].strip('"')
+    if (size, etag) == (obj.bytes, obj.etag):
+        return None
+    return f"{size} bytes, ETag {etag} (manifest: {obj.bytes} bytes, ETag {obj.etag})"
 
 
 def list_keys(s3_client, bucket: str, prefix: str) -> list[str]:
@@ -251,16 +272,39 @@ def list_keys(s3_client, bucket: str, prefix: str) -> list[str]:
     return keys
 
 
-def delete_keys(s3_client, bucket: str, keys: list[str]) -> int:
-    for start in range(0, len(keys), 1000):
-        chunk = keys[start : start + 1000]
-        response = s3_client.delete_objects(
-            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
-        )
-        errors = response.get("Errors") or []
+def list_versions(s3_client, bucket: str, prefix: str) -> tuple[list[dict], list[dict]]:
+    """Every object version and delete marker under `prefix` (versioned buckets keep noncurrent ones)."""
+    versions, markers = [], []
+    for page in s3_client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        versions.extend(page.get("Versions", []))
+        markers.extend(page.get("DeleteMarkers", []))
+    return versions, markers
+
+
+# DeleteObjects takes at most 1000 keys a request.
+DELETE_BATCH = 1000
+
+
+def delete_versions(s3_client, bucket: str, items: list[tuple[str, str | None]]) -> int:
+    """Delete (key, version id) pairs, 1000 a request; a None version id deletes the current object
+    (in a versioned bucket: adds a delete marker), a version id deletes that version for good."""
+    for start in range(0, len(items), DELETE_BATCH):
+        chunk = [{"Key": k, **({"VersionId": v} if v else {})} for k, v in items[start:start + DELETE_BATCH]]
+        errors = s3_client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True}).get("Errors") or []
         if errors:
-            raise RuntimeError(f"could not delete {len(errors)} object(s), first: {errors[0]}")
-    return len(keys)
+            raise RuntimeError(f"could not delete {len(errors)} object(s), first: {errors[0].get('Key')} "
+                               f"({errors[0].get('Code')})")
+    return len(items)
+
+
+def delete_keys(s3_client, bucket: str, keys: list[str]) -> int:
+    return delete_versions(s3_client, bucket, [(key, None) for key in keys])
+
+
+def purge_prefix(s3_client, bucket: str, prefix: str) -> int:
+    """Every version and delete marker under `prefix`: gone for good, also from versioned buckets."""
+    versions, markers = list_versions(s3_client, bucket, prefix)
+    return delete_versions(s3_client, bucket, [(v["Key"], v.get("VersionId")) for v in versions + markers])
 
 
 def read_manifest(s3_client, bucket: str, key: str) -> Manifest:

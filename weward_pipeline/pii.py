@@ -9,6 +9,11 @@ The catalog lists each personal column of a table under `pii` with an explicit p
     drop             never selected from PostgreSQL, absent from Parquet and Glue
     generalize_year  a date or timestamp becomes its year (an int), e.g. birth_date -> 1987
 
+`POLICIES` is the registry: each `Policy` carries its transform, the column kinds it accepts,
+its lake/Glue type and comment, and its rules (primary key, user column). The catalog's
+validation (config.py), the export, Glue, erasure, redaction and the Dagster metadata all read
+it; adding a policy means adding one entry here.
+
 The text form hashed is PostgreSQL's for text, uuid and integers ("42", lower-case uuid), ISO
 for dates, so a pseudonym can be recomputed from a value an operator holds (erasure does).
 
@@ -22,48 +27,143 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from weward_pipeline.config import PII_POLICIES, ConfigError, TableConfig
+from weward_pipeline.config import ConfigError, TableConfig
 from weward_pipeline.secret_store import PiiKey
 from weward_pipeline.typemap import ColumnMapping
 
-POLICIES = PII_POLICIES  # validated by the catalog (config.py)
 HASH_ALGORITHM = "HMAC-SHA256"
 HASH_GLUE_COMMENT = "pseudonymized: HMAC-SHA256 (hex) of the value, keyed"
 YEAR_GLUE_COMMENT = "generalized: year only"
 # Parquet field metadata and manifest column entries carry the policy applied.
 FIELD_POLICY = b"weward.pii"
 
-_HASHABLE = ("string", "binary", "integer", "date", "decimal")
-
 
 class PiiPolicyError(ConfigError):
     """A policy cannot apply to the column as PostgreSQL defines it. Names table, column and fix."""
+
+
+# -- the registry ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Policy:
+    """One way a personal column reaches the lake."""
+
+    name: str
+    # Never selected from PostgreSQL: absent from Parquet, Glue and the redaction keys.
+    exported: bool = True
+    # The lake does not hold the value as PostgreSQL has it (so the lake may not hold it raw either).
+    protects: bool = True
+    needs_key: bool = False
+    # Column kinds (`column_kind`) the policy applies to; None: any.
+    accepts: frozenset[str] | None = None
+    # The refusal when the column's kind is not accepted: "<applies to>. <what to do instead>".
+    refusal: str = ""
+    # The lake column: Arrow type, Glue type and a note "<...> of <pg type>"; None: as in PostgreSQL.
+    lake_type: tuple[pa.DataType, str, str] | None = None
+    # Appended to the PostgreSQL type in the Glue column comment ("" : the type alone).
+    glue_comment: str = ""
+    # How the Glue table comment and the Dagster UI name the columns under this policy.
+    label: str = ""
+    ui_key: str = ""
+    ui_suffix: str = ""
+    # Rules: redaction and erasure match rows by the primary key; erasure finds a user's rows by user_column.
+    allowed_on_primary_key: bool = False
+    allowed_on_user_column: bool = False
+    # Arrow values as PostgreSQL gave them -> the lake's values (None: unchanged).
+    transform: Callable[[pa.Array, Pseudonymizer | None], pa.Array] | None = None
+
+    @property
+    def parameter(self) -> str:
+        """The Glue table parameter (and manifest entry) listing the columns under this policy."""
+        return f"weward.pii.{self.name}"
+
+
+POLICIES: dict[str, Policy] = {p.name: p for p in (
+    Policy("keep", protects=False, glue_comment="personal data, kept as is", label="personal, kept as is",
+           ui_key="pii/kept_personal", allowed_on_primary_key=True, allowed_on_user_column=True),
+    Policy("hash", needs_key=True, accepts=frozenset({"string", "binary", "integer", "date", "decimal"}),
+           refusal="`hash` applies to text, uuid, integer, numeric, date and bytea columns. Use `drop` (or "
+                   "`generalize_year` for dates and timestamps) in its `pii` entry.",
+           lake_type=(pa.string(), "string", f"{HASH_ALGORITHM} pseudonym"), glue_comment=HASH_GLUE_COMMENT,
+           label=f"pseudonymized ({HASH_ALGORITHM}, keyed)", ui_key="pii/pseudonymized",
+           ui_suffix=f" ({HASH_ALGORITHM}, keyed)", allowed_on_user_column=True,
+           transform=lambda values, pseudonymizer: pseudonymizer.array(values)),
+    Policy("drop", exported=False, label="dropped (not exported)", ui_key="pii/dropped"),
+    Policy("generalize_year", accepts=frozenset({"date", "timestamp"}),
+           refusal="`generalize_year` applies to date and timestamp columns. Use `hash` or `drop` in its `pii` entry.",
+           lake_type=(pa.int32(), "int", "year"), glue_comment=YEAR_GLUE_COMMENT, label="year only",
+           ui_key="pii/year_only", transform=lambda values, _: generalize_year(values)),
+)}
+
+
+def policy_of(table: TableConfig, column: str) -> Policy | None:
+    """The column's policy; None for a column the catalog does not list as personal."""
+    name = table.pii.get(column)
+    return POLICIES[name] if name is not None else None
+
+
+def is_exported(table: TableConfig, column: str) -> bool:
+    policy = policy_of(table, column)
+    return policy is None or policy.exported
+
+
+def protects(policy_name: str | None) -> bool:
+    """Whether the lake's values differ from PostgreSQL's under this policy (None: not personal)."""
+    return policy_name is not None and POLICIES[policy_name].protects
+
+
+def user_column_needs_key(table: TableConfig) -> bool:
+    """Whether the lake holds the user column keyed (erasure then needs the key to find a user's rows)."""
+    policy = policy_of(table, table.user_column) if table.user_column else None
+    return policy is not None and policy.needs_key
 
 
 def columns_with(table: TableConfig, policy: str) -> list[str]:
     return sorted(c for c, p in table.pii.items() if p == policy)
 
 
+def key_columns(table: TableConfig) -> list[str]:
+    """Columns whose policy needs the PII key."""
+    return sorted(c for c, p in table.pii.items() if POLICIES[p].needs_key)
+
+
+def unexported_columns(table: TableConfig) -> frozenset[str]:
+    """Never selected from PostgreSQL: the values never leave it."""
+    return frozenset(c for c, p in table.pii.items() if not POLICIES[p].exported)
+
+
 def needs_key(table: TableConfig) -> bool:
-    return "hash" in table.pii.values()
+    return bool(key_columns(table))
 
 
 def describe_policies(table: TableConfig) -> dict[str, str]:
     """For Glue parameters and Dagster metadata: which columns get which treatment (empty = none)."""
     return {
-        "weward.pii.hash": ",".join(columns_with(table, "hash")),
-        "weward.pii.drop": ",".join(columns_with(table, "drop")),
-        "weward.pii.generalize_year": ",".join(columns_with(table, "generalize_year")),
-        "weward.pii.keep": ",".join(columns_with(table, "keep")),
+        **{policy.parameter: ",".join(columns_with(table, name)) for name, policy in POLICIES.items()},
         "weward.pii.algorithm": HASH_ALGORITHM if needs_key(table) else "",
         "weward.user_column": table.user_column or "",
     }
+
+
+def by_protection() -> list[Policy]:
+    """The policies, those that protect the values first (how the UI and the Glue comment list them)."""
+    return sorted(POLICIES.values(), key=lambda policy: not policy.protects)
+
+
+def ui_metadata(table: TableConfig) -> dict[str, str]:
+    """What the Dagster UI says about the table's personal columns, one entry per policy ("none" if unused)."""
+    metadata = {}
+    for policy in by_protection():
+        name = policy.name
+        columns = ", ".join(columns_with(table, name))
+        metadata[policy.ui_key] = f"{columns}{policy.ui_suffix}" if columns else "none"
+    return metadata
 
 
 def glue_parameters(table: TableConfig, key: PiiKey | None) -> dict[str, str]:
@@ -96,24 +196,18 @@ def tightened_columns(glue_table: dict | None, table: TableConfig) -> list[str]:
         return []
     params = glue_table.get("Parameters") or {}
     # No recorded policy (exported before policies existed) reads as "exported as is".
-    before = {c: p for p in ("hash", "drop", "generalize_year", "keep")
-              for c in params.get(f"weward.pii.{p}", "").split(",") if c}
+    before = {c: name for name, policy in POLICIES.items()
+              for c in params.get(policy.parameter, "").split(",") if c}
     published = {c["Name"] for c in glue_table.get("StorageDescriptor", {}).get("Columns", [])}
-    return sorted(c for c, p in table.pii.items()
-                  if p in ("hash", "drop", "generalize_year") and before.get(c, "keep") != p and c in published)
+    return sorted(c for c, p in table.pii.items() if protects(p) and before.get(c) != p and c in published)
 
 
 def description_note(table: TableConfig) -> str:
     """One sentence for the Glue table comment and the asset description."""
     parts = []
-    if columns_with(table, "hash"):
-        parts.append(f"pseudonymized ({HASH_ALGORITHM}, keyed): {', '.join(columns_with(table, 'hash'))}")
-    if columns_with(table, "drop"):
-        parts.append(f"dropped (not exported): {', '.join(columns_with(table, 'drop'))}")
-    if columns_with(table, "generalize_year"):
-        parts.append(f"year only: {', '.join(columns_with(table, 'generalize_year'))}")
-    if columns_with(table, "keep"):
-        parts.append(f"personal, kept as is: {', '.join(columns_with(table, 'keep'))}")
+    for policy in by_protection():
+        if columns_with(table, policy.name):
+            parts.append(f"{policy.label}: {', '.join(columns_with(table, policy.name))}")
     return ("Personal data - " + "; ".join(parts) + ".") if parts else ""
 
 
@@ -171,7 +265,7 @@ class Pseudonymizer:
         return self.digest_hex(value.encode() if isinstance(value, str) else value)
 
 
-def _kind(arrow_type: pa.DataType) -> str:
+def column_kind(arrow_type: pa.DataType) -> str:
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return "string"
     if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
@@ -189,7 +283,7 @@ def _kind(arrow_type: pa.DataType) -> str:
 
 def canonical_bytes(values: pa.Array) -> pa.Array:
     """The bytes hashed for each value: UTF-8 text (integers in decimal, dates ISO), raw binary."""
-    kind = _kind(values.type)
+    kind = column_kind(values.type)
     if kind in ("string", "binary"):
         return values.cast(pa.large_binary())
     if kind in ("integer", "date", "decimal"):
@@ -215,14 +309,14 @@ class PiiPlan:
     @property
     def read_columns(self) -> list[ColumnMapping]:
         """What the export selects from PostgreSQL: dropped columns are never read."""
-        return [c for c in self.source_columns if self.policy(c.name) != "drop"]
+        return [c for c in self.source_columns if is_exported(self.table, c.name)]
 
     def policy(self, column: str) -> str | None:
         return self.table.pii.get(column)
 
     @property
     def transforms(self) -> bool:
-        return any(p in ("hash", "generalize_year") for p in self.table.pii.values())
+        return any(POLICIES[p].transform is not None for p in self.table.pii.values())
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -245,13 +339,9 @@ class PiiPlan:
         return columns
 
     def glue_comment(self, column: ColumnMapping) -> str:
-        policy = self.policy(column.name)
-        if policy == "hash":
-            return f"{column.pg_type}; {HASH_GLUE_COMMENT}"
-        if policy == "generalize_year":
-            return f"{column.pg_type}; {YEAR_GLUE_COMMENT}"
-        if policy == "keep":
-            return f"{column.pg_type}; personal data, kept as is"
+        policy = policy_of(self.table, column.name)
+        if policy is not None and policy.glue_comment:
+            return f"{column.pg_type}; {policy.glue_comment}"
         return column.pg_type
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -261,11 +351,9 @@ class PiiPlan:
         arrays = []
         for column in self.lake_columns:
             array = batch.column(column.name)
-            policy = self.policy(column.name)
-            if policy == "hash":
-                array = self.pseudonymizer.array(array)
-            elif policy == "generalize_year":
-                array = generalize_year(array)
+            policy = policy_of(self.table, column.name)
+            if policy is not None and policy.transform is not None:
+                array = policy.transform(array, self.pseudonymizer)
             arrays.append(array)
         return pa.RecordBatch.from_arrays(arrays, schema=self.arrow_schema)
 
@@ -279,29 +367,17 @@ def plan(table: TableConfig, columns: Iterable[ColumnMapping], key: PiiKey | Non
     problems: list[str] = []
     lake_columns: list[ColumnMapping] = []
     for column in columns:
-        policy = table.pii.get(column.name)
-        kind = "array" if column.is_array else _kind(column.arrow_type)
-        if policy == "drop":
+        policy = policy_of(table, column.name)
+        kind = "array" if column.is_array else column_kind(column.arrow_type)
+        if policy is not None and not policy.exported:
             continue
-        if policy == "hash":
-            if kind not in _HASHABLE:
-                problems.append(
-                    f"table {table.name}: column {column.name!r} is {column.pg_type}; `hash` applies to text, "
-                    "uuid, integer, numeric, date and bytea columns. Use `drop` (or `generalize_year` for dates "
-                    "and timestamps) in its `pii` entry."
-                )
-                continue
-            column = dataclasses.replace(column, arrow_type=pa.string(), glue_type="string",
-                                         note=f"{HASH_ALGORITHM} pseudonym of {column.pg_type}")
-        elif policy == "generalize_year":
-            if kind not in ("date", "timestamp"):
-                problems.append(
-                    f"table {table.name}: column {column.name!r} is {column.pg_type}; `generalize_year` applies "
-                    "to date and timestamp columns. Use `hash` or `drop` in its `pii` entry."
-                )
-                continue
-            column = dataclasses.replace(column, arrow_type=pa.int32(), glue_type="int",
-                                         note=f"year of {column.pg_type}")
+        if policy is not None and policy.accepts is not None and kind not in policy.accepts:
+            problems.append(f"table {table.name}: column {column.name!r} is {column.pg_type}; {policy.refusal}")
+            continue
+        if policy is not None and policy.lake_type is not None:
+            arrow_type, glue_type, note = policy.lake_type
+            column = dataclasses.replace(column, arrow_type=arrow_type, glue_type=glue_type,
+                                         note=f"{note} of {column.pg_type}")
         lake_columns.append(column)
     if problems:
         raise PiiPolicyError("\n".join(problems))

@@ -3,6 +3,7 @@
     weward-pipeline query "SELECT dt, sum(steps) FROM step_events WHERE dt >= '2024-03-01' GROUP BY dt"
     weward-pipeline query -f question.sql --output answer.parquet
     weward-pipeline query --tables                 # what can be queried, and which days
+    weward-pipeline query --show-sql "SELECT ..."  # also print what ran (locally: the DuckDB translation)
     weward-pipeline query --create-latest-views    # Athena: CREATE OR REPLACE VIEW <t>_latest
 
 Exit status: 0 answered, 1 the query failed (message on stderr), 2 bad usage, 130 cancelled.
@@ -12,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
+from weward_pipeline import aws
 from weward_pipeline.config import ConfigError
 from weward_pipeline.query import (
-    ANALYST_QUESTIONS,
     ENGINES,
     AthenaEngine,
     LocalEngine,
@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="stop the query past this scan, e.g. 500MB, 20GB (default: WEWARD_QUERY_MAX_BYTES_SCANNED; "
                             "Athena's workgroup cutoff applies too)")
     query.add_argument("--timeout", type=float, default=None, help="cancel the query after this many seconds")
+    query.add_argument("--show-sql", action="store_true",
+                       help="print the statement the engine ran on stderr: locally, the DuckDB translation of your Athena SQL")
     query.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary on stderr")
     query.add_argument("--tables", action="store_true", help="list the tables and views a query can use, with their days")
     query.add_argument("--create-latest-views", action="store_true",
@@ -107,9 +109,7 @@ def _read_sql(args: argparse.Namespace) -> str | None:
 
 
 def _print_tables(settings: QuerySettings) -> int:
-    from weward_pipeline.query import _boto_session_clients
-
-    (glue,) = _boto_session_clients(settings, "glue")
+    glue = aws.client(settings, "glue")
     tables = list_lake_tables(glue, settings.glue_database)
     print(f"Glue database {settings.glue_database}:")
     for name, table in sorted(tables.items()):
@@ -128,15 +128,22 @@ def _print_tables(settings: QuerySettings) -> int:
     return 0
 
 
+def _show_sql(engine, sql: str, rewrites: list[str]) -> None:
+    if isinstance(engine, LocalEngine):
+        kept = f"; Athena semantics kept: {', '.join(rewrites)}" if rewrites else ""
+        print(f"-- ran on DuckDB, translated from your Athena SQL{kept}", file=sys.stderr)
+    else:
+        print(f"-- ran in Athena workgroup {engine.workgroup}", file=sys.stderr)
+    print(sql.strip() + ";", file=sys.stderr)
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     try:
         settings = QuerySettings.from_env()
         if args.tables:
             return _print_tables(settings)
         if args.print_latest_views:
-            from weward_pipeline.query import _boto_session_clients
-
-            (glue,) = _boto_session_clients(settings, "glue")
+            glue = aws.client(settings, "glue")
             snapshot = sorted(t.name for t in list_lake_tables(glue, settings.glue_database).values()
                               if t.mode == "snapshot" and not t.is_view)
             for name in snapshot:
@@ -169,8 +176,14 @@ def cmd_query(args: argparse.Namespace) -> int:
             print(f"[local] DuckDB over the objects Glue database {settings.glue_database} points at", file=sys.stderr)
         try:
             result = engine.run(sql)
+        except QueryError as exc:
+            if args.show_sql and exc.executed_sql:
+                _show_sql(engine, exc.executed_sql, [])
+            raise
         finally:
             progress.clear()
+        if args.show_sql:
+            _show_sql(engine, result.executed_sql or result.sql, result.rewrites)
     except QueryCancelledError as exc:
         print(f"cancelled: {exc}", file=sys.stderr)
         return 130
@@ -194,41 +207,12 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------------------------
-# `make demo` ends with the analyst's questions, answered from the lake it just filled.
-# --------------------------------------------------------------------------------------------
-
-
-def demo_analyst_questions(stream=None) -> int:
-    """Run ANALYST_QUESTIONS on the lake named by the environment and print the answers."""
-    stream = stream or sys.stdout
-    settings = QuerySettings.from_env()
-    engine = build_engine(settings)
-    where = "DuckDB over the lake's Parquet objects" if isinstance(engine, LocalEngine) else f"Athena workgroup {settings.athena_workgroup}"
-    print(f"\nAnalyst questions, answered from Glue database {settings.glue_database} ({where}); "
-          'try your own: weward-pipeline query "SELECT ..."', file=stream)
-    failures = 0
-    for title, sql in ANALYST_QUESTIONS:
-        print(f"\n-- {title}\n{sql.strip()}\n", file=stream)
-        started = time.monotonic()
-        try:
-            result = engine.run(sql)
-        except QueryError as exc:
-            failures += 1
-            print(f"error after {time.monotonic() - started:.1f} s: {exc}", file=stream)
-            continue
-        print(result.format(max_rows=20), file=stream)
-        print(f"({result.summary()})", file=stream)
-    return failures
-
-
-def _demo_epilogue() -> None:
-    if demo_analyst_questions():
-        raise SystemExit("demo: an analyst question failed (see above)")
+# `make demo` ends with the analyst's questions (devstack/demo_questions.py), answered from the lake.
 
 
 def _register_demo_epilogue() -> None:
     from weward_pipeline.cli import devstack as commands
+    from weward_pipeline.devstack.demo_questions import demo_epilogue
 
-    if _demo_epilogue not in commands.DEMO_EPILOGUES:
-        commands.DEMO_EPILOGUES.append(_demo_epilogue)
+    if demo_epilogue not in commands.DEMO_EPILOGUES:
+        commands.DEMO_EPILOGUES.append(demo_epilogue)

@@ -42,15 +42,15 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
-from psycopg import errors as pg_errors
 from psycopg import sql
 
-from weward_pipeline import lake
+from weward_pipeline import lake, pg, pii
+from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, mask_url
-from weward_pipeline.export import AwsClients
-from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, mask_error, describe, row_fingerprint_sql
+from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, describe, row_fingerprint_sql
+from weward_pipeline.pg import mask_error
 from weward_pipeline.glue import GlueCatalog
-from weward_pipeline.keys import RedactionKeys
+from weward_pipeline.keys import RedactionKeys, manifest_alignment_problem, read_columns
 from weward_pipeline.verify import verify_published_day
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,6 @@ CHANGED_SINCE_EXPORT = "changed_since_export"
 LOCKED = "locked_by_another_transaction"
 NOT_REACHED = "not_reached"  # the run stopped early (why_quit)
 NEEDS_REEXPORT = (INSERTED_AFTER_EXPORT, CHANGED_SINCE_EXPORT)
-
-# Errors after which a batch is rolled back and retried: someone else holds a lock we need.
-RETRYABLE = (pg_errors.LockNotAvailable, pg_errors.QueryCanceled, pg_errors.DeadlockDetected,
-             pg_errors.SerializationFailure)
 
 
 class RedactionRefused(RuntimeError):
@@ -116,13 +112,22 @@ class RedactionLimits:
     reported_keys: int = 1000  # keys listed per kept-back reason in the report
     classify_rows: int = 100_000  # remaining rows of D read back to classify them
 
+    def session(self, read_only: bool = False) -> pg.SessionLimits:
+        return pg.SessionLimits(
+            statement_timeout_s=self.statement_timeout_s, lock_timeout_s=self.lock_timeout_s,
+            idle_in_transaction_timeout_s=self.idle_in_transaction_timeout_s, connect_timeout_s=self.connect_timeout_s,
+            read_only=read_only,
+        )
+
+    def retry_policy(self) -> pg.RetryPolicy:
+        """A batch that met a lock conflict is rolled back and retried (pg.LOCK_CONFLICTS)."""
+        return pg.RetryPolicy(retries=self.lock_retries, backoff_s=self.retry_backoff_s)
+
     def validate(self) -> None:
         problems = []
         if not 1 <= self.batch_rows <= 50_000:
             problems.append(f"batch_rows must be between 1 and 50000, got {self.batch_rows}")
-        for name in ("lock_timeout_s", "statement_timeout_s", "idle_in_transaction_timeout_s"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be > 0 (0 would mean no limit in PostgreSQL)")
+        problems += self.session().problems()
         if self.pause_s < 0 or self.retry_backoff_s < 0 or self.lock_retries < 0:
             problems.append("pause_s, retry_backoff_s and lock_retries must be >= 0")
         if self.max_replica_lag_s is not None and self.max_replica_lag_s <= 0:
@@ -318,59 +323,22 @@ def _download_exact(s3, bucket: str, obj: lake.WrittenObject, path: Path, table:
 
 
 def iter_keys(files: list[Path], batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    for path in files:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
-
-
-def _data_keys(clients: AwsClients, bucket: str, manifest: lake.Manifest, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    for obj in manifest.objects:
-        parquet = pq.ParquetFile(f"{bucket}/{obj.key}", filesystem=clients.filesystem)
-        yield from parquet.iter_batches(batch_size=65_536, columns=columns)
+    return read_columns([str(path) for path in files], columns, batch_rows=batch_rows)
 
 
 def _check_keys_match_data(clients: AwsClients, evidence: LakeEvidence, table: TableConfig, day) -> None:
     """The keys' primary keys equal the data files' primary keys, in order (carried rows follow)."""
-    columns = list(table.primary_key)
-    keys_stream = iter_keys(evidence.keys_files, 65_536, columns)
-    data_stream = _data_keys(clients, evidence.bucket, evidence.manifest, columns)
-    position = 0
-    pending: pa.RecordBatch | None = None
-    for keys_batch in keys_stream:
-        offset = 0
-        while offset < keys_batch.num_rows:
-            if pending is None or pending.num_rows == 0:
-                pending = next(data_stream, None)
-                if pending is None:
-                    raise RedactionRefused(
-                        KEYS_MISMATCH,
-                        f"table {table.name} day {day}: the data files hold fewer rows than the keys ({position}); "
-                        "nothing was deleted. Re-export the day.",
-                    )
-            n = min(keys_batch.num_rows - offset, pending.num_rows)
-            for name in columns:
-                expected = keys_batch.column(name).slice(offset, n)
-                actual = pending.column(name).slice(0, n)
-                if not actual.cast(expected.type).equals(expected):
-                    raise RedactionRefused(
-                        KEYS_MISMATCH,
-                        f"table {table.name} day {day}: the keys and the published data files differ at row "
-                        f"{position} or after (column {name!r}); the lake was changed after the export. Nothing "
-                        "was deleted. Re-export the day.",
-                    )
-            pending = pending.slice(n)
-            offset += n
-            position += n
-    remaining = (pending.num_rows if pending is not None else 0) + sum(b.num_rows for b in data_stream)
-    if remaining != evidence.manifest.carried_rows:
+    problem = manifest_alignment_problem(clients.filesystem, evidence.bucket, evidence.manifest, evidence.keys,
+                                         evidence.keys_files)
+    if problem:
         raise RedactionRefused(
             KEYS_MISMATCH,
-            f"table {table.name} day {day}: after the {position} keyed rows the data files hold {remaining} rows, "
-            f"the manifest says {evidence.manifest.carried_rows} were carried over; nothing was deleted.",
+            f"table {table.name} day {day}: {problem}; the lake was changed after the export. Nothing was deleted. "
+            "Re-export the day.",
         )
     # The data objects did not change while we read them.
     for obj in evidence.manifest.objects:
-        head = clients.s3.head_object(Bucket=evidence.bucket, Key=obj.key)
-        if head["ETag"].strip('"') != obj.etag:
+        if lake.changed_since_manifest(clients.s3, evidence.bucket, obj):
             raise RedactionRefused(LAKE_MISMATCH, f"table {table.name} day {day}: s3://{evidence.bucket}/{obj.key} "
                                                   "changed while it was being verified; nothing was deleted")
 
@@ -472,20 +440,12 @@ class DeletePlan:
 def connect(url: str, table: TableConfig, day: dt.date, limits: RedactionLimits, settings: dict[str, str],
             dry_run: bool) -> psycopg.Connection:
     """Autocommit: every batch opens and commits its own transaction; nothing stays open between."""
-    options = " ".join([
-        f"-c statement_timeout={int(limits.statement_timeout_s * 1000)}",
-        f"-c lock_timeout={int(limits.lock_timeout_s * 1000)}",
-        f"-c idle_in_transaction_session_timeout={int(limits.idle_in_transaction_timeout_s * 1000)}",
-    ] + (["-c default_transaction_read_only=on"] if dry_run else []))
     label = "dry-run" if dry_run else "redact"
     try:
-        conn = psycopg.connect(url, autocommit=True, options=options, connect_timeout=limits.connect_timeout_s,
-                               application_name=f"weward-{label} {table.name} {day}"[:63])
-    except psycopg.Error as exc:
-        raise SourceError(
-            f"table {table.name}: cannot connect to PostgreSQL at {mask_url(url)} for redaction: "
-            f"{mask_error(str(exc), url).strip()}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL)."
-        ) from None
+        conn = pg.connect(url, f"weward-{label} {table.name} {day}", limits.session(read_only=dry_run),
+                          purpose="redaction")
+    except pg.ConnectError as exc:
+        raise SourceError(f"table {table.name}: {exc}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL).") from None
     # The row text form (and so the fingerprint) depends on these: use the export's values.
     for name, value in settings.items():
         conn.execute("SELECT set_config(%s, %s, false)", (name, value))
@@ -523,7 +483,7 @@ def plan_deletes(conn: psycopg.Connection, table: TableConfig, window: DayWindow
     covered = {c["name"] for c in keys.columns}
     # Columns added since the export read as NULL in the lake: a row may go only if they are NULL.
     # Columns the catalog drops as personal data are never exported, whatever their value.
-    required_null = [name for name in current if name not in covered and table.pii.get(name) != "drop"]
+    required_null = [name for name in current if name not in covered and pii.is_exported(table, name)]
     needed = sorted(covered | set(required_null) | set(table.primary_key) | {table.partition_column})
     unreadable = [name for name in needed if not current[name][3]]
     if unreadable:
@@ -666,24 +626,26 @@ class _Run:
 
     def _delete(self, batch: pa.RecordBatch) -> None:
         params = DeletePlan.params(batch, self.table.primary_key)
-        attempt = 0
-        while True:
-            try:
-                with self.conn.transaction():
-                    deleted = {n for (n,) in self.conn.execute(self.delete_sql, params).fetchall()}
-                break
-            except RETRYABLE as exc:
-                self.report.lock_timeouts += 1
-                if attempt >= self.limits.lock_retries:
-                    self.report.batches_skipped += 1
-                    self.locked.extend(self._keys(batch))
-                    self.say(f"{self.table.name} {self.report.day}: batch {self.report.batches} skipped after "
-                             f"{attempt + 1} tries ({exc.sqlstate}: {str(exc).strip()}); a re-run retries it")
-                    return
-                attempt += 1
-                if attempt == 1:
-                    self.report.batches_retried += 1
-                self.sleep(self.limits.retry_backoff_s * 2 ** (attempt - 1))
+
+        def delete_once() -> set[int]:
+            with self.conn.transaction():
+                return {n for (n,) in self.conn.execute(self.delete_sql, params).fetchall()}
+
+        def on_retry(retry: int, _: Exception) -> None:
+            self.report.lock_timeouts += 1
+            if retry == 1:
+                self.report.batches_retried += 1
+
+        try:
+            deleted = pg.retry_on_lock(delete_once, self.limits.retry_policy(), sleep=self.sleep, on_retry=on_retry)
+        except pg.LockRetriesExhausted as exhausted:
+            exc = exhausted.error
+            self.report.lock_timeouts += 1
+            self.report.batches_skipped += 1
+            self.locked.extend(self._keys(batch))
+            self.say(f"{self.table.name} {self.report.day}: batch {self.report.batches} skipped after "
+                     f"{exhausted.attempts} tries ({exc.sqlstate}: {str(exc).strip()}); a re-run retries it")
+            return
         now = _now_iso()
         if deleted:
             self.report.first_delete_at = self.report.first_delete_at or now

@@ -39,6 +39,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from weward_pipeline import pii
 from weward_pipeline.config import Catalog, TableConfig
 
 EXPORT_ROLE = "weward_export"
@@ -107,7 +108,7 @@ def grant_statements(catalog: Catalog, roles: PipelineRoles, database: str,
     for table in catalog.tables:
         exported = None
         if columns_of is not None:
-            exported = [c for c in columns_of(table) if table.pii.get(c) != "drop"]
+            exported = [c for c in columns_of(table) if pii.is_exported(table, c)]
         statements.append(select(table, exported, export))
         access = redaction_access(table)
         if access == "row":

@@ -19,7 +19,7 @@ import os
 import re
 from urllib.parse import quote, unquote, urlsplit
 
-from weward_pipeline.config import ConfigError, aws_region
+from weward_pipeline.config import ConfigError
 
 KEY_ENV = "WEWARD_PII_KEY"
 SECRET_ID_ENV = "WEWARD_PII_KEY_SECRET_ID"
@@ -85,13 +85,9 @@ def load_pii_key(env: dict[str, str] | None = None, secrets_client=None, *, need
 
 def _read_secret(secret_id: str, env, client) -> bytes:
     if client is None:
-        import boto3
+        from weward_pipeline import aws
 
-        client = boto3.client(
-            "secretsmanager",
-            region_name=aws_region(env),
-            endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-        )
+        client = aws.client(aws.Endpoint.from_env(env), "secretsmanager")
     try:
         response = client.get_secret_value(SecretId=secret_id)
     except Exception as exc:  # noqa: BLE001 - botocore's error classes are generated per client

@@ -91,13 +91,9 @@ def verify_published_day(glue: GlueCatalog, s3_client, filesystem, table: str, d
         if obj.key not in present:
             result.fail("objects", f"object s3://{bucket}/{obj.key} is missing")
             continue
-        head = s3_client.head_object(Bucket=bucket, Key=obj.key)
-        if head["ContentLength"] != obj.bytes or head["ETag"].strip('"') != obj.etag:
-            result.fail(
-                "objects",
-                f"object s3://{bucket}/{obj.key} changed since export: {head['ContentLength']} bytes, "
-                f"ETag {head['ETag'].strip(chr(34))} (manifest: {obj.bytes} bytes, ETag {obj.etag})",
-            )
+        changed = lake.changed_since_manifest(s3_client, bucket, obj)
+        if changed:
+            result.fail("objects", f"object s3://{bucket}/{obj.key} changed since export: {changed}")
             continue
         try:
             metadata = pq.read_metadata(f"{bucket}/{obj.key}", filesystem=filesystem)

@@ -130,13 +130,3 @@ def test_lake_url_must_be_s3():
 
 def test_mask_url_keeps_user_host_and_database_only():
     assert mask_url("postgresql://export:p%40ss@db:5432/app?sslmode=require") == "postgresql://export@db:5432/app"
-
-
-def test_the_readme_example_catalog_is_valid():
-    import yaml
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    example = readme.split("### The table catalog", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
-    catalog = parse_catalog(yaml.safe_load(example), "README.md")
-    assert [t.name for t in catalog.tables] == ["step_events", "users"]

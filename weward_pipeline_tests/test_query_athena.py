@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from weward_pipeline import aws
 from weward_pipeline.glue import GlueCatalog, GlueColumn
 from weward_pipeline.query import (
     AthenaEngine,
@@ -27,7 +28,6 @@ from weward_pipeline.query import (
     QuerySettings,
     QuerySyntaxError,
     UnknownTableError,
-    _boto_session_clients,
     athena_cost_usd,
     latest_view_sql,
 )
@@ -69,7 +69,7 @@ def slow_athena(aws_server):
 def athena_setup(lake_env, aws_server):
     """A Glue database with one snapshot and one append table, a results bucket, a workgroup."""
     settings = QuerySettings.from_env(lake_env)
-    athena, glue = _boto_session_clients(settings, "athena", "glue")
+    athena, glue = aws.clients(settings, "athena", "glue")
     catalog = GlueCatalog(glue, settings.glue_database)
     catalog.ensure_database()
     for name, mode in (("users", "snapshot"), ("step_events", "append")):
@@ -267,3 +267,15 @@ def test_athena_bills_per_megabyte_with_a_ten_megabyte_minimum():
     assert athena_cost_usd(1) == pytest.approx(5.0 * 10 / 1024**2)  # 10 MB of a TB
     assert athena_cost_usd(1024**4) == pytest.approx(5.0)
     assert athena_cost_usd(10 * 1024**2 + 1) == pytest.approx(5.0 * 11 / 1024**2)
+
+
+def test_sql_athena_would_refuse_fails_before_any_request(athena_setup):
+    engine = athena_setup.engine()
+    before = athena_setup.athena.list_query_executions(WorkGroup=athena_setup.workgroup)["QueryExecutionIds"]
+    with pytest.raises(QuerySyntaxError) as error:
+        engine.run("SELECT dt, count(*)\nFORM step_events\nGROUP BY dt")
+    assert (error.value.line, error.value.column) == (2, 6) and "did you mean FROM?" in str(error.value)
+    with pytest.raises(QueryFailedError, match="Athena has no function strftime"):
+        engine.run("SELECT strftime(created_at, '%Y') FROM step_events")
+    after = athena_setup.athena.list_query_executions(WorkGroup=athena_setup.workgroup)["QueryExecutionIds"]
+    assert after == before

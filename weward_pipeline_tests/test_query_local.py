@@ -24,13 +24,13 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg import sql as pgsql
 
-from weward_pipeline import cli, query_cli
+from weward_pipeline import cli
 from weward_pipeline.config import Settings
 from weward_pipeline.defs.query_resource import QueryResource
 from weward_pipeline.devstack import sample_data
 from weward_pipeline.export import AwsClients, export_day
+from weward_pipeline.devstack.demo_questions import ANALYST_QUESTIONS
 from weward_pipeline.query import (
-    ANALYST_QUESTIONS,
     BytesScannedLimitError,
     LocalEngine,
     QueryCancelledError,
@@ -40,6 +40,7 @@ from weward_pipeline.query import (
     UnknownTableError,
 )
 from weward_pipeline_tests.conftest import SAMPLE_DAYS, SAMPLE_END, TIMEZONE, make_catalog
+from weward_pipeline_tests.query_corpus import CORPUS, examples_in_docs, render_examples
 
 DAYS = [SAMPLE_END - dt.timedelta(days=i) for i in reversed(range(SAMPLE_DAYS))]
 # Just after the last sample day ended in Paris: every day is exportable, snapshots included.
@@ -200,11 +201,19 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def assert_same_answer(lake_rows: list[tuple], pg_rows: list[tuple], sql: str) -> None:
+def _close(a, b, tolerance: float) -> bool:
+    numbers = (int, float, decimal.Decimal)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=tolerance)
+    return _same(a, b)
+
+
+def assert_same_answer(lake_rows: list[tuple], pg_rows: list[tuple], sql: str, tolerance: float | None = None) -> None:
     assert len(lake_rows) == len(pg_rows), f"row counts differ for:\n{sql}"
+    same = _same if tolerance is None else (lambda a, b: _close(a, b, tolerance))
     for index, (mine, theirs) in enumerate(zip(lake_rows, pg_rows)):
         assert len(mine) == len(theirs)
-        assert all(_same(a, b) for a, b in zip(mine, theirs)), f"row {index} differs for:\n{sql}\nlake: {mine}\npg:   {theirs}"
+        assert all(same(a, b) for a, b in zip(mine, theirs)), f"row {index} differs for:\n{sql}\nlake: {mine}\npg:   {theirs}"
 
 
 def run_both(lake: ExportedLake, postgres, sql: str):
@@ -312,6 +321,46 @@ def test_local_engine_answers_like_postgres_on_the_source_rows(lake, postgres, n
     result, rows = run_both(lake, postgres, PARITY_QUERIES[name])
     assert rows, "a parity query that returns nothing proves nothing"
     assert result.engine == "local" and result.bytes_scanned > 0
+
+
+QUESTIONS = {question.name: question for question in CORPUS}
+
+
+@pytest.mark.parametrize("name", list(QUESTIONS))
+def test_an_athena_question_is_answered_locally_as_postgres_answers_it(lake, postgres, name):
+    """The corpus: Athena SQL through the local engine == the same question in PostgreSQL's SQL."""
+    question = QUESTIONS[name]
+    result = lake.engine().run(question.athena)
+    lake_rows = [tuple(row.values()) for row in result.table.to_pylist()]
+    with postgres.transaction():
+        pg_rows = postgres.execute(question.postgres).fetchall()
+    assert_same_answer(lake_rows, pg_rows, f"{question.athena}\n-- ran as --\n{result.executed_sql}", question.tolerance)
+    assert rows_or_a_reason(lake_rows, question)
+
+
+def rows_or_a_reason(rows: list[tuple], question) -> bool:
+    """A question whose answer is empty or all NULL proves nothing, unless that is its point."""
+    if question.name == "aggregates_of_no_rows":
+        return rows == [(0, None, None, 0, 0)]
+    return bool(rows) and any(value is not None for row in rows for value in row)
+
+
+def test_the_corpus_has_forty_questions_and_every_topic_of_issue_16():
+    assert len(CORPUS) >= 40 and len(QUESTIONS) == len(CORPUS)
+    text = " ".join(q.athena for q in CORPUS)
+    for construct in ("approx_distinct(", "date_format(", "from_iso8601_timestamp(", "regexp_like(", "element_at(",
+                      "json_extract_scalar(", "to_unixtime(", "approx_percentile(", "date_trunc('week'", "cardinality(",
+                      "date_diff('day'", "try_cast(", "count_if(", "OVER (", "UNNEST(", "_latest", "dt BETWEEN", "WITH ",
+                      "AT TIME ZONE"):
+        assert construct in text, construct
+    assert all(q.tolerance for q in CORPUS if "approx_" in q.athena)
+
+
+def test_the_docs_show_the_corpus_as_it_is():
+    from weward_pipeline_tests.query_corpus import DOCS
+
+    assert examples_in_docs(DOCS.read_text(encoding="utf-8")) == render_examples(), (
+        "docs/querying.md's examples differ from the corpus: python -m weward_pipeline_tests.query_corpus")
 
 
 def test_the_dst_day_has_23_utc_hours_and_its_edges_land_on_the_right_day(lake, postgres):
@@ -427,6 +476,37 @@ def test_local_engine_reads_only_the_lake(lake):
     with pytest.raises(QueryFailedError) as error:
         lake.engine().run("SELECT * FROM read_csv('/etc/hostname')")
     assert "reads only the lake" in str(error.value)
+
+
+def test_an_athena_function_duckdb_lacks_is_named_with_the_way_out(lake):
+    with pytest.raises(QueryFailedError) as error:
+        lake.engine().run("SELECT format_datetime(created_at, 'yyyy-MM-dd') AS day FROM step_events WHERE dt = '2024-03-31'")
+    message = str(error.value)
+    assert "format_datetime: an Athena function the local engine cannot translate" in message and "--engine athena" in message
+    assert (error.value.line, error.value.column) == (1, 8)
+
+
+def test_integer_division_by_zero_fails_as_in_athena_without_a_traceback(lake):
+    with pytest.raises(QueryFailedError, match="Division by zero"):
+        lake.engine().run("SELECT count(*) / 0 AS nothing FROM reward_offers_latest")
+
+
+def test_a_duckdb_function_is_refused_by_the_local_engine_too(lake):
+    engine = lake.engine()
+    with pytest.raises(QueryFailedError, match="Athena has no function epoch"):
+        engine.run("SELECT epoch(created_at) FROM step_events")
+
+
+def test_cli_show_sql_prints_the_duckdb_translation_that_ran(lake_environment, capsys):
+    assert cli.main(["query", "--show-sql", "--quiet", "SELECT dt, sum(steps) / count(*) AS mean FROM step_events "
+                     "WHERE dt = '2024-03-31' GROUP BY dt"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].split() == ["dt", "|", "mean"]
+    assert "-- ran on DuckDB, translated from your Athena SQL; Athena semantics kept: integer division truncates" in err
+    assert '// COUNT(*)' in err and '"step_events"."dt" = \'2024-03-31\'' in err
+    assert cli.main(["query", "--show-sql", "--quiet", "SELECT dt, stepz FROM step_events"]) == 1
+    err = capsys.readouterr().err
+    assert "-- ran on DuckDB" in err and '"stepz"' in err and "error: query failed (line 1, column 12)" in err
 
 
 def test_one_statement_per_query(lake):
@@ -570,12 +650,13 @@ def test_definitions_offer_the_query_resource(lake_environment, monkeypatch):
 
 def test_demo_ends_with_the_analyst_questions_answered(lake_environment, capsys):
     from weward_pipeline.cli import devstack as commands
+    from weward_pipeline.devstack import demo_questions
 
     cli.build_parser()
-    assert query_cli._demo_epilogue in commands.DEMO_EPILOGUES
+    assert demo_questions.demo_epilogue in commands.DEMO_EPILOGUES
     cli.build_parser()
-    assert commands.DEMO_EPILOGUES.count(query_cli._demo_epilogue) == 1
-    assert query_cli.demo_analyst_questions() == 0
+    assert commands.DEMO_EPILOGUES.count(demo_questions.demo_epilogue) == 1
+    assert demo_questions.demo_analyst_questions() == 0
     out = capsys.readouterr().out
     for title, _ in ANALYST_QUESTIONS:
         assert f"-- {title}" in out

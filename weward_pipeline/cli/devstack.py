@@ -179,7 +179,7 @@ def _bytes(size: int) -> str:
 def print_lake_summary(catalog) -> None:
     """What an analyst sees: per table, the days Glue has, their rows and bytes, read back from the catalog."""
     from weward_pipeline.config import Settings
-    from weward_pipeline.export import AwsClients
+    from weward_pipeline.aws import AwsClients
     from weward_pipeline.glue import GlueCatalog
     from weward_pipeline.verify import published_manifest
 

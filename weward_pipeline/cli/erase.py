@@ -19,6 +19,7 @@ from pathlib import Path
 
 from weward_pipeline.config import ConfigError, Settings, load_catalog
 from weward_pipeline.cli import one_line
+from weward_pipeline.erasure import ErasureLimits
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     erase.add_argument("--postgres", action="store_true",
                        help="also delete the users' rows from PostgreSQL (redaction role, WEWARD_PG_REDACT_URL), first")
     erase.add_argument("--dry-run", action="store_true", help="report what would be erased; change and write nothing")
-    erase.add_argument("--batch-rows", type=int, default=1_000,
-                       help="PostgreSQL rows deleted per transaction (default 1000)")
+    erase.add_argument("--batch-rows", type=int, default=ErasureLimits.batch_rows,
+                       help=f"PostgreSQL rows deleted per transaction (default {ErasureLimits.batch_rows})")
     erase.add_argument("--json", action="store_true",
                        help="print the report as JSON on stdout (the audit record's content), progress on stderr")
     erase.set_defaults(handler=cmd_erase)
@@ -52,7 +53,7 @@ def _read_ids(path: str) -> list[str]:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from weward_pipeline.erasure import ErasureError, ErasureLimits, ErasureRequest, erase_users
+    from weward_pipeline.erasure import ErasureError, ErasureRequest, erase_users
 
     try:
         request = ErasureRequest.parse(_read_ids(args.ids_file))

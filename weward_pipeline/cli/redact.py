@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import psycopg
 
+from weward_pipeline.aws import AwsClients
 from weward_pipeline.cli import iso_date, one_line
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, load_catalog
-from weward_pipeline.export import AwsClients
 from weward_pipeline.redact import RedactionFailed, RedactionLimits, RedactionRefused, redact_day, retention_ends
 
 # redact-due imports Dagster (and the code location) when it runs, not when the CLI starts.

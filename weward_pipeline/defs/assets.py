@@ -2,20 +2,19 @@
 
 
 import datetime as dt
-import os
 import re
 from pathlib import Path
 
 import dagster as dg
-from botocore.exceptions import BotoCoreError
 
 from weward_pipeline import pii
-from weward_pipeline.config import DEFAULT_GLUE_DATABASE, Catalog, ConfigError, TableConfig
+from weward_pipeline.config import Catalog, ConfigError, TableConfig
 from weward_pipeline.config import aws_region as region_from_env
+from weward_pipeline.config import glue_database as glue_database_from_env
 from weward_pipeline.export import ExportError, ExportResult, export_day
 from weward_pipeline.extract import SourceError
-from weward_pipeline.failures import transient_reason
 from weward_pipeline.glue import CatalogError
+from weward_pipeline.defs.failures import as_failure
 from weward_pipeline.defs.resources import LakeResource
 
 # All exports share one pool: PostgreSQL is one server, and a 90-day backfill of 6 tables must
@@ -73,7 +72,7 @@ def glue_metadata(table: TableConfig) -> dict:
     AWS console, where this table does not exist.
     """
     region = region_from_env()
-    database = os.environ.get("WEWARD_GLUE_DATABASE") or DEFAULT_GLUE_DATABASE
+    database = glue_database_from_env()
     metadata = {"dagster/table_name": f"{database}.{table.name}"}
     if not os.environ.get("AWS_ENDPOINT_URL"):
         metadata["glue_console"] = dg.MetadataValue.url(glue_console_url(region, database, table.name))
@@ -106,15 +105,7 @@ def pii_metadata(table: TableConfig) -> dict:
     """What the UI says about personal data: which columns are pseudonymized, dropped, generalized."""
     if not table.pii:
         return {}
-    def listed(policy: str) -> str:
-        return ", ".join(pii.columns_with(table, policy)) or "none"
-    return {
-        "pii/pseudonymized": f"{listed('hash')} (HMAC-SHA256, keyed)" if pii.needs_key(table) else "none",
-        "pii/dropped": listed("drop"),
-        "pii/year_only": listed("generalize_year"),
-        "pii/kept_personal": listed("keep"),
-        "pii/user_column": table.user_column or "none",
-    }
+    return {**pii.ui_metadata(table), "pii/user_column": table.user_column or "none"}
 
 
 def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
@@ -201,17 +192,8 @@ def lake_asset(
                 lake.settings(), catalog, table, day,
                 clients=lake.clients(), limits=lake.limits(), on_progress=context.log.info,
             )
-        except Exception as exc:  # noqa: BLE001 - classified below, re-raised as a dg.Failure
-            reason = transient_reason(exc)
-            if reason is not None:
-                context.log.warning(f"table {table.name} day {day}: transient failure ({reason}); retried with backoff")
-                raise dg.Failure(description=f"{exc} [transient: {reason}]", allow_retries=True) from None
-            if isinstance(exc, PERMANENT_ERRORS):
-                # Retrying cannot fix bad config or data: fail once, with the message that says what to do.
-                raise dg.Failure(description=str(exc), allow_retries=False) from None
-            if isinstance(exc, BotoCoreError):
-                raise dg.Failure(description=f"table {table.name} day {day}: AWS call failed: {exc}") from exc
-            raise
+        except Exception as exc:  # noqa: BLE001 - classified: retried only if transient
+            raise as_failure(exc, where=f"table {table.name} day {day}", known=PERMANENT_ERRORS, log=context.log)
         return dg.MaterializeResult(metadata={**export_metadata(result, lake), **pii_metadata(table)})
 
     return _export

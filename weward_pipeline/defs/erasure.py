@@ -24,10 +24,9 @@ from pydantic import Field
 
 from weward_pipeline.config import Catalog, ConfigError
 from weward_pipeline.defs.assets import SOURCE_POOL, lake_key
+from weward_pipeline.defs.failures import as_failure
 from weward_pipeline.defs.resources import LakeResource
 from weward_pipeline.erasure import ErasureError, ErasureLimits, ErasureRequest, erase_users
-from weward_pipeline.failures import transient_reason
-from weward_pipeline.secret_store import scrub
 
 ERASURE_JOB = "gdpr_erasure"
 
@@ -37,7 +36,7 @@ class ErasureConfig(dg.Config):
     delete_from_postgres: bool = Field(default=False, description="also delete the users' rows from PostgreSQL, first")
     dry_run: bool = Field(default=False, description="report what would be erased; change and write nothing")
     tables: List[str] = Field(default_factory=list, description="subset of the tables with a user_column (default: all)")
-    batch_rows: int = Field(default=1_000, description="PostgreSQL rows deleted per transaction")
+    batch_rows: int = Field(default=ErasureLimits.batch_rows, description="PostgreSQL rows deleted per transaction")
 
 
 def read_request(url: str, lake: LakeResource) -> ErasureRequest:
@@ -71,12 +70,8 @@ def erasure_job(catalog: Catalog) -> dg.JobDefinition:
                 delete_from_postgres=config.delete_from_postgres, dry_run=config.dry_run,
                 limits=ErasureLimits(batch_rows=config.batch_rows), on_progress=context.log.info,
             )
-        except (ConfigError, ErasureError) as exc:
-            raise dg.Failure(description=scrub(str(exc)), allow_retries=False) from None
         except Exception as exc:  # noqa: BLE001 - classified: retried if transient
-            reason = transient_reason(exc)
-            raise dg.Failure(description=scrub(f"{exc.__class__.__name__}: {exc}"),
-                             allow_retries=reason is not None) from None
+            raise as_failure(exc, where="erasure", known=(ConfigError, ErasureError))
         for table in report.tables:
             for day in table.days:
                 if day.status != "erased":

@@ -24,8 +24,6 @@ import os
 from typing import Optional
 
 import dagster as dg
-import psycopg
-from botocore.exceptions import BotoCoreError, ClientError
 
 # The partition filter of check history queries has no public import in Dagster 1.13.
 from dagster._core.event_api import PartitionKeyFilter
@@ -34,9 +32,9 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from weward_pipeline.config import Catalog, ConfigError, TableConfig
 from weward_pipeline.defs.assets import SOURCE_POOL, daily_partitions, group_for, lake_key
 from weward_pipeline.defs.checks import CHECK_NAMES
+from weward_pipeline.defs.failures import as_failure
 from weward_pipeline.defs.resources import LakeResource
 from weward_pipeline.extract import SourceError
-from weward_pipeline.failures import transient_reason
 from weward_pipeline.redact import (
     CHANGED_SINCE_EXPORT,
     CHECKS_NOT_PASSED,
@@ -255,20 +253,16 @@ def redaction_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition
             require_passing_checks(context.instance, lake, table, context.partition_key)
             report = redact_day(lake.settings(), catalog, table, day, clients=lake.clients(), limits=limits,
                                 dry_run=dry_run, on_progress=context.log.info)
-        except RedactionRefused as exc:
-            raise dg.Failure(description=str(exc), metadata={"reason": exc.reason, "deleted": 0},
-                             allow_retries=False) from None
-        except ConfigError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
         except RedactionFailed as exc:
             if exc.report.rows_deleted:
                 yield dg.MaterializeResult(metadata=report_metadata(exc.report))
-            raise dg.Failure(description=str(exc), metadata={"rows_deleted": exc.report.rows_deleted}) from exc
-        except (SourceError, psycopg.Error, BotoCoreError, ClientError) as exc:
-            # A failover or S3 throttling is worth the retry; a missing grant or password is not.
-            reason = transient_reason(exc)
-            raise dg.Failure(description=f"table {table.name} day {day}: {exc}" + (f" [transient: {reason}]" if reason else ""),
-                             allow_retries=reason is not None) from None
+            # Every committed batch was verified: a retry finishes the day.
+            raise as_failure(exc, where=f"table {table.name} day {day}", resumable=(RedactionFailed,),
+                             metadata={"rows_deleted": exc.report.rows_deleted})
+        except Exception as exc:  # noqa: BLE001 - classified: a failover or S3 throttling is worth the retry
+            metadata = {"reason": exc.reason, "deleted": 0} if isinstance(exc, RedactionRefused) else None
+            raise as_failure(exc, where=f"table {table.name} day {day}",
+                             known=(RedactionRefused, ConfigError, SourceError), metadata=metadata)
         if dry_run:
             yield dg.AssetObservation(asset_key=context.asset_key, partition=context.partition_key,
                                       metadata=report_metadata(report))

@@ -7,9 +7,11 @@ from typing import Optional
 
 import dagster as dg
 
+from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import DEFAULT_AWS_REGION, DEFAULT_GLUE_DATABASE, Settings
+from weward_pipeline.config import aws_endpoint_url as endpoint_from_env
 from weward_pipeline.config import aws_region as region_from_env
-from weward_pipeline.export import AwsClients
+from weward_pipeline.config import glue_database as glue_database_from_env
 from weward_pipeline.extract import ExtractLimits
 from weward_pipeline.glue import GlueCatalog
 
@@ -57,7 +59,7 @@ def lake_resource_from_env() -> LakeResource:
     return LakeResource(
         pg_url=dg.EnvVar("WEWARD_PG_URL"),
         lake_url=dg.EnvVar("WEWARD_LAKE_URL"),
-        glue_database=os.environ.get("WEWARD_GLUE_DATABASE", DEFAULT_GLUE_DATABASE),
+        glue_database=glue_database_from_env(),
         aws_region=region_from_env(),
-        aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+        aws_endpoint_url=endpoint_from_env(),
     )
