@@ -2,6 +2,7 @@
 
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 
