@@ -27,7 +27,14 @@ MODES = ("append", "snapshot")
 TABLE_KEYS = {
     "name", "schema", "source_table", "mode", "partition_column", "primary_key",
     "retention_days", "description", "owners", "pii", "user_column", "snapshot_grace_hours",
+    "restate_days", "updated_column",
 }
+# Append tables: every day, the days D-1 .. D-restate_days are compared with PostgreSQL and
+# re-exported when their rows changed (restate.py, docs/restatement.md). 7: a phone offline over a
+# long weekend syncs within it, purchases leave `pending` and weekly contests close within it, and
+# the daily check costs 7 index-only counts per table (bench/results.md). Capped below
+# retention_days: a day being redacted is no longer compared (its deleted rows would look changed).
+DEFAULT_RESTATE_DAYS = 7
 
 
 # Defaults of the environment contract (deploy/prod.env names the production values).
@@ -77,6 +84,10 @@ class TableConfig:
     user_column: str | None = None
     # How long after the end of day D a snapshot table may still be exported as "day D".
     snapshot_grace_hours: int = 30
+    # Days before the exported day that are re-checked against the source every day (0: never).
+    restate_days: int = 0
+    # A timestamp the app bumps on every update: lets the check see updates, not only inserts/deletes.
+    updated_column: str | None = None
 
     @property
     def source(self) -> str:
@@ -218,6 +229,7 @@ def _parse_table(raw: Any, index: int, problems: list[str]) -> TableConfig | Non
     grace = raw.get("snapshot_grace_hours", 30)
     if isinstance(grace, bool) or not isinstance(grace, int) or grace < 1:
         problems.append(f"{where}: `snapshot_grace_hours` must be a whole number of hours >= 1")
+    restate_days, updated_column = _parse_restatement(raw, mode, partition_column, retention_days, where, problems)
     if len(problems) > before:
         return None
     return TableConfig(
@@ -233,7 +245,44 @@ def _parse_table(raw: Any, index: int, problems: list[str]) -> TableConfig | Non
         pii=dict(pii),
         user_column=user_column,
         snapshot_grace_hours=grace,
+        restate_days=restate_days,
+        updated_column=updated_column,
     )
+
+
+def _parse_restatement(raw: dict, mode: Any, partition_column: Any, retention_days: Any, where: str,
+                       problems: list[str]) -> tuple[int, str | None]:
+    """`restate_days` (default DEFAULT_RESTATE_DAYS, below retention_days) and `updated_column`."""
+    updated_column = raw.get("updated_column")
+    if updated_column is not None:
+        if mode != "append":
+            problems.append(f"{where}: `updated_column` is for append tables (a snapshot table is exported whole "
+                            "every day); remove it")
+        elif _pg_identifier(updated_column, where, "updated_column", problems) is not None \
+                and updated_column == partition_column:
+            problems.append(f"{where}: `updated_column` {updated_column!r} is the partition column; name the "
+                            "timestamp the app bumps on every update (e.g. updated_at), or remove it")
+    has_retention = isinstance(retention_days, int) and not isinstance(retention_days, bool) and retention_days >= 1
+    if "restate_days" not in raw:
+        if mode != "append":
+            return 0, None
+        default = min(DEFAULT_RESTATE_DAYS, retention_days - 1) if has_retention else DEFAULT_RESTATE_DAYS
+        return default, updated_column
+    restate_days = raw["restate_days"]
+    if isinstance(restate_days, bool) or not isinstance(restate_days, int) or restate_days < 0:
+        problems.append(f"{where}: `restate_days` must be a whole number of days >= 0 (0: never re-check exported "
+                        f"days), got {restate_days!r}")
+        return 0, None
+    if restate_days and mode != "append":
+        problems.append(f"{where}: `restate_days` is for append tables; a snapshot table is exported whole every "
+                        "day. Remove it.")
+    elif restate_days and has_retention and restate_days >= retention_days:
+        problems.append(
+            f"{where}: `restate_days` ({restate_days}) must be smaller than `retention_days` ({retention_days}): a "
+            "day is compared with PostgreSQL until it may be redacted, not after (its redacted rows would look "
+            f"deleted). Use restate_days: {retention_days - 1} or less."
+        )
+    return restate_days, updated_column
 
 
 def parse_catalog(data: Any, path: str = "<catalog>") -> Catalog:

@@ -20,14 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from psycopg import sql
 
-from weward_pipeline import lake, pii
+from weward_pipeline import lake, pii, redaction_audit, restate
 from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
 from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, SourceError
 from weward_pipeline.glue import GlueCatalog, GlueColumn
 from weward_pipeline.keys import MANIFEST_ENTRY as REDACTION_KEYS, CarryOverError, ExportKeys
 from weward_pipeline.secret_store import PiiKey, load_pii_key
+from weward_pipeline.verify import published_manifest
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,10 @@ class ExportResult:
     superseded_deleted: int
     objects: list[lake.WrittenObject] = field(default_factory=list)
     snapshot_at: str | None = None
+    carried_rows: int = 0  # kept from the previous export: the pipeline deleted them from PostgreSQL
+    dropped_rows: int = 0  # in the previous export, gone from PostgreSQL by the app's hand (or moved days)
+    # A re-export: rows added, changed (None: not measurable) and deleted since the previous export.
+    changes: dict | None = None
 
 
 def check_day(catalog: Catalog, table: TableConfig, day: dt.date, now: dt.datetime) -> DayWindow:
@@ -153,6 +159,14 @@ def export_day(
             export_keys = ExportKeys(clients=clients, glue=glue, location=location, table=table, day=day,
                                      export_id=export_id, extraction=extraction) if extraction.fingerprint else None
             carried = 0
+            # A re-export of an append day: what it adds, changes and deletes (restate.py).
+            diff = _diff_against_published(glue, clients, table, day) if table.mode == "append" else None
+            restate_record = None
+            if table.mode == "append" and table.updated_column is not None:
+                # Rows stamped around the snapshot, so a later comparison sees late commits (restate.py).
+                restate_record = restate.export_record(*extraction.row(restate.updated_counts_sql(
+                    table, window, extraction.source.partition_type,
+                    extraction.source.column(table.updated_column).base_type, sql.SQL("now()"))))
             say(f"{table.name} {day}: {extraction.source_rows} rows in the source window; writing {prefix}")
             writer = lake.ParquetDayWriter(
                 clients.filesystem, f"{bucket}/{prefix}", pii_plan.arrow_schema,
@@ -160,6 +174,8 @@ def export_day(
             )
             try:
                 for batch in extraction.batches(keys_sink=export_keys.add if export_keys else None):
+                    if diff is not None:
+                        diff.add(batch)
                     writer.write(pii_plan.apply(batch))
                 if export_keys is not None:
                     extraction.close()  # the snapshot is read in full: release it before reading S3
@@ -180,6 +196,7 @@ def export_day(
                 )
             source_rows = extraction.source_rows
             snapshot_at = extraction.snapshot_at
+            changes = diff.finish(carried) if diff is not None else None
             source_columns = pii_plan.manifest_columns()
         read_s = time.monotonic() - started
         # The snapshot is released; from here on PostgreSQL carries no load from this export.
@@ -194,9 +211,14 @@ def export_day(
             snapshot_at=snapshot_at.isoformat() if snapshot_at else None,
             extra={"pii": pii.glue_parameters(table, pii_key)} if table.pii else {},
         )
+        if restate_record is not None:
+            manifest.extra[restate.MANIFEST_ENTRY] = restate_record
         if export_keys is not None:
             manifest.carried_rows = carried
             manifest.extra[REDACTION_KEYS] = keys_entry.to_manifest()
+            # Redactions of this export write their audit (redaction_audit.py): the next export of
+            # the day carries exactly the rows they list.
+            manifest.extra[redaction_audit.MANIFEST_ENTRY] = redaction_audit.AUDIT_VERSION
         lake.write_manifest(clients.s3, bucket, manifest_key, manifest)
         merged = glue.ensure_table(
             table.name, f"s3://{bucket}/{lake.table_prefix(location, table.name)}", columns,
@@ -243,7 +265,18 @@ def export_day(
         glue_database=settings.glue_database, glue_table=table.name, columns=columns,
         source_columns=source_columns, window=manifest.window, duration_s=time.monotonic() - started,
         read_s=read_s, superseded_deleted=deleted, objects=written, snapshot_at=manifest.snapshot_at,
+        carried_rows=carried, dropped_rows=export_keys.dropped_rows if export_keys is not None else 0,
+        changes=changes,
     )
+
+
+def _diff_against_published(glue: GlueCatalog, clients: AwsClients, table: TableConfig, day: dt.date):
+    """An ExportDiff against the day's published export, or None on a first export."""
+    _, previous = published_manifest(glue, clients.s3, table.name, day.isoformat())
+    if previous is None:
+        return None
+    bucket = previous.location.removeprefix("s3://").split("/", 1)[0]
+    return restate.ExportDiff(table, previous, clients.filesystem, bucket)
 
 
 def _discard(clients: AwsClients, bucket: str, prefix: str, manifest_key: str, table: str) -> None:

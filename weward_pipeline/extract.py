@@ -35,6 +35,9 @@ from weward_pipeline.typemap import (
 
 log = logging.getLogger(__name__)
 
+# `updated_column` (restate.py): the time the app last changed the row.
+UPDATED_COLUMN_TYPES = ("timestamptz", "timestamp")
+
 
 class SourceError(RuntimeError):
     """The source table cannot be exported as configured. The message names table, column and fix."""
@@ -241,6 +244,10 @@ class Extraction:
                     f"{mask_error(str(exc), self.pg_url).strip()}"
                 ) from None
 
+    def row(self, query: sql.Composable) -> tuple:
+        """One more query in the export's snapshot (e.g. restate.updated_counts_sql); its first row."""
+        return self._query_rows(query.as_string(None))[0]
+
     def _scalar(self, query: str | sql.Composable):
         text = query if isinstance(query, str) else query.as_string(None)
         return self._query_rows(text)[0][0]
@@ -361,6 +368,14 @@ def describe(query_rows, table: TableConfig) -> SourceTable:
                     f"it must be one of {', '.join(PARTITION_COLUMN_TYPES)}"
                 )
             source.partition_type = column.base_type
+    if table.updated_column is not None:
+        if table.updated_column not in names:
+            problems.append(f"table {table.name}: updated_column {table.updated_column!r} does not exist in "
+                            f"{table.qualified_source} (columns: {known})")
+        elif source.column(table.updated_column).base_type not in UPDATED_COLUMN_TYPES:
+            problems.append(f"table {table.name}: updated_column {table.updated_column!r} is "
+                            f"{source.column(table.updated_column).pg_type}; it must be one of "
+                            f"{', '.join(UPDATED_COLUMN_TYPES)} (the time of the row's last change)")
     if problems:
         raise SourceError("\n".join(problems))
     return source

@@ -13,9 +13,19 @@ rewrites a published day (erasure) must keep this alignment: drop the same rows 
 
 Carry-over. Re-exporting a day that redaction has already (partly) deleted from PostgreSQL would
 publish a day without those rows and then delete the only copy. So for tables with a retention,
-an export reads the day's published export and writes the rows whose primary key is no longer in
-the new snapshot after the PostgreSQL rows. The new snapshot is taken before the previous export
-is read, so a row redacted at any moment is either in the snapshot or in the previous export.
+an export reads the day's published export and writes after the PostgreSQL rows exactly the rows
+the pipeline deleted: those whose primary key is no longer in the new snapshot and that
+  - redaction's audit of the day lists (redaction_audit.py: written before each delete commits), or
+  - the previous export had carried already (proven by the export that carried them), or
+  - come from an export older than the audit (its manifest lacks `redaction_audit`), which may
+    have been redacted without one: every row it holds that is absent is kept, as before.
+Any other absent row was deleted by the app, or its partition column moved it to another day: it
+leaves this day (`dropped_rows`), so every row is in exactly one day. A row erasure removed is in
+no published export, so it is never carried.
+
+Order is the safety argument: the new snapshot is taken first, then the audit is listed, then the
+previous export is read. A row redacted before the snapshot has its audit object already (written
+before the delete committed); a row redacted after it is in the snapshot.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from weward_pipeline import lake, pii
+from weward_pipeline import lake, pii, redaction_audit
 from weward_pipeline.config import LakeLocation, TableConfig
 from weward_pipeline.extract import FINGERPRINT_COLUMN, FINGERPRINT_FUNCTION, Extraction
 from weward_pipeline.glue import GlueCatalog
@@ -164,6 +174,7 @@ class ExportKeys:
     def __init__(self, *, clients, glue: GlueCatalog, location: LakeLocation, table: TableConfig, day,
                  export_id: str, extraction: Extraction) -> None:
         self.clients = clients
+        self.location = location
         self.bucket = location.bucket
         self.table = table
         self.day = day
@@ -189,6 +200,7 @@ class ExportKeys:
         self.may_carry = self.previous is not None and (previous_keys is not None or self.previous.carried_rows > 0)
         self.snapshot_keys = KeySet(table.primary_key) if self.may_carry else None
         self.carried_rows = 0
+        self.dropped_rows = 0  # absent from the snapshot, not deleted by the pipeline: the app's deletes
         self.carried_from: str | None = None
 
     def add(self, keys: pa.RecordBatch) -> None:
@@ -217,7 +229,11 @@ class ExportKeys:
         previous = self.previous
         self._check_intact(previous)
         key_columns = list(self.table.primary_key)
+        # Listed after the snapshot was taken (the caller's order): see the module docstring.
+        audited = redaction_audit.read_deleted_keys(self.clients.s3, self.clients.filesystem, self.location,
+                                                    self.table.name, self.day, key_columns)
         positions = []
+        at = 0
         for index, obj in enumerate(previous.objects):
             parquet = pq.ParquetFile(f"{self.bucket}/{obj.key}", filesystem=self.clients.filesystem)
             for group in range(parquet.num_row_groups):
@@ -225,10 +241,17 @@ class ExportKeys:
                 rows = keys.num_rows
                 positions.append(keys.append_column("_object", pa.array([index] * rows, pa.int32()))
                                  .append_column("_group", pa.array([group] * rows, pa.int32()))
-                                 .append_column("_row", pa.array(range(rows), pa.int64())))
+                                 .append_column("_row", pa.array(range(rows), pa.int64()))
+                                 .append_column("_at", pa.array(range(at, at + rows), pa.int64())))
+                at += rows
         if not positions:
             return 0
         gone = self.snapshot_keys.absent(pa.concat_tables(positions))
+        if gone.num_rows == 0:
+            return 0
+        absent = gone.num_rows
+        gone = self._deleted_by_pipeline(gone, audited, previous)
+        self.dropped_rows = absent - gone.num_rows
         if gone.num_rows == 0:
             return 0
         wanted: dict[tuple[int, int], list[int]] = {}
@@ -245,6 +268,20 @@ class ExportKeys:
         self._check_intact(previous)  # nothing changed under us while reading
         self.carried_from = previous.export_id
         return self.carried_rows
+
+    def _deleted_by_pipeline(self, gone: pa.Table, audited: pa.Table | None, previous: lake.Manifest) -> pa.Table:
+        """The absent rows the pipeline itself deleted (module docstring), by the proof each one has."""
+        if redaction_audit.MANIFEST_ENTRY not in (previous.extra or {}):
+            return gone  # an export older than the audit: keep every absent row, as before
+        if audited is None or audited.num_rows == 0:
+            return gone.filter(pc.greater_equal(gone.column("_at"), previous.source_rows))
+        key_columns = list(self.table.primary_key)
+        listed = pa.table({c: audited.column(c).cast(gone.column(c).type) for c in key_columns})
+        listed = listed.group_by(key_columns).aggregate([])
+        listed = listed.append_column("_audited", pa.array([True] * listed.num_rows))
+        joined = gone.join(listed, keys=key_columns, join_type="left outer")
+        proven = pc.or_(pc.greater_equal(joined.column("_at"), previous.source_rows), pc.is_valid(joined.column("_audited")))
+        return joined.filter(proven).drop_columns(["_audited"])
 
     def _check_intact(self, previous: lake.Manifest) -> None:
         for obj in previous.objects:

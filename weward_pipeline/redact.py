@@ -22,6 +22,10 @@ A row inserted into D after the export has no key; a row changed since has anoth
 lock). Both stay, and are reported: the day needs a re-export. Re-running deletes only what is
 left, so a killed run is resumed by running it again.
 
+Before each batch commits, the keys it deleted are written to the lake's redaction audit
+(redaction_audit.py): a later re-export of D keeps exactly those rows, so no row leaves PostgreSQL
+without the proof that keeps its only copy in the lake.
+
 Nothing here holds a transaction across batches or touches the export's snapshot. The lake is
 only read: redaction cannot damage the export.
 """
@@ -41,11 +45,12 @@ from pathlib import Path
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from weward_pipeline import lake, pg, pii
 from weward_pipeline.aws import AwsClients
+from weward_pipeline.redaction_audit import AuditWriter
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, mask_url
 from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, describe, row_fingerprint_sql
 from weward_pipeline.pg import mask_error
@@ -181,6 +186,9 @@ class RedactionReport:
     columns_required_null: list[str] = field(default_factory=list)
     lake_verified_after: bool | None = None
     lake_problems_after: str | None = None
+    # Where the deleted keys were written, before each commit (redaction_audit.py).
+    audit_prefix: str = ""
+    audit_objects: int = 0
 
     @property
     def rows_kept_back(self) -> int:
@@ -536,10 +544,11 @@ def replica_lag_probe(conn: psycopg.Connection) -> Callable[[], float | None]:
 class _Run:
     def __init__(self, *, conn, plan: DeletePlan, evidence: LakeEvidence, glue: GlueCatalog, table: TableConfig,
                  limits: RedactionLimits, report: RedactionReport, dry_run: bool, say, lag_probe, on_batch,
-                 sleep) -> None:
+                 sleep, audit: AuditWriter | None = None) -> None:
         self.conn, self.plan, self.evidence, self.glue = conn, plan, evidence, glue
         self.table, self.limits, self.report, self.dry_run = table, limits, report, dry_run
         self.say, self.lag_probe, self.on_batch, self.sleep = say, lag_probe, on_batch, sleep
+        self.audit = audit
         self.started = time.monotonic()
         self.last_recheck = time.monotonic()
         self.changed: list = []
@@ -629,7 +638,12 @@ class _Run:
 
         def delete_once() -> set[int]:
             with self.conn.transaction():
-                return {n for (n,) in self.conn.execute(self.delete_sql, params).fetchall()}
+                deleted = {n for (n,) in self.conn.execute(self.delete_sql, params).fetchall()}
+                if deleted and self.audit is not None:  # write-ahead: no commit without the proof
+                    self.audit.write(batch.select(list(self.table.primary_key))
+                                     .take(pa.array(sorted(n - 1 for n in deleted), pa.int64())))
+                    self.report.audit_objects = self.audit.batches
+                return deleted
 
         def on_retry(retry: int, _: Exception) -> None:
             self.report.lock_timeouts += 1
@@ -744,13 +758,15 @@ def redact_day(
         say(f"{table.name} {day}: export {manifest.export_id} verified ({evidence.keys.rows} keyed rows, "
             f"{len(manifest.objects)} data object(s)); {report.window_rows_before} rows of the day in PostgreSQL; "
             f"{'dry run' if dry_run else 'deleting'} in batches of {limits.batch_rows}")
+        audit = None if dry_run else AuditWriter(clients.filesystem, settings.lake, table.name, day, manifest.export_id)
+        report.audit_prefix = "" if audit is None else f"s3://{settings.lake.bucket}/{audit.prefix}"
         run = _Run(conn=conn, plan=plan, evidence=evidence, glue=glue, table=table, limits=limits, report=report,
                    dry_run=dry_run, say=say, lag_probe=lag_probe or (replica_lag_probe(conn) if limits.max_replica_lag_s else None),
-                   on_batch=on_batch, sleep=sleep)
+                   on_batch=on_batch, sleep=sleep, audit=audit)
         try:
             run.run()
             run.classify_remaining()
-        except (psycopg.Error, OSError, ClientError) as exc:
+        except (psycopg.Error, OSError, ClientError, BotoCoreError) as exc:
             report.status = "failed"
             report.why_quit = f"{exc.__class__.__name__}: {mask_error(str(exc), settings.pg_redact_url).strip()}"
             raise RedactionFailed(

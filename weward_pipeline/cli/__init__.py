@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "weward_pipeline.query_cli",
     "weward_pipeline.cli.erase",
     "weward_pipeline.cli.redact",
+    "weward_pipeline.cli.verify",
     "weward_pipeline.cli.roles",
 ]
 

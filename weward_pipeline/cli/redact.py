@@ -7,11 +7,14 @@ and benchmarks; it re-verifies the lake itself before every day.
 
 `weward-pipeline redact-due [--tables ...] [--lookback-days N] [--dry-run]`: the scheduled path
 where no Dagster daemon runs the `redaction_automation` sensor (infra: EventBridge starts it as an
-ECS task every morning). It evaluates the same automation condition as the sensor, on the
-production instance, and materializes `redaction/<table>` for each day it selects, one run per
-day, so the audit lands in Dagster's event log exactly as with the sensor. Its automation cursor
-(what "the export changed since the last redaction" is measured against) is kept in that
-instance, one per table; a dry run leaves it alone.
+ECS task every morning). It selects the days the sensor's automation condition selects (retention
+passed in calendar days, exported, the export's checks passed, not redacted since its last export,
+the last attempt did not fail, nothing in progress), from the production instance's state read
+through Dagster's public API only (`DagsterInstance.get_status_by_partition`, `fetch_materializations`,
+`fetch_observations`, `get_run_records`): no automation cursor, no evaluation tree, nothing a Dagster
+upgrade changes silently (test_redact_due pins each call it relies on). It materializes
+`redaction/<table>` for each due day, one run per day, so the audit lands in Dagster's event log
+exactly as with the sensor.
 """
 
 from __future__ import annotations
@@ -183,7 +186,6 @@ DEFAULT_LOOKBACK_DAYS = 30
 DEFAULT_ABANDONED_AFTER_HOURS = 20.0
 LAUNCHED_BY_TAG = "weward/launched_by"
 LAUNCHED_BY = "redact-due"
-CURSOR_KEY = "weward/redact-due/cursor/"
 MAX_ROUNDS = 3  # evaluate, run what is due, evaluate again... until nothing new is due
 
 
@@ -224,14 +226,13 @@ def _timestamp(text: str) -> dt.datetime:
 
 @dataclass
 class TablePlan:
-    """What the automation condition says about one table's days, within the lookback window."""
+    """What the instance says about one table's days, within the lookback window."""
 
     table: TableConfig
     due: list[str]
     not_due: dict[str, str]  # day -> why, for days of the window that are not due
     redacted_before: int  # days of the window redacted and unchanged since
-    older: list[str]  # days the condition selects but that ended before the lookback window
-    cursor: object  # the automation cursor after this evaluation (AssetDaemonCursor)
+    older: list[str]  # due days that ended before the lookback window
 
 
 def lookback_window(catalog: Catalog, table: TableConfig, now: dt.datetime, lookback_days: int) -> list[str]:
@@ -250,106 +251,97 @@ def lookback_window(catalog: Catalog, table: TableConfig, now: dt.datetime, look
 ALREADY_REDACTED = "redacted; the export has not changed since"
 
 
-class _Days:
-    """The days each node of an evaluation tree holds, computed once per node."""
+class DayState:
+    """One table's days as the Dagster instance records them, read with its public API only."""
 
-    def __init__(self) -> None:
-        self._days: dict[int, set[str]] = {}
+    def __init__(self, instance, catalog: Catalog, table: TableConfig, published) -> None:
+        import dagster as dg
 
-    def __call__(self, result) -> set[str]:
-        if id(result) not in self._days:
-            self._days[id(result)] = set(result.true_subset.expensively_compute_partition_keys())
-        return self._days[id(result)]
+        from weward_pipeline.defs.assets import daily_partitions, lake_key
+        from weward_pipeline.defs.redaction import DRY_RUN_TAG, redaction_key
 
+        self.dg, self.instance, self.table = dg, instance, table
+        self.lake, self.redaction = lake_key(table.name), redaction_key(table.name)
+        self.partitions = daily_partitions(catalog)
+        self.dry_run_tag = DRY_RUN_TAG
+        self.published = published  # day -> export id published now (Glue), or None
 
-def _label(condition) -> str:
-    return condition.get_label() or condition.name
+    def statuses(self, key, days: list[str]) -> dict:
+        # None (not an empty dict) while the asset has no event at all.
+        return (self.instance.get_status_by_partition(key, days, self.partitions) or {}) if days else {}
 
+    def _latest(self, key, day: str):
+        records = self.instance.fetch_materializations(
+            self.dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1).records
+        return records[0] if records else None
 
-def explain(root, day: str, exported: set[str], table: TableConfig, days: _Days) -> str | None:
-    """Why the redaction condition's tree leaves `day` out; None when it selects it.
-
-    The tree is Dagster's evaluation of redaction_condition: an AND whose children were each
-    evaluated on the days the previous ones kept, so the first child without the day is the reason.
-    """
-    from weward_pipeline.defs.redaction import NEVER_REDACTED
-
-    if day in days(root):
+    def _last_attempt(self, day: str):
+        """The newest redaction run of the day that was not a dry run."""
+        records = self.instance.get_run_records(filters=self.dg.RunsFilter(tags={"dagster/partition": day}), limit=50)
+        for record in records:  # newest first
+            run = record.dagster_run
+            if self.redaction in (run.asset_selection or set()) and not run.tags.get(self.dry_run_tag):
+                return record
         return None
-    for child in root.child_results:
-        if day in days(child):
-            continue
-        label = _label(child.condition)
-        grandchild = _label(child.child_results[0].condition) if child.child_results else ""
-        if label.endswith("days of retention passed"):
-            return f"inside its {table.retention_days}-day retention"
-        if any(_label(c.condition) == NEVER_REDACTED for c in child.child_results):
-            never = next(c for c in child.child_results if _label(c.condition) == NEVER_REDACTED)
-            missing = never.child_results[0]
-            if day in days(missing):
-                return (f"its last redaction failed; fix the cause (see that run), then: dagster asset materialize "
-                        f"-m weward_pipeline.definitions --select key:redaction/{table.name} --partition {day}")
-            return ALREADY_REDACTED
-        if label == "all_deps_blocking_checks_passed":
-            if day not in exported:
-                return f"never exported (materialize lake/{table.name} first)"
-            return f"the export's checks have not passed (run the checks of lake/{table.name} again, or re-export)"
-        if grandchild == "any_deps_missing":
-            return f"never exported (materialize lake/{table.name} first)"
-        if grandchild == "any_deps_in_progress":
+
+    def why_not(self, day: str, lake_status, redaction_status) -> str | None:
+        """Why `day` (retention passed) is not due; None when it is. The automation condition's terms, in order."""
+        from weward_pipeline.defs.checks import CHECK_NAMES, latest_verdicts
+
+        in_progress = self.dg.AssetPartitionStatus.IN_PROGRESS
+        export = self._latest(self.lake, day)
+        if lake_status == in_progress:
             return "its export is in progress"
-        if grandchild == "in_progress":
+        if export is None:
+            return f"never exported (materialize lake/{self.table.name} first)"
+        if redaction_status == in_progress:
             return "a redaction of it is in progress"
-        return f"{'not ' if label == 'NOT' else ''}{grandchild or label}"
-    return "not selected by the redaction condition"
-
-
-def load_cursor(instance, table: TableConfig):
-    import dagster as dg
-    from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
-
-    stored = instance.daemon_cursor_storage.get_cursor_values({CURSOR_KEY + table.name}).get(CURSOR_KEY + table.name)
-    if not stored:
+        redacted = self._latest(self.redaction, day)
+        if redacted is not None and redacted.storage_id > export.storage_id:
+            return ALREADY_REDACTED
+        # The asset's status says whether its latest attempt failed; its run (with the redaction in its
+        # asset selection) says when. A failure before the latest export no longer counts.
+        attempt = self._last_attempt(day) if redaction_status == self.dg.AssetPartitionStatus.FAILED else None
+        if redaction_status == self.dg.AssetPartitionStatus.FAILED and (
+                attempt is None or attempt.create_timestamp.timestamp() > export.timestamp):
+            return (f"its last redaction failed; fix the cause (see that run), then: dagster asset materialize "
+                    f"-m weward_pipeline.definitions --select key:redaction/{self.table.name} --partition {day}")
+        verdicts = latest_verdicts(self.instance, self.table.name, day)
+        if not verdicts:
+            return None  # checked before verdicts were recorded: the redaction verifies the day itself
+        published = self.published(day)
+        for name in CHECK_NAMES.values():
+            passed, checked, _ = verdicts.get(name, (False, "", ""))
+            if not passed or (published is not None and checked != published):
+                return (f"the export's checks have not passed on the published export (run the checks of "
+                        f"lake/{self.table.name} for {day} again, or re-export)")
         return None
-    try:
-        return dg.deserialize_value(stored, AssetDaemonCursor)
-    except Exception as exc:  # a cursor of another Dagster version: start over, as a new sensor would
-        print(f"warning: the stored automation cursor of {table.name} is unreadable ({exc.__class__.__name__}); "
-              "starting from a fresh one (re-exports before now are not noticed)", file=sys.stderr)
-        return None
 
 
-def save_cursor(instance, table: TableConfig, cursor) -> None:
-    import dagster as dg
-
-    instance.daemon_cursor_storage.set_cursor_values({CURSOR_KEY + table.name: dg.serialize_value(cursor)})
-
-
-def plan_table(defs, instance, catalog: Catalog, table: TableConfig, now: dt.datetime, lookback_days: int) -> TablePlan:
-    """Evaluates redaction/<table>'s own automation condition (as the sensor does) with this command's cursor."""
-    import dagster as dg
-
-    from weward_pipeline.defs.assets import lake_key
-    from weward_pipeline.defs.redaction import redaction_key
-
-    key = redaction_key(table.name)
-    result = dg.evaluate_automation_conditions(defs, instance, asset_selection=dg.AssetSelection.assets(key),
-                                               evaluation_time=now, cursor=load_cursor(instance, table))
-    root = next(r for r in result.results if r.key == key)
-    requested = {d for d in result.get_requested_partitions(key) if d is not None}
+def plan_table(instance, catalog: Catalog, table: TableConfig, now: dt.datetime, lookback_days: int,
+               published) -> TablePlan:
+    """The due days of the lookback window, why the others are not, and due days older than it."""
+    state = DayState(instance, catalog, table, published)
     window = lookback_window(catalog, table, now, lookback_days)
-    exported = set(instance.get_materialized_partitions(lake_key(table.name)))
-    not_due, redacted_before, days = {}, 0, _Days()
+    lake_status, redaction_status = state.statuses(state.lake, window), state.statuses(state.redaction, window)
+    due, not_due, redacted_before = [], {}, 0
     for day in window:
-        if day in requested:
-            continue
-        why = explain(root, day, exported, table, days)
-        if why == ALREADY_REDACTED:
+        why = state.why_not(day, lake_status.get(day), redaction_status.get(day))
+        if why is None:
+            due.append(day)
+        elif why == ALREADY_REDACTED:
             redacted_before += 1
-        elif why:
+        else:
             not_due[day] = why
-    return TablePlan(table=table, due=[d for d in window if d in requested], not_due=not_due,
-                     redacted_before=redacted_before, older=sorted(requested - set(window)), cursor=result.cursor)
+    # Older days: only those exported and never redacted nor attempted are candidates (one query each way).
+    first = window[0] if window else now.astimezone(catalog.zone).date().isoformat()
+    older_days = [k for k in state.partitions.get_partition_keys(current_time=now)
+                  if k < first and retention_ends(catalog, table, dt.date.fromisoformat(k)) <= now]
+    materialized = state.dg.AssetPartitionStatus.MATERIALIZED
+    older_lake, older_redaction = state.statuses(state.lake, older_days), state.statuses(state.redaction, older_days)
+    older = [d for d in older_days if older_lake.get(d) == materialized and older_redaction.get(d) is None
+             and state.why_not(d, older_lake.get(d), None) is None]
+    return TablePlan(table=table, due=due, not_due=not_due, redacted_before=redacted_before, older=older)
 
 
 @dataclass
@@ -431,7 +423,6 @@ def fail_abandoned_runs(instance, older_than: dt.timedelta) -> list[str]:
 
 def cmd_redact_due(args: argparse.Namespace) -> int:
     import dagster as dg
-    from dagster._core.errors import DagsterHomeNotSetError
 
     from weward_pipeline.defs.factory import build_definitions
 
@@ -455,13 +446,12 @@ def cmd_redact_due(args: argparse.Namespace) -> int:
     if not tables:
         print(f"no table of {catalog.path or 'the catalog'} has retention_days: nothing is ever redacted")
         return 0
-    try:
-        instance = dg.DagsterInstance.get()
-    except DagsterHomeNotSetError:
+    if not os.environ.get("DAGSTER_HOME"):
         print("error: DAGSTER_HOME is not set. redact-due records every redaction in the Dagster instance of "
               "$DAGSTER_HOME/dagster.yaml (in production deploy/dagster.yaml, PostgreSQL storage); set it to that "
               "directory", file=sys.stderr)
         return 2
+    instance = dg.DagsterInstance.get()
 
     failed = 0
     width = max(len(t.name) for t in tables)
@@ -484,7 +474,8 @@ def cmd_redact_due(args: argparse.Namespace) -> int:
 def redact_table(defs, instance, catalog: Catalog, table: TableConfig, now: dt.datetime, lookback: int,
                  dry_run: bool, width: int) -> int:
     """Prints why days are not due, redacts the due ones; returns how many failed."""
-    plan = plan_table(defs, instance, catalog, table, now, lookback)
+    published = _published_export_ids(table)
+    plan = plan_table(instance, catalog, table, now, lookback, published)
     for first, last, why in _runs_of_days(plan.not_due):
         days = first if first == last else f"{first} .. {last}"
         print(f"{table.name:<{width}}  {days}  not due: {why}")
@@ -503,14 +494,11 @@ def redact_table(defs, instance, catalog: Catalog, table: TableConfig, now: dt.d
         # Evaluate again, as the sensor's next tick would: this evaluation sees the runs just made
         # (otherwise tomorrow's would see them together with a re-export made in between, and the
         # re-export would go unnoticed), and a day re-exported meanwhile is due now.
-        latest = plan_table(defs, instance, catalog, table, now, lookback)
+        latest = plan_table(instance, catalog, table, now, lookback, published)
     left = [day for day in latest.due if day not in attempted]
     if left and not dry_run:
         print(f"{table.name}: still due after {MAX_ROUNDS} rounds (exports changing meanwhile?): "
               f"{', '.join(left)}; the next run takes them")
-    elif not dry_run:
-        # Only after the runs: a crash before this line re-evaluates from the previous cursor.
-        save_cursor(instance, table, latest.cursor)
     summary = (f"{table.name}: {len(attempted)} due, {plan.redacted_before} redacted before, "
                f"{len(plan.not_due)} not due in the last {lookback} days past its {table.retention_days}-day retention")
     if plan.older:
@@ -519,6 +507,20 @@ def redact_table(defs, instance, catalog: Catalog, table: TableConfig, now: dt.d
                     f"redaction/{table.name}")
     print(summary)
     return failed
+
+
+def _published_export_ids(table: TableConfig):
+    """day -> the export id Glue publishes now (the one the checks must have passed on)."""
+    from weward_pipeline.glue import GlueCatalog
+
+    settings = Settings.from_env()
+    glue = GlueCatalog(AwsClients.from_settings(settings).glue, settings.glue_database)
+
+    def published(day: str) -> str | None:
+        partition = glue.get_partition(table.name, day)
+        return (partition or {}).get("Parameters", {}).get("weward.export_id")
+
+    return published
 
 
 def _runs_of_days(reasons: dict[str, str]) -> list[tuple[str, str, str]]:

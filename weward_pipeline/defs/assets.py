@@ -129,6 +129,8 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
         "postgres_read_s": dg.MetadataValue.float(round(result.read_s, 3)),
         "superseded_objects_deleted": dg.MetadataValue.int(result.superseded_deleted),
+        "carried_rows": dg.MetadataValue.int(result.carried_rows),
+        "dropped_rows": dg.MetadataValue.int(result.dropped_rows),
     }
     if not lake.aws_endpoint_url:  # a local endpoint has no console page
         metadata["glue_console"] = dg.MetadataValue.url(glue_console_url(lake.aws_region, result.glue_database,
@@ -141,6 +143,26 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         )
     if result.snapshot_at:
         metadata["snapshot_at"] = dg.MetadataValue.text(result.snapshot_at)
+    return metadata
+
+
+def restatement_metadata(result: ExportResult, table: TableConfig, tags) -> dict:
+    """A re-export: why it ran (the restatement schedule's tag) and what it changed (rows added, changed, deleted)."""
+    from weward_pipeline.defs.restatement import restated_because
+
+    metadata = {}
+    why = restated_because(dict(tags), table.name)
+    if why:
+        metadata["restated_because"] = dg.MetadataValue.text(why)
+    if result.changes is not None:
+        changed = result.changes["rows_changed"]
+        metadata.update(
+            previous_export_id=dg.MetadataValue.text(result.changes["previous_export_id"]),
+            rows_added=dg.MetadataValue.int(result.changes["rows_added"]),
+            rows_deleted=dg.MetadataValue.int(result.changes["rows_deleted"]),
+            rows_changed=dg.MetadataValue.int(changed) if changed is not None else dg.MetadataValue.text(
+                "not measured (no updated_column)"),
+        )
     return metadata
 
 
@@ -195,6 +217,7 @@ def lake_asset(
             )
         except Exception as exc:  # noqa: BLE001 - classified: retried only if transient
             raise as_failure(exc, where=f"table {table.name} day {day}", known=PERMANENT_ERRORS, log=context.log)
-        return dg.MaterializeResult(metadata={**export_metadata(result, lake), **pii_metadata(table)})
+        return dg.MaterializeResult(metadata={**export_metadata(result, lake), **pii_metadata(table),
+                                              **restatement_metadata(result, table, context.run.tags)})
 
     return _export

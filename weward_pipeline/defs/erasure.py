@@ -13,7 +13,10 @@ s3://<lake bucket>/_requests/erasure/<ticket>.txt with a short lifecycle, and la
 
 Each rewritten day is recorded as an AssetObservation of `lake/<table>` (not a materialization:
 the data was not re-exported, and redaction must not be re-triggered by it), with the erasure id,
-rows erased and the new export id; the audit record itself is in S3 (`_audit/erasure/`).
+rows erased and the new export id; the audit record itself is in S3 (`_audit/erasure/`). The
+rewrite is a new publish of the day: its blocking checks are run on it right away (the same
+verification, recorded as the checks' results for that day), so the day's redaction, which wants
+passing checks for the export published now, proceeds by itself.
 """
 
 from pathlib import Path
@@ -24,9 +27,11 @@ from pydantic import Field
 
 from weward_pipeline.config import Catalog, ConfigError
 from weward_pipeline.defs.assets import SOURCE_POOL, lake_key
+from weward_pipeline.defs.checks import CHECK_NAMES, check_evaluations, verdict_observation
 from weward_pipeline.defs.failures import as_failure
 from weward_pipeline.defs.resources import LakeResource
 from weward_pipeline.erasure import ErasureError, ErasureLimits, ErasureRequest, erase_users
+from weward_pipeline.verify import verify_published_day
 
 ERASURE_JOB = "gdpr_erasure"
 
@@ -72,10 +77,16 @@ def erasure_job(catalog: Catalog) -> dg.JobDefinition:
             )
         except Exception as exc:  # noqa: BLE001 - classified: retried if transient
             raise as_failure(exc, where="erasure", known=(ConfigError, ErasureError))
+        clients = lake.clients() if any(d.status == "erased" for t in report.tables for d in t.days) else None
         for table in report.tables:
             for day in table.days:
                 if day.status != "erased":
                     continue
+                verification = verify_published_day(lake.glue(clients), clients.s3, clients.filesystem, table.table,
+                                                    day.day)
+                for evaluation in check_evaluations(table.table, day.day, verification):
+                    context.log_event(evaluation)
+                context.log_event(verdict_observation(table.table, day.day, verification, CHECK_NAMES.values()))
                 context.log_event(dg.AssetObservation(
                     asset_key=lake_key(table.table), partition=day.day,
                     metadata={

@@ -13,6 +13,7 @@ from weward_pipeline.defs.erasure import erasure_job
 from weward_pipeline.defs.query_resource import query_resource_from_env
 from weward_pipeline.defs.redaction import redaction_definitions, redaction_sensor
 from weward_pipeline.defs.resources import lake_resource_from_env
+from weward_pipeline.defs.restatement import restatement_definitions
 from weward_pipeline.defs.schedules import ScheduleSettings, schedule_definitions
 
 
@@ -54,4 +55,7 @@ def _build_definitions(catalog: Catalog, resources: dict | None, schedules: Sche
     redaction = dg.Definitions(sensors=[redaction_sensor()] if any(t.retention_days for t in catalog.tables) else [])
     # GDPR erasure, launched by hand with a request file (defs/erasure.py); only if a table can be erased.
     erasure = dg.Definitions(jobs=[erasure_job(catalog)] if any(t.user_column for t in catalog.tables) else [])
-    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), redaction, erasure, shared)
+    # Append tables with restate_days: the daily comparison with PostgreSQL and its re-exports.
+    restatement = restatement_definitions(catalog, schedules)
+    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), restatement, redaction, erasure,
+                                shared)

@@ -25,16 +25,13 @@ from typing import Optional
 
 import dagster as dg
 
-# The partition filter of check history queries has no public import in Dagster 1.13.
-from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
 from weward_pipeline.config import Catalog, ConfigError, TableConfig
 from weward_pipeline.defs.assets import SOURCE_POOL, daily_partitions, group_for, lake_key
-from weward_pipeline.defs.checks import CHECK_NAMES
+from weward_pipeline.defs.checks import CHECK_NAMES, check_evaluations, latest_verdicts, verdict_observation
 from weward_pipeline.defs.failures import as_failure
 from weward_pipeline.defs.resources import LakeResource
 from weward_pipeline.extract import SourceError
+from weward_pipeline.verify import verify_published_day
 from weward_pipeline.redact import (
     CHANGED_SINCE_EXPORT,
     CHECKS_NOT_PASSED,
@@ -133,11 +130,15 @@ def redaction_sensor() -> dg.AutomationConditionSensorDefinition:
 
 # -- the asset -----------------------------------------------------------------------------------
 
-def require_passing_checks(instance: dg.DagsterInstance, lake: LakeResource, table: TableConfig, day: str) -> str:
+def require_passing_checks(instance: dg.DagsterInstance, lake: LakeResource, table: TableConfig, day: str,
+                           log_event=None) -> str:
     """The latest run of each blocking export check for D passed, on the export published now.
 
     A blocking check only stops downstream steps of its own run; a redaction run days later must
-    look itself. Returns the export id; raises RedactionRefused otherwise.
+    look itself, at the checks' verdicts (defs/checks.py: public API only). A day with no verdict
+    at all (checked before verdicts were recorded, or never) is verified here, the checks' own
+    verification, and its result recorded through `log_event` as theirs. Returns the export id;
+    raises RedactionRefused otherwise.
     """
     partition = lake.glue().get_partition(table.name, day)
     export_id = (partition or {}).get("Parameters", {}).get("weward.export_id")
@@ -145,22 +146,25 @@ def require_passing_checks(instance: dg.DagsterInstance, lake: LakeResource, tab
         raise RedactionRefused(
             CHECKS_NOT_PASSED, f"table {table.name} day {day} was never exported; nothing was deleted. "
                                f"Materialize lake/{table.name} for {day} first.")
-    keys = [dg.AssetCheckKey(lake_key(table.name), name) for name in CHECK_NAMES.values()]
-    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        keys, partition_filter=PartitionKeyFilter(key=day))
+    verdicts = latest_verdicts(instance, table.name, day)
+    if not verdicts and log_event is not None:
+        clients = lake.clients()
+        verification = verify_published_day(lake.glue(clients), clients.s3, clients.filesystem, table.name, day)
+        for event in (*check_evaluations(table.name, day, verification),
+                      verdict_observation(table.name, day, verification, CHECK_NAMES.values())):
+            log_event(event)
+        verdicts = {name: (verification.passed(check), verification.manifest.export_id if verification.manifest else "",
+                           "this run") for check, name in CHECK_NAMES.items()}
     problems = []
-    for key in keys:
-        record = latest.get(key)
-        evaluation = record.event.dagster_event.event_specific_data if record and record.event else None
-        if record is None or record.status == AssetCheckExecutionRecordStatus.PLANNED or evaluation is None:
-            problems.append(f"{key.name} has no result for {day}")
-        elif record.status != AssetCheckExecutionRecordStatus.SUCCEEDED or not evaluation.passed:
-            problems.append(f"{key.name} failed (run {record.run_id[:8]})")
-        else:
-            checked = evaluation.metadata.get("export_id")
-            if checked is None or checked.value != export_id:
-                problems.append(f"{key.name} last checked export {checked.value if checked else '?'}, "
-                                f"the published one is {export_id}")
+    for name in CHECK_NAMES.values():
+        if name not in verdicts:
+            problems.append(f"{name} has no result for {day}")
+            continue
+        passed, checked, run_id = verdicts[name]
+        if not passed:
+            problems.append(f"{name} failed (run {run_id[:8]})")
+        elif checked != export_id:
+            problems.append(f"{name} last checked export {checked or '?'}, the published one is {export_id}")
     if problems:
         raise RedactionRefused(
             CHECKS_NOT_PASSED,
@@ -207,6 +211,8 @@ def report_metadata(report: RedactionReport) -> dict:
         "delete_sql": dg.MetadataValue.md(f"```sql\n{report.delete_sql}\n```"),
         "columns_required_null": dg.MetadataValue.text(", ".join(report.columns_required_null) or "none"),
         "postgres": dg.MetadataValue.text(report.postgres),
+        "audit_prefix": dg.MetadataValue.text(report.audit_prefix or "-"),
+        "audit_objects": dg.MetadataValue.int(report.audit_objects),
     }
     if report.window_rows_after is not None:
         metadata["window_rows_after"] = dg.MetadataValue.int(report.window_rows_after)
@@ -250,7 +256,7 @@ def redaction_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition
         try:
             limits = config.limits()
             limits.validate()
-            require_passing_checks(context.instance, lake, table, context.partition_key)
+            require_passing_checks(context.instance, lake, table, context.partition_key, log_event=context.log_event)
             report = redact_day(lake.settings(), catalog, table, day, clients=lake.clients(), limits=limits,
                                 dry_run=dry_run, on_progress=context.log.info)
         except RedactionFailed as exc:
