@@ -142,21 +142,21 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def run_exports(defs, instance, catalog, days: list[dt.date]) -> int:
     """Materialize lake/* and their blocking checks through the `daily_export` job, one run per day
     (as the schedule and backfills do); returns the number of failed runs."""
-    import dagster as dg
-
     from weward_pipeline.defs.assets import lake_key
-    from weward_pipeline.defs.checks import CHECK_NAMES
     from weward_pipeline.defs.schedules import DAILY_EXPORT_JOB
 
     job = defs.resolve_job_def(DAILY_EXPORT_JOB)
+    every_check = defs.resolve_asset_graph().asset_check_keys
+    freshness = freshness_check_keys(catalog)
     failed = 0
     for day in days:
         # Snapshot tables hold "the table as it is now": only the latest day can be exported today.
         tables = [t for t in catalog.tables if t.mode == "append" or day == days[-1]]
         keys = {lake_key(t.name) for t in tables}
-        # The freshness checks run once, after every day (run_freshness_checks): here they would
-        # judge "yesterday is missing" while the run that exports it is still to come.
-        checks = {dg.AssetCheckKey(key, name) for key in keys for name in CHECK_NAMES.values()}
+        # Every check of the day's exports (blocking ones, source_unchanged...) but freshness, which
+        # runs once after every day (run_freshness_checks): here it would judge "yesterday is
+        # missing" while the run that exports it is still to come.
+        checks = {key for key in every_check if key.asset_key in keys and key not in freshness}
         result = job.get_subset(asset_selection=keys, asset_check_selection=checks).execute_in_process(
             instance=instance, partition_key=day.isoformat(), raise_on_error=False, tags=DEMO_TAGS, run_config=QUIET)
         problems = _failures(result) + _failed_checks(result)
@@ -242,17 +242,21 @@ def run_redactions(defs, instance, catalog, days: list[dt.date]) -> int:
     return failed
 
 
-def run_freshness_checks(defs, instance, catalog) -> int:
-    """Evaluate the freshness checks once every day is exported (the sensor does this with `make dev`)."""
+def freshness_check_keys(catalog) -> set:
     import warnings
 
-    import dagster as dg
-
-    from weward_pipeline.defs.schedules import DAILY_EXPORT_JOB, ScheduleSettings, freshness_checks
+    from weward_pipeline.defs.schedules import ScheduleSettings, freshness_checks
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        keys = {key for checks in freshness_checks(catalog, ScheduleSettings.from_env()) for key in checks.check_keys}
+        return {key for checks in freshness_checks(catalog, ScheduleSettings.from_env()) for key in checks.check_keys}
+
+
+def run_freshness_checks(defs, instance, catalog) -> int:
+    """Evaluate the freshness checks once every day is exported (the sensor does this with `make dev`)."""
+    from weward_pipeline.defs.schedules import DAILY_EXPORT_JOB
+
+    keys = freshness_check_keys(catalog)
     job = defs.resolve_job_def(DAILY_EXPORT_JOB)
     result = job.get_subset(asset_selection=set(), asset_check_selection=keys).execute_in_process(
         instance=instance, raise_on_error=False, tags=DEMO_TAGS, run_config=QUIET)
