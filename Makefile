@@ -1,13 +1,21 @@
 # Two commands matter: `make demo` (set up everything, run the export on the local stack)
 # and `make test` (set up everything, run every test). Everything else is a building block.
 PYTHON ?= python3
-VENV := .venv
+# The virtualenv: .venv, created and kept up to date here. `make demo VENV=/path/to/venv` uses an
+# existing one as it is (nothing is installed into it; it must have weward-pipeline, e.g. another
+# checkout's .venv with PYTHONPATH pointing at this one): the newcomer test runs a fresh clone so.
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: venv system-deps demo dev test bench clean stack-up stack-down
 
+ifeq ($(VENV),.venv)
 venv: $(STAMP)
+else
+venv:
+	@test -x $(BIN)/weward-pipeline || { echo "VENV=$(VENV) has no bin/weward-pipeline: leave VENV unset to create .venv"; exit 2; }
+endif
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +28,13 @@ system-deps:
 	scripts/install-browser-deps.sh
 
 demo: venv
-	scripts/install-system-deps.sh
-	$(BIN)/weward-pipeline demo
+	@scripts/install-system-deps.sh
+	@$(BIN)/weward-pipeline demo
 
+# Ctrl-C stops the UI and the stack it started; the command then exits 0 (no "Error 130").
+DEV_PORT ?= 3000
 dev: venv
-	$(BIN)/weward-pipeline dev
+	@$(BIN)/weward-pipeline dev --port $(DEV_PORT)
 
 stack-up: venv
 	$(BIN)/weward-pipeline stack up

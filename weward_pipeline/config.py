@@ -415,7 +415,7 @@ class Settings:
             raise ConfigError(
                 f"missing environment variable(s) {', '.join(missing)}: set WEWARD_PG_URL "
                 "(postgresql://user:password@host:port/db) and WEWARD_LAKE_URL (s3://bucket/prefix), "
-                "or run through `make demo`/`make dev`, which set them for the local stack"
+                "or, for the local stack: weward-pipeline demo --keep, then eval \"$(weward-pipeline stack env)\""
             )
         pg_url = env["WEWARD_PG_URL"]
         if urlsplit(pg_url).scheme not in ("postgresql", "postgres"):

@@ -402,6 +402,10 @@ def test_partition_filters_read_only_the_named_days(lake):
     two_days = engine.run("SELECT sum(steps) AS steps FROM step_events WHERE dt BETWEEN '2024-03-30' AND '2024-03-31'")
     assert 0 < one_day.bytes_scanned < two_days.bytes_scanned < everything.bytes_scanned
     assert one_day.bytes_scanned < everything.bytes_scanned / 3
+    # The summary says how many days were read, not how many are published.
+    assert "tables: step_events (1 of 5 days read)" in one_day.summary()
+    assert "tables: step_events (2 of 5 days read)" in two_days.summary()
+    assert "tables: step_events (5 of 5 days read)" in everything.summary()
     # Column pruning too: one narrow column costs less than every column.
     wide = engine.run("SELECT * FROM step_events WHERE dt = '2024-03-31'")
     assert one_day.bytes_scanned < wide.bytes_scanned
@@ -534,7 +538,7 @@ def test_cli_prints_the_answer_as_a_table_and_the_scan_on_stderr(lake_environmen
     lines = out.splitlines()
     assert lines[0].split() == ["dt", "|", "syncs"]
     assert lines[2].startswith("2024-03-31 |") and lines[3].startswith("2024-04-01 |")
-    assert "[local] DuckDB" in err and "2 rows in" in err and "scanned" in err and "tables: step_events (5 days)" in err
+    assert "[local] DuckDB" in err and "2 rows in" in err and "scanned" in err and "tables: step_events (2 of 5 days read)" in err  # the dt filter read 2 of the 5 days
 
 
 def test_cli_writes_every_row_to_csv_or_parquet(lake_environment, tmp_path, capsys):
@@ -661,4 +665,4 @@ def test_demo_ends_with_the_analyst_questions_answered(lake_environment, capsys)
     for title, _ in ANALYST_QUESTIONS:
         assert f"-- {title}" in out
     assert "2024-03-31" in out and "FR" in out and "Offer #" in out
-    assert out.count("no charge locally") == 3 and "tables: users (1 day), ward_transactions (5 days)" in out
+    assert out.count("no charge locally") == 3 and "tables: users (1 of 1 day read), ward_transactions (5 of 5 days read)" in out

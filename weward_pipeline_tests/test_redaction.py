@@ -43,9 +43,10 @@ FAST = RedactionLimits(batch_rows=25, pause_s=0, retry_backoff_s=0.05, lock_time
 
 @pytest.fixture
 def app_db(fresh_database):
-    """The sample app, 3 days ending 2024-04-01, ~40 users: about 120 step events a day."""
+    """The sample app, 3 days ending 2024-04-01, 60 users (not all walk every day): about 120 step
+    events on DAY, so a day takes several batches of FAST.batch_rows."""
     sample_data.load(fresh_database, end_date=dt.date(2024, 4, 1),
-                     size=sample_data.SampleSize(users=40, days=3), timezone=TIMEZONE)
+                     size=sample_data.SampleSize(users=60, days=3), timezone=TIMEZONE)
     return fresh_database
 
 

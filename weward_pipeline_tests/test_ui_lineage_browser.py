@@ -29,6 +29,7 @@ PLACEHOLDER_ENV = {
     "WEWARD_LAKE_URL": "s3://weward-lake/exports",
     "WEWARD_GLUE_DATABASE": "weward_lake",
     "AWS_REGION": "eu-west-3",
+    "AWS_ENDPOINT_URL": "",  # production-like: the AWS console link is shown (a session's moto endpoint would hide it)
 }
 
 pytestmark = pytest.mark.skipif(
@@ -68,7 +69,9 @@ def test_the_lineage_page_draws_source_export_and_redaction_layers(webserver, tm
         )
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1400})
-            page.goto(f"{webserver.url}/asset-groups", wait_until="domcontentloaded")
+            # The layers are groups (postgres, lake, redaction), drawn collapsed until opened: open them.
+            expanded = ",".join(f"global@global:{group}" for group in ("postgres", "lake", "redaction"))
+            page.goto(f"{webserver.url}/asset-groups?expanded={expanded}", wait_until="domcontentloaded")
             page.locator('[data-tooltip="step_events"]').first.wait_for(state="visible", timeout=90_000)
             page.wait_for_load_state("networkidle", timeout=60_000)
             # Room for the graph: fold the navigation, as a user does on a laptop screen.
@@ -141,7 +144,8 @@ def test_the_asset_graph_carries_the_catalog_lineage_owners_and_where_to_look(we
         assert export["dependencyKeys"] == [{"path": ["postgres", name]}]
         assert set(export["kinds"]) == {"postgres", "s3", "parquet", "glue"}
         assert source["kinds"] == ["postgres"]
-        assert source["groupName"] == export["groupName"] == "public"  # grouped by source schema
+        # Grouped by layer: the sidebar shows only a key's last part, the group tells the three apart.
+        assert (source["groupName"], export["groupName"]) == ("postgres", "lake")
         assert table["description"].strip() in export["description"]
         assert [o.get("team") for o in export["owners"]] == [o.removeprefix("team:") for o in table["owners"]]
         entries = {e["label"]: e for e in export["metadataEntries"]}
@@ -154,5 +158,6 @@ def test_the_asset_graph_carries_the_catalog_lineage_owners_and_where_to_look(we
         assert any(r["filePath"].endswith("weward_pipeline/defs/assets.py") for r in references)
         if name in RETENTION:
             assert nodes[f"redaction/{name}"]["dependencyKeys"] == [{"path": ["lake", name]}]
+            assert nodes[f"redaction/{name}"]["groupName"] == "redaction"
         else:
             assert f"redaction/{name}" not in nodes

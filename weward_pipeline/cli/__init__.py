@@ -28,8 +28,15 @@ COMMAND_MODULES = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage mistake in one line that points at --help, not the whole usage block above it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="weward-pipeline",
         description="PostgreSQL -> daily Parquet on S3 + Glue, orchestrated by Dagster.",
     )

@@ -11,6 +11,7 @@ import sys
 from urllib.parse import urlsplit
 
 from weward_pipeline.config import load_catalog
+from weward_pipeline.roles import EXPORT_ROLE, REDACT_ROLE
 from weward_pipeline.secret_store import scrub
 
 
@@ -18,10 +19,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     roles = subparsers.add_parser(
         "roles-sql",
         help="print the GRANTs of the least-privilege export and redaction roles for the catalog",
+        description="Prints, for a DBA to review and run as the tables' owner, the GRANTs the export role "
+                    "(SELECT on the exported columns) and the redaction role (DELETE, and the SELECT those "
+                    "deletes need) require for the catalog's tables (WEWARD_TABLES_FILE). With WEWARD_PG_URL, "
+                    "SELECT is granted per column, leaving out the columns the catalog drops; create the roles "
+                    "first, with their passwords from the secrets. Prints SQL only; changes nothing.",
     )
     roles.add_argument("--database", help="database name (default: the one in WEWARD_PG_URL)")
-    roles.add_argument("--export-role", default="weward_export")
-    roles.add_argument("--redact-role", default="weward_redact")
+    roles.add_argument("--export-role", default=EXPORT_ROLE,
+                       help=f"the export role's name, the user of WEWARD_PG_URL (default {EXPORT_ROLE})")
+    roles.add_argument("--redact-role", default=REDACT_ROLE,
+                       help=f"the redaction role's name, the user of WEWARD_PG_REDACT_URL (default {REDACT_ROLE})")
     roles.add_argument("--offline", action="store_true",
                        help="do not connect to WEWARD_PG_URL to list columns (table-level SELECT instead)")
     roles.set_defaults(handler=cmd_roles_sql)

@@ -2,6 +2,7 @@
 
 
 import datetime as dt
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -41,8 +42,13 @@ def source_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["postgres", table])
 
 
-def group_for(table: TableConfig) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", table.schema)
+def group_for(table: TableConfig, layer: str) -> str:
+    """The asset's group in the UI: its layer (postgres, lake, redaction), so the lineage sidebar, which
+    shows only the last part of an asset key, tells postgres/t, lake/t and redaction/t apart. Tables
+    of a schema other than public get their own groups (lake_<schema>...)."""
+    if table.schema == "public":
+        return layer
+    return f"{layer}_{re.sub(r'[^A-Za-z0-9_]', '_', table.schema)}"
 
 
 def daily_partitions(catalog: Catalog) -> dg.DailyPartitionsDefinition:
@@ -63,20 +69,24 @@ def catalog_reference(table: TableConfig, catalog: Catalog | None) -> dict:
 
 
 def glue_metadata(table: TableConfig) -> dict:
-    """Where analysts find the table: its Glue name and console page (Athena queries it by that name)."""
+    """Where analysts find the table: its Glue name and console page (Athena queries it by that name).
+
+    No console link on a local endpoint (AWS_ENDPOINT_URL, the local stack): it would open the real
+    AWS console, where this table does not exist.
+    """
     region = region_from_env()
     database = glue_database_from_env()
-    return {
-        "dagster/table_name": f"{database}.{table.name}",
-        "glue_console": dg.MetadataValue.url(glue_console_url(region, database, table.name)),
-    }
+    metadata = {"dagster/table_name": f"{database}.{table.name}"}
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        metadata["glue_console"] = dg.MetadataValue.url(glue_console_url(region, database, table.name))
+    return metadata
 
 
 def source_asset(table: TableConfig, catalog: Catalog | None = None) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=source_key(table.name),
         description=f"PostgreSQL table {table.qualified_source} (production; read only by the export).",
-        group_name=group_for(table),
+        group_name=group_for(table, "postgres"),
         kinds={"postgres"},
         owners=list(table.owners),
         metadata={
@@ -117,7 +127,6 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         "manifest": dg.MetadataValue.text(result.manifest_url),
         "export_id": dg.MetadataValue.text(result.export_id),
         "glue_table": dg.MetadataValue.text(f"{result.glue_database}.{result.glue_table}"),
-        "glue_console": dg.MetadataValue.url(glue_console_url(lake.aws_region, result.glue_database, result.glue_table)),
         "files": dg.MetadataValue.int(len(result.objects)),
         "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
         "postgres_read_s": dg.MetadataValue.float(round(result.read_s, 3)),
@@ -129,6 +138,9 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         "carried_rows": dg.MetadataValue.int(result.carried_rows),
         "dropped_rows": dg.MetadataValue.int(result.dropped_rows),
     }
+    if not lake.aws_endpoint_url:  # a local endpoint has no console page
+        metadata["glue_console"] = dg.MetadataValue.url(glue_console_url(lake.aws_region, result.glue_database,
+                                                                         result.glue_table))
     if result.window:
         metadata.update(
             window_start=dg.MetadataValue.text(result.window["start"]),
@@ -192,7 +204,7 @@ def lake_asset(
         backfill_policy=None,
         retry_policy=retry_policy,
         pool=SOURCE_POOL,
-        group_name=group_for(table),
+        group_name=group_for(table, "lake"),
         kinds={"postgres", "s3", "parquet", "glue"},
         owners=list(table.owners),
         tags={"weward/mode": table.mode},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from weward_pipeline.config import Catalog, TableConfig
@@ -38,6 +40,16 @@ def table_definitions(table: TableConfig, catalog: Catalog) -> dg.Definitions:
 def build_definitions(
     catalog: Catalog, resources: dict | None = None, schedules: ScheduleSettings | None = None
 ) -> dg.Definitions:
+    # Code references and partitioned checks are beta/preview features of Dagster, used on purpose
+    # on a pinned version: their warnings (one per table and process) buried everything else in
+    # `make demo` (~100 lines) and `make dev` (~700).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return _build_definitions(catalog, resources, schedules)
+
+
+def _build_definitions(catalog: Catalog, resources: dict | None, schedules: ScheduleSettings | None) -> dg.Definitions:
     per_table = [table_definitions(table, catalog) for table in catalog.tables]
     shared = dg.Definitions(
         resources=resources or {"lake": lake_resource_from_env(), "query": query_resource_from_env()},

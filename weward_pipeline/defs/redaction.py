@@ -244,7 +244,7 @@ def redaction_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition
         # keep their partition (a one-day range run loses it in Dagster 1.13; see lake assets).
         retry_policy=REDACTION_RETRY_POLICY,
         output_required=False,  # a dry run reports without materializing
-        group_name=group_for(table),
+        group_name=group_for(table, "redaction"),
         kinds={"postgres"},
         owners=list(table.owners),
         tags={"weward/redaction": "true"},

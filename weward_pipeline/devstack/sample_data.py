@@ -8,6 +8,7 @@ personal data, step syncs, ward (points) transactions, reward offers and purchas
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 import psycopg
@@ -104,6 +105,10 @@ CREATE TABLE {s}.contest_participations (
 CREATE INDEX ON {s}.contest_participations (joined_at);
 """
 
+# Mean share of users active on a day: 0.25 x 0.92 + 0.45 x 0.55 + 0.30 x 0.15, times the weekly
+# rhythm's mean (5 x 1.0 + 1.15 + 0.8) / 7.
+ACTIVE_SHARE = (0.25 * 0.92 + 0.45 * 0.55 + 0.30 * 0.15) * (5 + 1.15 + 0.8) / 7
+
 COUNTRIES = ["FR", "FR", "FR", "FR", "DE", "ES", "IT", "BE", "GB", "NL", "PT", "CH"]
 PARTNERS = ["Decathlon", "Fnac", "Sephora", "Uber Eats", "Zalando", "Spotify", "Back Market", "Nike"]
 
@@ -112,11 +117,18 @@ PARTNERS = ["Decathlon", "Fnac", "Sephora", "Uber Eats", "Zalando", "Spotify", "
 class SampleSize:
     users: int = 2_000
     days: int = 5
-    step_events_per_user_day: float = 3.0
-    ward_transactions_per_user_day: float = 1.5
+    step_events_per_user_day: float = 3.0  # on average over users and days; active users sync more
+    ward_transactions_per_user_day: float = 1.5  # earnings on active days plus one spend per purchase
     purchases_per_day: int = 120
     offers: int = 60
     contest_participations_per_day: int = 150
+
+
+def _geometric_scale(mean: float) -> float:
+    """The scale s for which 1 + floor(Exp(s)) has the given mean (>= 1): E[floor(Exp(s))] = 1 / (e^(1/s) - 1)."""
+    if mean <= 1.001:
+        return 0.01
+    return 1 / math.log(1 + 1 / (mean - 1))
 
 
 def _literal_array(values: list[str]) -> sql.Composable:
@@ -175,77 +187,110 @@ def generate(
                (%(start)s::date - 1)::timestamp AT TIME ZONE %(tz)s
         FROM generate_series(1, %(users)s) AS g
         """),
+        # Partner offers: the price in wards follows the retail price (about 100 wards per euro,
+        # rounded to 50); offers without a retail price are priced by hand.
         sql.SQL("""
         INSERT INTO {s}.reward_offers
-        SELECT g,
-               ({partners})[1 + (g %% 8)],
-               'Offer #' || g || ' - ' || (ARRAY['10€ voucher','free month','gift card','-20%% code'])[1 + (g %% 4)],
-               round((500 + random() * 20000)::numeric, 2),
-               CASE WHEN g %% 5 <> 0 THEN round((5 + random() * 95)::numeric, 2) END,
-               CASE WHEN g %% 7 <> 0 THEN (random() * 1000)::int END,
-               g %% 9 <> 0,
-               ARRAY[(ARRAY['sport','food','beauty','tech','music'])[1 + (g %% 5)]],
-               %(start)s::date - 60 + (g %% 30),
-               CASE WHEN g %% 3 = 0 THEN %(start)s::date + 90 END,
-               (%(start)s::date - 90)::timestamp AT TIME ZONE %(tz)s
-        FROM generate_series(1, %(offers)s) AS g
+        SELECT g, partner, title,
+               CASE WHEN retail IS NOT NULL THEN greatest(50, round(retail * 100 / 50) * 50)
+                    ELSE round((500 + random() * 9500)::numeric / 50) * 50 END,
+               retail, stock, active, tags, valid_from, valid_until, created_at
+        FROM (SELECT g,
+                     ({partners})[1 + (g %% 8)] AS partner,
+                     'Offer #' || g || ' - ' || (ARRAY['10€ voucher','free month','gift card','-20%% code'])[1 + (g %% 4)] AS title,
+                     CASE WHEN g %% 5 <> 0 THEN round((5 + random() * 95)::numeric, 2) END AS retail,
+                     CASE WHEN g %% 7 <> 0 THEN (random() * 1000)::int END AS stock,
+                     g %% 9 <> 0 AS active,
+                     ARRAY[(ARRAY['sport','food','beauty','tech','music'])[1 + (g %% 5)]] AS tags,
+                     %(start)s::date - 60 + (g %% 30) AS valid_from,
+                     CASE WHEN g %% 3 = 0 THEN %(start)s::date + 90 END AS valid_until,
+                     (%(start)s::date - 90)::timestamp AT TIME ZONE %(tz)s AS created_at
+              FROM generate_series(1, %(offers)s) AS g) AS o
         """),
-        # Step syncs: several a day per user, spread over each local day (DST days included).
+        # Who walks when: a quarter of the users sync almost every day, most a few days a week, some
+        # rarely; Saturdays are busier and Sundays quieter. One row per (day, active user) with how
+        # many syncs the phone sent (geometric: mostly a few, sometimes many).
+        sql.SQL("""
+        CREATE TEMP TABLE sample_active_days AS
+        SELECT d, u, weekend,
+               1 + floor(-ln(1 - random()) * %(extra_syncs)s)::int AS syncs,
+               1 + floor(-ln(1 - random()) * %(extra_wards)s)::int AS ledger_rows
+        FROM (SELECT u, CASE WHEN r < 0.25 THEN 0.92 WHEN r < 0.70 THEN 0.55 ELSE 0.15 END AS propensity
+              FROM (SELECT u, random() AS r FROM generate_series(1, %(users)s) AS u) AS r) AS walkers,
+             LATERAL (SELECT d, extract(isodow FROM %(start)s::date + d) AS dow,
+                             extract(isodow FROM %(start)s::date + d) >= 6 AS weekend
+                      FROM generate_series(0, %(days)s - 1) AS d) AS days
+        WHERE random() < propensity * CASE dow WHEN 6 THEN 1.15 WHEN 7 THEN 0.8 ELSE 1.0 END
+        """),
+        # Step syncs, spread over each local day (DST days included), mostly between 07:00 and 22:00;
+        # more steps per sync at the weekend.
         sql.SQL("""
         INSERT INTO {s}.step_events
         SELECT row_number() OVER (ORDER BY d, u, k),
                u,
                ts,
                (ts AT TIME ZONE %(tz)s)::date,
-               (random() * 4000)::int,
+               (random() * CASE WHEN weekend THEN 3000 ELSE 2200 END)::int,
                CASE WHEN random() < 0.9 THEN random() * 3000 END,
                CASE WHEN random() < 0.8 THEN (random() * 90)::smallint END,
                (ARRAY['ios_healthkit','android_fit','garmin','manual'])[1 + (random() * 3)::int]::{s}.step_source,
                CASE WHEN random() < 0.95 THEN md5('dev' || u)::uuid END,
                CASE WHEN random() < 0.3 THEN jsonb_build_object('battery', (random() * 100)::int, 'app', '4.12.' || (u %% 9)) END
         -- random() in a subquery's select list runs once per row (a LATERAL over d alone ran once per day)
-        FROM (SELECT d, u, k,
+        FROM (SELECT d, u, k, weekend,
                      ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s)
-                     + random() * ((((%(start)s::date + d + 1)::timestamp AT TIME ZONE %(tz)s))
-                                   - ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s)) AS ts
-              FROM generate_series(0, %(days)s - 1) AS d,
-                   generate_series(1, %(users)s) AS u,
-                   generate_series(1, %(steps_per_day)s) AS k) AS t
-        WHERE random() < %(steps_keep)s
+                     + (CASE WHEN random() < 0.85 THEN 7.0 / 24 + random() * 15.0 / 24 ELSE random() END)
+                       * ((((%(start)s::date + d + 1)::timestamp AT TIME ZONE %(tz)s))
+                          - ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s)) AS ts
+              FROM sample_active_days, generate_series(1, syncs) AS k) AS t
         """),
-        sql.SQL("""
-        INSERT INTO {s}.ward_transactions
-        SELECT row_number() OVER (ORDER BY d, u, k),
-               u,
-               ts,
-               kind::{s}.ward_kind,
-               CASE WHEN kind LIKE 'spend%%' THEN -round((100 + random() * 5000)::numeric, 2)
-                    ELSE round((random() * 250)::numeric, 2) END,
-               round((random() * 100000)::numeric, 2),
-               CASE WHEN random() < 0.6 THEN 'steps ' || (d + 1) END,
-               md5('wt' || d || '-' || u || '-' || k)::uuid,
-               CASE WHEN random() < 0.5 THEN jsonb_build_object('campaign', 'c' || (u %% 13), 'multiplier', 1 + (u %% 3)) END
-        FROM (SELECT d, u, k,
-                     ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s) + random() * interval '23 hours' AS ts,
-                     (ARRAY['earn_steps','earn_steps','earn_bonus','spend_reward','refund','contest_prize'])[1 + (random() * 5)::int] AS kind
-              FROM generate_series(0, %(days)s - 1) AS d,
-                   generate_series(1, %(users)s) AS u,
-                   generate_series(1, %(wards_per_day)s) AS k) AS t
-        WHERE random() < %(wards_keep)s
-        """),
+        # Purchases: more at the weekend, a few popular offers (low ids) sell most, and the wards
+        # spent are the offer's price.
         sql.SQL("""
         INSERT INTO {s}.reward_purchases
         SELECT row_number() OVER (ORDER BY d, k),
                1 + (random() * (%(users)s - 1))::int,
-               1 + (random() * (%(offers)s - 1))::int,
-               ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s) + random() * interval '23 hours',
-               round((500 + random() * 20000)::numeric, 2),
+               offer_id,
+               ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s) + (0.25 + random() * 0.7) * interval '24 hours',
+               (SELECT o.cost_wards FROM {s}.reward_offers o WHERE o.id = offer_id),
                (ARRAY['pending','delivered','delivered','cancelled','refunded'])[1 + (random() * 4)::int]::{s}.purchase_status,
                CASE WHEN random() < 0.9 THEN md5('v' || d || '-' || k)::uuid END,
                ('10.' || (random() * 255)::int || '.' || (random() * 255)::int || '.' || (random() * 255)::int)::inet,
                jsonb_build_object('channel', (ARRAY['app','web'])[1 + (k %% 2)], 'email_sent', random() < 0.9)
-        FROM generate_series(0, %(days)s - 1) AS d,
-             generate_series(1, %(purchases)s) AS k
+        FROM (SELECT d, k, 1 + floor(%(offers)s * power(random(), 1.7))::int AS offer_id
+              FROM (SELECT d, round(%(purchases)s * CASE extract(isodow FROM %(start)s::date + d) WHEN 6 THEN 1.3
+                                                    WHEN 7 THEN 1.1 ELSE 0.9 END * (0.8 + random() * 0.4))::int AS n
+                    FROM generate_series(0, %(days)s - 1) AS d) AS per_day,
+                   generate_series(1, n) AS k) AS p
+        """),
+        # The wards ledger: earnings on the days users walk, and one spend per purchase, of its price.
+        sql.SQL("""
+        INSERT INTO {s}.ward_transactions
+        SELECT row_number() OVER (ORDER BY ts, u, k, transaction_id),
+               u,
+               ts,
+               kind::{s}.ward_kind,
+               amount,
+               round((random() * 100000)::numeric, 2),
+               reason,
+               transaction_id,
+               CASE WHEN random() < 0.5 THEN jsonb_build_object('campaign', 'c' || (u %% 13), 'multiplier', 1 + (u %% 3)) END
+        FROM (SELECT u, k, ts, kind,
+                     CASE WHEN kind = 'refund' THEN round((100 + random() * 2000)::numeric, 2)
+                          ELSE round((random() * 250)::numeric, 2) END AS amount,
+                     CASE WHEN random() < 0.6 THEN 'steps ' || (d + 1) END AS reason,
+                     md5('wt' || d || '-' || u || '-' || k)::uuid AS transaction_id
+              FROM (SELECT d, u, k, ts,
+                           CASE WHEN k = 1 OR draw < 0.55 THEN 'earn_steps' WHEN draw < 0.9 THEN 'earn_bonus'
+                                WHEN draw < 0.98 THEN 'contest_prize' ELSE 'refund' END AS kind
+                    FROM (SELECT d, u, k,
+                                 ((%(start)s::date + d)::timestamp AT TIME ZONE %(tz)s) + random() * interval '23 hours' AS ts,
+                                 random() AS draw
+                          FROM sample_active_days, generate_series(1, ledger_rows) AS k) AS drawn) AS e
+              UNION ALL
+              SELECT p.user_id, 0, p.purchased_at, 'spend_reward', -p.wards_spent, 'reward ' || p.offer_id,
+                     md5('spend' || p.id)::uuid
+              FROM {s}.reward_purchases p) AS t
         """),
         # joined_at is a timestamp WITHOUT time zone in the app's local time: a second kind of day window.
         sql.SQL("""
@@ -259,21 +304,27 @@ def generate(
                CASE WHEN random() < 0.1 THEN round((random() * 1000)::numeric, 3) END,
                CASE WHEN random() < 0.7 THEN make_interval(days => (random() * 6)::int, secs => random() * 86400) END,
                CASE WHEN random() < 0.5 THEN ARRAY[(random() * 1000)::bigint, (random() * 1000)::bigint] END
-        FROM generate_series(0, %(days)s - 1) AS d,
-             generate_series(1, %(contests)s) AS k
+        FROM (SELECT d, round(%(contests)s * (0.7 + random() * 0.6))::int AS n
+              FROM generate_series(0, %(days)s - 1) AS d) AS per_day,
+             generate_series(1, n) AS k
         """),
     ]
+    # SampleSize gives averages per user and day; active days carry them (ACTIVE_SHARE of the
+    # user-days), as geometric counts 1 + floor(Exp(scale)) with the scale that gives that mean.
+    per_active_syncs = size.step_events_per_user_day / ACTIVE_SHARE
+    spends_per_user_day = size.purchases_per_day / max(1, size.users)
+    per_active_ledger = max(1.0, (size.ward_transactions_per_user_day - spends_per_user_day) / ACTIVE_SHARE)
     params.update(
         offers=size.offers,
-        steps_per_day=max(1, int(size.step_events_per_user_day + 0.999)),
-        steps_keep=size.step_events_per_user_day / max(1, int(size.step_events_per_user_day + 0.999)),
-        wards_per_day=max(1, int(size.ward_transactions_per_user_day + 0.999)),
-        wards_keep=size.ward_transactions_per_user_day / max(1, int(size.ward_transactions_per_user_day + 0.999)),
+        extra_syncs=_geometric_scale(per_active_syncs),
+        extra_wards=_geometric_scale(per_active_ledger),
         purchases=size.purchases_per_day,
         contests=size.contest_participations_per_day,
     )
+    conn.execute("DROP TABLE IF EXISTS pg_temp.sample_active_days")
     for statement in statements:
         conn.execute(statement.format(s=s, countries=countries, partners=partners), params)
+    conn.execute("DROP TABLE pg_temp.sample_active_days")
     counts = {}
     for table in ("users", "step_events", "ward_transactions", "reward_offers", "reward_purchases", "contest_participations"):
         counts[table] = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(s, sql.Identifier(table))).fetchone()[0]

@@ -25,6 +25,15 @@ APP_DATABASE = "weward_app"
 LAKE_BUCKET = "weward-lake-local"
 LAKE_PREFIX = "lake"
 GLUE_DATABASE = "weward_lake"
+# The local stack's catalog is the sample catalog with retentions short enough that a few days of
+# sample data reach them: the demo shows a redaction run through Dagster, with its audit, instead
+# of a redaction asset "never materialized" against a 90-day retention.
+LOCAL_RETENTION_DAYS = {"step_events": 3}
+# Freshness deadline at local midnight: a day is expected as soon as it ends, so the demo (which
+# exports yesterday) ends green at any hour. With production's 08:00, before 08:00 the check still
+# expects the day before yesterday, which a snapshot table exported for the first time yesterday can
+# never have (its snapshot can no longer be taken): red until 08:00.
+LOCAL_SETTINGS = {"WEWARD_FRESHNESS_DEADLINE_HOUR": "0"}
 
 
 @dataclass
@@ -65,9 +74,41 @@ class LocalStack:
         self.state_file.write_text(json.dumps(asdict(self.state), indent=1))
         os.chmod(self.state_file, 0o600)  # holds the local admin password
 
+    @property
+    def catalog_file(self) -> Path:
+        return self.base_dir / "tables.yaml"
+
+    def _write_catalog(self) -> None:
+        """The sample catalog with LOCAL_RETENTION_DAYS, unless WEWARD_TABLES_FILE names the user's own."""
+        if "WEWARD_TABLES_FILE" in self.state.extra_env or os.environ.get("WEWARD_TABLES_FILE"):
+            return
+        import yaml
+
+        from weward_pipeline.config import SAMPLE_CATALOG
+
+        catalog = yaml.safe_load(SAMPLE_CATALOG.read_text())
+        for table in catalog["tables"]:
+            if table["name"] in LOCAL_RETENTION_DAYS:
+                table["retention_days"] = LOCAL_RETENTION_DAYS[table["name"]]
+        self.catalog_file.write_text(
+            f"# The local stack's catalog: {SAMPLE_CATALOG} with short retentions "
+            f"({', '.join(f'{t}: {d} days' for t, d in LOCAL_RETENTION_DAYS.items())}),\n"
+            "# so that redaction runs on a few days of sample data. Written by weward-pipeline stack up/demo/dev.\n"
+            + yaml.safe_dump(catalog, sort_keys=False, allow_unicode=True))
+        self.state.extra_env["WEWARD_TABLES_FILE"] = str(self.catalog_file)
+
+    def catalog(self):
+        from weward_pipeline.config import load_catalog
+
+        return load_catalog(self.state.extra_env.get("WEWARD_TABLES_FILE"))
+
     def up(self) -> LocalStack:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base_dir, 0o755)  # the PostgreSQL server user traverses it
+        self._write_catalog()
+        for name, value in LOCAL_SETTINGS.items():
+            if not os.environ.get(name):  # a value of the user's own wins
+                self.state.extra_env.setdefault(name, value)
         self.postgres.start()
         self.postgres.create_database(APP_DATABASE)
         self._ensure_roles()
@@ -80,6 +121,23 @@ class LocalStack:
 
     def running(self) -> bool:
         return self.postgres.pid() is not None and self.state.moto_pid is not None and pid_alive(self.state.moto_pid)
+
+    def status(self) -> list[tuple[str, bool, str]]:
+        """(component, up, detail) for PostgreSQL, S3+Glue and the sample data: what `stack status` prints."""
+        pg_pid = self.postgres.pid()
+        moto_up = self.state.moto_pid is not None and pid_alive(self.state.moto_pid)
+        seeded = self.state.seeded
+        return [
+            ("PostgreSQL", pg_pid is not None,
+             f"127.0.0.1:{self.postgres.port} (pid {pg_pid})" if pg_pid else
+             f"was on 127.0.0.1:{self.postgres.port}" if self.postgres.port else ""),
+            ("S3+Glue (moto)", moto_up,
+             f"{self.aws.endpoint_url} (pid {self.state.moto_pid})" if moto_up else
+             f"was at {self.aws.endpoint_url}" if self.aws.port else ""),
+            ("sample data", bool(seeded),
+             f"{seeded['days']} days ending {seeded['end_date']}, "
+             + ", ".join(f"{t}={n:,}" for t, n in seeded["rows"].items()) if seeded else ""),
+        ]
 
     def down(self, remove: bool = True) -> None:
         self.postgres.stop()
@@ -106,7 +164,6 @@ class LocalStack:
         granted on the catalog's tables that exist (again after seeding)."""
         import secrets
 
-        from weward_pipeline.config import load_catalog
         from weward_pipeline import roles
 
         if not self.state.export_password:
@@ -114,7 +171,7 @@ class LocalStack:
             self.state.redact_password = secrets.token_urlsafe(24)
             self.state.pii_key = secrets.token_urlsafe(48)
         roles.ensure_roles(self.postgres.admin_url(), self.roles)
-        roles.grant_catalog(self.pg_url(), load_catalog(), self.roles)
+        roles.grant_catalog(self.pg_url(), self.catalog(), self.roles)
 
     def env(self) -> dict[str, str]:
         """The environment-variable contract, pointed at the local stack (least-privilege roles)."""

@@ -64,8 +64,8 @@ def list_lake_tables(glue_client, database: str) -> dict[str, LakeTable]:
                 )
     except glue_client.exceptions.EntityNotFoundException:
         raise QueryError(
-            f"Glue database {database} does not exist: export a day first (make demo), or set "
-            "WEWARD_GLUE_DATABASE to the lake's database"
+            f"Glue database {database} does not exist: export a day first (on the local stack: weward-pipeline "
+            "demo --keep, which keeps the stack and its exports), or set WEWARD_GLUE_DATABASE to the lake's database"
         ) from None
     return tables
 

@@ -377,6 +377,15 @@ def _approx_percentile(node: exp.ApproxQuantile, applied: list[str]) -> exp.Expr
     return exp.Anonymous(this="approx_quantile", expressions=[node.this.copy(), node.args["quantile"].copy()])
 
 
+def _approx_distinct(node: exp.ApproxDistinct, applied: list[str]) -> exp.Expression | None:
+    """Counted exactly: DuckDB's HyperLogLog was 5% off at 150 distinct values (Athena's estimator has
+    a 2.3% standard error), and on the local stack's data an exact count costs nothing."""
+    if node.args.get("accuracy") is not None:
+        return None  # approx_distinct(x, e): refused with the function's name
+    applied.append("approx_distinct counted exactly")
+    return exp.Count(this=exp.Distinct(expressions=[node.this.copy()]))
+
+
 def _date_diff(node: exp.DateDiff, applied: list[str]) -> exp.Expression:
     applied.append("date_diff counts whole units")
     unit = node.args.get("unit")
@@ -507,6 +516,7 @@ _REWRITES = (
     (exp.Avg, _average),
     (exp.Sum, _sum),
     (exp.ApproxQuantile, _approx_percentile),
+    (exp.ApproxDistinct, _approx_distinct),
     (exp.DateDiff, _date_diff),
     (exp.JSONExtractScalar, _json_scalar),
     (exp.RegexpExtract, _regexp_extract),

@@ -41,7 +41,7 @@ from weward_pipeline.query.errors import (
     UnknownTableError,
 )
 from weward_pipeline.query.output import QueryProgress, QueryResult
-from weward_pipeline.query.scan import CountingHandler, ScanBudget
+from weward_pipeline.query.scan import CountingHandler, ScanBudget, days_read
 from weward_pipeline.query.settings import CLIENT_LIMIT_SOURCE, format_bytes
 
 
@@ -226,7 +226,8 @@ class LocalEngine:
         executed = translation.duckdb_sql
 
         budget = ScanBudget(self.max_bytes_scanned)
-        counting = pafs.PyFileSystem(CountingHandler(self.filesystem, budget))
+        handler = CountingHandler(self.filesystem, budget)
+        counting = pafs.PyFileSystem(handler)
         config = {"threads": self.threads} if self.threads else {}
         con = duckdb.connect(config=config)
         budget.on_exceeded = con.interrupt
@@ -315,7 +316,7 @@ class LocalEngine:
         return QueryResult(
             sql=sql, engine=self.name, table=result, bytes_scanned=budget.bytes, elapsed_s=elapsed,
             executed_sql=executed, rewrites=translation.rewrites,
-            partitions_listed=partitions_listed,
+            partitions_listed=partitions_listed, days_read=days_read(handler.opened, list(partitions_listed)),
         )
 
     def _translate(self, exc, sql: str, executed: str, budget: ScanBudget, timed_out: bool, tables) -> QueryError:

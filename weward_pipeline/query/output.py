@@ -34,7 +34,8 @@ class QueryResult:
     workgroup: str | None = None
     output_location: str | None = None
     statement_type: str = "DML"
-    partitions_listed: dict[str, int] = field(default_factory=dict)
+    partitions_listed: dict[str, int] = field(default_factory=dict)  # per table, the days published
+    days_read: dict[str, int] = field(default_factory=dict)  # per table, the days whose objects were opened
     usd_per_tb: float = ATHENA_USD_PER_TB
     executed_sql: str | None = None  # what the engine ran: the DuckDB translation locally, `sql` in Athena
     rewrites: list[str] = field(default_factory=list)  # the Athena semantics the translation applied
@@ -64,7 +65,10 @@ class QueryResult:
             cost = f"no charge locally (Athena: about {format_usd(self.cost_usd)})"
             ident = ""
             if self.partitions_listed:
-                ident = "; tables: " + ", ".join(f"{t} ({n} day{'s' if n != 1 else ''})" for t, n in sorted(self.partitions_listed.items()))
+                # Days read, not days published: a dt filter that read one day says so.
+                ident = "; tables: " + ", ".join(
+                    f"{t} ({self.days_read.get(t, n)} of {n} day{'s' if n != 1 else ''} read)"
+                    for t, n in sorted(self.partitions_listed.items()))
         return f"{rows} row{'s' if rows != 1 else ''} in {self.elapsed_s:.2f} s, {scanned}, {cost}{ident}"
 
     def format(self, max_rows: int = 100, max_width: int = 40) -> str:

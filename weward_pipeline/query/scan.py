@@ -110,12 +110,24 @@ class _CountingFile(io.RawIOBase):
             super().close()
 
 
+def days_read(opened: set[str], tables: list[str]) -> dict[str, int]:
+    """Per table, the days (`<table>/dt=<day>/` path segments) among the objects opened."""
+    days: dict[str, set[str]] = {t: set() for t in tables}
+    for path in opened:
+        parts = path.split("/")
+        for i, part in enumerate(parts[1:], start=1):
+            if part.startswith("dt=") and parts[i - 1] in days:
+                days[parts[i - 1]].add(part)
+    return {t: len(d) for t, d in days.items()}
+
+
 class CountingHandler(pafs.FileSystemHandler):
     """Read-only pass-through filesystem that counts the bytes the query engine reads."""
 
     def __init__(self, inner: pafs.FileSystem, budget: ScanBudget) -> None:
         self.inner = inner
         self.budget = budget
+        self.opened: set[str] = set()  # paths the engine opened: the days it really read (days_read)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, CountingHandler) and other.inner is self.inner and other.budget is self.budget
@@ -136,6 +148,7 @@ class CountingHandler(pafs.FileSystemHandler):
         return self.inner.get_file_info(selector)
 
     def open_input_file(self, path: str):
+        self.opened.add(path)
         return pa.PythonFile(_CountingFile(self.inner.open_input_file(path), self.budget), mode="r")
 
     def open_input_stream(self, path: str):
