@@ -8,3 +8,4 @@ from weward_pipeline.defs.factory import build_definitions
 
 cli_errors.install()  # `dagster asset materialize` with a catalog typo or a variable unset: one line
 defs: dg.Definitions = build_definitions(load_catalog())
+cli_errors.check_in_process_run()  # the CLI runs the run here: its DSN must be set (the service's planners hold none)

@@ -90,7 +90,9 @@ def test_documented_mistakes_of_dagster_asset_materialize_print_one_line(tmp_pat
     command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "weward_pipeline.definitions",
                "--select", "lake/step_events", "--partition", "2024-03-31"]
     for extra, expected in (({"WEWARD_TABLES_FILE": str(typo)}, "unknown key(s) mod"),
-                            ({}, "WEWARD_LAKE_URL, WEWARD_PG_URL not set")):
+                            ({}, "missing environment variable(s) WEWARD_PG_URL, WEWARD_LAKE_URL"),
+                            # read where the run executes, which this command does in its own process
+                            ({"WEWARD_LAKE_URL": "s3://lake/prefix"}, "missing environment variable(s) WEWARD_PG_URL")):
         result = subprocess.run(command, cwd=tmp_path, env={**env, **extra, "DAGSTER_HOME": str(tmp_path)},
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 1

@@ -7,6 +7,11 @@ that says what to do. `install()` puts a `sys.excepthook` in front that prints t
 those two mistakes and leaves every other error its traceback. Code servers (`dagster dev`, the
 webserver, the daemon) catch load errors themselves and show them in the UI, so the hook never sees
 them; a hook someone else installed (pytest, IPython) is left in place.
+
+WEWARD_PG_URL is read where a run executes, not where it is planned (the Dagster service's webserver
+and daemon plan runs and hold no database secret; defs/resources.py). `dagster asset materialize`
+and `dagster job execute` plan and execute in the same process, so `check_in_process_run()` checks
+it there at import, before any run starts: an unset DSN is one line, not a failed step's stack trace.
 """
 
 from __future__ import annotations
@@ -28,6 +33,27 @@ def short_message(error: BaseException) -> str | None:
         return (f"{', '.join(names)} not set. Set the configuration variables (README: Configuration, the contract), "
                 "or on the local stack: eval \"$(weward-pipeline stack env)\" (after weward-pipeline demo --keep)")
     return None
+
+
+IN_PROCESS_RUN_COMMANDS = (("asset", "materialize"), ("job", "execute"), ("job", "launch"))
+
+
+def is_in_process_run_command(argv: list[str]) -> bool:
+    """True for `dagster asset materialize ...` / `dagster job execute ...`: this process runs the run."""
+    if not argv or not argv[0].endswith("dagster"):
+        return False
+    words = [a for a in argv[1:] if not a.startswith("-")][:2]
+    return tuple(words) in IN_PROCESS_RUN_COMMANDS
+
+
+def check_in_process_run(argv: list[str] | None = None, env: dict | None = None) -> None:
+    """Raises the contract's ConfigError when this process will execute a run without WEWARD_PG_URL."""
+    import os
+
+    from weward_pipeline.config import Settings
+
+    if is_in_process_run_command(sys.argv if argv is None else argv):
+        Settings.from_env(dict(os.environ) if env is None else env)
 
 
 def install() -> None:
