@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from weward_pipeline.devstack.demo_questions import ANALYST_QUESTIONS
 from weward_pipeline.devstack.processes import free_port, pid_alive, port_open, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,6 +164,8 @@ def test_a_new_users_first_hour_from_a_fresh_clone():
             assert noise not in output, f"{noise!r} in make demo's output:\n{output}"
         assert "every run succeeded and every check passed" in output
         assert re.search(r"freshness: 6 of 6 freshness checks passed", output)
+        for title, _ in ANALYST_QUESTIONS:  # the demo ends with the analyst's questions answered
+            assert f"-- {title}" in output, output
         redacted = re.findall(r"step_events \d{4}-\d\d-\d\d: ([\d,]+) of ([\d,]+) exported rows deleted", output)
         assert len(redacted) == 2 and all(int(d.replace(",", "")) > 0 for d, _ in redacted), output
         assert not (user.clone / ".local" / "stack").exists(), "make demo stops and removes its stack"

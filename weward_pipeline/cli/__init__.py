@@ -20,7 +20,7 @@ import warnings
 # Modules that add sub-commands with a `register(subparsers)` function.
 COMMAND_MODULES = [
     "weward_pipeline.cli.devstack",
-    "weward_pipeline.query_cli",
+    "weward_pipeline.cli.query",
     "weward_pipeline.cli.erase",
     "weward_pipeline.cli.redact",
     "weward_pipeline.cli.verify",

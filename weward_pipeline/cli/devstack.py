@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from weward_pipeline.devstack.demo_questions import demo_epilogue
 from weward_pipeline.devstack.stack import LOCAL_RETENTION_DAYS, REPO_ROOT, LocalStack
 
 
@@ -312,8 +313,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   "redaction/<table>; their metadata is the audit)")
             failed += run_redactions(defs, instance, catalog, days)
             failed += run_freshness_checks(defs, instance, catalog)
-        for hook in DEMO_EPILOGUES:
-            hook()
+        demo_epilogue()  # the analyst's questions, in Athena SQL, answered from the lake
         if failed:
             print(f"\ndemo FAILED: {failed} run(s) or check(s) failed (above)", file=sys.stderr)
             return 1
@@ -357,10 +357,6 @@ def _group_alive(pgid: int) -> bool:
 
 # The asset groups are the layers (defs/assets.group_for); the UI draws them collapsed until opened.
 LINEAGE_GROUPS = ",".join(f"global@global:{group}" for group in ("postgres", "lake", "redaction"))
-
-# Other concerns append callables here to add to the demo's output (e.g. analyst queries).
-DEMO_EPILOGUES: list = []
-
 
 def cmd_dev(args: argparse.Namespace) -> int:
     import signal

@@ -60,7 +60,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     query.add_argument("--print-latest-views", action="store_true",
                        help="print the CREATE VIEW statements of the <name>_latest views instead of running them")
     query.set_defaults(handler=cmd_query)
-    _register_demo_epilogue()
 
 
 class ProgressLine:
@@ -205,14 +204,3 @@ def cmd_query(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(result.summary(), file=sys.stderr)
     return 0
-
-
-# `make demo` ends with the analyst's questions (devstack/demo_questions.py), answered from the lake.
-
-
-def _register_demo_epilogue() -> None:
-    from weward_pipeline.cli import devstack as commands
-    from weward_pipeline.devstack.demo_questions import demo_epilogue
-
-    if demo_epilogue not in commands.DEMO_EPILOGUES:
-        commands.DEMO_EPILOGUES.append(demo_epilogue)
