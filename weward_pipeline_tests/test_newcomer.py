@@ -226,7 +226,7 @@ def test_a_new_users_first_hour_from_a_fresh_clone():
                        "--select", "lake/step_events", "--partition", days[0]]
         unset = user.run(materialize, env={**{k: v for k, v in env.items() if k != "WEWARD_PG_URL"},
                                            "DAGSTER_HOME": str(home)})
-        assert unset.returncode == 1 and "Traceback" not in unset.stderr and "WEWARD_PG_URL not set" in unset.stderr
+        assert unset.returncode == 1 and "Traceback" not in unset.stderr and "missing environment variable(s) WEWARD_PG_URL" in unset.stderr
         request = base / "ticket.txt"
         request.write_text("12\nnot-a-user-id\n")
         one_line_error(user.run([me, "erase", "--ids-file", str(request), "--dry-run"], env=env), 2,

@@ -190,8 +190,13 @@ class Heartbeat:
             log.warning("heartbeat of run %s failed", self.run_id, exc_info=True)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        # Fixed rate: the next beat is due one interval after the previous one was due, not after the
+        # previous tick ended (a reap of a busy instance takes time: beats drifted to interval + tick,
+        # so a dead run's last beat could be older than one interval when its worker died).
+        due = time.monotonic() + self.interval
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
             self._tick()
+            due = max(due + self.interval, time.monotonic())
 
     def __enter__(self) -> Heartbeat:
         if self.first_beat:
