@@ -45,7 +45,7 @@ from psycopg import sql
 
 from weward_pipeline import lake, pg, pii
 from weward_pipeline.aws import AwsClients
-from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
+from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig, mask_url
 from weward_pipeline.export import delete_superseded
 from weward_pipeline.glue import GlueCatalog, GlueColumn
 from weward_pipeline.keys import MANIFEST_ENTRY as KEYS_ENTRY, RedactionKeys, manifest_alignment_problem
@@ -796,10 +796,15 @@ WHERE n.nspname = %s AND c.relname = %s AND a.attname = %s AND a.attnum > 0 AND 
 """
 
 
+def _dsn(ctx: _Context, read_only: bool) -> str | None:
+    """What erasure connects with (see _connect); None: no role that may delete."""
+    return ctx.settings.pg_erase_url or (ctx.settings.pg_url if read_only else None)
+
+
 def _connect(ctx: _Context, what: str, limits: ErasureLimits, read_only: bool) -> psycopg.Connection:
     """The erasure DSN (WEWARD_PG_ERASE_URL, else WEWARD_PG_REDACT_URL); a read-only session (a dry
     run's counts) may fall back to the export DSN, a deleting one never."""
-    url = ctx.settings.pg_erase_url or (ctx.settings.pg_url if read_only else None)
+    url = _dsn(ctx, read_only)
     if url is None:
         raise ErasureError(NO_ERASE_DSN)
     try:
@@ -870,9 +875,11 @@ def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete
             report.postgres_rows_deleted = deleted
             ctx.say(f"erasure {ctx.report.erasure_id}: {table.name}: {deleted} row(s) deleted from PostgreSQL")
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise ErasureError(f"table {table.name}: the redaction role may not do this on {table.qualified_source} "
-                               f"({mask_error(str(exc), url).strip()}); grant it DELETE and SELECT on "
-                               f"{', '.join(table.primary_key)}, {table.user_column} (weward-pipeline roles-sql)") from None
+            url = _dsn(ctx, read_only=not delete) or ""
+            raise ErasureError(f"table {table.name}: the erasure role ({mask_url(url)}) may not do this on "
+                               f"{table.qualified_source} ({mask_error(str(exc), url).strip()}); grant it DELETE and "
+                               f"SELECT on {', '.join(table.primary_key)}, {table.user_column} "
+                               "(weward-pipeline roles-sql prints the grants)") from None
         except psycopg.errors.InvalidTextRepresentation:
             raise ErasureError(f"table {table.name}: an id of the request is not a valid {found[1]} for "
                                f"{table.user_column!r} (ids are not echoed here); fix the request") from None

@@ -8,6 +8,12 @@
     redaction role  (WEWARD_PG_REDACT_URL)  DELETE on the catalog's tables that are redacted
                                             (`retention_days`) or erasable (`user_column`), and only
                                             the SELECT those deletes need. No INSERT/UPDATE/TRUNCATE/DDL.
+                                            (Erasable tables too: a deployment without an erasure DSN
+                                            erases through this role.)
+    erasure role    (WEWARD_PG_ERASE_URL)   DELETE on the catalog's erasable tables (`user_column`),
+                                            and SELECT on their primary key and user columns only.
+                                            Never any other column, not even on redacted tables; no
+                                            INSERT/UPDATE/TRUNCATE/DDL.
 
 Column grants are computed from the table as it is when granting: a column added later by an app
 migration is not readable until it is granted (re-run the grants, `weward-pipeline roles-sql`),
@@ -15,8 +21,10 @@ which is also when someone decides whether it is personal data.
 
 What "read only keys and fingerprints" can mean in PostgreSQL:
   - Column privileges are exact for erasure: `DELETE ... WHERE pk IN (SELECT pk ... WHERE
-    user_col = ANY(...))` needs SELECT on the key and user columns only, so an erasable table
-    without retention gets `GRANT SELECT (pk, user_column)`: the role cannot read any other column.
+    user_col = ANY(...))` (erasure.py's batches; its dry run's `count(*) ... WHERE user_col`
+    needs no more) reads the key and user columns only, so the erasure role gets
+    `GRANT SELECT (pk, user_column)` on every erasable table and cannot read any other column; so
+    does the redaction role on an erasable table without retention.
   - Redaction deletes a row only if its fingerprint, md5 of the exported columns, is unchanged, and
     it must evaluate that *inside* the DELETE (a concurrent UPDATE is then re-checked by PostgreSQL
     on the new row version). That needs SELECT on every exported column, so a redacted table gets
@@ -44,23 +52,38 @@ from weward_pipeline.config import Catalog, TableConfig
 
 EXPORT_ROLE = "weward_export"
 REDACT_ROLE = "weward_redact"
+ERASE_ROLE = "weward_erase"
 # A backfill goes through the `postgres_source` pool (2 by default); a few more for checks and humans.
 EXPORT_CONNECTION_LIMIT = 10
 REDACT_CONNECTION_LIMIT = 4
+# An erasure (CLI or the single-op gdpr_erasure job) holds one connection at a time: the request's
+# validation, then each table in turn. One spare: a re-run while a killed run's backend is still
+# being reaped, or a DBA checking; more concurrent erasures would only contend for the same rows.
+ERASE_CONNECTION_LIMIT = 2
+CONNECTION_LIMITS = (EXPORT_CONNECTION_LIMIT, REDACT_CONNECTION_LIMIT, ERASE_CONNECTION_LIMIT)  # in PipelineRoles.names order
 
 
 @dataclass
 class PipelineRoles:
     export_role: str = EXPORT_ROLE
     redact_role: str = REDACT_ROLE
+    erase_role: str = ERASE_ROLE
     export_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     redact_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    erase_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
 
     def export_url(self, admin_url: str) -> str:
         return role_url(admin_url, self.export_role, self.export_password)
 
     def redact_url(self, admin_url: str) -> str:
         return role_url(admin_url, self.redact_role, self.redact_password)
+
+    def erase_url(self, admin_url: str) -> str:
+        return role_url(admin_url, self.erase_role, self.erase_password)
+
+    @property
+    def names(self) -> list[str]:
+        return [self.export_role, self.redact_role, self.erase_role]
 
 
 def role_url(admin_url: str, user: str, password: str) -> str:
@@ -92,12 +115,16 @@ def grant_statements(catalog: Catalog, roles: PipelineRoles, database: str,
     `columns_of(table)` lists the table's columns; with it, SELECT is granted per column, leaving out
     the ones the catalog drops. Without it (printing offline), table-level SELECT.
     """
-    export, redact = sql.Identifier(roles.export_role), sql.Identifier(roles.redact_role)
+    export, redact, erase = (sql.Identifier(name) for name in roles.names)
+    erasable_schemas = {t.schema for t in catalog.tables if t.user_column}
     statements: list[sql.Composable] = [
-        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(sql.Identifier(database), export, redact),
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(database), sql.SQL(", ").join([export, redact, *([erase] if erasable_schemas else [])])),
     ]
     for schema in sorted({t.schema for t in catalog.tables}):
-        statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}, {}").format(sql.Identifier(schema), export, redact))
+        grantees = [export, redact, *([erase] if schema in erasable_schemas else [])]
+        statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            sql.Identifier(schema), sql.SQL(", ").join(grantees)))
 
     def select(table: TableConfig, columns: list[str] | None, role: sql.Identifier) -> sql.Composable:
         if columns is None:
@@ -114,10 +141,18 @@ def grant_statements(catalog: Catalog, roles: PipelineRoles, database: str,
         if access == "row":
             statements.append(select(table, exported, redact))
         elif access == "keys":
-            statements.append(select(table, list(dict.fromkeys([*table.primary_key, table.user_column])), redact))
+            statements.append(select(table, erasure_columns(table), redact))
         if access:
             statements.append(sql.SQL("GRANT DELETE ON {} TO {}").format(_table(table), redact))
+        if table.user_column:  # erasure: exactly what its key-bounded DELETE reads, whatever the retention
+            statements.append(select(table, erasure_columns(table), erase))
+            statements.append(sql.SQL("GRANT DELETE ON {} TO {}").format(_table(table), erase))
     return statements
+
+
+def erasure_columns(table: TableConfig) -> list[str]:
+    """What erasure's `DELETE ... WHERE (pk) IN (SELECT pk ... WHERE user_column = ANY(...))` reads."""
+    return list(dict.fromkeys([*table.primary_key, table.user_column]))
 
 
 def role_statements(conn: psycopg.Connection, roles: PipelineRoles) -> list[sql.Composable]:
@@ -126,6 +161,7 @@ def role_statements(conn: psycopg.Connection, roles: PipelineRoles) -> list[sql.
     for name, password, limit, read_only in (
         (roles.export_role, roles.export_password, EXPORT_CONNECTION_LIMIT, True),
         (roles.redact_role, roles.redact_password, REDACT_CONNECTION_LIMIT, False),
+        (roles.erase_role, roles.erase_password, ERASE_CONNECTION_LIMIT, False),
     ):
         verifier = conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256").decode()
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
@@ -141,7 +177,7 @@ def role_statements(conn: psycopg.Connection, roles: PipelineRoles) -> list[sql.
 
 
 def ensure_roles(admin_url: str, roles: PipelineRoles) -> None:
-    """Create (or reset the password of) both roles. Roles belong to the server, not a database."""
+    """Create (or reset the password of) the three roles. Roles belong to the server, not a database."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         for statement in role_statements(conn, roles):
             conn.execute(statement)
@@ -176,8 +212,8 @@ def grant_catalog(admin_url: str, catalog: Catalog, roles: PipelineRoles) -> lis
         with conn.transaction():
             # Start from nothing, so a column newly declared `drop` loses its grant too.
             for table in present:
-                conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}, {}").format(
-                    _table(table), sql.Identifier(roles.export_role), sql.Identifier(roles.redact_role)))
+                conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(
+                    _table(table), sql.SQL(", ").join(map(sql.Identifier, roles.names))))
             for statement in grant_statements(subset, roles, database, lambda t: table_columns(conn, t)):
                 conn.execute(statement)
     return [t.qualified_source for t in missing]
@@ -185,7 +221,7 @@ def grant_catalog(admin_url: str, catalog: Catalog, roles: PipelineRoles) -> lis
 
 def drop_roles(admin_url: str, roles: PipelineRoles, databases: list[str]) -> None:
     """Revoke everything the roles were granted in `databases`, then drop them."""
-    names = [roles.export_role, roles.redact_role]
+    names = roles.names
     for database in databases:
         url = urlunsplit(urlsplit(admin_url)._replace(path="/" + database))
         with psycopg.connect(url, autocommit=True) as conn:
@@ -200,11 +236,14 @@ def drop_roles(admin_url: str, roles: PipelineRoles, databases: list[str]) -> No
 def print_sql(catalog: Catalog, database: str, roles: PipelineRoles | None = None,
               columns_of: Callable[[TableConfig], list[str]] | None = None) -> str:
     """The GRANTs for a DBA to review and run in production (roles created separately, with their secrets)."""
-    roles = roles or PipelineRoles(export_password="", redact_password="")
+    roles = roles or PipelineRoles(export_password="", redact_password="", erase_password="")
     lines = [
         f"-- Least-privilege grants for the weward_pipeline catalog {catalog.path or ''}".rstrip(),
-        f"-- Create the roles first (passwords from the secrets): CREATE ROLE {roles.export_role} LOGIN NOINHERIT; "
-        f"CREATE ROLE {roles.redact_role} LOGIN NOINHERIT;",
+        "-- Create the roles first (passwords from the secrets): "
+        + " ".join(f"CREATE ROLE {sql.Identifier(name).as_string(None)} LOGIN NOINHERIT CONNECTION LIMIT {limit};"
+                   for name, limit in zip(roles.names, CONNECTION_LIMITS)),
+        f"-- {roles.erase_role} is the user of WEWARD_PG_ERASE_URL; a deployment without that DSN erases "
+        f"through {roles.redact_role} (WEWARD_PG_REDACT_URL), whose grants below cover erasure too.",
         f"ALTER ROLE {sql.Identifier(roles.export_role).as_string(None)} SET default_transaction_read_only = on;",
     ]
     if columns_of is None:

@@ -125,7 +125,7 @@ def secret_values(env: dict[str, str] | None = None) -> list[str]:
     """The secret strings of the environment-variable contract, as they may appear in text."""
     env = os.environ if env is None else env
     values: list[str] = []
-    for name in ("WEWARD_PG_URL", "WEWARD_PG_REDACT_URL"):
+    for name in ("WEWARD_PG_URL", "WEWARD_PG_REDACT_URL", "WEWARD_PG_ERASE_URL"):
         if env.get(name):
             values += url_password_forms(env[name])
     if env.get(KEY_ENV):

@@ -409,8 +409,9 @@ def facts() -> list[tuple[str, str, object]]:
         ("docs/redaction.md", r"the `(\w+)` check fails", redaction.REEXPORT_CHECK),
         # personal-data.md
         ("docs/personal-data.md", r"The key must be at least (\d+) bytes", MIN_KEY_BYTES),
-        ("docs/personal-data.md", r"connection limits (\d+) for export, (\d+) for redaction",
-         (roles.EXPORT_CONNECTION_LIMIT, roles.REDACT_CONNECTION_LIMIT)),
+        ("docs/personal-data.md", r"connection limits (\d+) for export, (\d+) for redaction, (\d+) for erasure",
+         (roles.EXPORT_CONNECTION_LIMIT, roles.REDACT_CONNECTION_LIMIT, roles.ERASE_CONNECTION_LIMIT)),
+        ("docs/personal-data.md", r"hence the limit of (\d+)", roles.ERASE_CONNECTION_LIMIT),
         ("docs/personal-data.md", r"(\d+) rows per transaction by default",
          (ErasureLimits.batch_rows, ErasureConfig.model_fields["batch_rows"].default, parser["erase"].get_default("batch_rows"))),
         # querying.md

@@ -263,8 +263,11 @@ def test_dry_run_writes_nothing_and_bad_requests_say_why_without_echoing_ids(exp
 
 
 def test_delete_from_postgres_uses_the_redaction_role(exported, app_db, clients, pg_server, lake_env):
+    """A deployment without WEWARD_PG_ERASE_URL erases through the redaction role (its grants cover
+    erasure); test_roles.py erases through the erasure role itself."""
     settings, catalog = exported
-    pipeline_roles = PipelineRoles(export_role="weward_export_erasure", redact_role="weward_redact_erasure")
+    pipeline_roles = PipelineRoles(export_role="weward_export_erasure", redact_role="weward_redact_erasure",
+                                   erase_role="weward_erase_erasure")
     ensure_roles(pg_server.admin_url(), pipeline_roles)
     grant_catalog(app_db, catalog, pipeline_roles)
     try:

@@ -232,16 +232,19 @@ def test_a_new_users_first_hour_from_a_fresh_clone():
         one_line_error(user.run([me, "erase", "--ids-file", str(request), "--dry-run"], env=env), 2,
                        "id number 2 of the request is not a valid value")
         request.write_text("12\n")
+        assert env["WEWARD_PG_ERASE_URL"].startswith("postgresql://weward_erase:")  # erasure's own role
         one_line_error(user.run([me, "erase", "--ids-file", str(request), "--dry-run", "--postgres"],
-                                env={**env, "WEWARD_PG_REDACT_URL": f"postgresql://weward_redact:pw@{down}/weward_app"}),
+                                env={**env, "WEWARD_PG_ERASE_URL": f"postgresql://weward_erase:pw@{down}/weward_app"}),
                        2, "cannot connect to PostgreSQL")
 
         # 5. Output a script can read: pure JSON on stdout, the report once.
         report = user.run([me, "redact", "step_events", days[0], "--to", recent[0], "--json"], env=env)
         parsed = json.loads(report.stdout)
         assert [d["day"] for d in parsed][:2] == days and parsed[-1]["reason"] == "inside_retention"
-        erased = user.run([me, "erase", "--ids-file", str(request), "--dry-run", "--json"], env=env)
-        assert erased.returncode == 0 and json.loads(erased.stdout)["status"] == "dry_run"
+        # --postgres: the stack's erasure role counts the user's rows in every erasable table.
+        erased = user.run([me, "erase", "--ids-file", str(request), "--dry-run", "--postgres", "--json"], env=env)
+        assert erased.returncode == 0 and json.loads(erased.stdout)["status"] == "dry_run", erased.stderr
+        assert all(t["postgres_rows_found"] is not None for t in json.loads(erased.stdout)["tables"])
         text = user.run([me, "erase", "--ids-file", str(request), "--dry-run"], env=env)
         assert (text.stdout + text.stderr).count("lake row(s) would be erased") == 1
 

@@ -599,7 +599,7 @@ def test_the_least_privilege_roles_export_and_redact_with_a_dropped_personal_col
     table = {**STEP_EVENTS, "user_column": "user_id", "pii": {"user_id": "keep", "device_id": "drop"}}
     catalog = make_catalog(table)
     suffix = secrets.token_hex(3)
-    roles = PipelineRoles(export_role=f"t_export_{suffix}", redact_role=f"t_redact_{suffix}")
+    roles = PipelineRoles(export_role=f"t_export_{suffix}", redact_role=f"t_redact_{suffix}", erase_role=f"t_erase_{suffix}")
     ensure_roles(pg_server.admin_url(), roles)
     try:
         assert grant_catalog(fresh_database, catalog, roles) == []

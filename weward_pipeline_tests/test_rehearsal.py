@@ -16,7 +16,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import boto3
+import psycopg
 import pytest
+from psycopg import sql
 
 from weward_pipeline.config import Settings, load_catalog, SAMPLE_CATALOG
 from weward_pipeline.export import AwsClients, export_day
@@ -207,6 +209,22 @@ def test_every_recorded_call_is_allowed_for_the_role_its_task_runs_as(rehearsal,
         role = production.role_by_arn(run.task.role)
         found += denials(job, rehearsal.proxy.for_job(job), list(role.policies.values()) + bucket_policies, role.arn, env)
     assert not found, report(found)
+
+
+def test_the_erasure_task_deleted_the_users_rows_from_postgresql_as_the_erasure_role(rehearsal):
+    """Its WEWARD_PG_ERASE_URL secret holds the erasure role's DSN (roles.py: SELECT on key and user
+    columns, DELETE), and the rows of the erased users are gone from every erasable table."""
+    erase_dsn = rehearsal.secret_values[read_env_file()["WEWARD_PG_ERASE_URL_SECRET"]]
+    assert erase_dsn.startswith("postgresql://rehearsal_erase:")
+    left = {}
+    with psycopg.connect(rehearsal.app_url) as conn:
+        for table in load_catalog(SAMPLE_CATALOG).tables:
+            if table.user_column:
+                left[table.name] = conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}.{} WHERE {}::text = ANY(%s)").format(
+                        sql.Identifier(table.schema), sql.Identifier(table.source), sql.Identifier(table.user_column)),
+                    (rehearsal.erased_users,)).fetchone()[0]
+    assert left and set(left.values()) == {0}, left
 
 
 def test_the_rehearsal_saw_every_jobs_calls(rehearsal, production):

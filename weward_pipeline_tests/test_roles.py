@@ -1,9 +1,11 @@
-"""Least privilege in PostgreSQL: what the export and redaction roles can and cannot do, on the
-real server; and catalog names that try SQL injection."""
+"""Least privilege in PostgreSQL: what the export, redaction and erasure roles can and cannot do,
+on the real server; and catalog (and role) names that try SQL injection."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import secrets
 
 import psycopg
@@ -32,13 +34,14 @@ TABLES = (
 
 @pytest.fixture
 def app(fresh_database, pg_server):
-    """A private sample database with the two pipeline roles granted on a three-table catalog."""
+    """A private sample database with the three pipeline roles granted on a three-table catalog."""
     sample_data.load(fresh_database, end_date=DAY, size=sample_data.SampleSize(users=40, days=1))
     with psycopg.connect(fresh_database, autocommit=True) as conn:
         conn.execute("CREATE TABLE not_in_catalog (id int PRIMARY KEY, secret text)")
         conn.execute("INSERT INTO not_in_catalog VALUES (1, 'app-internal')")
     suffix = secrets.token_hex(3)
-    pipeline_roles = PipelineRoles(export_role=f"weward_export_{suffix}", redact_role=f"weward_redact_{suffix}")
+    pipeline_roles = PipelineRoles(export_role=f"weward_export_{suffix}", redact_role=f"weward_redact_{suffix}",
+                                   erase_role=f"weward_erase_{suffix}")
     catalog = make_catalog(*TABLES)
     ensure_roles(pg_server.admin_url(), pipeline_roles)
     assert grant_catalog(fresh_database, catalog, pipeline_roles) == []
@@ -136,16 +139,128 @@ def test_redaction_role_cannot_alter_tables_and_deletes_only_where_configured(ap
         assert conn.execute("SELECT count(*) FROM reward_offers").fetchone()[0] == 60
 
 
+def test_erasure_role_deletes_users_rows_by_user_column_and_can_read_no_other_column(app, pg_server):
+    admin_url, pipeline_roles, _ = app
+    url = pipeline_roles.erase_url(admin_url)
+    for statement in (
+        # no other column, not even on a redacted table (the redaction role reads its exported columns)
+        "SELECT steps FROM step_events",
+        "SELECT created_at FROM step_events",
+        "SELECT * FROM step_events",
+        "SELECT email FROM users",
+        "SELECT country FROM users",
+        "SELECT * FROM users",
+        "SELECT id FROM users WHERE country = 'FR'",  # a filter reads the column too
+        "DELETE FROM users WHERE email LIKE '%@%'",
+        # no write but DELETE, no DDL
+        "UPDATE step_events SET user_id = 0 WHERE id = 1",
+        "UPDATE users SET id = id",
+        "INSERT INTO users (id) VALUES (100000)",
+        "INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) VALUES (1e9, 1, now(), now(), 1, 'manual')",
+        "TRUNCATE step_events",
+        "TRUNCATE users",
+        "ALTER TABLE users ADD COLUMN x int",
+        "DROP TABLE step_events",
+        "CREATE TABLE public.mine (id int)",
+        # tables without a user_column, or outside the catalog: nothing
+        "SELECT id FROM reward_offers",
+        "DELETE FROM reward_offers",
+        "DELETE FROM not_in_catalog",
+        "SELECT * FROM not_in_catalog",
+    ):
+        assert denied(url, statement) == "InsufficientPrivilege", statement
+    with psycopg.connect(admin_url) as conn:
+        theirs = conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([5, 6],)).fetchone()[0]
+        assert theirs > 4  # two batches of 4 at most
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+        # erasure.py's statements: its dry run's count, then key-bounded batches by the user column
+        assert conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([5, 6],)).fetchone()[0] == theirs
+        deleted = conn.execute("DELETE FROM step_events WHERE (id) IN (SELECT id FROM step_events "
+                               "WHERE user_id = ANY(%s) LIMIT 4)", ([5, 6],)).rowcount
+        while batch := conn.execute("DELETE FROM step_events WHERE (id) IN (SELECT id FROM step_events "
+                                    "WHERE user_id = ANY(%s) LIMIT 4)", ([5, 6],)).rowcount:
+            deleted += batch
+        assert deleted == theirs
+        assert conn.execute("DELETE FROM users WHERE (id) IN (SELECT id FROM users WHERE id = ANY(%s) LIMIT 4)",
+                            ([5, 6],)).rowcount == 2
+    with psycopg.connect(admin_url) as conn:
+        assert conn.execute("SELECT count(*) FROM step_events").fetchone()[0] == 120 - theirs
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 38
+        assert conn.execute("SELECT count(*) FROM reward_offers").fetchone()[0] == 60
+    with psycopg.connect(pg_server.admin_url()) as conn:
+        assert conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = %s",
+                            (pipeline_roles.erase_role,)).fetchone()[0] == roles_module.ERASE_CONNECTION_LIMIT
+
+
+def test_erase_postgres_deletes_through_the_erasure_role_and_names_a_missing_grant(app, lake_env, clients, tmp_path,
+                                                                                  monkeypatch, capsys):
+    """`weward-pipeline erase --postgres` with the environment the local stack hands out. The
+    redaction role loses its DELETE first: the rows can only go through the erasure role."""
+    from weward_pipeline import cli
+
+    admin_url, pipeline_roles, catalog = app
+    for table in ("step_events", "users"):  # the users' snapshot is taken just after the day ends
+        export_day(make_settings(lake_env, pipeline_roles.export_url(admin_url)), catalog, catalog.table(table), DAY,
+                   clients=clients, now=dt.datetime(2024, 4, 2, 1, tzinfo=dt.timezone.utc))
+    catalog_file = tmp_path / "tables.yaml"
+    catalog_file.write_text(json.dumps({"start_date": "2024-01-01", "timezone": "Europe/Paris", "tables": list(TABLES)}))
+    env = {"WEWARD_TABLES_FILE": str(catalog_file), "WEWARD_PG_URL": pipeline_roles.export_url(admin_url),
+           "WEWARD_PG_REDACT_URL": pipeline_roles.redact_url(admin_url),
+           "WEWARD_PG_ERASE_URL": pipeline_roles.erase_url(admin_url)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    request = tmp_path / "ticket.txt"
+    request.write_text("8\n9\n")
+    with psycopg.connect(admin_url) as conn:
+        theirs = conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([8, 9],)).fetchone()[0]
+    assert theirs > 0
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("REVOKE DELETE ON step_events, users FROM {}").format(sql.Identifier(pipeline_roles.redact_role)))
+        conn.execute(sql.SQL("REVOKE DELETE ON users FROM {}").format(sql.Identifier(pipeline_roles.erase_role)))
+    # A DBA forgot a grant: one line naming the table, the role (masked) and where the grants are.
+    assert cli.main(["erase", "--ids-file", str(request), "--postgres"]) == 2
+    error = capsys.readouterr().err
+    assert "table users: the erasure role (postgresql://weward_erase_" in error and "roles-sql" in error, error
+    assert pipeline_roles.erase_password not in error and "Traceback" not in error
+    with psycopg.connect(admin_url) as conn:  # step_events came first: done, in PostgreSQL and in the lake
+        assert conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([8, 9],)).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 40
+    glue = GlueCatalog(clients.glue, lake_env["WEWARD_GLUE_DATABASE"])
+    rows = read_table(glue, clients.filesystem, "step_events")
+    assert rows.num_rows == 120 - theirs and not set(rows.column("user_id").to_pylist()) & {8, 9}
+    # Granted again (what `roles-sql` prints), the re-run finishes the erasure.
+    grant_catalog(admin_url, catalog, pipeline_roles)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("REVOKE DELETE ON step_events, users FROM {}").format(sql.Identifier(pipeline_roles.redact_role)))
+    assert cli.main(["erase", "--ids-file", str(request), "--postgres", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "completed" and report["rows_erased"] == 2  # the users' snapshot rows
+    assert {t["table"]: t["postgres_rows_deleted"] for t in report["tables"]} == {"step_events": 0, "users": 2}
+    with psycopg.connect(admin_url) as conn:
+        for table, column in (("step_events", "user_id"), ("users", "id")):
+            assert conn.execute(f"SELECT count(*) FROM {table} WHERE {column} = ANY(%s)", ([8, 9],)).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 38
+    rows = read_table(glue, clients.filesystem, "users")
+    assert rows.num_rows == 38 and not set(rows.column("id").to_pylist()) & {8, 9}
+
+
 def test_role_passwords_are_stored_as_scram_verifiers_and_the_urls_work(app, pg_server):
     admin_url, pipeline_roles, _ = app
     with psycopg.connect(pg_server.admin_url()) as conn:
         stored = conn.execute("SELECT rolname, rolpassword, rolsuper, rolcreaterole, rolcreatedb FROM pg_authid "
-                              "WHERE rolname = ANY(%s)", ([pipeline_roles.export_role, pipeline_roles.redact_role],)).fetchall()
-    assert len(stored) == 2
+                              "WHERE rolname = ANY(%s)", (pipeline_roles.names,)).fetchall()
+    assert len(stored) == 3
     for _, password, *powers in stored:
         assert password.startswith("SCRAM-SHA-256$") and not any(powers)
-        assert pipeline_roles.export_password not in password and pipeline_roles.redact_password not in password
-    assert "password" not in repr(pipeline_roles) and pipeline_roles.export_password not in repr(pipeline_roles)
+        for plain in (pipeline_roles.export_password, pipeline_roles.redact_password, pipeline_roles.erase_password):
+            assert plain not in password
+    assert "password" not in repr(pipeline_roles)
+    assert not [p for p in (pipeline_roles.export_password, pipeline_roles.redact_password, pipeline_roles.erase_password)
+                if p in repr(pipeline_roles)]
+    for url in (pipeline_roles.export_url(admin_url), pipeline_roles.redact_url(admin_url), pipeline_roles.erase_url(admin_url)):
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] in pipeline_roles.names
     ensure_roles(pg_server.admin_url(), pipeline_roles)  # idempotent: a second `stack up` keeps working
 
 
@@ -157,6 +272,21 @@ def test_the_grants_a_dba_reviews_are_the_ones_the_stack_runs(app):
     assert f'GRANT DELETE ON "public"."step_events" TO "{pipeline_roles.redact_role}";' in text
     assert f'GRANT SELECT ("id") ON "public"."users" TO "{pipeline_roles.redact_role}";' in text
     assert "reward_offers\" TO \"" + pipeline_roles.redact_role not in text
+    # The erasure role: key and user columns and DELETE on every table with a user_column, even a
+    # redacted one (whose whole exported row the redaction role reads); nothing on the others.
+    erase = pipeline_roles.erase_role
+    assert f'GRANT SELECT ("id", "user_id") ON "public"."step_events" TO "{erase}";' in text
+    assert f'GRANT DELETE ON "public"."step_events" TO "{erase}";' in text
+    assert f'GRANT SELECT ("id") ON "public"."users" TO "{erase}";' in text
+    assert f'GRANT DELETE ON "public"."users" TO "{erase}";' in text
+    assert [line for line in text.splitlines() if line.startswith("GRANT") and f'TO "{erase}"' in line
+            and "ON DATABASE" not in line and "ON SCHEMA" not in line] == [
+        f'GRANT SELECT ("id", "user_id") ON "public"."step_events" TO "{erase}";',
+        f'GRANT DELETE ON "public"."step_events" TO "{erase}";',
+        f'GRANT SELECT ("id") ON "public"."users" TO "{erase}";',
+        f'GRANT DELETE ON "public"."users" TO "{erase}";',
+    ]
+    assert f'CREATE ROLE "{erase}" LOGIN NOINHERIT CONNECTION LIMIT {roles_module.ERASE_CONNECTION_LIMIT};' in text
     assert pipeline_roles.export_password not in text
     with psycopg.connect(admin_url) as conn:
         by_column = print_sql(catalog, "weward_app", pipeline_roles, lambda t: roles_module.table_columns(conn, t))
@@ -170,16 +300,24 @@ def test_the_local_stack_hands_out_the_roles_never_the_superuser(tmp_path):
 
     stack = LocalStack(tmp_path / "stack")
     stack.state.export_password, stack.state.redact_password, stack.state.pii_key = "e" * 24, "r" * 24, "k" * 48
+    stack.state.erase_password = "x" * 24
     stack.postgres.port, stack.postgres.admin_password = 5999, "admin-secret"
     env = stack.env()
     assert env["WEWARD_PG_URL"].startswith("postgresql://weward_export:eeee")
     assert env["WEWARD_PG_REDACT_URL"].startswith("postgresql://weward_redact:rrrr")
+    assert env["WEWARD_PG_ERASE_URL"].startswith("postgresql://weward_erase:xxxx")  # erasure deletes through its own role
     assert "admin-secret" not in str(env) and env["WEWARD_PII_KEY"] == "k" * 48
+    # A stack whose state file predates the erasure role still loads (its role is made on the next `stack up`).
+    stack._save()
+    state = json.loads(stack.state_file.read_text())
+    del state["erase_password"]
+    stack.state_file.write_text(json.dumps(state))
+    assert LocalStack(tmp_path / "stack").state.erase_password == ""
 
 
 # -- SQL injection through catalog names ------------------------------------------------------------
 
-def test_names_that_try_injection_are_rejected_or_quoted(app, lake_env, clients):
+def test_names_that_try_injection_are_rejected_or_quoted(app, lake_env, clients, pg_server):
     admin_url, pipeline_roles, _ = app
     with pytest.raises(ConfigError, match="must match"):
         make_catalog({"name": "users; DROP TABLE users; --", "mode": "snapshot", "primary_key": ["id"]})
@@ -192,19 +330,31 @@ def test_names_that_try_injection_are_rejected_or_quoted(app, lake_env, clients)
         "name": "evil_steps", "source_table": evil, "mode": "append", "partition_column": "at'; DELETE FROM users; --",
         "primary_key": ["id"], "user_column": "who) OR (1=1", "pii": {"who) OR (1=1": "hash"}, "retention_days": 3,
     })
-    grant_catalog(admin_url, catalog, pipeline_roles)
+    # An erasure role whose name is an injection attempt too: created, granted and used, quoted.
+    evil_roles = dataclasses.replace(pipeline_roles, erase_role='weward_erase"; DROP TABLE users; --')
+    ensure_roles(pg_server.admin_url(), evil_roles)
+    grant_catalog(admin_url, catalog, evil_roles)
+    printed = print_sql(catalog, "weward_app", evil_roles)
+    assert ('GRANT SELECT ("id", "who) OR (1=1") ON "public"."steps""; DROP TABLE users; --" '
+            'TO "weward_erase""; DROP TABLE users; --";') in printed
     from weward_pipeline.secret_store import PiiKey
 
     result = export_day(make_settings(lake_env, pipeline_roles.export_url(admin_url)), catalog, catalog.tables[0], DAY,
                         clients=clients, pii_key=PiiKey(b"k" * 40, "test"))
     assert result.rows == 1
-    # Erasure quotes the same names, in the lake and in its PostgreSQL deletes (redaction role).
+    # Erasure quotes the same names, in the lake and in its PostgreSQL deletes (erasure role).
     from weward_pipeline.erasure import erase_users
 
-    settings = make_settings({**lake_env, "WEWARD_PG_REDACT_URL": pipeline_roles.redact_url(admin_url)}, admin_url)
-    report = erase_users(settings, catalog, ["7"], clients=clients, pii_key=PiiKey(b"k" * 40, "test"),
-                         delete_from_postgres=True)
-    assert report.ok and report.rows_erased == 1 and report.tables[0].postgres_rows_deleted == 1
+    try:
+        settings = make_settings({**lake_env, "WEWARD_PG_ERASE_URL": evil_roles.erase_url(admin_url)},
+                                 pipeline_roles.export_url(admin_url))
+        report = erase_users(settings, catalog, ["7"], clients=clients, pii_key=PiiKey(b"k" * 40, "test"),
+                             delete_from_postgres=True)
+        assert report.ok and report.rows_erased == 1 and report.tables[0].postgres_rows_deleted == 1
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(evil_roles.erase_role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(evil_roles.erase_role)))
     # A source name that is an injection attempt is just a table that does not exist.
     catalog = make_catalog({"name": "users2", "source_table": "users; DROP TABLE users", "mode": "snapshot",
                             "primary_key": ["id"]})

@@ -46,7 +46,8 @@ def product(fresh_database, pg_server, lake_env, tmp_path, monkeypatch):
     sample_data.load(fresh_database, end_date=dt.date(2024, 4, 1), size=sample_data.SampleSize(users=25, days=2))
     suffix = secrets.token_hex(3)
     roles = PipelineRoles(export_role=f"leak_export_{suffix}", redact_role=f"leak_redact_{suffix}",
-                          export_password="ExportPw-" + secrets.token_hex(8), redact_password="RedactPw-" + secrets.token_hex(8))
+                          erase_role=f"leak_erase_{suffix}", export_password="ExportPw-" + secrets.token_hex(8),
+                          redact_password="RedactPw-" + secrets.token_hex(8), erase_password="ErasePw-" + secrets.token_hex(8))
     catalog_file = tmp_path / "tables.yaml"
     catalog_file.write_text(yaml.safe_dump(CATALOG))
     catalog = load_catalog(catalog_file)
@@ -56,6 +57,7 @@ def product(fresh_database, pg_server, lake_env, tmp_path, monkeypatch):
         "WEWARD_TABLES_FILE": str(catalog_file),
         "WEWARD_PG_URL": roles.export_url(fresh_database),
         "WEWARD_PG_REDACT_URL": roles.redact_url(fresh_database),
+        "WEWARD_PG_ERASE_URL": roles.erase_url(fresh_database),
         "WEWARD_PII_KEY": KEY,
     }
     for name, value in env.items():
@@ -65,7 +67,8 @@ def product(fresh_database, pg_server, lake_env, tmp_path, monkeypatch):
     admin_password = pg_server.admin_password
     secrets_ = {
         "export password": roles.export_password, "redaction password": roles.redact_password,
-        "admin password": admin_password, "export DSN": env["WEWARD_PG_URL"], "redaction DSN": env["WEWARD_PG_REDACT_URL"],
+        "erasure password": roles.erase_password, "admin password": admin_password, "export DSN": env["WEWARD_PG_URL"],
+        "redaction DSN": env["WEWARD_PG_REDACT_URL"], "erasure DSN": env["WEWARD_PG_ERASE_URL"],
         "PII key": KEY,
     }
     yield catalog, env, secrets_, raw, tmp_path
@@ -91,7 +94,7 @@ def test_nothing_secret_reaches_logs_metadata_or_the_lake(product, lake_env, cap
     redaction = dg.materialize([defs.get_assets_def(dg.AssetKey(["redaction", "step_events"]))], partition_key=DAY,
                                instance=instance, resources=defs.resources, raise_on_error=False)
     # The erasure job, with its request file in S3 (user 4; the run config only names it) and
-    # PostgreSQL deletes through the redaction role.
+    # PostgreSQL deletes through the erasure role.
     clients = AwsClients.from_settings(Settings.from_env())
     bucket = lake_env["WEWARD_LAKE_URL"].removeprefix("s3://").split("/")[0]
     clients.s3.put_object(Bucket=bucket, Key="_requests/erasure/TICKET-1.txt", Body=b"4\n")
@@ -172,6 +175,10 @@ def test_scrub_masks_urls_keyword_passwords_and_known_secrets():
     cleaned = scrub(text, env=env)
     assert "S3cret-Pw" not in cleaned and "k" * 40 not in cleaned and "a:b@" not in cleaned
     assert "postgresql://u:***@h:5432/db" in cleaned
+    # Each DSN of the contract is known as a secret, the erasure role's too: its bare password goes.
+    for name in ("WEWARD_PG_URL", "WEWARD_PG_REDACT_URL", "WEWARD_PG_ERASE_URL"):
+        assert scrub("a driver echoed Bare-Pw-789 alone", env={name: "postgresql://r:Bare-Pw-789@h/db"}) == \
+            "a driver echoed *** alone", name
 
 
 def test_settings_print_masked():

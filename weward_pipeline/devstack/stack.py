@@ -47,6 +47,7 @@ class StackState:
     # Least-privilege roles (roles.py) and the local pseudonymization key.
     export_password: str = ""
     redact_password: str = ""
+    erase_password: str = ""  # absent from a state file written before the erasure role: made on the next up()
     pii_key: str = ""
 
 
@@ -157,10 +158,11 @@ class LocalStack:
     def roles(self):
         from weward_pipeline.roles import PipelineRoles
 
-        return PipelineRoles(export_password=self.state.export_password, redact_password=self.state.redact_password)
+        return PipelineRoles(export_password=self.state.export_password, redact_password=self.state.redact_password,
+                             erase_password=self.state.erase_password)
 
     def _ensure_roles(self) -> None:
-        """The export and redaction roles (created once, passwords kept in the 0600 state file),
+        """The export, redaction and erasure roles (created once, passwords kept in the 0600 state file),
         granted on the catalog's tables that exist (again after seeding)."""
         import secrets
 
@@ -170,6 +172,8 @@ class LocalStack:
             self.state.export_password = secrets.token_urlsafe(24)
             self.state.redact_password = secrets.token_urlsafe(24)
             self.state.pii_key = secrets.token_urlsafe(48)
+        if not self.state.erase_password:
+            self.state.erase_password = secrets.token_urlsafe(24)
         roles.ensure_roles(self.postgres.admin_url(), self.roles)
         roles.grant_catalog(self.pg_url(), self.catalog(), self.roles)
 
@@ -179,6 +183,7 @@ class LocalStack:
             **self.aws.env(),
             "WEWARD_PG_URL": self.roles.export_url(self.pg_url()),
             "WEWARD_PG_REDACT_URL": self.roles.redact_url(self.pg_url()),
+            "WEWARD_PG_ERASE_URL": self.roles.erase_url(self.pg_url()),
             "WEWARD_PII_KEY": self.state.pii_key,
             "WEWARD_LAKE_URL": f"s3://{LAKE_BUCKET}/{LAKE_PREFIX}",
             "WEWARD_GLUE_DATABASE": GLUE_DATABASE,

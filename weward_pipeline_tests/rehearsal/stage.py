@@ -75,7 +75,7 @@ class Stage:
         app = pg_server.create_database(f"rehearsal_app_{secrets.token_hex(3)}")
         sample_data.load(app, end_date=stage.old_day, size=sample_data.SampleSize(users=30, days=2),
                          timezone="Europe/Paris")
-        roles = PipelineRoles(export_role="rehearsal_export", redact_role="rehearsal_redact")
+        roles = PipelineRoles(export_role="rehearsal_export", redact_role="rehearsal_redact", erase_role="rehearsal_erase")
         admin = pg_server.admin_url()
         ensure_roles(admin, roles)
         grant_catalog(app, load_catalog(SAMPLE_CATALOG), roles)
@@ -98,7 +98,7 @@ class Stage:
         local = {
             "WEWARD_PG_URL": roles.export_url(app),
             "WEWARD_PG_REDACT_URL": roles.redact_url(app),
-            "WEWARD_PG_ERASE_URL": roles.redact_url(app),
+            "WEWARD_PG_ERASE_URL": roles.erase_url(app),
             "WEWARD_PII_KEY": secrets.token_urlsafe(48),
             "DAGSTER_PG_PASSWORD": dagster_password,
         }
