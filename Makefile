@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system-deps demo dev test bench clean stack-up stack-down
+.PHONY: venv system-deps demo dev test lint format bench clean stack-up stack-down
 
 ifeq ($(VENV),.venv)
 venv: $(STAMP)
@@ -42,11 +42,21 @@ stack-up: venv
 stack-down: venv
 	$(BIN)/weward-pipeline stack down
 
-# Everything CI runs: system packages (PostgreSQL server, Chromium; no-ops when present), offline
-# infra checks (terraform fmt, checkov, hadolint), then every test.
-test: system-deps venv
+# Everything CI runs: system packages (PostgreSQL server, Chromium; no-ops when present), the
+# linter and formatter (ruff, ruff.toml), offline infra checks (terraform fmt, checkov, hadolint),
+# then every test.
+test: system-deps venv lint
 	scripts/check-infra.sh
 	$(BIN)/python -m pytest weward_pipeline_tests
+
+# Fails on any lint finding or any file the formatter would change; `make format` fixes both.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # The benchmark (minutes, not part of make test); peers (pandas, dlt, connectorx) live in their
 # own venv, .venv-bench, so they never leak into the product's dependencies.

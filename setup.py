@@ -41,6 +41,7 @@ setup(
     extras_require={
         "dev": [
             "pytest>=8",
+            "ruff>=0.15,<0.16",  # linter and formatter (ruff.toml), run by make test; pinned: new rules land in minors
             "pytest-timeout>=2.3",
             "moto[server]>=5.0.20,<6",
             "hypothesis>=6.100",

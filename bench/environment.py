@@ -51,4 +51,3 @@ def machine_line(pg_version: str, product_versions: dict[str, str]) -> str:
         f"{cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, {platform.system()} {platform.release()}; "
         f"PostgreSQL {pg_version} (local, same machine); Python {platform.python_version()}; {libs}"
     )
-

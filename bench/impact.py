@@ -86,9 +86,20 @@ class PgbenchRun:
         script = self.log_dir / "step_sync.sql"
         script.write_text(STEP_SYNC_SQL)
         args = [
-            self.pgbench, "-n", "-b", "tpcb-like@3", "-f", f"{script}@1",
-            "-c", str(self.clients), "-j", str(self.threads), "-T", str(max(1, round(self.seconds))),
-            "-l", f"--log-prefix={self.log_dir / 'tx'}",
+            self.pgbench,
+            "-n",
+            "-b",
+            "tpcb-like@3",
+            "-f",
+            f"{script}@1",
+            "-c",
+            str(self.clients),
+            "-j",
+            str(self.threads),
+            "-T",
+            str(max(1, round(self.seconds))),
+            "-l",
+            f"--log-prefix={self.log_dir / 'tx'}",
         ]
         if self.touch_ids:
             fix = self.log_dir / "old_row_fix.sql"
@@ -96,8 +107,9 @@ class PgbenchRun:
             args += ["-f", f"{fix}@1", "-D", f"lo={self.touch_ids[0]}", "-D", f"hi={self.touch_ids[1]}"]
         if self.rate:
             args += ["-R", str(round(self.rate))]
-        self.process = subprocess.Popen([*args, self.url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        preexec_fn=pinned(self.cpus))
+        self.process = subprocess.Popen(
+            [*args, self.url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=pinned(self.cpus)
+        )
         return self
 
     def wait(self) -> PgbenchRun:
@@ -122,8 +134,11 @@ class PgbenchRun:
         inside = [latency for done, latency in self.samples() if t0 <= done <= t1]
         seconds = max(t1 - t0, 1e-9)
         return AppStats(
-            tps=len(inside) / seconds, p50_ms=percentile(inside, 0.50), p99_ms=percentile(inside, 0.99),
-            transactions=len(inside), seconds=seconds,
+            tps=len(inside) / seconds,
+            p50_ms=percentile(inside, 0.50),
+            p99_ms=percentile(inside, 0.99),
+            transactions=len(inside),
+            seconds=seconds,
         )
 
     def cleanup(self) -> None:
@@ -164,12 +179,17 @@ def pin_tree(root_pid: int, cpus: set[int]) -> int:
 
 
 def pgbench_init(pgbench: str, url: str, scale: int) -> None:
-    subprocess.run([pgbench, "-i", "-q", "-s", str(scale), "--foreign-keys", url],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        [pgbench, "-i", "-q", "-s", str(scale), "--foreign-keys", url],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
-def max_tps(pgbench: str, url: str, seconds: float, cpus: set[int] | None = None,
-            touch_ids: tuple[int, int] | None = None) -> float:
+def max_tps(
+    pgbench: str, url: str, seconds: float, cpus: set[int] | None = None, touch_ids: tuple[int, int] | None = None
+) -> float:
     run = PgbenchRun(pgbench, url, seconds, cpus=cpus, touch_ids=touch_ids).start().wait()
     match = re.search(r"tps = ([\d.]+)", run.output)
     run.cleanup()
@@ -275,8 +295,11 @@ class ContinuousLoad:
         inside = [latency for run in self.runs for done, latency in run.samples() if t0 <= done <= t1]
         seconds = max(t1 - t0, 1e-9)
         return AppStats(
-            tps=len(inside) / seconds, p50_ms=percentile(inside, 0.50), p99_ms=percentile(inside, 0.99),
-            transactions=len(inside), seconds=seconds,
+            tps=len(inside) / seconds,
+            p50_ms=percentile(inside, 0.50),
+            p99_ms=percentile(inside, 0.99),
+            transactions=len(inside),
+            seconds=seconds,
         )
 
     def kill(self) -> None:
@@ -290,8 +313,16 @@ class ContinuousLoad:
             run.cleanup()
 
 
-def run_under_load(pgbench: str, url: str, rate: float, expected_s: float, action, settle_s: float = 2.0,
-                   cpus: set[int] | None = None, touch_ids: tuple[int, int] | None = None) -> dict:
+def run_under_load(
+    pgbench: str,
+    url: str,
+    rate: float,
+    expected_s: float,
+    action,
+    settle_s: float = 2.0,
+    cpus: set[int] | None = None,
+    touch_ids: tuple[int, int] | None = None,
+) -> dict:
     """Start the app load, let it settle, run `action()` and measure the app while it ran.
 
     `action()` returns a dict; when it has `ended_epoch` and `seconds` (a method's own clock), the
@@ -299,8 +330,9 @@ def run_under_load(pgbench: str, url: str, rate: float, expected_s: float, actio
     chunks of settle + expected + settle seconds until the action has ended and settled, so it
     covers the action even when the action takes longer than expected.
     """
-    load = ContinuousLoad(settle_s + expected_s + settle_s, pgbench=pgbench, url=url, rate=rate, cpus=cpus,
-                          touch_ids=touch_ids).start()
+    load = ContinuousLoad(
+        settle_s + expected_s + settle_s, pgbench=pgbench, url=url, rate=rate, cpus=cpus, touch_ids=touch_ids
+    ).start()
     try:
         time.sleep(settle_s)
         with LockWatch(url) as watch:
@@ -312,7 +344,12 @@ def run_under_load(pgbench: str, url: str, rate: float, expected_s: float, actio
         time.sleep(settle_s)
         load.stop()
         stats = load.stats(t0, t1)
-        return {"action": outcome, "app": stats.as_dict(), "locks": watch.result, "window_s": t1 - t0,
-                "load_chunks": len(load.runs)}
+        return {
+            "action": outcome,
+            "app": stats.as_dict(),
+            "locks": watch.result,
+            "window_s": t1 - t0,
+            "load_chunks": len(load.runs),
+        }
     finally:
         load.kill()

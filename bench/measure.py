@@ -33,8 +33,10 @@ def run_rounds(runner: Runner, methods: list[Method], rounds: int, say, slow_aft
             if "error" in result:
                 say(f"  round {round_ + 1}: {key(method):16s} FAILED ({result['error']})\n{result['log']}")
             else:
-                say(f"  round {round_ + 1}: {key(method):16s} {result['seconds']:7.2f} s  "
-                    f"{result['peak_rss_kb'] / 1024:7.0f} MB")
+                say(
+                    f"  round {round_ + 1}: {key(method):16s} {result['seconds']:7.2f} s  "
+                    f"{result['peak_rss_kb'] / 1024:7.0f} MB"
+                )
     return results
 
 
@@ -62,7 +64,6 @@ def day_ids(dataset: data.Dataset) -> tuple[int, int]:
     return first, first + dataset.rows_per_day - 1
 
 
-
 def evaluate(summaries: dict) -> dict:
     floor, product = summaries.get("copy_floor"), summaries.get("product")
     if not floor or not product:
@@ -74,7 +75,10 @@ def evaluate(summaries: dict) -> dict:
     if peers:
         slowest_gap = min(v["seconds"] / product["seconds"] for v in peers.values())
         fastest = min(peers, key=lambda k: peers[k]["seconds"])
-        targets["faster than every peer"] = (slowest_gap > 1, f"fastest peer {fastest} takes {slowest_gap:.2f}x the product's time")
+        targets["faster than every peer"] = (
+            slowest_gap > 1,
+            f"fastest peer {fastest} takes {slowest_gap:.2f}x the product's time",
+        )
     rss = [product["peak_rss_kb"]]
     big = summaries.get("product@3x")
     if big:
@@ -84,11 +88,17 @@ def evaluate(summaries: dict) -> dict:
     if big and big_floor:
         big_ratio = big["seconds"] / big_floor["seconds"]
         targets[f"within {TARGET_FLOOR_RATIO}x of the COPY floor on the 3x day too (a flat cost per row)"] = (
-            big_ratio <= TARGET_FLOOR_RATIO, f"{big_ratio:.2f}x; {ratio:.2f}x on the 1x day")
+            big_ratio <= TARGET_FLOOR_RATIO,
+            f"{big_ratio:.2f}x; {ratio:.2f}x on the 1x day",
+        )
     if big:
         growth = big["peak_rss_kb"] / product["peak_rss_kb"] - 1
-        targets["same peak RSS at 1x and 3x rows"] = (abs(growth) <= RSS_FLAT_TOLERANCE, f"{growth:+.0%} at 3x the rows")
-    exact = product.get("wards_type") == "decimal128(12, 2)" and product.get("created_at_type") == "timestamp[us, tz=UTC]"
+        targets["same peak RSS at 1x and 3x rows"] = (
+            abs(growth) <= RSS_FLAT_TOLERANCE,
+            f"{growth:+.0%} at 3x the rows",
+        )
+    exact = (
+        product.get("wards_type") == "decimal128(12, 2)" and product.get("created_at_type") == "timestamp[us, tz=UTC]"
+    )
     targets["exact types"] = (exact, f"{product.get('wards_type')}, {product.get('created_at_type')}")
     return targets
-

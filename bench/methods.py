@@ -29,8 +29,13 @@ def _table_config(retention_days: int | None = None):
     from weward_pipeline.config import TableConfig
 
     return TableConfig(
-        name=data.TABLE, mode="append", primary_key=("id",), schema=data.SCHEMA,
-        source_table=data.TABLE, partition_column="created_at", retention_days=retention_days,
+        name=data.TABLE,
+        mode="append",
+        primary_key=("id",),
+        schema=data.SCHEMA,
+        source_table=data.TABLE,
+        partition_column="created_at",
+        retention_days=retention_days,
     )
 
 
@@ -38,9 +43,13 @@ def _settings_and_catalog(spec: dict, table):
     from weward_pipeline.config import Catalog, LakeLocation, Settings
 
     settings = Settings(
-        pg_url=spec["pg_url"], lake=LakeLocation(spec["bucket"], "lake"), glue_database="weward_bench",
-        aws_region=os.environ["AWS_REGION"], aws_endpoint_url=os.environ["AWS_ENDPOINT_URL"],
-        tables_file=None, pg_redact_url=spec["pg_url"],
+        pg_url=spec["pg_url"],
+        lake=LakeLocation(spec["bucket"], "lake"),
+        glue_database="weward_bench",
+        aws_region=os.environ["AWS_REGION"],
+        aws_endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        tables_file=None,
+        pg_redact_url=spec["pg_url"],
     )
     return settings, Catalog(start_date=dt.date(2000, 1, 1), timezone=data.TIMEZONE, tables=(table,))
 
@@ -57,9 +66,16 @@ def _limits(spec: dict):
 
 
 # The signals off, for the runs that measure a fixed pace (what the pipeline did before pacing).
-SIGNALS_OFF = {"max_canary_ms": None, "critical_canary_ms": None, "max_active_backends": None,
-               "critical_active_backends": None, "max_lock_waiters": None, "critical_lock_waiters": None,
-               "max_replica_lag_s": None, "critical_replica_lag_s": None}
+SIGNALS_OFF = {
+    "max_canary_ms": None,
+    "critical_canary_ms": None,
+    "max_active_backends": None,
+    "critical_active_backends": None,
+    "max_lock_waiters": None,
+    "critical_lock_waiters": None,
+    "max_replica_lag_s": None,
+    "critical_replica_lag_s": None,
+}
 
 
 def _pacing(spec: dict):
@@ -81,8 +97,11 @@ def copy_floor(spec: dict, out: Path) -> dict:
     started = time.monotonic()
     if psql:
         with open(os.devnull, "wb") as devnull:
-            subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", spec["pg_url"], "-c", query],
-                           stdout=devnull, check=True)
+            subprocess.run(
+                [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", spec["pg_url"], "-c", query],
+                stdout=devnull,
+                check=True,
+            )
         transport = "psql"
     else:
         import psycopg
@@ -106,11 +125,14 @@ def product_local(spec: dict, out: Path) -> dict:
     day = _day(spec)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with Extraction(spec["pg_url"], _table_config(), DayWindow(day, data.TIMEZONE), _limits(spec),
-                    pacing=_pacing(spec)) as extraction:
+    with Extraction(
+        spec["pg_url"], _table_config(), DayWindow(day, data.TIMEZONE), _limits(spec), pacing=_pacing(spec)
+    ) as extraction:
         opened = time.monotonic()
         writer = lake.ParquetDayWriter(
-            pafs.LocalFileSystem(), str(out), extraction.source.arrow_schema,
+            pafs.LocalFileSystem(),
+            str(out),
+            extraction.source.arrow_schema,
             metadata={"weward.table": data.TABLE, "weward.day": day.isoformat()},
         )
         for batch in extraction.batches():
@@ -148,9 +170,14 @@ def product_s3(spec: dict, out: Path) -> dict:
         parquet = pq.ParquetFile(f)
         schema, codec = parquet.schema_arrow, parquet.metadata.row_group(0).column(0).compression
     return {
-        "seconds": seconds, "read_s": result.read_s, "rows": result.rows, "bytes": result.bytes,
-        "files": len(result.objects), "wards_type": str(schema.field("wards").type),
-        "created_at_type": str(schema.field("created_at").type), "codec": codec,
+        "seconds": seconds,
+        "read_s": result.read_s,
+        "rows": result.rows,
+        "bytes": result.bytes,
+        "files": len(result.objects),
+        "wards_type": str(schema.field("wards").type),
+        "created_at_type": str(schema.field("created_at").type),
+        "codec": codec,
     }
 
 
@@ -165,17 +192,25 @@ def redact(spec: dict, out: Path) -> dict:
     table = _table_config(spec["retention_days"])
     settings, catalog = _settings_and_catalog(spec, table)
     if spec.get("pace") == "fixed":  # the fixed pace before pacing: 1000-row batches, 50 ms pauses
-        limits = RedactionLimits(max_runtime_s=spec.get("redact_seconds"), batch_rows=1000, pause_s=0.05,
-                                 pacing=SIGNALS_OFF)
+        limits = RedactionLimits(
+            max_runtime_s=spec.get("redact_seconds"), batch_rows=1000, pause_s=0.05, pacing=SIGNALS_OFF
+        )
     else:  # the defaults
         limits = RedactionLimits(max_runtime_s=spec.get("redact_seconds"))
     started = time.monotonic()
     report = redact_day(settings, catalog, table, _day(spec), limits=limits, on_progress=lambda m: None)
     return {
-        "seconds": time.monotonic() - started, "rows_deleted": report.rows_deleted, "batches": report.batches,
-        "status": report.status, "why_quit": report.why_quit, "lock_timeouts": report.lock_timeouts,
-        "kept_back": report.kept_back, "batch_rows": limits.batch_rows, "pause_s": limits.pause_s,
-        "lock_timeout_s": limits.lock_timeout_s, "pacing": report.pacing,
+        "seconds": time.monotonic() - started,
+        "rows_deleted": report.rows_deleted,
+        "batches": report.batches,
+        "status": report.status,
+        "why_quit": report.why_quit,
+        "lock_timeouts": report.lock_timeouts,
+        "kept_back": report.kept_back,
+        "batch_rows": limits.batch_rows,
+        "pause_s": limits.pause_s,
+        "lock_timeout_s": limits.lock_timeout_s,
+        "pacing": report.pacing,
     }
 
 
@@ -197,15 +232,45 @@ def dagster_run(spec: dict, out: Path) -> dict:
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # the local instance settings
     catalog = out / "tables.yaml"
-    catalog.write_text(yaml.safe_dump({"start_date": "2000-01-01", "timezone": data.TIMEZONE, "tables": [{
-        "name": data.TABLE, "schema": data.SCHEMA, "source_table": data.TABLE, "mode": "append",
-        "partition_column": "created_at", "primary_key": ["id"]}]}))
-    env = {**os.environ, "DAGSTER_HOME": str(home), "WEWARD_TABLES_FILE": str(catalog), "WEWARD_PG_URL": spec["pg_url"],
-           "WEWARD_LAKE_URL": f"s3://{spec['bucket']}/dagster", "WEWARD_GLUE_DATABASE": "weward_bench_dagster",
-           "WEWARD_SCHEDULE_DEFAULT_STATUS": "stopped"}
+    catalog.write_text(
+        yaml.safe_dump(
+            {
+                "start_date": "2000-01-01",
+                "timezone": data.TIMEZONE,
+                "tables": [
+                    {
+                        "name": data.TABLE,
+                        "schema": data.SCHEMA,
+                        "source_table": data.TABLE,
+                        "mode": "append",
+                        "partition_column": "created_at",
+                        "primary_key": ["id"],
+                    }
+                ],
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "WEWARD_TABLES_FILE": str(catalog),
+        "WEWARD_PG_URL": spec["pg_url"],
+        "WEWARD_LAKE_URL": f"s3://{spec['bucket']}/dagster",
+        "WEWARD_GLUE_DATABASE": "weward_bench_dagster",
+        "WEWARD_SCHEDULE_DEFAULT_STATUS": "stopped",
+    }
     dagster = str(Path(sys.executable).parent / "dagster")
-    command = [dagster, "asset", "materialize", "-m", "weward_pipeline.definitions",
-               "--select", f"lake/{data.TABLE}", "--partition", spec["day"]]
+    command = [
+        dagster,
+        "asset",
+        "materialize",
+        "-m",
+        "weward_pipeline.definitions",
+        "--select",
+        f"lake/{data.TABLE}",
+        "--partition",
+        spec["day"],
+    ]
     log = out / "dagster.log"
     with open(log, "w") as sink:
         status, peak, seconds = tree.run_sampled(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=out)
@@ -281,12 +346,17 @@ def _dlt(spec: dict, out: Path, backend: str) -> dict:
     started = time.monotonic()
     resource = sql_table(
         credentials=spec["pg_url"].replace("postgresql://", "postgresql+psycopg2://", 1),
-        schema=data.SCHEMA, table=data.TABLE, backend=backend,
-        reflection_level="full_with_precision", query_adapter_callback=one_day,
+        schema=data.SCHEMA,
+        table=data.TABLE,
+        backend=backend,
+        reflection_level="full_with_precision",
+        query_adapter_callback=one_day,
     )
     pipeline = dlt.pipeline(
-        pipeline_name=f"bench_{backend}_{os.getpid()}", pipelines_dir=str(out / ".dlt"),
-        destination=dlt.destinations.filesystem(bucket_url=(out / "lake").as_uri()), dataset_name="bench",
+        pipeline_name=f"bench_{backend}_{os.getpid()}",
+        pipelines_dir=str(out / ".dlt"),
+        destination=dlt.destinations.filesystem(bucket_url=(out / "lake").as_uri()),
+        dataset_name="bench",
     )
     pipeline.run(resource, loader_file_format="parquet")
     return {"seconds": time.monotonic() - started}
@@ -325,7 +395,8 @@ def describe_output(out: Path) -> dict:
     import pyarrow.parquet as pq
 
     files = sorted(
-        p for p in out.rglob("*.parquet")
+        p
+        for p in out.rglob("*.parquet")
         if ".dlt" not in p.relative_to(out).parts and (data.TABLE in p.parts or p.name.startswith("part-"))
     )
     if not files:
@@ -334,8 +405,11 @@ def describe_output(out: Path) -> dict:
     schema = pq.read_schema(files[0])
     codec = pq.ParquetFile(files[0]).metadata.row_group(0).column(0).compression if rows else "?"
     return {
-        "rows": rows, "bytes": sum(f.stat().st_size for f in files), "files": len(files),
-        "wards_type": str(schema.field("wards").type), "created_at_type": str(schema.field("created_at").type),
+        "rows": rows,
+        "bytes": sum(f.stat().st_size for f in files),
+        "files": len(files),
+        "wards_type": str(schema.field("wards").type),
+        "created_at_type": str(schema.field("created_at").type),
         "codec": codec,
     }
 
@@ -345,7 +419,9 @@ def main(argv: list[str]) -> int:
     out = Path(spec["out"])
     result = METHODS[spec["method"]](spec, out)
     result["ended_epoch"] = time.time()
-    described = describe_output(out) if spec["method"] not in ("copy_floor", "product_s3", "redact", "dagster_run") else {}
+    described = (
+        describe_output(out) if spec["method"] not in ("copy_floor", "product_s3", "redact", "dagster_run") else {}
+    )
     result = {**described, **result}
     usage = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -53,7 +53,9 @@ def render_methods(report: dict) -> list[str]:
         "above that, other processes were competing for them)."
     )
     lines.append("")
-    lines.append("| method | seconds | rows/s | x floor | x product | peak RSS | of it private | output | numeric(12,2) became | timestamptz became |")
+    lines.append(
+        "| method | seconds | rows/s | x floor | x product | peak RSS | of it private | output | numeric(12,2) became | timestamptz became |"
+    )
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
     summaries = report["summaries"]
     floor = summaries.get("copy_floor")
@@ -70,9 +72,13 @@ def render_methods(report: dict) -> list[str]:
         rows = s["expected_rows"]
         runs = "" if s["runs"] == report["rounds"] else f" ({s['runs']} run{'s' if s['runs'] > 1 else ''})"
         cells = [
-            method.label, f"{s['seconds']:.2f}{runs}", f"{rows / s['seconds']:,.0f}",
-            f"{s['seconds'] / floor['seconds']:.2f}" if floor else "", f"{s['seconds'] / product['seconds']:.2f}" if product else "",
-            mb(s["peak_rss_kb"]), mb(s["peak_anon_kb"]) if method.name != "copy_floor" else "",
+            method.label,
+            f"{s['seconds']:.2f}{runs}",
+            f"{rows / s['seconds']:,.0f}",
+            f"{s['seconds'] / floor['seconds']:.2f}" if floor else "",
+            f"{s['seconds'] / product['seconds']:.2f}" if product else "",
+            mb(s["peak_rss_kb"]),
+            mb(s["peak_anon_kb"]) if method.name != "copy_floor" else "",
             mb(s["bytes"] / 1024) if s.get("bytes") else "-",
             _decimal_verdict(s.get("wards_type")) if method.name != "copy_floor" else "(binary, not decoded)",
             _tz_verdict(s.get("created_at_type")) if method.name != "copy_floor" else "",
@@ -91,11 +97,16 @@ def render_scale(report: dict) -> list[str]:
     floor = summaries.get("copy_floor")
     scale = report.get("scale")
     if scale:
-        lines.append(f"This product at two scale points (the {ds['big_factor']}x day: {ds['big_rows']:,} rows, {ds['big_day']}):")
+        lines.append(
+            f"This product at two scale points (the {ds['big_factor']}x day: {ds['big_rows']:,} rows, {ds['big_day']}):"
+        )
         lines.append("")
         lines.append("| day | rows | floor s | product s | x floor | rows/s | peak RSS |")
         lines.append("|---|---:|---:|---:|---:|---:|---:|")
-        for label, f_key, p_key in (("1x", "copy_floor", "product"), (f"{ds['big_factor']}x", "copy_floor@3x", "product@3x")):
+        for label, f_key, p_key in (
+            ("1x", "copy_floor", "product"),
+            (f"{ds['big_factor']}x", "copy_floor@3x", "product@3x"),
+        ):
             f, p = summaries.get(f_key), summaries.get(p_key)
             if not p:
                 continue
@@ -111,7 +122,8 @@ def render_scale(report: dict) -> list[str]:
             f"{s3['seconds']:.2f} s end to end ({s3['seconds'] / floor['seconds']:.2f}x the floor; reading and writing "
             f"{s3['read_s']:.2f} s, the rest is the manifest, Glue and cleanup), peak RSS {mb(s3['peak_rss_kb'])}, "
             f"{mb(s3['bytes'] / 1024)} in {s3['files']} object(s), {_decimal_verdict(s3['wards_type'])}, {_tz_verdict(s3['created_at_type'])}."
-            if floor else f"export_day to S3: {s3['seconds']:.2f} s"
+            if floor
+            else f"export_day to S3: {s3['seconds']:.2f} s"
         )
         lines.append("")
     return lines
@@ -168,8 +180,10 @@ def render_profile(report: dict) -> list[str]:
     lines = []
     prof = report.get("profile")
     if prof:
-        lines.append(f"Where this product's time goes: one more export under py-spy ({prof['seconds']:.2f} s with the "
-                     "profiler's overhead), each thread's samples, waiting included.")
+        lines.append(
+            f"Where this product's time goes: one more export under py-spy ({prof['seconds']:.2f} s with the "
+            "profiler's overhead), each thread's samples, waiting included."
+        )
         lines.append("")
         lines.append("| the export's timeline (main thread) | share | the Parquet writer thread beside it | share |")
         lines.append("|---|---:|---|---:|")
@@ -177,8 +191,10 @@ def render_profile(report: dict) -> list[str]:
         for index in range(max(len(main), len(writer))):
             left = main[index] if index < len(main) else ("", None)
             right = writer[index] if index < len(writer) else ("", None)
-            lines.append(f"| {left[0]} | {'' if left[1] is None else f'{left[1]:.0%}'} | "
-                         f"{right[0]} | {'' if right[1] is None else f'{right[1]:.0%}'} |")
+            lines.append(
+                f"| {left[0]} | {'' if left[1] is None else f'{left[1]:.0%}'} | "
+                f"{right[0]} | {'' if right[1] is None else f'{right[1]:.0%}'} |"
+            )
         lines.append("")
     return lines
 
@@ -189,8 +205,12 @@ def render_impact(report: dict) -> list[str]:
         return []
     if "skipped" in imp:
         return [f"Impact on the application: skipped ({imp['skipped']}).", ""]
-    pinned = (f" PostgreSQL had CPU {imp['server_cpus']} to itself, the pipeline and pgbench the other(s), as the "
-              "database and the pipeline run on different machines in production." if imp.get("server_cpus") else "")
+    pinned = (
+        f" PostgreSQL had CPU {imp['server_cpus']} to itself, the pipeline and pgbench the other(s), as the "
+        "database and the pipeline run on different machines in production."
+        if imp.get("server_cpus")
+        else ""
+    )
     lines = [
         f"Impact on the application: pgbench at a fixed {imp['rate_tps']:.0f} tps, 4 clients "
         f"({imp['rate_tps'] / imp['capacity_tps']:.0%} of the {imp['capacity_tps']:.0f} tps the server does when quiet): TPC-B-like read/write mix on its own tables "
@@ -211,7 +231,9 @@ def render_impact(report: dict) -> list[str]:
         elif "error" in action:
             pipeline = "failed"
         elif "rows_deleted" in action:
-            pipeline = f"{action['seconds']:.1f} ({action['rows_deleted']:,} rows deleted in {action['batches']:,} batches)"
+            pipeline = (
+                f"{action['seconds']:.1f} ({action['rows_deleted']:,} rows deleted in {action['batches']:,} batches)"
+            )
         else:
             pipeline = f"{action['seconds']:.1f}"
         rows = action.get("rows_deleted", action.get("rows"))
@@ -233,15 +255,23 @@ def render_impact(report: dict) -> list[str]:
         lines.append("")
     return lines
 
+
 # Issue 13: at default settings the app's p99 stays within this factor of quiet.
 TARGET_P99_RATIO = 1.5
 
 
 def _impact_targets(phases: list[dict], quiet_p99: float | None) -> list[str]:
     """Met or missed, with the numbers: p99 at default settings, lock waits, what the gentleness costs."""
+
     def find(prefix: str) -> dict | None:
-        return next((p for p in phases if p["label"].startswith(prefix) and isinstance(p["action"], dict)
-                     and "error" not in p["action"]), None)
+        return next(
+            (
+                p
+                for p in phases
+                if p["label"].startswith(prefix) and isinstance(p["action"], dict) and "error" not in p["action"]
+            ),
+            None,
+        )
 
     def rate(phase: dict | None) -> float | None:
         if not phase:
@@ -251,24 +281,36 @@ def _impact_targets(phases: list[dict], quiet_p99: float | None) -> list[str]:
         return rows / action["seconds"] if rows and action.get("seconds") else None
 
     lines = ["Targets at default settings (issue 13):", ""]
-    pairs = (("the export", find("export, default pacing"), find("export, unpaced"), "unpaced"),
-             ("the redaction", find("redaction (first"), find("redaction (first") and next(
-                 (p for p in phases if "fixed pace" in p["label"]), None), "the fixed pace before pacing"))
+    pairs = (
+        ("the export", find("export, default pacing"), find("export, unpaced"), "unpaced"),
+        (
+            "the redaction",
+            find("redaction (first"),
+            find("redaction (first") and next((p for p in phases if "fixed pace" in p["label"]), None),
+            "the fixed pace before pacing",
+        ),
+    )
     for what, paced, baseline, baseline_name in pairs:
         if not paced or not quiet_p99:
             continue
         ratio = paced["app"]["p99_ms"] / quiet_p99
         verdict = "met" if ratio <= TARGET_P99_RATIO else "MISSED"
-        lines.append(f"- {verdict}: app p99 within {TARGET_P99_RATIO}x of quiet during {what} "
-                     f"({paced['app']['p99_ms']:.1f} ms, {ratio:.2f}x of {quiet_p99:.1f} ms)")
+        lines.append(
+            f"- {verdict}: app p99 within {TARGET_P99_RATIO}x of quiet during {what} "
+            f"({paced['app']['p99_ms']:.1f} ms, {ratio:.2f}x of {quiet_p99:.1f} ms)"
+        )
         wait = paced["locks"]["longest_app_wait_on_pipeline_s"]
-        lines.append(f"- {'met' if wait < 0.05 else 'MISSED'}: no app transaction waiting on a lock of {what} "
-                     f"(longest wait seen {wait:.2f} s; the watcher polls every 50 ms)")
+        lines.append(
+            f"- {'met' if wait < 0.05 else 'MISSED'}: no app transaction waiting on a lock of {what} "
+            f"(longest wait seen {wait:.2f} s; the watcher polls every 50 ms)"
+        )
         paced_rate, base_rate = rate(paced), rate(baseline)
         if paced_rate and base_rate and baseline:
             base_ratio = baseline["app"]["p99_ms"] / quiet_p99
-            lines.append(f"- cost: {what} at default pacing does {paced_rate:,.0f} rows/s, {paced_rate / base_rate:.0%} "
-                         f"of {baseline_name} ({base_rate:,.0f} rows/s, app p99 {base_ratio:.2f}x quiet)")
+            lines.append(
+                f"- cost: {what} at default pacing does {paced_rate:,.0f} rows/s, {paced_rate / base_rate:.0%} "
+                f"of {baseline_name} ({base_rate:,.0f} rows/s, app p99 {base_ratio:.2f}x quiet)"
+            )
     lines.append("")
     return lines if len(lines) > 3 else []
 
@@ -281,8 +323,9 @@ def _pacing_summary(pacing: dict | None) -> str:
     sizes = ""
     if pacing.get("batch_rows_min") is not None and pacing["batch_rows_min"] != pacing.get("batch_rows_max"):
         sizes = f", batches {pacing['batch_rows_min']:,}-{pacing['batch_rows_max']:,} rows"
-    return (f"{pacing['work_s']:.1f} s, {pacing['sleep_s']:.1f} s{sizes}; back-offs: {backs}"
-            + (f"; canary up to {worst:.0f} ms" if worst is not None else ""))
+    return f"{pacing['work_s']:.1f} s, {pacing['sleep_s']:.1f} s{sizes}; back-offs: {backs}" + (
+        f"; canary up to {worst:.0f} ms" if worst is not None else ""
+    )
 
 
 # The report, top to bottom: each section reads the report dict and returns its markdown lines

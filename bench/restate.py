@@ -36,8 +36,15 @@ BEGIN, END = "<!-- restate:begin -->", "<!-- restate:end -->"
 def catalog(restate_days: int, updated: bool):
     from weward_pipeline.config import parse_catalog
 
-    table = {"name": "step_events", "schema": data.SCHEMA, "source_table": data.TABLE, "mode": "append",
-             "partition_column": "created_at", "primary_key": ["id"], "restate_days": restate_days}
+    table = {
+        "name": "step_events",
+        "schema": data.SCHEMA,
+        "source_table": data.TABLE,
+        "mode": "append",
+        "partition_column": "created_at",
+        "primary_key": ["id"],
+        "restate_days": restate_days,
+    }
     if updated:
         table["updated_column"] = "updated_at"
     return parse_catalog({"start_date": "2024-01-01", "timezone": data.TIMEZONE, "tables": [table]})
@@ -46,8 +53,9 @@ def catalog(restate_days: int, updated: bool):
 def prepare(url: str, dataset: data.Dataset, say) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         # A constant default is stored once (PostgreSQL 11+): no rewrite of the table.
-        conn.execute("ALTER TABLE bench.step_events ADD COLUMN updated_at timestamptz NOT NULL "
-                     "DEFAULT '2024-03-01 00:00+00'")
+        conn.execute(
+            "ALTER TABLE bench.step_events ADD COLUMN updated_at timestamptz NOT NULL DEFAULT '2024-03-01 00:00+00'"
+        )
         say("  indexing updated_at")
         conn.execute("CREATE INDEX step_events_updated_at_idx ON bench.step_events (updated_at)")
         conn.execute("VACUUM (ANALYZE) bench.step_events")
@@ -58,12 +66,16 @@ def change_rows(url: str, days: list[dt.date]) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for day in days:
             start, end = data.window(day)
-            first = conn.execute("SELECT min(id) FROM bench.step_events WHERE created_at >= %s AND created_at < %s",
-                                 (start, end)).fetchone()[0]
+            first = conn.execute(
+                "SELECT min(id) FROM bench.step_events WHERE created_at >= %s AND created_at < %s", (start, end)
+            ).fetchone()[0]
             conn.execute("UPDATE bench.step_events SET steps = steps + 1, updated_at = now() WHERE id = %s", (first,))
             conn.execute("DELETE FROM bench.step_events WHERE id = %s", (first + 1,))
-            conn.execute("INSERT INTO bench.step_events (user_id, created_at, steps, wards, source, is_manual, updated_at) "
-                         "VALUES (1, %s, 10, 1, 'manual', true, now())", (start + dt.timedelta(hours=20),))
+            conn.execute(
+                "INSERT INTO bench.step_events (user_id, created_at, steps, wards, source, is_manual, updated_at) "
+                "VALUES (1, %s, 10, 1, 'manual', true, now())",
+                (start + dt.timedelta(hours=20),),
+            )
 
 
 def compare(settings, updated: bool, days: list[dt.date], clients) -> dict:
@@ -73,60 +85,88 @@ def compare(settings, updated: bool, days: list[dt.date], clients) -> dict:
     started = time.monotonic()
     statuses, unpublished = restate.compare_days(settings, cat, cat.tables[0], days, clients=clients)
     seconds = time.monotonic() - started
-    return {"seconds": seconds, "ended_epoch": time.time(), "changed": sum(s.changed for s in statuses),
-            "days": len(statuses), "unpublished": len(unpublished)}
+    return {
+        "seconds": seconds,
+        "ended_epoch": time.time(),
+        "changed": sum(s.changed for s in statuses),
+        "days": len(statuses),
+        "unpublished": len(unpublished),
+    }
 
 
 def plans(url: str, settings, days: list[dt.date], clients) -> dict[str, str]:
     """EXPLAIN (ANALYZE, BUFFERS) of one day's statements, as evidence of index-only work."""
     from weward_pipeline import restate
     from weward_pipeline.extract import DayWindow
-    from weward_pipeline.verify import published_manifest
     from weward_pipeline.glue import GlueCatalog
+    from weward_pipeline.verify import published_manifest
 
     cat = catalog(len(days), True)
-    _, manifest = published_manifest(GlueCatalog(clients.glue, settings.glue_database), clients.s3, "step_events",
-                                     days[0].isoformat())
-    statements = restate.detection_sql(cat.tables[0], DayWindow(days[0], data.TIMEZONE), "timestamptz",
-                                       "timestamptz", manifest.snapshot_at)
+    _, manifest = published_manifest(
+        GlueCatalog(clients.glue, settings.glue_database), clients.s3, "step_events", days[0].isoformat()
+    )
+    statements = restate.detection_sql(
+        cat.tables[0], DayWindow(days[0], data.TIMEZONE), "timestamptz", "timestamptz", manifest.snapshot_at
+    )
     out = {}
     with psycopg.connect(url) as conn:
         for name, statement in statements.items():
-            rows = conn.execute(psycopg.sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}").format(statement)).fetchall()
+            rows = conn.execute(
+                psycopg.sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}").format(statement)
+            ).fetchall()
             out[name] = "\n".join(r[0] for r in rows)
     return out
 
 
 def render(report: dict) -> str:
     d = report["dataset"]
-    lines = [BEGIN, "", "## Restatement: the daily comparison of exported days with PostgreSQL", "",
-             f"`python -m bench.restate`, run {report['started']} in {report['minutes']:.1f} min: "
-             f"{d['days']} exported days of `bench.step_events` ({d['rows_per_day']:,} rows a day, index on "
-             f"`created_at`, and on `updated_at` for the second configuration), each day changed by one late row, "
-             f"one update and one delete; `restate.compare_days` over the {d['days']} days as the daily schedule runs "
-             f"it, median of {report['rounds']} rounds (load average before: {report['loadavg']}).", "",
-             "| configuration | seconds for the window | per day | days found changed | queries per day |",
-             "|---|---:|---:|---:|---|"]
-    for name, label, queries in (("counts", "counts only (no `updated_column`)", "1 count (index range)"),
-                                 ("updated", "with `updated_column`", "1 count + 1 stamped-since count")):
+    lines = [
+        BEGIN,
+        "",
+        "## Restatement: the daily comparison of exported days with PostgreSQL",
+        "",
+        f"`python -m bench.restate`, run {report['started']} in {report['minutes']:.1f} min: "
+        f"{d['days']} exported days of `bench.step_events` ({d['rows_per_day']:,} rows a day, index on "
+        f"`created_at`, and on `updated_at` for the second configuration), each day changed by one late row, "
+        f"one update and one delete; `restate.compare_days` over the {d['days']} days as the daily schedule runs "
+        f"it, median of {report['rounds']} rounds (load average before: {report['loadavg']}).",
+        "",
+        "| configuration | seconds for the window | per day | days found changed | queries per day |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, label, queries in (
+        ("counts", "counts only (no `updated_column`)", "1 count (index range)"),
+        ("updated", "with `updated_column`", "1 count + 1 stamped-since count"),
+    ):
         r = report["results"][name]
-        lines.append(f"| {label} | {r['median_s']:.2f} | {r['median_s'] / d['days']:.2f} | {r['changed']} of {d['days']} "
-                     f"| {queries} |")
-    lines += ["", "Counts alone see nothing here: each day's late row and delete cancel out, and an update leaves the "
-              "count as it was; `updated_column` sees every day (docs/restatement.md says what each configuration "
-              f"detects). For comparison, exporting one of those days through `export_day` took {report['export_s']:.1f} s "
-              "(median over the window)."]
+        lines.append(
+            f"| {label} | {r['median_s']:.2f} | {r['median_s'] / d['days']:.2f} | {r['changed']} of {d['days']} "
+            f"| {queries} |"
+        )
+    lines += [
+        "",
+        "Counts alone see nothing here: each day's late row and delete cancel out, and an update leaves the "
+        "count as it was; `updated_column` sees every day (docs/restatement.md says what each configuration "
+        f"detects). For comparison, exporting one of those days through `export_day` took {report['export_s']:.1f} s "
+        "(median over the window).",
+    ]
     imp = report.get("impact")
     if imp and "phases" in imp:
-        lines += ["", f"Impact on the application: pgbench at {imp['rate_tps']:.0f} tps (30% of {imp['capacity_tps']:.0f} "
-                  "quiet), as in the export's impact table above.", "",
-                  "| while | pipeline s | app tps | app p50 ms | app p99 ms | longest app wait on a pipeline lock |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"Impact on the application: pgbench at {imp['rate_tps']:.0f} tps (30% of {imp['capacity_tps']:.0f} "
+            "quiet), as in the export's impact table above.",
+            "",
+            "| while | pipeline s | app tps | app p50 ms | app p99 ms | longest app wait on a pipeline lock |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for phase in imp["phases"]:
             app, action = phase["app"], phase["action"]
             seconds = f"{action['seconds']:.2f}" if isinstance(action, dict) and "seconds" in action else "-"
-            lines.append(f"| {phase['label']} | {seconds} | {app['tps']:.0f} | {app['p50_ms']:.1f} | {app['p99_ms']:.1f} "
-                         f"| {phase['locks']['longest_app_wait_on_pipeline_s']:.2f} s |")
+            lines.append(
+                f"| {phase['label']} | {seconds} | {app['tps']:.0f} | {app['p50_ms']:.1f} | {app['p99_ms']:.1f} "
+                f"| {phase['locks']['longest_app_wait_on_pipeline_s']:.2f} s |"
+            )
     elif imp:
         lines += ["", f"Impact on the application: not measured ({imp.get('skipped', 'skipped')})."]
     lines += ["", "Plans of one day (EXPLAIN ANALYZE, BUFFERS):", "", "```"]
@@ -139,7 +179,7 @@ def render(report: dict) -> str:
 def write_results(path: Path, section: str) -> None:
     text = path.read_text() if path.exists() else ""
     if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
@@ -162,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=str(REPO / "bench" / "results.md"))
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     started = time.monotonic()
-    started_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     def say(message: str) -> None:
         print(f"[{time.monotonic() - started:6.0f}s] {message}", flush=True)
@@ -182,8 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         say(f"generating {args.rows_per_day * (args.days + 1):,} rows")
         data.load(url, dataset, on_progress=say)
         prepare(url, dataset, say)
-        env = {**aws.env(), "WEWARD_PG_URL": url, "WEWARD_LAKE_URL": f"s3://{BUCKET}/lake",
-               "WEWARD_GLUE_DATABASE": "bench_restate"}
+        env = {
+            **aws.env(),
+            "WEWARD_PG_URL": url,
+            "WEWARD_LAKE_URL": f"s3://{BUCKET}/lake",
+            "WEWARD_GLUE_DATABASE": "bench_restate",
+        }
         settings = Settings.from_env(env)
         clients = AwsClients.from_settings(settings)
         days = [dataset.first_day + dt.timedelta(days=i) for i in range(args.days)]
@@ -200,12 +244,20 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.rounds):
                 runs.append(compare(settings, updated, days, clients))
                 say(f"compare {name}: {runs[-1]['seconds']:.2f} s, {runs[-1]['changed']} changed")
-            results[name] = {"median_s": statistics.median(r["seconds"] for r in runs), "runs": runs,
-                             "changed": runs[-1]["changed"]}
-        report = {"started": started_at, "rounds": args.rounds, "results": results,
-                  "export_s": statistics.median(export_seconds),
-                  "dataset": {"days": args.days, "rows_per_day": args.rows_per_day},
-                  "loadavg": f"{impact_loadavg():.1f}", "plans": plans(url, settings, days, clients)}
+            results[name] = {
+                "median_s": statistics.median(r["seconds"] for r in runs),
+                "runs": runs,
+                "changed": runs[-1]["changed"],
+            }
+        report = {
+            "started": started_at,
+            "rounds": args.rounds,
+            "results": results,
+            "export_s": statistics.median(export_seconds),
+            "dataset": {"days": args.days, "rows_per_day": args.rows_per_day},
+            "loadavg": f"{impact_loadavg():.1f}",
+            "plans": plans(url, settings, days, clients),
+        }
         if not args.no_impact:
             report["impact"] = measure_impact(url, settings, days, clients, args, say)
         report["minutes"] = (time.monotonic() - started) / 60
@@ -240,7 +292,11 @@ def measure_impact(url: str, settings, days, clients, args, say) -> dict:
         measured = impact.run_under_load(pgbench, url, rate, expected, action)
         measured["label"] = label
         phases.append(measured)
-    return {"capacity_tps": capacity, "rate_tps": rate, "phases": [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in phases]}
+    return {
+        "capacity_tps": capacity,
+        "rate_tps": rate,
+        "phases": [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in phases],
+    }
 
 
 if __name__ == "__main__":

@@ -73,8 +73,15 @@ def stage_impact(ctx: Context) -> dict | None:
     """The app (pgbench) while the pipeline exports and redacts."""
     if ctx.args.no_impact or "product" not in ctx.summaries:
         return None
-    return phases.measure_impact(ctx.runner, ctx.args, ctx.summaries["product"]["seconds"],
-                                 ctx.counts[ctx.dataset.day.isoformat()], ctx.say, ctx.pg, ctx.aws)
+    return phases.measure_impact(
+        ctx.runner,
+        ctx.args,
+        ctx.summaries["product"]["seconds"],
+        ctx.counts[ctx.dataset.day.isoformat()],
+        ctx.say,
+        ctx.pg,
+        ctx.aws,
+    )
 
 
 def stage_dagster_run(ctx: Context) -> dict | None:
@@ -90,13 +97,20 @@ def stage_dagster_run(ctx: Context) -> dict | None:
             ctx.say(f"  FAILED: {result['error']}\n{result.get('log', '')}")
             return {"error": result["error"], "log": result.get("log", "")}
         tree = result["tree"]
-        ctx.say(f"  {result['seconds']:.1f} s, tree peak RSS {tree['rss_kb'] / 1024:.0f} MB "
-                f"(PSS {tree['pss_kb'] / 1024:.0f} MB, {tree['processes']} processes)")
+        ctx.say(
+            f"  {result['seconds']:.1f} s, tree peak RSS {tree['rss_kb'] / 1024:.0f} MB "
+            f"(PSS {tree['pss_kb'] / 1024:.0f} MB, {tree['processes']} processes)"
+        )
         runs.append(result)
     worst = max(runs, key=lambda r: r["tree"]["rss_kb"])
-    return {"seconds": statistics.median(r["seconds"] for r in runs), "runs": len(runs), "rows": worst["rows"],
-            "tree": worst["tree"], "target_mb": TARGET_TREE_MB,
-            "met": worst["tree"]["rss_kb"] < TARGET_TREE_MB * 1024}
+    return {
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "runs": len(runs),
+        "rows": worst["rows"],
+        "tree": worst["tree"],
+        "target_mb": TARGET_TREE_MB,
+        "met": worst["tree"]["rss_kb"] < TARGET_TREE_MB * 1024,
+    }
 
 
 # The whole `dagster asset materialize` process tree (RSS summed over its processes) must stay under this.
@@ -124,32 +138,48 @@ def kept_sections(results: Path) -> str:
 
 # -- arguments -------------------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str]):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows-per-day", type=int, default=2_000_000)
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--big-factor", type=int, default=3, help="the product's second scale point (0: none)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                        help=f"comma-separated, from {', '.join(DEFAULT_METHODS)}")
+    parser.add_argument(
+        "--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated, from {', '.join(DEFAULT_METHODS)}"
+    )
     parser.add_argument("--no-impact", action="store_true", help="skip the pgbench measurements")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed cache-warming reads")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the product")
-    parser.add_argument("--no-dagster-run", action="store_true",
-                        help="skip `dagster asset materialize` of one day (process-tree memory)")
+    parser.add_argument(
+        "--no-dagster-run",
+        action="store_true",
+        help="skip `dagster asset materialize` of one day (process-tree memory)",
+    )
     parser.add_argument("--pgbench-scale", type=int, default=10)
-    parser.add_argument("--no-pin", action="store_true", help="do not give PostgreSQL its own CPU during the impact runs")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not give PostgreSQL its own CPU during the impact runs"
+    )
     parser.add_argument("--calibrate-seconds", type=float, default=8)
     parser.add_argument("--quiet-seconds", type=float, default=15)
     parser.add_argument("--settle-seconds", type=float, default=2, help="app load before and after each pipeline run")
-    parser.add_argument("--app-load", type=float, default=0.3,
-                        help="app rate as a fraction of the server's quiet capacity (an OLTP primary with headroom)")
+    parser.add_argument(
+        "--app-load",
+        type=float,
+        default=0.3,
+        help="app rate as a fraction of the server's quiet capacity (an OLTP primary with headroom)",
+    )
     parser.add_argument("--throttles", default="0.5", help="fractions of the unthrottled rate to try, comma-separated")
-    parser.add_argument("--redact-seconds", type=float, default=60,
-                        help="how long the redaction runs under the app load (0: skip it)")
+    parser.add_argument(
+        "--redact-seconds", type=float, default=60, help="how long the redaction runs under the app load (0: skip it)"
+    )
     parser.add_argument("--method-timeout", type=float, default=900)
-    parser.add_argument("--slow-after", type=float, default=40,
-                        help="run a method only once if its first run took longer (seconds; 0: always repeat)")
+    parser.add_argument(
+        "--slow-after",
+        type=float,
+        default=40,
+        help="run a method only once if its first run took longer (seconds; 0: always repeat)",
+    )
     parser.add_argument("--product-python", default=default_python(".venv"))
     parser.add_argument("--peer-python", default=default_python(".venv-bench"))
     parser.add_argument("--results", default=str(REPO / "bench" / "results.md"))
@@ -163,14 +193,13 @@ def parse_args(argv: list[str]):
     return args
 
 
-
 def main(argv: list[str] | None = None) -> int:
     from weward_pipeline.devstack.aws import LocalAws
     from weward_pipeline.devstack.postgres import LocalPostgres
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     started = time.monotonic()
-    started_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     def say(message: str) -> None:
         print(f"[{time.monotonic() - started:6.0f}s] {message}", flush=True)
@@ -221,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             "started": started_at,
             "rounds": args.rounds,
             "dataset": {
-                "rows": counts[dataset.day.isoformat()], "day": dataset.day.isoformat(), "days": dataset.days,
-                "big_factor": dataset.big_factor, "big_day": dataset.big_day.isoformat(),
+                "rows": counts[dataset.day.isoformat()],
+                "day": dataset.day.isoformat(),
+                "days": dataset.days,
+                "big_factor": dataset.big_factor,
+                "big_day": dataset.big_day.isoformat(),
                 "big_rows": counts.get(dataset.big_day.isoformat(), 0),
                 "columns": "bigint, timestamptz, integer, double, numeric(12,2), text, varchar, jsonb, uuid, boolean",
             },
@@ -239,8 +271,17 @@ def main(argv: list[str] | None = None) -> int:
         peer_versions = versions(args.peer_python, ["pandas", "dlt", "connectorx"])
         report["versions"] = {**product_versions, **peer_versions}
         report["machine"] = machine_line(pg_version, report["versions"])
-        ctx = Context(args=args, say=say, runner=runner, summaries=summaries, counts=counts, dataset=dataset,
-                      pg=pg, aws=aws, work=work)
+        ctx = Context(
+            args=args,
+            say=say,
+            runner=runner,
+            summaries=summaries,
+            counts=counts,
+            dataset=dataset,
+            pg=pg,
+            aws=aws,
+            work=work,
+        )
         for name, stage in STAGES:
             outcome = stage(ctx)
             if outcome is not None:
@@ -250,8 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         results_path = Path(args.results)
         results_path.parent.mkdir(parents=True, exist_ok=True)
         kept = kept_sections(results_path)
-        results_path.write_text("# Benchmark results\n\nWritten by `make bench` (bench/run.py); see bench/README.md.\n\n"
-                                + text + ("\n" + kept if kept else ""))
+        results_path.write_text(
+            "# Benchmark results\n\nWritten by `make bench` (bench/run.py); see bench/README.md.\n\n"
+            + text
+            + ("\n" + kept if kept else "")
+        )
         results_path.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
         print()
         print(text)

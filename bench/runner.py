@@ -30,7 +30,11 @@ METHODS = [
     Method("product", "**weward_pipeline**: Extraction -> ParquetDayWriter, local Parquet", peer=False),
     Method("adbc_raw", "ADBC record batches -> ParquetWriter, no type fixes", ("adbc_driver_postgresql",), peer=False),
     Method("connectorx", "connectorx read_sql -> Arrow table -> write_table", ("connectorx",)),
-    Method("dlt_connectorx", "dlt sql_table (connectorx backend) -> filesystem Parquet", ("dlt", "connectorx", "sqlalchemy", "psycopg2")),
+    Method(
+        "dlt_connectorx",
+        "dlt sql_table (connectorx backend) -> filesystem Parquet",
+        ("dlt", "connectorx", "sqlalchemy", "psycopg2"),
+    ),
     Method("dlt_pyarrow", "dlt sql_table (pyarrow backend) -> filesystem Parquet", ("dlt", "sqlalchemy", "psycopg2")),
     Method("pandas", "pandas.read_sql (SQLAlchemy + psycopg2) -> to_parquet", ("pandas", "sqlalchemy", "psycopg2")),
 ]
@@ -47,7 +51,9 @@ def key(method: Method) -> str:
 
 
 class Runner:
-    def __init__(self, args, pg_url: str, aws_env: dict[str, str], work: Path, rows: dict[str, int], dataset: data.Dataset):
+    def __init__(
+        self, args, pg_url: str, aws_env: dict[str, str], work: Path, rows: dict[str, int], dataset: data.Dataset
+    ):
         self.args = args
         self.pg_url = pg_url
         self.aws_env = aws_env
@@ -56,14 +62,21 @@ class Runner:
         self.dataset = dataset
         self.psql = shutil.which("psql") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))), None)
 
-    def run(self, method: Method, tag: str, cpus: set[int] | None = None, prefix: list[str] | None = None,
-            **overrides) -> dict:
+    def run(
+        self, method: Method, tag: str, cpus: set[int] | None = None, prefix: list[str] | None = None, **overrides
+    ) -> dict:
         day = self.dataset.big_day if method.scale > 1 else self.dataset.day
         out = self.work / "out" / f"{key(method)}-{tag}"
         shutil.rmtree(out, ignore_errors=True)
         spec = {
-            "method": method.name, "pg_url": self.pg_url, "day": day.isoformat(), "rows": self.rows[day.isoformat()],
-            "out": str(out), "psql": str(self.psql) if self.psql else None, "bucket": BUCKET, **overrides,
+            "method": method.name,
+            "pg_url": self.pg_url,
+            "day": day.isoformat(),
+            "rows": self.rows[day.isoformat()],
+            "out": str(out),
+            "psql": str(self.psql) if self.psql else None,
+            "bucket": BUCKET,
+            **overrides,
         }
         spec_path = self.work / f"spec-{key(method)}-{tag}.json"
         result_path = self.work / f"result-{key(method)}-{tag}.json"
@@ -73,9 +86,14 @@ class Runner:
         env = {**os.environ, **self.aws_env, "PYTHONPATH": str(REPO)}
         log_path = self.work / f"log-{key(method)}-{tag}.txt"
         with open(log_path, "w") as log:
-            process = subprocess.Popen([*(prefix or []), python, "-m", "bench.methods", str(spec_path), str(result_path)],
-                                       cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       preexec_fn=impact.pinned(cpus))
+            process = subprocess.Popen(
+                [*(prefix or []), python, "-m", "bench.methods", str(spec_path), str(result_path)],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=impact.pinned(cpus),
+            )
             status, rusage = _wait(process, self.args.method_timeout)
         try:
             if status != 0 or not result_path.exists():
@@ -86,7 +104,11 @@ class Runner:
             result["peak_anon_kb"] = process.peak_anon_kb
             # The floor's COPY runs in psql, a child of the method's process: its RSS is the floor's.
             own = rusage.ru_maxrss if rusage else result.get("self_rss_kb", 0)
-            result["peak_rss_kb"] = result["children_rss_kb"] if result.get("transport") == "psql" else max(own, result.get("children_rss_kb", 0))
+            result["peak_rss_kb"] = (
+                result["children_rss_kb"]
+                if result.get("transport") == "psql"
+                else max(own, result.get("children_rss_kb", 0))
+            )
             return result
         finally:
             shutil.rmtree(out, ignore_errors=True)
@@ -119,4 +141,3 @@ def _wait(process: subprocess.Popen, timeout: float):
             process.returncode = -9
             return -9, rusage
         time.sleep(0.02)
-

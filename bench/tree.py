@@ -71,8 +71,14 @@ def sample(root: int, peak: TreePeak) -> None:
     for pid in pids:
         rss = _kb(Path(f"/proc/{pid}/status"), "VmRSS:")
         if rss:
-            rows.append({"pid": pid, "rss_kb": rss, "pss_kb": _kb(Path(f"/proc/{pid}/smaps_rollup"), "Pss:"),
-                         "command": _name(pid)})
+            rows.append(
+                {
+                    "pid": pid,
+                    "rss_kb": rss,
+                    "pss_kb": _kb(Path(f"/proc/{pid}/smaps_rollup"), "Pss:"),
+                    "command": _name(pid),
+                }
+            )
     rss, pss = sum(r["rss_kb"] for r in rows), sum(r["pss_kb"] for r in rows)
     peak.samples += 1
     peak.processes = max(peak.processes, len(rows))

@@ -58,12 +58,18 @@ class AlertPublisher:
         topic = env.get(ALERT_TOPIC_ENV, "").strip()
         if not topic:
             return None
-        config = BotoConfig(region_name=aws_region(env), retries={"max_attempts": 5, "mode": "standard"},
-                            connect_timeout=5, read_timeout=30)
+        config = BotoConfig(
+            region_name=aws_region(env),
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+        )
         client = boto3.session.Session().client("sns", config=config, endpoint_url=env.get("AWS_ENDPOINT_URL") or None)
         return cls(topic, client)
 
     def publish(self, alert: Alert) -> str:
         """Sends one message; returns its SNS message id."""
-        response = self.client.publish(TopicArn=self.topic_arn, Subject=_subject(alert.subject), Message=alert.message())
+        response = self.client.publish(
+            TopicArn=self.topic_arn, Subject=_subject(alert.subject), Message=alert.message()
+        )
         return response["MessageId"]

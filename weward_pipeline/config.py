@@ -25,10 +25,21 @@ SAMPLE_CATALOG = Path(__file__).parent / "sample" / "tables.yaml"
 LAKE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MODES = ("append", "snapshot")
 TABLE_KEYS = {
-    "name", "schema", "source_table", "mode", "partition_column", "primary_key",
-    "retention_days", "description", "owners", "pii", "user_column", "snapshot_grace_hours",
+    "name",
+    "schema",
+    "source_table",
+    "mode",
+    "partition_column",
+    "primary_key",
+    "retention_days",
+    "description",
+    "owners",
+    "pii",
+    "user_column",
+    "snapshot_grace_hours",
     "pacing",
-    "restate_days", "updated_column",
+    "restate_days",
+    "updated_column",
 }
 # Append tables: every day, the days D-1 .. D-restate_days are compared with PostgreSQL and
 # re-exported when their rows changed (restate.py, docs/restatement.md). 7: a phone offline over a
@@ -142,33 +153,43 @@ def _parse_pii(raw: Any, user_column: Any, primary_key: list, where: str, proble
 
     pii = raw if raw is not None else {}
     if not isinstance(pii, dict):
-        problems.append(f"{where}: `pii` must map column names to a policy ({', '.join(POLICIES)}), "
-                        "e.g. pii: {email: hash, phone: drop}")
+        problems.append(
+            f"{where}: `pii` must map column names to a policy ({', '.join(POLICIES)}), "
+            "e.g. pii: {email: hash, phone: drop}"
+        )
         return {}
     choices = ", ".join(POLICIES)
     for column, policy in pii.items():
         if _pg_identifier(column, where, "pii", problems) is None:
             continue
         if policy is None:
-            problems.append(f"{where}: personal column {column!r} has no policy; write one of {choices} "
-                            "(`keep` exports it in clear, deliberately)")
+            problems.append(
+                f"{where}: personal column {column!r} has no policy; write one of {choices} "
+                "(`keep` exports it in clear, deliberately)"
+            )
         elif policy not in POLICIES:
             problems.append(f"{where}: `pii` policy for {column!r} must be one of {choices}, got {policy!r}")
         elif not POLICIES[policy].allowed_on_primary_key and column in primary_key:
-            problems.append(f"{where}: primary key column {column!r} cannot be `{policy}`: redaction and erasure "
-                            "match lake rows to PostgreSQL rows by it. Keep it (use a surrogate id as the key) "
-                            "or export the table without this key")
+            problems.append(
+                f"{where}: primary key column {column!r} cannot be `{policy}`: redaction and erasure "
+                "match lake rows to PostgreSQL rows by it. Keep it (use a surrogate id as the key) "
+                "or export the table without this key"
+            )
     if user_column is not None:
         for_users = " or ".join(f"`{name}`" for name, policy in POLICIES.items() if policy.allowed_on_user_column)
         policy = pii.get(user_column) if isinstance(user_column, str) else None
         if _pg_identifier(user_column, where, "user_column", problems) is None:
             pass
         elif user_column not in pii:
-            problems.append(f"{where}: user_column {user_column!r} identifies a person, so it is personal data: "
-                            f"list it under `pii` as `keep` (internal id, joinable) or `hash`")
+            problems.append(
+                f"{where}: user_column {user_column!r} identifies a person, so it is personal data: "
+                f"list it under `pii` as `keep` (internal id, joinable) or `hash`"
+            )
         elif policy is not None and not (policy in POLICIES and POLICIES[policy].allowed_on_user_column):
-            problems.append(f"{where}: user_column {user_column!r} cannot be `{policy}`: erasure finds a "
-                            f"user's rows by it. Use {for_users}")
+            problems.append(
+                f"{where}: user_column {user_column!r} cannot be `{policy}`: erasure finds a "
+                f"user's rows by it. Use {for_users}"
+            )
     return {str(k): v for k, v in pii.items() if isinstance(k, str)}
 
 
@@ -265,18 +286,25 @@ def _parse_table(raw: Any, index: int, problems: list[str]) -> TableConfig | Non
     )
 
 
-def _parse_restatement(raw: dict, mode: Any, partition_column: Any, retention_days: Any, where: str,
-                       problems: list[str]) -> tuple[int, str | None]:
+def _parse_restatement(
+    raw: dict, mode: Any, partition_column: Any, retention_days: Any, where: str, problems: list[str]
+) -> tuple[int, str | None]:
     """`restate_days` (default DEFAULT_RESTATE_DAYS, below retention_days) and `updated_column`."""
     updated_column = raw.get("updated_column")
     if updated_column is not None:
         if mode != "append":
-            problems.append(f"{where}: `updated_column` is for append tables (a snapshot table is exported whole "
-                            "every day); remove it")
-        elif _pg_identifier(updated_column, where, "updated_column", problems) is not None \
-                and updated_column == partition_column:
-            problems.append(f"{where}: `updated_column` {updated_column!r} is the partition column; name the "
-                            "timestamp the app bumps on every update (e.g. updated_at), or remove it")
+            problems.append(
+                f"{where}: `updated_column` is for append tables (a snapshot table is exported whole "
+                "every day); remove it"
+            )
+        elif (
+            _pg_identifier(updated_column, where, "updated_column", problems) is not None
+            and updated_column == partition_column
+        ):
+            problems.append(
+                f"{where}: `updated_column` {updated_column!r} is the partition column; name the "
+                "timestamp the app bumps on every update (e.g. updated_at), or remove it"
+            )
     has_retention = isinstance(retention_days, int) and not isinstance(retention_days, bool) and retention_days >= 1
     if "restate_days" not in raw:
         if mode != "append":
@@ -285,12 +313,15 @@ def _parse_restatement(raw: dict, mode: Any, partition_column: Any, retention_da
         return default, updated_column
     restate_days = raw["restate_days"]
     if isinstance(restate_days, bool) or not isinstance(restate_days, int) or restate_days < 0:
-        problems.append(f"{where}: `restate_days` must be a whole number of days >= 0 (0: never re-check exported "
-                        f"days), got {restate_days!r}")
+        problems.append(
+            f"{where}: `restate_days` must be a whole number of days >= 0 (0: never re-check exported "
+            f"days), got {restate_days!r}"
+        )
         return 0, None
     if restate_days and mode != "append":
-        problems.append(f"{where}: `restate_days` is for append tables; a snapshot table is exported whole every "
-                        "day. Remove it.")
+        problems.append(
+            f"{where}: `restate_days` is for append tables; a snapshot table is exported whole every day. Remove it."
+        )
     elif restate_days and has_retention and restate_days >= retention_days:
         problems.append(
             f"{where}: `restate_days` ({restate_days}) must be smaller than `retention_days` ({retention_days}): a "
@@ -314,12 +345,12 @@ def parse_catalog(data: Any, path: str = "<catalog>") -> Catalog:
         except ValueError:
             pass
     if not isinstance(start_date, dt.date) or isinstance(start_date, dt.datetime):
-        problems.append(f"`start_date` must be a date like \"2024-01-01\", got {data.get('start_date')!r}")
+        problems.append(f'`start_date` must be a date like "2024-01-01", got {data.get("start_date")!r}')
     timezone = data.get("timezone", "UTC")
     try:
         ZoneInfo(str(timezone))
     except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"`timezone` {timezone!r} is not an IANA time zone such as \"Europe/Paris\"")
+        problems.append(f'`timezone` {timezone!r} is not an IANA time zone such as "Europe/Paris"')
     raw_tables = data.get("tables")
     tables: list[TableConfig] = []
     if not isinstance(raw_tables, list) or not raw_tables:
@@ -402,10 +433,12 @@ class Settings:
     def __repr__(self) -> str:
         """Masked: a Settings printed in a log or a traceback must not carry the DSN passwords."""
         erase = mask_url(self.pg_erase_url) if self.pg_erase_url else None
-        return (f"Settings(pg_url={mask_url(self.pg_url)!r}, pg_redact_url={mask_url(self.pg_redact_url)!r}, "
-                f"pg_erase_url={erase!r}, "
-                f"lake={self.lake!r}, glue_database={self.glue_database!r}, aws_region={self.aws_region!r}, "
-                f"aws_endpoint_url={self.aws_endpoint_url!r}, tables_file={self.tables_file!r})")
+        return (
+            f"Settings(pg_url={mask_url(self.pg_url)!r}, pg_redact_url={mask_url(self.pg_redact_url)!r}, "
+            f"pg_erase_url={erase!r}, "
+            f"lake={self.lake!r}, glue_database={self.glue_database!r}, aws_region={self.aws_region!r}, "
+            f"aws_endpoint_url={self.aws_endpoint_url!r}, tables_file={self.tables_file!r})"
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -415,7 +448,7 @@ class Settings:
             raise ConfigError(
                 f"missing environment variable(s) {', '.join(missing)}: set WEWARD_PG_URL "
                 "(postgresql://user:password@host:port/db) and WEWARD_LAKE_URL (s3://bucket/prefix), "
-                "or, for the local stack: weward-pipeline demo --keep, then eval \"$(weward-pipeline stack env)\""
+                'or, for the local stack: weward-pipeline demo --keep, then eval "$(weward-pipeline stack env)"'
             )
         pg_url = env["WEWARD_PG_URL"]
         if urlsplit(pg_url).scheme not in ("postgresql", "postgres"):

@@ -48,7 +48,8 @@ from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig, mask_url
 from weward_pipeline.export import delete_superseded
 from weward_pipeline.glue import GlueCatalog, GlueColumn
-from weward_pipeline.keys import MANIFEST_ENTRY as KEYS_ENTRY, RedactionKeys, manifest_alignment_problem
+from weward_pipeline.keys import MANIFEST_ENTRY as KEYS_ENTRY
+from weward_pipeline.keys import RedactionKeys, manifest_alignment_problem
 from weward_pipeline.pg import mask_error
 from weward_pipeline.secret_store import PiiKey, load_pii_key, scrub
 from weward_pipeline.verify import published_manifest, verify_published_day
@@ -66,8 +67,10 @@ def requests_url(lake: LakeLocation) -> str:
     return f"s3://{lake.bucket}/{'/'.join(REQUESTS_PREFIX)}/"
 
 
-NO_ERASE_DSN = ("deleting from PostgreSQL needs WEWARD_PG_ERASE_URL (or WEWARD_PG_REDACT_URL): the role that may DELETE "
-                "the users' rows; the export DSN WEWARD_PG_URL is SELECT-only and is never used to delete. Nothing was changed.")
+NO_ERASE_DSN = (
+    "deleting from PostgreSQL needs WEWARD_PG_ERASE_URL (or WEWARD_PG_REDACT_URL): the role that may DELETE "
+    "the users' rows; the export DSN WEWARD_PG_URL is SELECT-only and is never used to delete. Nothing was changed."
+)
 
 
 class ErasureError(RuntimeError):
@@ -87,9 +90,12 @@ class ErasureLimits:
     def session(self, read_only: bool) -> pg.SessionLimits:
         """A read-only count reads one snapshot; ids are parsed under the pinned text forms."""
         return pg.SessionLimits(
-            statement_timeout_s=self.statement_timeout_s, lock_timeout_s=self.lock_timeout_s,
-            idle_in_transaction_timeout_s=60, read_only=read_only,
-            isolation="repeatable read" if read_only else None, settings=pg.PINNED_TEXT_FORMS,
+            statement_timeout_s=self.statement_timeout_s,
+            lock_timeout_s=self.lock_timeout_s,
+            idle_in_transaction_timeout_s=60,
+            read_only=read_only,
+            isolation="repeatable read" if read_only else None,
+            settings=pg.PINNED_TEXT_FORMS,
         )
 
     def retry_policy(self) -> pg.RetryPolicy:
@@ -110,7 +116,9 @@ class ErasureRequest:
             if value:
                 ids.append(value)
         if not ids:
-            raise ErasureError("the erasure request holds no user id (one per line; blank lines and # comments are ignored)")
+            raise ErasureError(
+                "the erasure request holds no user id (one per line; blank lines and # comments are ignored)"
+            )
         return cls(tuple(dict.fromkeys(ids)))
 
     def __repr__(self) -> str:  # the ids stay out of tracebacks and logs
@@ -128,8 +136,9 @@ class ErasureRequest:
 INTEGER_PG_TYPES = ("smallint", "integer", "bigint")
 
 
-def typed_ids(request: ErasureRequest, column: dict, arrow_type: pa.DataType, table: str,
-              pseudonymizer: pii.Pseudonymizer | None) -> pa.Array:
+def typed_ids(
+    request: ErasureRequest, column: dict, arrow_type: pa.DataType, table: str, pseudonymizer: pii.Pseudonymizer | None
+) -> pa.Array:
     """The request's ids as the lake stores this column: same type, or keyed pseudonyms if hashed."""
     pg_type = column.get("pg_type", "")
     canonical: list[str] = []
@@ -160,6 +169,7 @@ def match_mask(values: pa.Array | pa.ChunkedArray, wanted: pa.Array) -> pa.Array
 
 
 # -- reports -------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class DayErasure:
@@ -208,7 +218,9 @@ class ErasureReport:
 
     @property
     def ok(self) -> bool:
-        return not self.problems and all(d.status in ("erased", "would_erase", "clean") for t in self.tables for d in t.days)
+        return not self.problems and all(
+            d.status in ("erased", "would_erase", "clean") for t in self.tables for d in t.days
+        )
 
     @property
     def rows_erased(self) -> int:
@@ -217,13 +229,17 @@ class ErasureReport:
     def as_audit(self) -> dict:
         record = asdict(self)
         record["rows_erased"] = self.rows_erased
-        record["note"] = ("No user identifier is recorded. request_digest is HMAC-SHA256 (the pipeline's PII key) of "
-                          "the request's sorted ids joined by newlines: recompute it from the ticket to match.")
+        record["note"] = (
+            "No user identifier is recorded. request_digest is HMAC-SHA256 (the pipeline's PII key) of "
+            "the request's sorted ids joined by newlines: recompute it from the ticket to match."
+        )
         return record
 
     def summary(self) -> str:
-        lines = [f"erasure {self.erasure_id}{' (dry run)' if self.dry_run else ''}: {self.users} user(s), "
-                 f"{self.rows_erased} lake row(s) {'would be ' if self.dry_run else ''}erased, status {self.status}"]
+        lines = [
+            f"erasure {self.erasure_id}{' (dry run)' if self.dry_run else ''}: {self.users} user(s), "
+            f"{self.rows_erased} lake row(s) {'would be ' if self.dry_run else ''}erased, status {self.status}"
+        ]
         for table in self.tables:
             touched = [d for d in table.days if d.rows_erased or d.status not in ("clean",)]
             pg = ""
@@ -231,11 +247,15 @@ class ErasureReport:
                 pg = f", {table.postgres_rows_deleted} PostgreSQL row(s) deleted"
             elif table.postgres_rows_found is not None:
                 pg = f", {table.postgres_rows_found} row(s) in PostgreSQL"
-            lines.append(f"  {table.table}: {table.rows_erased} row(s) in {len([d for d in touched if d.rows_erased])} "
-                         f"day(s){pg}, {table.versions_purged} superseded object version(s) purged")
+            lines.append(
+                f"  {table.table}: {table.rows_erased} row(s) in {len([d for d in touched if d.rows_erased])} "
+                f"day(s){pg}, {table.versions_purged} superseded object version(s) purged"
+            )
             for day in touched:
-                lines.append(f"    {day.day}: {day.status} {day.rows_erased}/{day.rows_before} rows"
-                             + (f" ({day.message})" if day.message else ""))
+                lines.append(
+                    f"    {day.day}: {day.status} {day.rows_erased}/{day.rows_before} rows"
+                    + (f" ({day.message})" if day.message else "")
+                )
         lines += [f"  problem: {p}" for p in self.problems]
         if self.audit_url:
             lines.append(f"  audit record: {self.audit_url}")
@@ -243,7 +263,7 @@ class ErasureReport:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 def _streams_equal(left: Iterator[pa.Table], right: Iterator[pa.Table]) -> tuple[bool, int]:
@@ -289,12 +309,14 @@ def _column_equal(x: pa.ChunkedArray | pa.Array, y: pa.ChunkedArray | pa.Array) 
         keep = pc.invert(x_nan)
         return pc.filter(x, keep).equals(pc.filter(y, keep))
     if pa.types.is_list(x.type) or pa.types.is_large_list(x.type):
-        return (pc.list_value_length(x).equals(pc.list_value_length(y))
-                and _column_equal(pc.list_flatten(x), pc.list_flatten(y)))
+        return pc.list_value_length(x).equals(pc.list_value_length(y)) and _column_equal(
+            pc.list_flatten(x), pc.list_flatten(y)
+        )
     return False
 
 
 # -- one day -------------------------------------------------------------------------------------------------
+
 
 class DayRewrite:
     """Finds one published day's rows of the users and, unless dry run, republishes it without them."""
@@ -317,8 +339,10 @@ class DayRewrite:
     def scan(self) -> int:
         """Rows of the users in the published objects (reads the user column only)."""
         if self.user_column is None:
-            raise ErasureError(f"table {self.table.name} day {self.day}: export {self.manifest.export_id} has no column "
-                               f"{self.table.user_column!r}; re-export the day so erasure can find the users' rows")
+            raise ErasureError(
+                f"table {self.table.name} day {self.day}: export {self.manifest.export_id} has no column "
+                f"{self.table.user_column!r}; re-export the day so erasure can find the users' rows"
+            )
         offset = 0
         for obj in self.manifest.objects:
             parquet = pq.ParquetFile(self.path(obj.key), filesystem=self.ctx.clients.filesystem)
@@ -334,8 +358,14 @@ class DayRewrite:
     def rewrite(self) -> DayErasure:
         ctx, table, manifest = self.ctx, self.table, self.manifest
         erased = sum(self.per_object)
-        result = DayErasure(day=self.day, status="erased", rows_before=manifest.rows, rows_erased=erased,
-                            rows_after=manifest.rows - erased, previous_export_id=manifest.export_id)
+        result = DayErasure(
+            day=self.day,
+            status="erased",
+            rows_before=manifest.rows,
+            rows_erased=erased,
+            rows_after=manifest.rows - erased,
+            previous_export_id=manifest.export_id,
+        )
         export_id = lake.new_export_id()
         result.export_id = export_id
         day = dt.date.fromisoformat(self.day)
@@ -358,7 +388,9 @@ class DayRewrite:
                     log.warning("erasure %s: could not remove %s: %s", ctx.report.erasure_id, prefix, cleanup)
             if isinstance(exc, Exception):  # this day stays as published; the others go on
                 result.status = "failed"
-                result.message = scrub(f"{erased} row(s) of the users remain published: {exc.__class__.__name__}: {exc}")
+                result.message = scrub(
+                    f"{erased} row(s) of the users remain published: {exc.__class__.__name__}: {exc}"
+                )
                 result.rows_erased, result.rows_after, result.export_id = 0, manifest.rows, ""
                 result.objects_rewritten = result.objects_copied = result.keys_rows_erased = 0
                 return result
@@ -369,15 +401,19 @@ class DayRewrite:
             ctx.pending_purges.append((table.name, day, manifest.export_id, scrub(str(exc))))
         # Leftovers of killed runs (exports or erasures) older than what was just published, as an
         # export would clear them; any that still held the users' rows are found by the sweep.
-        delete_superseded(ctx.clients, ctx.location, table.name, day, keep_export_id=export_id,
-                          previous_export_id=manifest.export_id)
+        delete_superseded(
+            ctx.clients, ctx.location, table.name, day, keep_export_id=export_id, previous_export_id=manifest.export_id
+        )
         return result
 
-    def _write_without(self, old: pq.ParquetFile, drop: pa.Array, offset: int, new_key: str,
-                       metadata: dict[str, str]) -> None:
+    def _write_without(
+        self, old: pq.ParquetFile, drop: pa.Array, offset: int, new_key: str, metadata: dict[str, str]
+    ) -> None:
         """`old` minus the rows at global positions `drop`, as a new lake object (lake writer settings)."""
         schema = old.schema_arrow
-        schema = schema.with_metadata({**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}})
+        schema = schema.with_metadata(
+            {**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}}
+        )
         with lake.parquet_writer(self.path(new_key), schema, self.ctx.clients.filesystem) as writer:
             for rows in self._filtered(old, drop, offset):
                 if rows.num_rows:
@@ -389,8 +425,10 @@ class DayRewrite:
         for group in range(parquet.num_row_groups):
             rows = parquet.read_row_group(group)
             end = start + rows.num_rows
-            local = pc.subtract(pc.filter(drop, pc.and_(pc.greater_equal(drop, start), pc.less(drop, end))),
-                                pa.scalar(start, pa.uint64()))
+            local = pc.subtract(
+                pc.filter(drop, pc.and_(pc.greater_equal(drop, start), pc.less(drop, end))),
+                pa.scalar(start, pa.uint64()),
+            )
             if len(local):
                 keep = pc.invert(pc.is_in(pa.array(range(rows.num_rows), pa.uint64()), value_set=local))
                 rows = rows.filter(keep)
@@ -399,8 +437,11 @@ class DayRewrite:
 
     def _rewrite_data(self, new_prefix: str, result: DayErasure) -> list[lake.WrittenObject]:
         ctx = self.ctx
-        metadata = {"weward.export_id": result.export_id, "weward.erasure_id": ctx.report.erasure_id,
-                    "weward.erasure_of": self.manifest.export_id}
+        metadata = {
+            "weward.export_id": result.export_id,
+            "weward.erasure_id": ctx.report.erasure_id,
+            "weward.erasure_of": self.manifest.export_id,
+        }
         objects, offset = [], 0
         for obj, positions, count in zip(self.manifest.objects, self.erased_positions, self.per_object):
             name = obj.key.rsplit("/", 1)[1]
@@ -411,8 +452,10 @@ class DayRewrite:
                 objects.append(lake.WrittenObject(key=new_key, rows=obj.rows))
                 result.objects_copied += 1
                 if copied["ContentLength"] != obj.bytes:
-                    raise ErasureError(f"copy of s3://{self.bucket}/{obj.key} is {copied['ContentLength']} bytes, "
-                                       f"the original {obj.bytes}")
+                    raise ErasureError(
+                        f"copy of s3://{self.bucket}/{obj.key} is {copied['ContentLength']} bytes, "
+                        f"the original {obj.bytes}"
+                    )
             else:
                 self._write_without(old, positions, offset, new_key, metadata)
                 objects.append(lake.WrittenObject(key=new_key, rows=obj.rows - count))
@@ -421,20 +464,28 @@ class DayRewrite:
             offset += old.metadata.num_rows
         return lake.describe_objects(ctx.clients.s3, self.bucket, objects)
 
-    def _verify_rewrite(self, obj, old: pq.ParquetFile, positions: pa.Array, offset: int, new_key: str, count: int) -> None:
+    def _verify_rewrite(
+        self, obj, old: pq.ParquetFile, positions: pa.Array, offset: int, new_key: str, count: int
+    ) -> None:
         """rows after = rows before - erased; no row of the users; every other row identical, in order."""
         new = pq.ParquetFile(self.path(new_key), filesystem=self.ctx.clients.filesystem)
         where = f"table {self.table.name} day {self.day}: rewrite of s3://{self.bucket}/{obj.key}"
         if new.metadata.num_rows != old.metadata.num_rows - count:
-            raise ErasureError(f"{where} holds {new.metadata.num_rows} rows, expected {old.metadata.num_rows} - {count}")
+            raise ErasureError(
+                f"{where} holds {new.metadata.num_rows} rows, expected {old.metadata.num_rows} - {count}"
+            )
         left = self._filtered(old, positions, offset)
         right = (new.read_row_group(g) for g in range(new.num_row_groups))
         equal, compared = _streams_equal(left, right)
         if not equal:
             raise ErasureError(f"{where} differs from the original minus the erased rows at row {compared}")
         values = new.read(columns=[self.table.user_column]).column(0)
-        left_over = pc.sum(pc.cast(match_mask(values, self.ctx.wanted(self.table, self.user_column, values.type)),
-                                   pa.int64())).as_py() or 0
+        left_over = (
+            pc.sum(
+                pc.cast(match_mask(values, self.ctx.wanted(self.table, self.user_column, values.type)), pa.int64())
+            ).as_py()
+            or 0
+        )
         if left_over:
             raise ErasureError(f"{where} still holds {left_over} row(s) of the users")
 
@@ -472,32 +523,59 @@ class DayRewrite:
             return
         problem = manifest_alignment_problem(self.ctx.clients.filesystem, self.bucket, manifest, keys)
         if problem:
-            raise ErasureError(f"table {self.table.name} day {self.day}: rewritten redaction keys and data are not "
-                               f"row-aligned ({problem}); nothing was published")
+            raise ErasureError(
+                f"table {self.table.name} day {self.day}: rewritten redaction keys and data are not "
+                f"row-aligned ({problem}); nothing was published"
+            )
 
     # -- manifest and publication -------------------------------------------------------------------
-    def _new_manifest(self, export_id: str, new_prefix: str, objects: list[lake.WrittenObject], erased: int,
-                      keys_entry: dict | None, keys_erased: int) -> lake.Manifest:
+    def _new_manifest(
+        self,
+        export_id: str,
+        new_prefix: str,
+        objects: list[lake.WrittenObject],
+        erased: int,
+        keys_entry: dict | None,
+        keys_erased: int,
+    ) -> lake.Manifest:
         old = self.manifest
         erased_carried = erased - keys_erased if keys_entry is not None else 0
         erased_source = erased - erased_carried
         extra = dict(old.extra or {})
         if keys_entry is not None:
             extra[KEYS_ENTRY] = keys_entry
-        extra["erasures"] = [*extra.get("erasures", []), {
-            "erasure_id": self.ctx.report.erasure_id, "at": _now(), "previous_export_id": old.export_id,
-            "rows_erased": erased, "source_rows_before": old.source_rows,
-            "carried_rows_before": old.carried_rows,
-        }]
+        extra["erasures"] = [
+            *extra.get("erasures", []),
+            {
+                "erasure_id": self.ctx.report.erasure_id,
+                "at": _now(),
+                "previous_export_id": old.export_id,
+                "rows_erased": erased,
+                "source_rows_before": old.source_rows,
+                "carried_rows_before": old.carried_rows,
+            },
+        ]
         manifest = lake.Manifest(
-            table=old.table, day=old.day, export_id=export_id, location=f"s3://{self.bucket}/{new_prefix}",
-            objects=objects, rows=old.rows - erased, source_rows=old.source_rows - erased_source, window=old.window,
-            columns=old.columns, mode=old.mode, created_at=old.created_at, snapshot_at=old.snapshot_at, extra=extra,
+            table=old.table,
+            day=old.day,
+            export_id=export_id,
+            location=f"s3://{self.bucket}/{new_prefix}",
+            objects=objects,
+            rows=old.rows - erased,
+            source_rows=old.source_rows - erased_source,
+            window=old.window,
+            columns=old.columns,
+            mode=old.mode,
+            created_at=old.created_at,
+            snapshot_at=old.snapshot_at,
+            extra=extra,
             carried_rows=old.carried_rows - erased_carried,
         )
         if sum(o.rows for o in objects) != manifest.rows:
-            raise ErasureError(f"table {self.table.name} day {self.day}: rewritten objects hold "
-                               f"{sum(o.rows for o in objects)} rows, expected {manifest.rows}")
+            raise ErasureError(
+                f"table {self.table.name} day {self.day}: rewritten objects hold "
+                f"{sum(o.rows for o in objects)} rows, expected {manifest.rows}"
+            )
         return manifest
 
     def _publish(self, manifest: lake.Manifest, manifest_key: str) -> None:
@@ -505,10 +583,14 @@ class DayRewrite:
         current = ctx.glue.get_partition(table.name, self.day)
         current_id = (current or {}).get("Parameters", {}).get("weward.export_id")
         if current_id != self.manifest.export_id:
-            raise ErasureError(f"table {table.name} day {self.day}: export {current_id} was published while erasure "
-                               "ran; re-run the erasure to cover it (nothing of this run was published)")
-        columns = [GlueColumn(c["Name"], c["Type"], c.get("Comment", ""))
-                   for c in self.partition["StorageDescriptor"]["Columns"]]
+            raise ErasureError(
+                f"table {table.name} day {self.day}: export {current_id} was published while erasure "
+                "ran; re-run the erasure to cover it (nothing of this run was published)"
+            )
+        columns = [
+            GlueColumn(c["Name"], c["Type"], c.get("Comment", ""))
+            for c in self.partition["StorageDescriptor"]["Columns"]
+        ]
         parameters = {
             **self.partition.get("Parameters", {}),
             "weward.export_id": manifest.export_id,
@@ -524,19 +606,36 @@ class DayRewrite:
         verification = verify_published_day(ctx.glue, ctx.clients.s3, ctx.clients.filesystem, table.name, self.day)
         if not verification.passed():
             # Put the previous export back: its objects are untouched until after this check.
-            old_columns = [GlueColumn(c["Name"], c["Type"], c.get("Comment", ""))
-                           for c in self.partition["StorageDescriptor"]["Columns"]]
-            ctx.glue.publish_partition(table.name, self.day, self.partition["StorageDescriptor"]["Location"],
-                                       old_columns, self.partition.get("Parameters", {}))
-            raise ErasureError(f"table {table.name} day {self.day}: the rewritten day failed verification after "
-                               f"publishing ({verification.summary()}); the previous export was put back")
+            old_columns = [
+                GlueColumn(c["Name"], c["Type"], c.get("Comment", ""))
+                for c in self.partition["StorageDescriptor"]["Columns"]
+            ]
+            ctx.glue.publish_partition(
+                table.name,
+                self.day,
+                self.partition["StorageDescriptor"]["Location"],
+                old_columns,
+                self.partition.get("Parameters", {}),
+            )
+            raise ErasureError(
+                f"table {table.name} day {self.day}: the rewritten day failed verification after "
+                f"publishing ({verification.summary()}); the previous export was put back"
+            )
 
 
 # -- the whole request ------------------------------------------------------------------------------------
 
+
 class _Context:
-    def __init__(self, settings: Settings, clients: AwsClients, request: ErasureRequest, report: ErasureReport,
-                 key: PiiKey | None, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: AwsClients,
+        request: ErasureRequest,
+        report: ErasureReport,
+        key: PiiKey | None,
+        say: Callable[[str], None],
+    ) -> None:
         self.settings = settings
         self.clients = clients
         self.request = request
@@ -552,8 +651,11 @@ class _Context:
 
     def export_prefixes(self, table: str, day: dt.date, export_id: str) -> list[str]:
         manifest_key = lake.manifest_key(self.location, table, day, export_id)
-        return [lake.version_prefix(self.location, table, day, export_id), lake.keys_prefix_of(manifest_key),
-                manifest_key]
+        return [
+            lake.version_prefix(self.location, table, day, export_id),
+            lake.keys_prefix_of(manifest_key),
+            manifest_key,
+        ]
 
     def wanted(self, table: TableConfig, column: dict, arrow_type: pa.DataType) -> pa.Array:
         cache_key = (table.name, column.get("name"), column.get("pg_type"), column.get("pii"), str(arrow_type))
@@ -564,8 +666,12 @@ class _Context:
     def copy(self, obj: lake.WrittenObject, new_key: str) -> dict:
         # If-Match on the ETag pins the exact bytes the manifest describes (no s3:GetObjectVersion needed).
         source = {"Bucket": self.location.bucket, "Key": obj.key}
-        self.clients.s3.copy_object(Bucket=self.location.bucket, Key=new_key, CopySource=source,
-                                    CopySourceIfMatch=f'"{obj.etag}"' if obj.etag else "*")
+        self.clients.s3.copy_object(
+            Bucket=self.location.bucket,
+            Key=new_key,
+            CopySource=source,
+            CopySourceIfMatch=f'"{obj.etag}"' if obj.etag else "*",
+        )
         return self.clients.s3.head_object(Bucket=self.location.bucket, Key=new_key)
 
     def purge_export(self, table: TableConfig, day: dt.date, export_id: str) -> int:
@@ -607,16 +713,21 @@ def erase_users(
             pii_key = None  # only the request digest needs it then; the audit says it is absent
     clients = clients or AwsClients.from_settings(settings)
     report = ErasureReport(
-        erasure_id=new_erasure_id(), users=len(request.user_ids),
-        request_digest=request.digest(pii_key), started_at=_now(), dry_run=dry_run,
+        erasure_id=new_erasure_id(),
+        users=len(request.user_ids),
+        request_digest=request.digest(pii_key),
+        started_at=_now(),
+        dry_run=dry_run,
         delete_from_postgres=delete_from_postgres,
     )
     ctx = _Context(settings, clients, request, report, pii_key, say)
     validate_request(ctx, in_scope, postgres=delete_from_postgres)
     if delete_from_postgres and not dry_run and settings.pg_erase_url is None:
         raise ErasureError(NO_ERASE_DSN)  # a valid request, but no role that may delete: nothing changed yet
-    say(f"erasure {report.erasure_id}: {report.users} user(s) over {len(in_scope)} table(s)"
-        f"{' (dry run: nothing is changed)' if dry_run else ''}")
+    say(
+        f"erasure {report.erasure_id}: {report.users} user(s) over {len(in_scope)} table(s)"
+        f"{' (dry run: nothing is changed)' if dry_run else ''}"
+    )
     try:
         for table in in_scope:
             report.tables.append(TableErasure(table.name, table.user_column, pii.user_column_needs_key(table)))
@@ -644,20 +755,30 @@ def _tables_in_scope(catalog: Catalog, names: Iterable[str] | None) -> list[Tabl
         no_user = [n for n in wanted if n in {t.name for t in catalog.tables} and n not in {t.name for t in erasable}]
         if unknown or no_user:
             raise ErasureError(
-                "cannot erase from " + "; ".join(
-                    ([f"unknown table(s) {', '.join(unknown)} (catalog: {', '.join(t.name for t in catalog.tables)})"]
-                     if unknown else [])
-                    + ([f"table(s) {', '.join(no_user)} without `user_column` in the catalog"] if no_user else []))
+                "cannot erase from "
+                + "; ".join(
+                    (
+                        [
+                            f"unknown table(s) {', '.join(unknown)} (catalog: {', '.join(t.name for t in catalog.tables)})"
+                        ]
+                        if unknown
+                        else []
+                    )
+                    + ([f"table(s) {', '.join(no_user)} without `user_column` in the catalog"] if no_user else [])
+                )
             )
         erasable = [t for t in erasable if t.name in wanted]
     if not erasable:
-        raise ErasureError("no table of the catalog declares a `user_column`: nothing can be erased. Declare whose "
-                           "row each row is (user_column: user_id) for the tables holding users' data.")
+        raise ErasureError(
+            "no table of the catalog declares a `user_column`: nothing can be erased. Declare whose "
+            "row each row is (user_column: user_id) for the tables holding users' data."
+        )
     return erasable
 
 
-def _erase_table(ctx: _Context, table: TableConfig, delete_from_postgres: bool, dry_run: bool,
-                 limits: ErasureLimits) -> None:
+def _erase_table(
+    ctx: _Context, table: TableConfig, delete_from_postgres: bool, dry_run: bool, limits: ErasureLimits
+) -> None:
     report = ctx._table_report(table)
     glue_table = ctx.glue.get_table(table.name)
     if glue_table is not None and pii.user_column_needs_key(table):
@@ -665,14 +786,20 @@ def _erase_table(ctx: _Context, table: TableConfig, delete_from_postgres: bool, 
         pii.check_key_id(glue_table, table, ctx.key)
     if delete_from_postgres and not dry_run:
         _postgres(ctx, table, report, delete=True, limits=limits)
-    elif not ctx.postgres_unreachable:  # how many rows a re-export (or tomorrow's snapshot) would bring back; best effort
+    elif (
+        not ctx.postgres_unreachable
+    ):  # how many rows a re-export (or tomorrow's snapshot) would bring back; best effort
         try:
             _postgres(ctx, table, report, delete=False, limits=limits)
         except (ErasureError, psycopg.Error) as exc:
             ctx.postgres_unreachable = isinstance(exc, ErasureError) and "cannot connect" in str(exc)
-            log.warning("erasure %s: %s: could not count the users' rows left in PostgreSQL%s: %s",
-                        ctx.report.erasure_id, table.name, " (nor for the other tables)" if ctx.postgres_unreachable else "",
-                        scrub(str(exc)))
+            log.warning(
+                "erasure %s: %s: could not count the users' rows left in PostgreSQL%s: %s",
+                ctx.report.erasure_id,
+                table.name,
+                " (nor for the other tables)" if ctx.postgres_unreachable else "",
+                scrub(str(exc)),
+            )
     if glue_table is None:
         ctx.say(f"erasure {ctx.report.erasure_id}: {table.name} has no lake table yet")
         return
@@ -680,48 +807,85 @@ def _erase_table(ctx: _Context, table: TableConfig, delete_from_postgres: bool, 
         day = partition["Values"][0]
         _, manifest = published_manifest(ctx.glue, ctx.clients.s3, table.name, day)
         if manifest is None:
-            report.days.append(DayErasure(day=day, status="refused", message="published partition has no readable manifest"))
+            report.days.append(
+                DayErasure(day=day, status="refused", message="published partition has no readable manifest")
+            )
             continue
         rewrite = DayRewrite(ctx, table, partition, manifest)
         try:
             found = rewrite.scan()
         except (ErasureError, OSError, pa.ArrowException) as exc:
-            report.days.append(DayErasure(day=day, status="refused", rows_before=manifest.rows,
-                                          previous_export_id=manifest.export_id, message=scrub(str(exc))))
+            report.days.append(
+                DayErasure(
+                    day=day,
+                    status="refused",
+                    rows_before=manifest.rows,
+                    previous_export_id=manifest.export_id,
+                    message=scrub(str(exc)),
+                )
+            )
             continue
         if found == 0:
-            report.days.append(DayErasure(day=day, status="clean", rows_before=manifest.rows, rows_after=manifest.rows,
-                                          previous_export_id=manifest.export_id))
+            report.days.append(
+                DayErasure(
+                    day=day,
+                    status="clean",
+                    rows_before=manifest.rows,
+                    rows_after=manifest.rows,
+                    previous_export_id=manifest.export_id,
+                )
+            )
             continue
         if dry_run:
-            report.days.append(DayErasure(day=day, status="would_erase", rows_before=manifest.rows, rows_erased=found,
-                                          rows_after=manifest.rows - found, previous_export_id=manifest.export_id))
+            report.days.append(
+                DayErasure(
+                    day=day,
+                    status="would_erase",
+                    rows_before=manifest.rows,
+                    rows_erased=found,
+                    rows_after=manifest.rows - found,
+                    previous_export_id=manifest.export_id,
+                )
+            )
             continue
         verification = verify_published_day(ctx.glue, ctx.clients.s3, ctx.clients.filesystem, table.name, day)
         if not verification.passed():
-            report.days.append(DayErasure(
-                day=day, status="refused", rows_before=manifest.rows, rows_erased=0, previous_export_id=manifest.export_id,
-                message=f"{found} row(s) of the users found, but the day does not match its manifest "
-                        f"({verification.summary()}); re-export it (with --postgres run first), then re-run"))
+            report.days.append(
+                DayErasure(
+                    day=day,
+                    status="refused",
+                    rows_before=manifest.rows,
+                    rows_erased=0,
+                    previous_export_id=manifest.export_id,
+                    message=f"{found} row(s) of the users found, but the day does not match its manifest "
+                    f"({verification.summary()}); re-export it (with --postgres run first), then re-run",
+                )
+            )
             continue
         result = rewrite.rewrite()
         report.days.append(result)
-        ctx.say(f"erasure {ctx.report.erasure_id}: {table.name} {day}: {result.status} {result.rows_erased} of "
-                f"{result.rows_before} row(s)" + (f" ({result.message})" if result.message else ""))
+        ctx.say(
+            f"erasure {ctx.report.erasure_id}: {table.name} {day}: {result.status} {result.rows_erased} of "
+            f"{result.rows_before} row(s)" + (f" ({result.message})" if result.message else "")
+        )
     try:
         _sweep(ctx, table, report, dry_run)
     except ErasureError as exc:
         ctx.report.problems.append(f"table {table.name}: superseded object versions were not swept: {exc}")
     for name, day, export_id, why in [p for p in ctx.pending_purges if p[0] == table.name]:
-        left = sum(len(lake.list_versions(ctx.clients.s3, ctx.location.bucket, prefix)[0])
-                   for prefix in ctx.export_prefixes(name, day, export_id))
+        left = sum(
+            len(lake.list_versions(ctx.clients.s3, ctx.location.bucket, prefix)[0])
+            for prefix in ctx.export_prefixes(name, day, export_id)
+        )
         if left:
             ctx.report.problems.append(
                 f"table {name} day {day}: published without the users, but {left} object version(s) of the "
-                f"superseded export {export_id} could not be deleted ({why}); re-run the erasure to purge them")
+                f"superseded export {export_id} could not be deleted ({why}); re-run the erasure to purge them"
+            )
 
 
 # -- superseded versions ------------------------------------------------------------------------------------
+
 
 def _sweep(ctx: _Context, table: TableConfig, report: TableErasure, dry_run: bool) -> None:
     """Delete every stored object version of the table's data that holds any of the users' rows,
@@ -738,8 +902,13 @@ def _sweep(ctx: _Context, table: TableConfig, report: TableErasure, dry_run: boo
     to_delete: list[tuple[str, str]] = []
     for version in versions:
         key = version["Key"]
-        rest = key[len(table_prefix):].split("/")
-        if len(rest) < 3 or not rest[0].startswith("dt=") or not rest[1].startswith("v=") or not key.endswith(".parquet"):
+        rest = key[len(table_prefix) :].split("/")
+        if (
+            len(rest) < 3
+            or not rest[0].startswith("dt=")
+            or not rest[1].startswith("v=")
+            or not key.endswith(".parquet")
+        ):
             continue
         day, export_id = rest[0][3:], rest[1][2:]
         if version.get("IsLatest") and published.get(day) == export_id:
@@ -766,8 +935,9 @@ def _sweep(ctx: _Context, table: TableConfig, report: TableErasure, dry_run: boo
 
 
 def _version_holds_users(ctx: _Context, table: TableConfig, version: dict) -> bool:
-    body = ctx.clients.s3.get_object(Bucket=ctx.location.bucket, Key=version["Key"],
-                                     **lake.version_args(version.get("VersionId")))["Body"].read()
+    body = ctx.clients.s3.get_object(
+        Bucket=ctx.location.bucket, Key=version["Key"], **lake.version_args(version.get("VersionId"))
+    )["Body"].read()
     try:
         parquet = pq.ParquetFile(io.BytesIO(body))
     except pa.ArrowException:
@@ -808,8 +978,9 @@ def _connect(ctx: _Context, what: str, limits: ErasureLimits, read_only: bool) -
     if url is None:
         raise ErasureError(NO_ERASE_DSN)
     try:
-        return pg.connect(url, f"weward-erasure {what.removeprefix('table ')}", limits.session(read_only=read_only),
-                          purpose="erasure")
+        return pg.connect(
+            url, f"weward-erasure {what.removeprefix('table ')}", limits.session(read_only=read_only), purpose="erasure"
+        )
     except pg.ConnectError as exc:
         raise ErasureError(f"{what}: {exc}. Check WEWARD_PG_ERASE_URL (or WEWARD_PG_REDACT_URL).") from None
 
@@ -838,8 +1009,10 @@ def validate_request(ctx: _Context, tables: list[TableConfig], *, postgres: bool
         for table in tables:
             found = conn.execute(USER_COLUMN_TYPE_SQL, (table.schema, table.source, table.user_column)).fetchone()
             if found is None:
-                raise ErasureError(f"table {table.name}: PostgreSQL has no column {table.user_column!r} in "
-                                   f"{table.qualified_source} visible to the erasure role")
+                raise ErasureError(
+                    f"table {table.name}: PostgreSQL has no column {table.user_column!r} in "
+                    f"{table.qualified_source} visible to the erasure role"
+                )
             column = {"name": table.user_column, "pg_type": _PG_TYPE_NAMES.get(found[1], found[1])}
             typed_ids(ctx.request, column, pa.string(), table.name, None)
 
@@ -850,8 +1023,10 @@ def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete
     with conn:
         found = conn.execute(USER_COLUMN_TYPE_SQL, (table.schema, table.source, table.user_column)).fetchone()
         if found is None:
-            raise ErasureError(f"table {table.name}: PostgreSQL has no column {table.user_column!r} in "
-                               f"{table.qualified_source} visible to the erasure role")
+            raise ErasureError(
+                f"table {table.name}: PostgreSQL has no column {table.user_column!r} in "
+                f"{table.qualified_source} visible to the erasure role"
+            )
         target = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.source))
         user = sql.Identifier(table.user_column)
         ids = sql.SQL("%(ids)s::text[]::{}.{}[]").format(sql.Identifier(found[0]), sql.Identifier(found[1]))
@@ -862,8 +1037,9 @@ def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete
                 report.postgres_rows_found = conn.execute(query, params).fetchone()[0]
                 return
             key = sql.SQL(", ").join(map(sql.Identifier, table.primary_key))
-            statement = sql.SQL("DELETE FROM {t} WHERE ({k}) IN (SELECT {k} FROM {t} WHERE {u} = ANY({ids}) LIMIT %(limit)s)").format(
-                t=target, k=key, u=user, ids=ids)
+            statement = sql.SQL(
+                "DELETE FROM {t} WHERE ({k}) IN (SELECT {k} FROM {t} WHERE {u} = ANY({ids}) LIMIT %(limit)s)"
+            ).format(t=target, k=key, u=user, ids=ids)
             deleted = 0
             while True:
                 count = _with_lock_retries(lambda: conn.execute(statement, params).rowcount, limits, table)
@@ -876,25 +1052,32 @@ def _postgres(ctx: _Context, table: TableConfig, report: TableErasure, *, delete
             ctx.say(f"erasure {ctx.report.erasure_id}: {table.name}: {deleted} row(s) deleted from PostgreSQL")
         except psycopg.errors.InsufficientPrivilege as exc:
             url = _dsn(ctx, read_only=not delete) or ""
-            raise ErasureError(f"table {table.name}: the erasure role ({mask_url(url)}) may not do this on "
-                               f"{table.qualified_source} ({mask_error(str(exc), url).strip()}); grant it DELETE and "
-                               f"SELECT on {', '.join(table.primary_key)}, {table.user_column} "
-                               "(weward-pipeline roles-sql prints the grants)") from None
+            raise ErasureError(
+                f"table {table.name}: the erasure role ({mask_url(url)}) may not do this on "
+                f"{table.qualified_source} ({mask_error(str(exc), url).strip()}); grant it DELETE and "
+                f"SELECT on {', '.join(table.primary_key)}, {table.user_column} "
+                "(weward-pipeline roles-sql prints the grants)"
+            ) from None
         except psycopg.errors.InvalidTextRepresentation:
-            raise ErasureError(f"table {table.name}: an id of the request is not a valid {found[1]} for "
-                               f"{table.user_column!r} (ids are not echoed here); fix the request") from None
+            raise ErasureError(
+                f"table {table.name}: an id of the request is not a valid {found[1]} for "
+                f"{table.user_column!r} (ids are not echoed here); fix the request"
+            ) from None
 
 
 def _with_lock_retries(run: Callable[[], int], limits: ErasureLimits, table: TableConfig) -> int:
     try:
         return pg.retry_on_lock(run, limits.retry_policy())
     except pg.LockRetriesExhausted as exhausted:
-        raise ErasureError(f"table {table.name}: a batch of deletes waited for locks {exhausted.attempts} times "
-                           f"({exhausted.error.__class__.__name__}); the rows deleted so far stay deleted, re-run "
-                           "to finish (erasure is resumable)") from None
+        raise ErasureError(
+            f"table {table.name}: a batch of deletes waited for locks {exhausted.attempts} times "
+            f"({exhausted.error.__class__.__name__}); the rows deleted so far stay deleted, re-run "
+            "to finish (erasure is resumable)"
+        ) from None
 
 
 # -- audit -------------------------------------------------------------------------------------------------
+
 
 def audit_key(location: LakeLocation, erasure_id: str) -> str:
     return location.key(*AUDIT_PREFIX, f"{erasure_id}.json")
@@ -915,4 +1098,4 @@ def read_audit(s3, location: LakeLocation, erasure_id: str) -> dict:
 
 
 def new_erasure_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-e" + secrets.token_hex(3)
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-e" + secrets.token_hex(3)

@@ -25,9 +25,10 @@ from psycopg import sql
 from weward_pipeline import lake, pii, redaction_audit, restate
 from weward_pipeline.aws import AwsClients
 from weward_pipeline.config import Catalog, ConfigError, LakeLocation, Settings, TableConfig
-from weward_pipeline.extract import DayWindow, ExtractLimits, Extraction, RecoveryConflict, SourceError
+from weward_pipeline.extract import DayWindow, Extraction, ExtractLimits, RecoveryConflict, SourceError
 from weward_pipeline.glue import GlueCatalog, GlueColumn
-from weward_pipeline.keys import MANIFEST_ENTRY as REDACTION_KEYS, CarryOverError, ExportKeys
+from weward_pipeline.keys import MANIFEST_ENTRY as REDACTION_KEYS
+from weward_pipeline.keys import CarryOverError, ExportKeys
 from weward_pipeline.pacing import export_pacing
 from weward_pipeline.secret_store import PiiKey, load_pii_key
 from weward_pipeline.standby import CONFLICT_SLICES, conflict_failure
@@ -108,7 +109,9 @@ def check_lake_reachable(clients: AwsClients, settings: Settings, table: str) ->
                 f"table {table}: the lake bucket {bucket!r} does not exist; create it (infra/ Terraform, or "
                 "`weward-pipeline stack up` locally) or fix WEWARD_LAKE_URL. Nothing was read or written."
             ) from None
-        raise ExportError(f"table {table}: cannot access bucket {bucket!r} ({code}); check the role's S3 permissions") from None
+        raise ExportError(
+            f"table {table}: cannot access bucket {bucket!r} ({code}); check the role's S3 permissions"
+        ) from None
     except (EndpointConnectionError, BotoCoreError) as exc:
         raise ExportError(
             f"table {table}: cannot reach S3 ({exc.__class__.__name__}: {exc}); check AWS_ENDPOINT_URL/AWS_REGION "
@@ -130,7 +133,7 @@ def export_day(
 ) -> ExportResult:
     started = time.monotonic()
     say = on_progress or (lambda message: log.info(message))
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     window = check_day(catalog, table, day, now)
     if pii.needs_key(table) and pii_key is None:  # before anything is read
         pii_key = load_pii_key(needed_by=f"table {table.name} pseudonymizes {', '.join(pii.key_columns(table))}")
@@ -145,8 +148,12 @@ def export_day(
     pii.check_key_id(glue_table, table, pii_key)
     tightened = pii.tightened_columns(glue_table, table)
     if tightened:
-        log.warning("table %s: column(s) %s now have a stricter pii policy, but days exported before still hold "
-                    "them as they were; re-export those days (a backfill) to apply it", table.name, ", ".join(tightened))
+        log.warning(
+            "table %s: column(s) %s now have a stricter pii policy, but days exported before still hold "
+            "them as they were; re-export those days (a backfill) to apply it",
+            table.name,
+            ", ".join(tightened),
+        )
 
     export_id = lake.new_export_id()
     location = LakeLocation(settings.lake.bucket, settings.lake.prefix)
@@ -159,8 +166,21 @@ def export_day(
         conflicts: list[str] = []
         for slices in CONFLICT_SLICES:
             try:
-                read = _read_day(settings, table, window, day, limits, pii_key, clients, glue, location, export_id,
-                                 prefix, slices, say)
+                read = _read_day(
+                    settings,
+                    table,
+                    window,
+                    day,
+                    limits,
+                    pii_key,
+                    clients,
+                    glue,
+                    location,
+                    export_id,
+                    prefix,
+                    slices,
+                    say,
+                )
                 break
             except RecoveryConflict as exc:
                 # On a standby only: discard what this attempt wrote and read the day in shorter reads.
@@ -170,8 +190,17 @@ def export_day(
         if read is None:
             raise conflict_failure(f"table {table.name} day {day}", conflicts)
         written, rows_written, carried, keys_entry = read.written, read.rows_written, read.carried, read.keys
-        source_rows, snapshot_at, source_columns, columns = read.source_rows, read.snapshot_at, read.source_columns, read.columns
-        source = {**read.source, "recovery_conflicts": len(conflicts), **({"conflicts": conflicts} if conflicts else {})}
+        source_rows, snapshot_at, source_columns, columns = (
+            read.source_rows,
+            read.snapshot_at,
+            read.source_columns,
+            read.columns,
+        )
+        source = {
+            **read.source,
+            "recovery_conflicts": len(conflicts),
+            **({"conflicts": conflicts} if conflicts else {}),
+        }
         changes, restate_record = read.changes, read.restate_record
         read_s = time.monotonic() - started
         # The snapshot is released; from here on PostgreSQL carries no load from this export.
@@ -179,10 +208,17 @@ def export_day(
             obj.key = obj.key[len(bucket) + 1 :]
         written = lake.describe_objects(clients.s3, bucket, written)
         manifest = lake.Manifest(
-            table=table.name, day=day.isoformat(), export_id=export_id, location=f"s3://{bucket}/{prefix}",
-            objects=written, rows=rows_written, source_rows=source_rows,
+            table=table.name,
+            day=day.isoformat(),
+            export_id=export_id,
+            location=f"s3://{bucket}/{prefix}",
+            objects=written,
+            rows=rows_written,
+            source_rows=source_rows,
             window=window.as_metadata() if table.mode == "append" else None,
-            columns=source_columns, mode=table.mode, created_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+            columns=source_columns,
+            mode=table.mode,
+            created_at=dt.datetime.now(dt.UTC).isoformat(),
             snapshot_at=snapshot_at.isoformat() if snapshot_at else None,
             extra={"pii": pii.glue_parameters(table, pii_key)} if table.pii else {},
         )
@@ -196,12 +232,24 @@ def export_day(
             manifest.extra[redaction_audit.MANIFEST_ENTRY] = redaction_audit.AUDIT_VERSION
         lake.write_manifest(clients.s3, bucket, manifest_key, manifest)
         merged = glue.ensure_table(
-            table.name, f"s3://{bucket}/{lake.table_prefix(location, table.name)}", columns,
-            description=" ".join(filter(None, [
-                table.description or f"{table.mode} export of PostgreSQL {table.qualified_source}",
-                pii.description_note(table)])),
-            parameters={"weward.mode": table.mode, "weward.source": table.qualified_source,
-                        "weward.primary_key": ",".join(table.primary_key), **pii.glue_parameters(table, pii_key)},
+            table.name,
+            f"s3://{bucket}/{lake.table_prefix(location, table.name)}",
+            columns,
+            description=" ".join(
+                filter(
+                    None,
+                    [
+                        table.description or f"{table.mode} export of PostgreSQL {table.qualified_source}",
+                        pii.description_note(table),
+                    ],
+                )
+            ),
+            parameters={
+                "weward.mode": table.mode,
+                "weward.source": table.qualified_source,
+                "weward.primary_key": ",".join(table.primary_key),
+                **pii.glue_parameters(table, pii_key),
+            },
         )
         by_name = {c.name: c for c in merged}
         previous = glue.get_partition(table.name, day.isoformat())
@@ -212,7 +260,9 @@ def export_day(
                 "ran; keeping it and discarding this one"
             )
         glue.publish_partition(
-            table.name, day.isoformat(), manifest.location,
+            table.name,
+            day.isoformat(),
+            manifest.location,
             [by_name[c.name] for c in columns],
             {
                 "weward.export_id": export_id,
@@ -230,23 +280,55 @@ def export_day(
         if isinstance(exc, CarryOverError):
             raise ExportError(str(exc)) from None
         if isinstance(exc, (ClientError, BotoCoreError, OSError)):
-            raise ExportError(f"table {table.name} day {day}: writing to the lake failed ({exc}); the published day is unchanged") from exc
+            raise ExportError(
+                f"table {table.name} day {day}: writing to the lake failed ({exc}); the published day is unchanged"
+            ) from exc
         raise
     say(f"{table.name} {day}: published {rows_written} rows at {manifest.location}")
-    deleted = delete_superseded(clients, location, table.name, day, keep_export_id=export_id, previous_export_id=previous_id)
+    deleted = delete_superseded(
+        clients, location, table.name, day, keep_export_id=export_id, previous_export_id=previous_id
+    )
     return ExportResult(
-        table=table.name, day=day, export_id=export_id, rows=rows_written, bytes=manifest.bytes,
-        location=manifest.location, manifest_url=f"s3://{bucket}/{manifest_key}",
-        glue_database=settings.glue_database, glue_table=table.name, columns=columns,
-        source_columns=source_columns, window=manifest.window, duration_s=time.monotonic() - started,
-        read_s=read_s, superseded_deleted=deleted, objects=written, snapshot_at=manifest.snapshot_at,
-        source=source, pacing=read.pacing, carried_rows=carried, dropped_rows=read.dropped_rows, changes=changes,
+        table=table.name,
+        day=day,
+        export_id=export_id,
+        rows=rows_written,
+        bytes=manifest.bytes,
+        location=manifest.location,
+        manifest_url=f"s3://{bucket}/{manifest_key}",
+        glue_database=settings.glue_database,
+        glue_table=table.name,
+        columns=columns,
+        source_columns=source_columns,
+        window=manifest.window,
+        duration_s=time.monotonic() - started,
+        read_s=read_s,
+        superseded_deleted=deleted,
+        objects=written,
+        snapshot_at=manifest.snapshot_at,
+        source=source,
+        pacing=read.pacing,
+        carried_rows=carried,
+        dropped_rows=read.dropped_rows,
+        changes=changes,
     )
 
 
-def _read_day(settings: Settings, table: TableConfig, window: DayWindow, day: dt.date, limits: ExtractLimits,
-              pii_key: PiiKey | None, clients: AwsClients, glue: GlueCatalog, location: LakeLocation,
-              export_id: str, prefix: str, slices: int, say: Callable[[str], None]) -> _DayRead:
+def _read_day(
+    settings: Settings,
+    table: TableConfig,
+    window: DayWindow,
+    day: dt.date,
+    limits: ExtractLimits,
+    pii_key: PiiKey | None,
+    clients: AwsClients,
+    glue: GlueCatalog,
+    location: LakeLocation,
+    export_id: str,
+    prefix: str,
+    slices: int,
+    say: Callable[[str], None],
+) -> _DayRead:
     """Steps 2-4: read the day (in `slices` reads, each its own snapshot, after a recovery conflict) into
     the new prefix; rows written must equal the rows counted. Raises RecoveryConflict to be read again."""
     bucket = location.bucket
@@ -254,35 +336,68 @@ def _read_day(settings: Settings, table: TableConfig, window: DayWindow, day: dt
     fresh_after = window.end + dt.timedelta(seconds=limits.standby_margin_s)
     # The budget: the export's defaults, the table's `pacing:` in the catalog, this run's settings.
     pacing = export_pacing().merged(table.pacing, limits.pacing)
-    with Extraction(settings.pg_url, table, window, limits, skip_columns=pii.unexported_columns(table),
-                    fresh_after=fresh_after, slices=slices, say=say, pacing=pacing) as extraction:
+    with Extraction(
+        settings.pg_url,
+        table,
+        window,
+        limits,
+        skip_columns=pii.unexported_columns(table),
+        fresh_after=fresh_after,
+        slices=slices,
+        say=say,
+        pacing=pacing,
+    ) as extraction:
         # Personal data: dropped columns were not selected; hashed/generalized ones change type.
         pii_plan = pii.plan(table, extraction.described_columns, pii_key)
         unreviewed = pii.unreviewed_personal_columns(table, extraction.described_columns)
         if unreviewed:
-            log.warning("table %s: column(s) %s look personal but have no `pii` policy in the catalog; "
-                        "exported as is", table.name, ", ".join(unreviewed))
+            log.warning(
+                "table %s: column(s) %s look personal but have no `pii` policy in the catalog; exported as is",
+                table.name,
+                ", ".join(unreviewed),
+            )
         columns = [GlueColumn(c.name, c.glue_type, pii_plan.glue_comment(c)) for c in pii_plan.lake_columns]
         # Refuse an incompatible schema change before writing a single byte.
         glue.plan_columns(table.name, columns)
         # Tables with a retention: primary key + fingerprint of each row for redaction, and the rows
         # redaction already deleted carried over from the published export (keys.py). Created after
         # the snapshot was taken: that order is what makes the carry-over complete.
-        export_keys = ExportKeys(clients=clients, glue=glue, location=location, table=table, day=day,
-                                 export_id=export_id, extraction=extraction) if extraction.fingerprint else None
+        export_keys = (
+            ExportKeys(
+                clients=clients,
+                glue=glue,
+                location=location,
+                table=table,
+                day=day,
+                export_id=export_id,
+                extraction=extraction,
+            )
+            if extraction.fingerprint
+            else None
+        )
         carried = 0
         # A re-export of an append day: what it adds, changes and deletes (restate.py).
         diff = _diff_against_published(glue, clients, table, day) if table.mode == "append" else None
         restate_record = None
         if table.mode == "append" and table.updated_column is not None:
             # Rows stamped around the snapshot, so a later comparison sees late commits (restate.py).
-            restate_record = restate.export_record(*extraction.row(restate.updated_counts_sql(
-                table, window, extraction.source.partition_type,
-                extraction.source.column(table.updated_column).base_type, sql.SQL("now()"))))
+            restate_record = restate.export_record(
+                *extraction.row(
+                    restate.updated_counts_sql(
+                        table,
+                        window,
+                        extraction.source.partition_type,
+                        extraction.source.column(table.updated_column).base_type,
+                        sql.SQL("now()"),
+                    )
+                )
+            )
         counted = f"{extraction.source_rows} rows" if extraction.slices == 1 else f"{extraction.slices} reads"
         say(f"{table.name} {day}: {counted} in the source window; writing {prefix}")
         writer = lake.ParquetDayWriter(
-            clients.filesystem, f"{bucket}/{prefix}", pii_plan.arrow_schema,
+            clients.filesystem,
+            f"{bucket}/{prefix}",
+            pii_plan.arrow_schema,
             metadata={"weward.table": table.name, "weward.day": day.isoformat(), "weward.export_id": export_id},
         )
         try:
@@ -302,18 +417,26 @@ def _read_day(settings: Settings, table: TableConfig, window: DayWindow, day: dt
             written = writer.objects
             raise
         rows_written = sum(o.rows for o in written)
-        if rows_written != extraction.source_rows + carried or (export_keys and keys_entry.rows != extraction.source_rows):
+        if rows_written != extraction.source_rows + carried or (
+            export_keys and keys_entry.rows != extraction.source_rows
+        ):
             raise ExportError(
                 f"table {table.name}: wrote {rows_written} rows ({carried} carried over) but the source window "
                 f"holds {extraction.source_rows} in the same snapshot(s); nothing was published"
             )
         return _DayRead(
-            written=written, rows_written=rows_written, carried=carried,
-            keys=keys_entry if export_keys is not None else None, source_rows=extraction.source_rows,
-            snapshot_at=extraction.snapshot_at, source_columns=pii_plan.manifest_columns(), columns=columns,
+            written=written,
+            rows_written=rows_written,
+            carried=carried,
+            keys=keys_entry if export_keys is not None else None,
+            source_rows=extraction.source_rows,
+            snapshot_at=extraction.snapshot_at,
+            source_columns=pii_plan.manifest_columns(),
+            columns=columns,
             source={**extraction.standby, "reads": extraction.slices},
             pacing=extraction.pacer.report.as_dict(pacing) if extraction.pacer else {},
-            changes=diff.finish(carried) if diff is not None else None, restate_record=restate_record,
+            changes=diff.finish(carried) if diff is not None else None,
+            restate_record=restate_record,
             dropped_rows=export_keys.dropped_rows if export_keys is not None else 0,
         )
 
@@ -361,30 +484,36 @@ LEFTOVER_AGE = dt.timedelta(hours=6)
 
 def _export_time(export_id: str) -> dt.datetime | None:
     try:
-        return dt.datetime.strptime(export_id.split("-")[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(export_id.split("-")[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
     except ValueError:
         return None
 
 
-def delete_superseded(clients: AwsClients, location: LakeLocation, table: str, day: dt.date,
-                      keep_export_id: str, previous_export_id: str = "") -> int:
+def delete_superseded(
+    clients: AwsClients,
+    location: LakeLocation,
+    table: str,
+    day: dt.date,
+    keep_export_id: str,
+    previous_export_id: str = "",
+) -> int:
     """After publishing `keep_export_id`: delete the export it replaced, and leftovers of killed runs.
 
     Never deletes a newer prefix (an export that may still be in flight) or a recent unpublished one.
     """
     bucket = location.bucket
     day_prefix = lake.day_prefix(location, table, day)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     stale: list[str] = []
     for key in lake.list_keys(clients.s3, bucket, day_prefix):
-        version = key[len(day_prefix):].split("/", 1)[0]
+        version = key[len(day_prefix) :].split("/", 1)[0]
         export_id = version[2:] if version.startswith("v=") else ""
         if export_id == keep_export_id or export_id > keep_export_id:
             continue
         created = _export_time(export_id)
         if export_id == previous_export_id or created is None or now - created > LEFTOVER_AGE:
             stale.append(key)
-    superseded_ids = {k[len(day_prefix):].split("/", 1)[0][2:] for k in stale}
+    superseded_ids = {k[len(day_prefix) :].split("/", 1)[0][2:] for k in stale}
     superseded_ids.add(previous_export_id)
     for export_id in superseded_ids - {"", keep_export_id}:
         stale.append(lake.manifest_key(location, table, day, export_id))

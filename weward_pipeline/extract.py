@@ -25,8 +25,8 @@ from psycopg import sql
 
 from weward_pipeline import pg
 from weward_pipeline.config import TableConfig
-from weward_pipeline.pg import mask_error
 from weward_pipeline.pacing import Pacer, PacingLimits, probe_for
+from weward_pipeline.pg import mask_error
 from weward_pipeline.standby import CONFLICTS_SQL, is_recovery_conflict, slice_bounds, wait_until_replayed
 from weward_pipeline.typemap import (
     PARTITION_COLUMN_TYPES,
@@ -90,9 +90,13 @@ class ExtractLimits:
     def session(self) -> pg.SessionLimits:
         """One READ ONLY REPEATABLE READ snapshot, with text forms pinned (fingerprints depend on them)."""
         return pg.SessionLimits(
-            statement_timeout_s=self.statement_timeout_s, lock_timeout_s=self.lock_timeout_s,
-            idle_in_transaction_timeout_s=self.idle_in_transaction_timeout_s, connect_timeout_s=self.connect_timeout_s,
-            read_only=True, isolation="repeatable read", settings=pg.PINNED_TEXT_FORMS,
+            statement_timeout_s=self.statement_timeout_s,
+            lock_timeout_s=self.lock_timeout_s,
+            idle_in_transaction_timeout_s=self.idle_in_transaction_timeout_s,
+            connect_timeout_s=self.connect_timeout_s,
+            read_only=True,
+            isolation="repeatable read",
+            settings=pg.PINNED_TEXT_FORMS,
         )
 
 
@@ -114,7 +118,7 @@ class DayWindow:
     @property
     def hours(self) -> float:
         # Same-tzinfo subtraction is wall-clock in Python; compare instants in UTC instead.
-        utc = dt.timezone.utc
+        utc = dt.UTC
         return (self.end.astimezone(utc) - self.start.astimezone(utc)).total_seconds() / 3600
 
     def bounds_for(self, base_type: str) -> tuple[object, object]:
@@ -170,8 +174,9 @@ ORDER BY a.attnum
 
 
 # The pacing's monitoring session: a few tiny statements a second at most, never waiting on a lock.
-MONITOR_SESSION = pg.SessionLimits(statement_timeout_s=10, lock_timeout_s=1, idle_in_transaction_timeout_s=10,
-                                   connect_timeout_s=15, read_only=True)
+MONITOR_SESSION = pg.SessionLimits(
+    statement_timeout_s=10, lock_timeout_s=1, idle_in_transaction_timeout_s=10, connect_timeout_s=15, read_only=True
+)
 
 
 class AdbcSession:
@@ -257,7 +262,9 @@ class Extraction:
         # Never selected (personal data the catalog drops): the values never leave PostgreSQL.
         self.skip_columns = frozenset(skip_columns)
         # Primary key + row fingerprint for redaction; by default for tables that have a retention.
-        self.fingerprint = (table.mode == "append" and table.retention_days is not None) if fingerprint is None else fingerprint
+        self.fingerprint = (
+            (table.mode == "append" and table.retention_days is not None) if fingerprint is None else fingerprint
+        )
         self.fingerprint_settings: dict[str, str] = {}
         label = window.day.isoformat() if window else "snapshot"
         self.label = f"table {table.name} {label}"
@@ -304,17 +311,23 @@ class Extraction:
         self._conn = self._connect()
         try:
             if self.pacing is not None and self.pacer is None:
+
                 def monitor():
-                    return pg.connect(self.pg_url, f"weward-pacing {self.table.name}", MONITOR_SESSION,
-                                      purpose="the export's pacing")
+                    return pg.connect(
+                        self.pg_url, f"weward-pacing {self.table.name}", MONITOR_SESSION, purpose="the export's pacing"
+                    )
 
                 self._monitor = probe_for(monitor(), reconnect=monitor)
                 self.pacer = Pacer(self.pacing, self._monitor, say=self.say, what=self.label)
             if self.fresh_after is not None:
                 # Before the snapshot: the snapshot taken next is at least as fresh as this check.
                 self.standby = wait_until_replayed(
-                    self._poll, self.fresh_after, max_wait_s=self.limits.standby_max_wait_s,
-                    what=self.label, say=self.say)
+                    self._poll,
+                    self.fresh_after,
+                    max_wait_s=self.limits.standby_max_wait_s,
+                    what=self.label,
+                    say=self.say,
+                )
                 if self.standby["standby"]:
                     self._conflicts_before = self._scalar(CONFLICTS_SQL)
                 self._conn.rollback()
@@ -323,7 +336,9 @@ class Extraction:
             self.described_columns = list(self.source.columns)
             self.source.columns = [c for c in self.source.columns if c.name not in self.skip_columns]
             if self.fingerprint:
-                names = sql.SQL(", ").join(sql.SQL("current_setting({})").format(sql.Literal(n)) for n in FINGERPRINT_SETTINGS)
+                names = sql.SQL(", ").join(
+                    sql.SQL("current_setting({})").format(sql.Literal(n)) for n in FINGERPRINT_SETTINGS
+                )
                 values = self._query_rows(sql.SQL("SELECT {}").format(names).as_string(None))[0]
                 self.fingerprint_settings = dict(zip(FINGERPRINT_SETTINGS, values))
             if self.slices == 1:
@@ -359,8 +374,10 @@ class Extraction:
     def _failed(self, doing: str, exc: BaseException) -> SourceError:
         """The driver's error as a SourceError naming the table (a RecoveryConflict on a standby)."""
         self._raise_if_conflict(exc)
-        return SourceError(f"table {self.table.name}: {doing} {self.table.qualified_source} failed: "
-                           f"{mask_error(str(exc), self.pg_url).strip()}")
+        return SourceError(
+            f"table {self.table.name}: {doing} {self.table.qualified_source} failed: "
+            f"{mask_error(str(exc), self.pg_url).strip()}"
+        )
 
     def _poll(self, query: str) -> list[tuple]:
         """A query in a transaction of its own: a session idle in a transaction on a standby holds
@@ -405,7 +422,9 @@ class Extraction:
             return sql.SQL("")
         lower, upper = bounds or self.window.bounds_for(self.source.partition_type)
         column = sql.Identifier(self.table.partition_column)
-        return sql.SQL(" WHERE {c} >= {lo} AND {c} < {hi}").format(c=column, lo=sql.Literal(lower), hi=sql.Literal(upper))
+        return sql.SQL(" WHERE {c} >= {lo} AND {c} < {hi}").format(
+            c=column, lo=sql.Literal(lower), hi=sql.Literal(upper)
+        )
 
     def _from(self) -> sql.Composable:
         return sql.SQL("{}.{}").format(sql.Identifier(self.table.schema), sql.Identifier(self.table.source))
@@ -463,7 +482,9 @@ class Extraction:
         target = self.source.arrow_schema
         with self._conn.statement() as statement:
             try:
-                reader = statement.stream(query, **{"adbc.postgresql.batch_size_hint_bytes": str(self.limits.batch_bytes)})
+                reader = statement.stream(
+                    query, **{"adbc.postgresql.batch_size_hint_bytes": str(self.limits.batch_bytes)}
+                )
             except Exception as exc:  # noqa: BLE001
                 raise self._failed("reading", exc) from None
             batches = iter(reader)
@@ -478,7 +499,9 @@ class Extraction:
                     break
                 converted = convert_batch(batch, target, self.table.name)
                 if self.fingerprint and keys_sink is not None:
-                    keys_sink(redaction_keys_batch(converted, batch.column(batch.num_columns - 1), self.table.primary_key))
+                    keys_sink(
+                        redaction_keys_batch(converted, batch.column(batch.num_columns - 1), self.table.primary_key)
+                    )
                 read_s = time.monotonic() - reading
                 self.rows_read += converted.num_rows
                 self.batches_read += 1
@@ -511,8 +534,15 @@ def describe(query_rows, table: TableConfig) -> SourceTable:
             base_type = "enum"
         try:
             columns.append(
-                map_column(name=name, pg_type=pg_type, base_type=base_type, typmod=typmod,
-                           is_array=bool(is_array), nullable=bool(nullable), table=table.name)
+                map_column(
+                    name=name,
+                    pg_type=pg_type,
+                    base_type=base_type,
+                    typmod=typmod,
+                    is_array=bool(is_array),
+                    nullable=bool(nullable),
+                    table=table.name,
+                )
             )
         except UnsupportedTypeError as exc:
             problems.append(str(exc))
@@ -521,10 +551,14 @@ def describe(query_rows, table: TableConfig) -> SourceTable:
     known = ", ".join(sorted(names))
     for key in table.primary_key:
         if key not in names:
-            problems.append(f"table {table.name}: primary_key column {key!r} does not exist in {table.qualified_source} (columns: {known})")
+            problems.append(
+                f"table {table.name}: primary_key column {key!r} does not exist in {table.qualified_source} (columns: {known})"
+            )
     for key in (table.user_column, *table.pii):
         if key is not None and key not in names:
-            problems.append(f"table {table.name}: column {key!r} named in the catalog does not exist in {table.qualified_source} (columns: {known})")
+            problems.append(
+                f"table {table.name}: column {key!r} named in the catalog does not exist in {table.qualified_source} (columns: {known})"
+            )
     if table.partition_column is not None:
         if table.partition_column not in names:
             problems.append(
@@ -541,18 +575,24 @@ def describe(query_rows, table: TableConfig) -> SourceTable:
             source.partition_type = column.base_type
     if table.updated_column is not None:
         if table.updated_column not in names:
-            problems.append(f"table {table.name}: updated_column {table.updated_column!r} does not exist in "
-                            f"{table.qualified_source} (columns: {known})")
+            problems.append(
+                f"table {table.name}: updated_column {table.updated_column!r} does not exist in "
+                f"{table.qualified_source} (columns: {known})"
+            )
         elif source.column(table.updated_column).base_type not in UPDATED_COLUMN_TYPES:
-            problems.append(f"table {table.name}: updated_column {table.updated_column!r} is "
-                            f"{source.column(table.updated_column).pg_type}; it must be one of "
-                            f"{', '.join(UPDATED_COLUMN_TYPES)} (the time of the row's last change)")
+            problems.append(
+                f"table {table.name}: updated_column {table.updated_column!r} is "
+                f"{source.column(table.updated_column).pg_type}; it must be one of "
+                f"{', '.join(UPDATED_COLUMN_TYPES)} (the time of the row's last change)"
+            )
     if problems:
         raise SourceError("\n".join(problems))
     return source
 
 
-def redaction_keys_batch(converted: pa.RecordBatch, fingerprints: pa.Array, primary_key: tuple[str, ...]) -> pa.RecordBatch:
+def redaction_keys_batch(
+    converted: pa.RecordBatch, fingerprints: pa.Array, primary_key: tuple[str, ...]
+) -> pa.RecordBatch:
     if isinstance(fingerprints.type, pa.BaseExtensionType):
         fingerprints = fingerprints.storage
     arrays = [converted.column(name) for name in primary_key] + [fingerprints.cast(pa.binary())]

@@ -41,8 +41,15 @@ PG_PERMANENT_WORDS = re.compile(
 )
 
 S3_TRANSIENT_CODES = {
-    "InternalError", "ServiceUnavailable", "SlowDown", "Throttling", "ThrottlingException",
-    "RequestTimeout", "RequestLimitExceeded", "TooManyRequestsException", "InternalServiceException",
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "InternalServiceException",
 }
 # pyarrow's S3 filesystem raises OSError("... AWS Error SLOW_DOWN during PutObject ...").
 ARROW_S3_TRANSIENT = re.compile(
@@ -87,8 +94,8 @@ def _postgres_reason(exc: BaseException) -> str | None:
 
 def _aws_reason(exc: BaseException) -> str | None:
     try:
-        from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError
-        from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+        from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
     except ImportError:  # pragma: no cover - boto3 is a dependency
         return None
     if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, BotoConnectionError)):

@@ -47,7 +47,9 @@ class GlueCatalog:
         self.database = database
         self._errors = client.exceptions
 
-    def ensure_database(self, description: str = "weward_pipeline lake: PostgreSQL exports, one table per source table") -> None:
+    def ensure_database(
+        self, description: str = "weward_pipeline lake: PostgreSQL exports, one table per source table"
+    ) -> None:
         try:
             self.client.get_database(Name=self.database)
         except self._errors.EntityNotFoundException:
@@ -94,16 +96,29 @@ class GlueCatalog:
         merged.extend(c for c in columns if c.name in incoming)
         return merged
 
-    def ensure_table(self, name: str, location: str, columns: list[GlueColumn], *, description: str = "",
-                     parameters: dict[str, str] | None = None) -> list[GlueColumn]:
+    def ensure_table(
+        self,
+        name: str,
+        location: str,
+        columns: list[GlueColumn],
+        *,
+        description: str = "",
+        parameters: dict[str, str] | None = None,
+    ) -> list[GlueColumn]:
         merged = self.plan_columns(name, columns)
         table_input = {
             "Name": name,
             "Description": description[:2048],
             "TableType": "EXTERNAL_TABLE",
-            "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE", "parquet.compression": COMPRESSION.upper(),
-                           **(parameters or {})},
-            "PartitionKeys": [{"Name": PARTITION_KEY, "Type": "string", "Comment": "export day (catalog time zone), YYYY-MM-DD"}],
+            "Parameters": {
+                "classification": "parquet",
+                "EXTERNAL": "TRUE",
+                "parquet.compression": COMPRESSION.upper(),
+                **(parameters or {}),
+            },
+            "PartitionKeys": [
+                {"Name": PARTITION_KEY, "Type": "string", "Comment": "export day (catalog time zone), YYYY-MM-DD"}
+            ],
             "StorageDescriptor": {"Columns": [c.as_api() for c in merged], "Location": location, **PARQUET_STORAGE},
         }
         existing = self.get_table(name)
@@ -114,20 +129,26 @@ class GlueCatalog:
             except self._errors.AlreadyExistsException:
                 existing = self.get_table(name)
         old_columns = existing["StorageDescriptor"]["Columns"]
-        if (old_columns != table_input["StorageDescriptor"]["Columns"]
-                or existing.get("Description", "") != table_input["Description"]
-                or {k: existing.get("Parameters", {}).get(k) for k in table_input["Parameters"]} != table_input["Parameters"]):
+        if (
+            old_columns != table_input["StorageDescriptor"]["Columns"]
+            or existing.get("Description", "") != table_input["Description"]
+            or {k: existing.get("Parameters", {}).get(k) for k in table_input["Parameters"]}
+            != table_input["Parameters"]
+        ):
             self.client.update_table(DatabaseName=self.database, TableInput=table_input)
         return merged
 
     def get_partition(self, table: str, day: str) -> dict | None:
         try:
-            return self.client.get_partition(DatabaseName=self.database, TableName=table, PartitionValues=[day])["Partition"]
+            return self.client.get_partition(DatabaseName=self.database, TableName=table, PartitionValues=[day])[
+                "Partition"
+            ]
         except self._errors.EntityNotFoundException:
             return None
 
-    def publish_partition(self, table: str, day: str, location: str, columns: list[GlueColumn],
-                          parameters: dict[str, str]) -> None:
+    def publish_partition(
+        self, table: str, day: str, location: str, columns: list[GlueColumn], parameters: dict[str, str]
+    ) -> None:
         """Point partition dt=day at `location`: the atomic switch for readers."""
         partition_input = {
             "Values": [day],
@@ -136,7 +157,9 @@ class GlueCatalog:
         }
         if self.get_partition(table, day) is None:
             try:
-                self.client.create_partition(DatabaseName=self.database, TableName=table, PartitionInput=partition_input)
+                self.client.create_partition(
+                    DatabaseName=self.database, TableName=table, PartitionInput=partition_input
+                )
                 return
             except self._errors.AlreadyExistsException:
                 pass

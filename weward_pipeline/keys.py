@@ -88,15 +88,17 @@ class RedactionKeys:
 ALIGNMENT_BATCH_ROWS = 65_536
 
 
-def read_columns(paths: Iterable[str], columns: list[str], filesystem=None,
-                 batch_rows: int = ALIGNMENT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+def read_columns(
+    paths: Iterable[str], columns: list[str], filesystem=None, batch_rows: int = ALIGNMENT_BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
     """The `columns` of Parquet files, in file and row order (S3 "bucket/key" paths with a filesystem)."""
     for path in paths:
         yield from pq.ParquetFile(path, filesystem=filesystem).iter_batches(batch_size=batch_rows, columns=columns)
 
 
-def alignment_problem(keys: Iterable[pa.RecordBatch], data: Iterable[pa.RecordBatch], primary_key: Iterable[str],
-                      carried_rows: int) -> str | None:
+def alignment_problem(
+    keys: Iterable[pa.RecordBatch], data: Iterable[pa.RecordBatch], primary_key: Iterable[str], carried_rows: int
+) -> str | None:
     """None when the keys' primary keys equal the data's, row by row, and exactly `carried_rows` data
     rows follow the keyed ones; else what breaks the alignment. Streams both sides (any chunking)."""
     columns = list(primary_key)
@@ -121,13 +123,16 @@ def alignment_problem(keys: Iterable[pa.RecordBatch], data: Iterable[pa.RecordBa
             position += n
     remaining = (pending.num_rows if pending is not None else 0) + sum(b.num_rows for b in data)
     if remaining != carried_rows:
-        return (f"after the {position} keyed rows the data files hold {remaining} rows, the manifest says "
-                f"{carried_rows} were carried over")
+        return (
+            f"after the {position} keyed rows the data files hold {remaining} rows, the manifest says "
+            f"{carried_rows} were carried over"
+        )
     return None
 
 
-def manifest_alignment_problem(filesystem, bucket: str, manifest: lake.Manifest, keys: RedactionKeys,
-                               keys_paths: Iterable[str] | None = None) -> str | None:
+def manifest_alignment_problem(
+    filesystem, bucket: str, manifest: lake.Manifest, keys: RedactionKeys, keys_paths: Iterable[str] | None = None
+) -> str | None:
     """`alignment_problem` for a published (or about to be published) export. `keys_paths`: local
     copies of the keys objects, if the caller downloaded them (read without the filesystem)."""
     columns = list(keys.primary_key)
@@ -171,8 +176,17 @@ class ExportKeys:
     Create it right after the extraction opened its snapshot (the order is the safety argument).
     """
 
-    def __init__(self, *, clients, glue: GlueCatalog, location: LakeLocation, table: TableConfig, day,
-                 export_id: str, extraction: Extraction) -> None:
+    def __init__(
+        self,
+        *,
+        clients,
+        glue: GlueCatalog,
+        location: LakeLocation,
+        table: TableConfig,
+        day,
+        export_id: str,
+        extraction: Extraction,
+    ) -> None:
         self.clients = clients
         self.location = location
         self.bucket = location.bucket
@@ -182,10 +196,15 @@ class ExportKeys:
         self.columns = [{"name": c.name, "pg_type": c.pg_type} for c in extraction.source.columns]
         self.settings = dict(extraction.fingerprint_settings)
         self.writer = lake.ParquetDayWriter(
-            clients.filesystem, f"{self.bucket}/{self.prefix}",
+            clients.filesystem,
+            f"{self.bucket}/{self.prefix}",
             keys_schema(extraction.source.arrow_schema, table.primary_key),
-            metadata={"weward.table": table.name, "weward.day": str(day), "weward.export_id": export_id,
-                      "weward.content": "redaction keys: primary key + row fingerprint, in data file order"},
+            metadata={
+                "weward.table": table.name,
+                "weward.day": str(day),
+                "weward.export_id": export_id,
+                "weward.content": "redaction keys: primary key + row fingerprint, in data file order",
+            },
         )
         partition, self.previous = published_manifest(glue, clients.s3, table.name, str(day))
         if partition is not None and self.previous is None:
@@ -214,11 +233,14 @@ class ExportKeys:
     def close(self) -> RedactionKeys:
         written = self.writer.close()
         for obj in written:
-            obj.key = obj.key[len(self.bucket) + 1:]
+            obj.key = obj.key[len(self.bucket) + 1 :]
         objects = lake.describe_objects(self.clients.s3, self.bucket, written)
         return RedactionKeys(
-            objects=objects, rows=sum(o.rows for o in objects), primary_key=list(self.table.primary_key),
-            columns=self.columns, settings=self.settings,
+            objects=objects,
+            rows=sum(o.rows for o in objects),
+            primary_key=list(self.table.primary_key),
+            columns=self.columns,
+            settings=self.settings,
         )
 
     # -- carry-over ---------------------------------------------------------------------------
@@ -230,8 +252,9 @@ class ExportKeys:
         self._check_intact(previous)
         key_columns = list(self.table.primary_key)
         # Listed after the snapshot was taken (the caller's order): see the module docstring.
-        audited = redaction_audit.read_deleted_keys(self.clients.s3, self.clients.filesystem, self.location,
-                                                    self.table.name, self.day, key_columns)
+        audited = redaction_audit.read_deleted_keys(
+            self.clients.s3, self.clients.filesystem, self.location, self.table.name, self.day, key_columns
+        )
         positions = []
         at = 0
         for index, obj in enumerate(previous.objects):
@@ -239,10 +262,12 @@ class ExportKeys:
             for group in range(parquet.num_row_groups):
                 keys = parquet.read_row_group(group, columns=key_columns)
                 rows = keys.num_rows
-                positions.append(keys.append_column("_object", pa.array([index] * rows, pa.int32()))
-                                 .append_column("_group", pa.array([group] * rows, pa.int32()))
-                                 .append_column("_row", pa.array(range(rows), pa.int64()))
-                                 .append_column("_at", pa.array(range(at, at + rows), pa.int64())))
+                positions.append(
+                    keys.append_column("_object", pa.array([index] * rows, pa.int32()))
+                    .append_column("_group", pa.array([group] * rows, pa.int32()))
+                    .append_column("_row", pa.array(range(rows), pa.int64()))
+                    .append_column("_at", pa.array(range(at, at + rows), pa.int64()))
+                )
                 at += rows
         if not positions:
             return 0
@@ -280,7 +305,9 @@ class ExportKeys:
         listed = listed.group_by(key_columns).aggregate([])
         listed = listed.append_column("_audited", pa.array([True] * listed.num_rows))
         joined = gone.join(listed, keys=key_columns, join_type="left outer")
-        proven = pc.or_(pc.greater_equal(joined.column("_at"), previous.source_rows), pc.is_valid(joined.column("_audited")))
+        proven = pc.or_(
+            pc.greater_equal(joined.column("_at"), previous.source_rows), pc.is_valid(joined.column("_audited"))
+        )
         return joined.filter(proven).drop_columns(["_audited"])
 
     def _check_intact(self, previous: lake.Manifest) -> None:
@@ -300,7 +327,9 @@ class ExportKeys:
                     f"the Glue partition dt={self.day} to re-export from PostgreSQL alone."
                 )
 
-    def _conform(self, batch: pa.RecordBatch, schema: pa.Schema, previous_columns: dict, export_id: str) -> pa.RecordBatch:
+    def _conform(
+        self, batch: pa.RecordBatch, schema: pa.Schema, previous_columns: dict, export_id: str
+    ) -> pa.RecordBatch:
         """A carried row in the new export's schema, or a refusal naming the column that cannot follow."""
         where = f"table {self.table.name} day {self.day}: {batch.num_rows} row(s) already redacted from PostgreSQL"
         names = set(schema.names)
@@ -344,7 +373,10 @@ class ExportKeys:
 
 # The Arrow side of typemap.SAFE_WIDENINGS (the Glue changes a lake table can absorb).
 _ARROW_WIDENINGS = {
-    (pa.int16(), pa.int32()), (pa.int16(), pa.int64()), (pa.int32(), pa.int64()), (pa.float32(), pa.float64()),
+    (pa.int16(), pa.int32()),
+    (pa.int16(), pa.int64()),
+    (pa.int32(), pa.int64()),
+    (pa.float32(), pa.float64()),
 }
 
 
@@ -356,4 +388,3 @@ def _safe_cast(old: pa.DataType, new: pa.DataType) -> bool:
     if pa.types.is_list(old) and pa.types.is_list(new):
         return old.value_type.equals(new.value_type) or _safe_cast(old.value_type, new.value_type)
     return False
-

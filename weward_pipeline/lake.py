@@ -39,7 +39,7 @@ MANIFEST_VERSION = 1
 
 
 def new_export_id(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
 
 
@@ -77,8 +77,9 @@ class WrittenObject:
     version_id: str | None = None
 
 
-def parquet_writer(path: str, schema: pa.Schema, filesystem: pafs.FileSystem, *,
-                   compression: str = COMPRESSION) -> pq.ParquetWriter:
+def parquet_writer(
+    path: str, schema: pa.Schema, filesystem: pafs.FileSystem, *, compression: str = COMPRESSION
+) -> pq.ParquetWriter:
     """Every Parquet file of the lake (exports, redaction keys, erasure rewrites) is written with these settings."""
     return pq.ParquetWriter(
         path,
@@ -246,7 +247,10 @@ def describe_objects(s3_client, bucket: str, objects: Iterable[WrittenObject]) -
         head = s3_client.head_object(Bucket=bucket, Key=obj.key)
         described.append(
             WrittenObject(
-                key=obj.key, rows=obj.rows, bytes=head["ContentLength"], etag=head["ETag"].strip('"'),
+                key=obj.key,
+                rows=obj.rows,
+                bytes=head["ContentLength"],
+                etag=head["ETag"].strip('"'),
                 version_id=version_id(head.get("VersionId")),
             )
         )
@@ -289,11 +293,12 @@ def delete_versions(s3_client, bucket: str, items: list[tuple[str, str | None]])
     """Delete (key, version id) pairs, 1000 a request; a None version id deletes the current object
     (in a versioned bucket: adds a delete marker), a version id deletes that version for good."""
     for start in range(0, len(items), DELETE_BATCH):
-        chunk = [{"Key": k, **({"VersionId": v} if v else {})} for k, v in items[start:start + DELETE_BATCH]]
+        chunk = [{"Key": k, **({"VersionId": v} if v else {})} for k, v in items[start : start + DELETE_BATCH]]
         errors = s3_client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True}).get("Errors") or []
         if errors:
-            raise RuntimeError(f"could not delete {len(errors)} object(s), first: {errors[0].get('Key')} "
-                               f"({errors[0].get('Code')})")
+            raise RuntimeError(
+                f"could not delete {len(errors)} object(s), first: {errors[0].get('Key')} ({errors[0].get('Code')})"
+            )
     return len(items)
 
 

@@ -160,8 +160,12 @@ def probe_for(conn, reconnect: Callable[[], object] | None = None) -> Callable[[
         current.execute("SELECT 1").fetchone()
         canary_ms = (time.perf_counter() - started) * 1000
         active, waiters, lag = current.execute(SIGNALS_SQL, {"pipeline": PIPELINE_SESSIONS}).fetchone()
-        return Signals(canary_ms=canary_ms, active_backends=int(active), lock_waiters=int(waiters),
-                       replica_lag_s=float(lag) if lag is not None else None)
+        return Signals(
+            canary_ms=canary_ms,
+            active_backends=int(active),
+            lock_waiters=int(waiters),
+            replica_lag_s=float(lag) if lag is not None else None,
+        )
 
     probe.connection = lambda: state["conn"]  # for the owner to close
     return probe
@@ -198,9 +202,13 @@ class PacingReport:
     def as_dict(self, limits: PacingLimits) -> dict:
         total = self.work_s + self.sleep_s
         data = dataclasses.asdict(self)
-        data.update(work_s=round(self.work_s, 3), sleep_s=round(self.sleep_s, 3), last_pause_s=round(self.last_pause_s, 3),
-                    duty_cycle_measured=round(self.work_s / total, 3) if total else None,
-                    limits={k: v for k, v in limits.as_metadata().items()})
+        data.update(
+            work_s=round(self.work_s, 3),
+            sleep_s=round(self.sleep_s, 3),
+            last_pause_s=round(self.last_pause_s, 3),
+            duty_cycle_measured=round(self.work_s / total, 3) if total else None,
+            limits={k: v for k, v in limits.as_metadata().items()},
+        )
         return data
 
 
@@ -211,10 +219,19 @@ class Pacer:
     `fixed_rows` / `fixed_pause_s` pin the batch size or the pause (a user's explicit setting).
     """
 
-    def __init__(self, limits: PacingLimits, probe: Callable[[], Signals] | None = None, *, start_rows: int = 1000,
-                 fixed_rows: int | None = None, fixed_pause_s: float | None = None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 say: Callable[[str], None] | None = None, what: str = "") -> None:
+    def __init__(
+        self,
+        limits: PacingLimits,
+        probe: Callable[[], Signals] | None = None,
+        *,
+        start_rows: int = 1000,
+        fixed_rows: int | None = None,
+        fixed_pause_s: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        say: Callable[[str], None] | None = None,
+        what: str = "",
+    ) -> None:
         limits.validate()
         self.limits = limits
         self.probe = probe
@@ -252,7 +269,7 @@ class Pacer:
         else:
             pause = max(seconds * (1 - limits.duty_cycle) / limits.duty_cycle, limits.min_pause_s)
         if self._pressed:
-            pause = max(pause, 0.05) * 2 ** self._back_off
+            pause = max(pause, 0.05) * 2**self._back_off
         pause = min(pause, limits.max_pause_s) if (self._pressed or self.fixed_pause_s is None) else pause
         report.last_pause_s = pause
         if pause > 0:
@@ -269,8 +286,10 @@ class Pacer:
         except Exception as exc:  # noqa: BLE001 - a failed check must not fail the work it watches
             self.report.failed_checks += 1
             if self.report.failed_checks == 1:
-                self.say(f"{self.what}: a pacing check failed ({exc.__class__.__name__}); pacing goes on with "
-                         "the duty cycle alone until a check succeeds")
+                self.say(
+                    f"{self.what}: a pacing check failed ({exc.__class__.__name__}); pacing goes on with "
+                    "the duty cycle alone until a check succeeds"
+                )
             return
         self.report.checks += 1
         pressed: set[str] = set()
@@ -294,11 +313,14 @@ class Pacer:
         if pressed:
             self._back_off = min(self._back_off + 1, 10)
             if len(self.report.back_off_events) < 20:
-                self.report.back_off_events.append({"batch": self.report.batches, "signals": values,
-                                                    "because": sorted(pressed)})
+                self.report.back_off_events.append(
+                    {"batch": self.report.batches, "signals": values, "because": sorted(pressed)}
+                )
             if not self._pressed:
-                self.say(f"{self.what}: backing off: " + "; ".join(
-                    _SIGNAL_WORDS[name].format(value=values[name]) for name in sorted(pressed)))
+                self.say(
+                    f"{self.what}: backing off: "
+                    + "; ".join(_SIGNAL_WORDS[name].format(value=values[name]) for name in sorted(pressed))
+                )
         else:
             self._back_off = max(self._back_off - 1, 0)
         self._pressed = pressed
@@ -306,9 +328,11 @@ class Pacer:
     def _stop(self, name: str, value: float, critical: float) -> None:
         words = _SIGNAL_WORDS[name].format(value=value)
         lasting = "" if name == "lock_waiters" else f" for {self.limits.critical_for_s:g} s"
-        message = (f"{self.what}: stopped by pacing: {words}, above critical_{name} = {critical:g}{lasting}. "
-                   "The database is too busy for this run now; it is retried later. Raise "
-                   f"critical_{name} in the table's `pacing:` (catalog) or the run's config if this load is "
-                   "normal for the server.")
+        message = (
+            f"{self.what}: stopped by pacing: {words}, above critical_{name} = {critical:g}{lasting}. "
+            "The database is too busy for this run now; it is retried later. Raise "
+            f"critical_{name} in the table's `pacing:` (catalog) or the run's config if this load is "
+            "normal for the server."
+        )
         self.report.stopped = message
         raise PacingStopped(message, name)

@@ -40,7 +40,10 @@ PINNED_TEXT_FORMS: Mapping[str, str] = {"TimeZone": "UTC", "DateStyle": "ISO, YM
 
 # Someone else holds a lock we need (or a timeout/deadlock broke the wait): roll back, try again.
 LOCK_CONFLICTS: tuple[type[Exception], ...] = (
-    pg_errors.LockNotAvailable, pg_errors.QueryCanceled, pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
+    pg_errors.LockNotAvailable,
+    pg_errors.QueryCanceled,
+    pg_errors.DeadlockDetected,
+    pg_errors.SerializationFailure,
 )
 
 
@@ -63,9 +66,11 @@ class SessionLimits:
 
     def problems(self) -> list[str]:
         """What is wrong with these limits (0 would mean "no limit" to PostgreSQL)."""
-        return [f"{name} must be > 0 (0 would mean no limit in PostgreSQL)"
-                for name in ("statement_timeout_s", "lock_timeout_s", "idle_in_transaction_timeout_s")
-                if getattr(self, name) <= 0]
+        return [
+            f"{name} must be > 0 (0 would mean no limit in PostgreSQL)"
+            for name in ("statement_timeout_s", "lock_timeout_s", "idle_in_transaction_timeout_s")
+            if getattr(self, name) <= 0
+        ]
 
     def server_settings(self) -> dict[str, str]:
         settings = {
@@ -149,8 +154,13 @@ class LockRetriesExhausted(RuntimeError):
         self.error = error
 
 
-def retry_on_lock(run: Callable[[], T], policy: RetryPolicy, *, sleep: Callable[[float], None] = time.sleep,
-                  on_retry: Callable[[int, Exception], None] | None = None) -> T:
+def retry_on_lock(
+    run: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[int, Exception], None] | None = None,
+) -> T:
     """`run()`, tried again after each lock conflict, up to `policy.retries` more times.
 
     `run` must be one transaction (rolled back by the conflict, so safe to repeat). `on_retry(retry,

@@ -50,6 +50,7 @@ class PiiPolicyError(ConfigError):
 
 # -- the registry ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Policy:
     """One way a personal column reaches the lake."""
@@ -84,22 +85,45 @@ class Policy:
         return f"weward.pii.{self.name}"
 
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (
-    Policy("keep", protects=False, glue_comment="personal data, kept as is", label="personal, kept as is",
-           ui_key="pii/kept_personal", allowed_on_primary_key=True, allowed_on_user_column=True),
-    Policy("hash", needs_key=True, accepts=frozenset({"string", "binary", "integer", "date", "decimal"}),
-           refusal="`hash` applies to text, uuid, integer, numeric, date and bytea columns. Use `drop` (or "
-                   "`generalize_year` for dates and timestamps) in its `pii` entry.",
-           lake_type=(pa.string(), "string", f"{HASH_ALGORITHM} pseudonym"), glue_comment=HASH_GLUE_COMMENT,
-           label=f"pseudonymized ({HASH_ALGORITHM}, keyed)", ui_key="pii/pseudonymized",
-           ui_suffix=f" ({HASH_ALGORITHM}, keyed)", allowed_on_user_column=True,
-           transform=lambda values, pseudonymizer: pseudonymizer.array(values)),
-    Policy("drop", exported=False, label="dropped (not exported)", ui_key="pii/dropped"),
-    Policy("generalize_year", accepts=frozenset({"date", "timestamp"}),
-           refusal="`generalize_year` applies to date and timestamp columns. Use `hash` or `drop` in its `pii` entry.",
-           lake_type=(pa.int32(), "int", "year"), glue_comment=YEAR_GLUE_COMMENT, label="year only",
-           ui_key="pii/year_only", transform=lambda values, _: generalize_year(values)),
-)}
+POLICIES: dict[str, Policy] = {
+    p.name: p
+    for p in (
+        Policy(
+            "keep",
+            protects=False,
+            glue_comment="personal data, kept as is",
+            label="personal, kept as is",
+            ui_key="pii/kept_personal",
+            allowed_on_primary_key=True,
+            allowed_on_user_column=True,
+        ),
+        Policy(
+            "hash",
+            needs_key=True,
+            accepts=frozenset({"string", "binary", "integer", "date", "decimal"}),
+            refusal="`hash` applies to text, uuid, integer, numeric, date and bytea columns. Use `drop` (or "
+            "`generalize_year` for dates and timestamps) in its `pii` entry.",
+            lake_type=(pa.string(), "string", f"{HASH_ALGORITHM} pseudonym"),
+            glue_comment=HASH_GLUE_COMMENT,
+            label=f"pseudonymized ({HASH_ALGORITHM}, keyed)",
+            ui_key="pii/pseudonymized",
+            ui_suffix=f" ({HASH_ALGORITHM}, keyed)",
+            allowed_on_user_column=True,
+            transform=lambda values, pseudonymizer: pseudonymizer.array(values),
+        ),
+        Policy("drop", exported=False, label="dropped (not exported)", ui_key="pii/dropped"),
+        Policy(
+            "generalize_year",
+            accepts=frozenset({"date", "timestamp"}),
+            refusal="`generalize_year` applies to date and timestamp columns. Use `hash` or `drop` in its `pii` entry.",
+            lake_type=(pa.int32(), "int", "year"),
+            glue_comment=YEAR_GLUE_COMMENT,
+            label="year only",
+            ui_key="pii/year_only",
+            transform=lambda values, _: generalize_year(values),
+        ),
+    )
+}
 
 
 def policy_of(table: TableConfig, column: str) -> Policy | None:
@@ -196,8 +220,7 @@ def tightened_columns(glue_table: dict | None, table: TableConfig) -> list[str]:
         return []
     params = glue_table.get("Parameters") or {}
     # No recorded policy (exported before policies existed) reads as "exported as is".
-    before = {c: name for name, policy in POLICIES.items()
-              for c in params.get(policy.parameter, "").split(",") if c}
+    before = {c: name for name, policy in POLICIES.items() for c in params.get(policy.parameter, "").split(",") if c}
     published = {c["Name"] for c in glue_table.get("StorageDescriptor", {}).get("Columns", [])}
     return sorted(c for c, p in table.pii.items() if protects(p) and before.get(c) != p and c in published)
 
@@ -212,6 +235,7 @@ def description_note(table: TableConfig) -> str:
 
 
 # -- the keyed hash -----------------------------------------------------------------------------
+
 
 class Pseudonymizer:
     """HMAC-SHA256 with the key's inner and outer SHA-256 states computed once (RFC 2104)."""
@@ -297,6 +321,7 @@ def generalize_year(values: pa.Array) -> pa.Array:
 
 # -- the plan for one table -------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class PiiPlan:
     """How one table's described columns become the lake's columns."""
@@ -376,8 +401,9 @@ def plan(table: TableConfig, columns: Iterable[ColumnMapping], key: PiiKey | Non
             continue
         if policy is not None and policy.lake_type is not None:
             arrow_type, glue_type, note = policy.lake_type
-            column = dataclasses.replace(column, arrow_type=arrow_type, glue_type=glue_type,
-                                         note=f"{note} of {column.pg_type}")
+            column = dataclasses.replace(
+                column, arrow_type=arrow_type, glue_type=glue_type, note=f"{note} of {column.pg_type}"
+            )
         lake_columns.append(column)
     if problems:
         raise PiiPolicyError("\n".join(problems))
@@ -388,9 +414,28 @@ def plan(table: TableConfig, columns: Iterable[ColumnMapping], key: PiiKey | Non
 
 
 LOOKS_PERSONAL = (
-    "email", "e_mail", "phone", "mobile", "first_name", "last_name", "firstname", "lastname", "full_name",
-    "birth", "dob", "address", "street", "postcode", "zip_code", "iban", "ip_address", "latitude", "longitude",
-    "passport", "ssn", "national_id",
+    "email",
+    "e_mail",
+    "phone",
+    "mobile",
+    "first_name",
+    "last_name",
+    "firstname",
+    "lastname",
+    "full_name",
+    "birth",
+    "dob",
+    "address",
+    "street",
+    "postcode",
+    "zip_code",
+    "iban",
+    "ip_address",
+    "latitude",
+    "longitude",
+    "passport",
+    "ssn",
+    "national_id",
 )
 
 

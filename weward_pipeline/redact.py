@@ -49,13 +49,20 @@ from psycopg import sql
 
 from weward_pipeline import lake, pg, pii
 from weward_pipeline.aws import AwsClients
-from weward_pipeline.redaction_audit import AuditWriter
 from weward_pipeline.config import Catalog, ConfigError, Settings, TableConfig, mask_url
-from weward_pipeline.extract import FINGERPRINT_COLUMN, DayWindow, SourceError, SourceTable, describe, row_fingerprint_sql
-from weward_pipeline.pg import mask_error
+from weward_pipeline.extract import (
+    FINGERPRINT_COLUMN,
+    DayWindow,
+    SourceError,
+    SourceTable,
+    describe,
+    row_fingerprint_sql,
+)
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.keys import RedactionKeys, manifest_alignment_problem, read_columns
 from weward_pipeline.pacing import Pacer, PacingLimits, PacingStopped, probe_for
+from weward_pipeline.pg import mask_error
+from weward_pipeline.redaction_audit import AuditWriter
 from weward_pipeline.scratch import make_workdir
 from weward_pipeline.verify import verify_published_day
 
@@ -124,8 +131,10 @@ class RedactionLimits:
 
     def session(self, read_only: bool = False) -> pg.SessionLimits:
         return pg.SessionLimits(
-            statement_timeout_s=self.statement_timeout_s, lock_timeout_s=self.lock_timeout_s,
-            idle_in_transaction_timeout_s=self.idle_in_transaction_timeout_s, connect_timeout_s=self.connect_timeout_s,
+            statement_timeout_s=self.statement_timeout_s,
+            lock_timeout_s=self.lock_timeout_s,
+            idle_in_transaction_timeout_s=self.idle_in_transaction_timeout_s,
+            connect_timeout_s=self.connect_timeout_s,
             read_only=read_only,
         )
 
@@ -212,17 +221,20 @@ class RedactionReport:
         verb = "would delete" if self.dry_run else "deleted"
         rows = self.rows_would_delete if self.dry_run else self.rows_deleted
         kept = ", ".join(f"{n} {reason}" for reason, n in self.kept_back.items() if n) or "none"
-        text = (f"{self.table} {self.day}: {verb} {rows} of {self.rows_in_export} exported rows "
-                f"(export {self.export_id}); already gone {self.rows_already_gone}; kept back: {kept}; "
-                f"{self.batches} batches in {self.duration_s:.1f} s")
+        text = (
+            f"{self.table} {self.day}: {verb} {rows} of {self.rows_in_export} exported rows "
+            f"(export {self.export_id}); already gone {self.rows_already_gone}; kept back: {kept}; "
+            f"{self.batches} batches in {self.duration_s:.1f} s"
+        )
         return text + (f"; stopped: {self.why_quit}" if self.why_quit else "")
 
 
 def _now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 # -- when a day may be redacted ------------------------------------------------------------------
+
 
 def retention_ends(catalog: Catalog, table: TableConfig, day: dt.date) -> dt.datetime:
     """Local midnight `retention_days` days after day D ended (DST-aware wall-clock days)."""
@@ -249,6 +261,7 @@ def check_redactable(catalog: Catalog, table: TableConfig, day: dt.date, now: dt
 
 # -- the lake side: what the deletion may rely on ------------------------------------------------
 
+
 @dataclass
 class LakeEvidence:
     manifest: lake.Manifest
@@ -259,12 +272,18 @@ class LakeEvidence:
 
 
 def _object_record(bucket: str, obj: lake.WrittenObject) -> dict:
-    return {"url": f"s3://{bucket}/{obj.key}", "rows": obj.rows, "bytes": obj.bytes,
-            "etag": obj.etag, "version_id": obj.version_id}
+    return {
+        "url": f"s3://{bucket}/{obj.key}",
+        "rows": obj.rows,
+        "bytes": obj.bytes,
+        "etag": obj.etag,
+        "version_id": obj.version_id,
+    }
 
 
-def collect_evidence(clients: AwsClients, glue: GlueCatalog, table: TableConfig, day: dt.date,
-                     workdir: Path) -> LakeEvidence:
+def collect_evidence(
+    clients: AwsClients, glue: GlueCatalog, table: TableConfig, day: dt.date, workdir: Path
+) -> LakeEvidence:
     """Steps 2 and 3 of the module docstring; raises RedactionRefused."""
     verification = verify_published_day(glue, clients.s3, clients.filesystem, table.name, day)
     if verification.partition is None:
@@ -306,11 +325,19 @@ def collect_evidence(clients: AwsClients, glue: GlueCatalog, table: TableConfig,
         path = workdir / f"keys-{index:05d}.parquet"
         _download_exact(clients.s3, bucket, obj, path, table, day)
         if pq.read_metadata(path).num_rows != obj.rows:
-            raise RedactionRefused(KEYS_MISMATCH, f"table {table.name} day {day}: keys object s3://{bucket}/{obj.key} "
-                                                  f"does not hold the {obj.rows} rows its manifest says; nothing was deleted")
+            raise RedactionRefused(
+                KEYS_MISMATCH,
+                f"table {table.name} day {day}: keys object s3://{bucket}/{obj.key} "
+                f"does not hold the {obj.rows} rows its manifest says; nothing was deleted",
+            )
         files.append(path)
-    evidence = LakeEvidence(manifest=manifest, keys=keys, keys_files=files, bucket=bucket,
-                            manifest_url=verification.partition.get("Parameters", {}).get("weward.manifest", ""))
+    evidence = LakeEvidence(
+        manifest=manifest,
+        keys=keys,
+        keys_files=files,
+        bucket=bucket,
+        manifest_url=verification.partition.get("Parameters", {}).get("weward.manifest", ""),
+    )
     _check_keys_match_data(clients, evidence, table, day)
     return evidence
 
@@ -333,8 +360,11 @@ def _download_exact(s3, bucket: str, obj: lake.WrittenObject, path: Path, table:
             "nothing was deleted. Re-export the day.",
         ) from None
     if path.stat().st_size != obj.bytes:
-        raise RedactionRefused(KEYS_MISMATCH, f"table {table.name} day {day}: keys object s3://{bucket}/{obj.key} "
-                                              f"is {path.stat().st_size} bytes, the manifest says {obj.bytes}")
+        raise RedactionRefused(
+            KEYS_MISMATCH,
+            f"table {table.name} day {day}: keys object s3://{bucket}/{obj.key} "
+            f"is {path.stat().st_size} bytes, the manifest says {obj.bytes}",
+        )
 
 
 def iter_keys(files: list[Path], batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
@@ -366,8 +396,9 @@ class KeyFeed:
 
 def _check_keys_match_data(clients: AwsClients, evidence: LakeEvidence, table: TableConfig, day) -> None:
     """The keys' primary keys equal the data files' primary keys, in order (carried rows follow)."""
-    problem = manifest_alignment_problem(clients.filesystem, evidence.bucket, evidence.manifest, evidence.keys,
-                                         evidence.keys_files)
+    problem = manifest_alignment_problem(
+        clients.filesystem, evidence.bucket, evidence.manifest, evidence.keys, evidence.keys_files
+    )
     if problem:
         raise RedactionRefused(
             KEYS_MISMATCH,
@@ -377,8 +408,11 @@ def _check_keys_match_data(clients: AwsClients, evidence: LakeEvidence, table: T
     # The data objects did not change while we read them.
     for obj in evidence.manifest.objects:
         if lake.changed_since_manifest(clients.s3, evidence.bucket, obj):
-            raise RedactionRefused(LAKE_MISMATCH, f"table {table.name} day {day}: s3://{evidence.bucket}/{obj.key} "
-                                                  "changed while it was being verified; nothing was deleted")
+            raise RedactionRefused(
+                LAKE_MISMATCH,
+                f"table {table.name} day {day}: s3://{evidence.bucket}/{obj.key} "
+                "changed while it was being verified; nothing was deleted",
+            )
 
 
 # -- the PostgreSQL side -------------------------------------------------------------------------
@@ -411,14 +445,18 @@ class DeletePlan:
         return sql.SQL("{}.{}").format(sql.Identifier(self.table.schema), sql.Identifier(self.table.source))
 
     def _keys_from(self, with_fingerprint: bool = True) -> sql.Composable:
-        arrays = [sql.SQL("{}::{}.{}[]").format(sql.Placeholder(f"k{i}"), sql.Identifier(ns), sql.Identifier(name))
-                  for i, (ns, name) in enumerate(self.pk_types)]
+        arrays = [
+            sql.SQL("{}::{}.{}[]").format(sql.Placeholder(f"k{i}"), sql.Identifier(ns), sql.Identifier(name))
+            for i, (ns, name) in enumerate(self.pk_types)
+        ]
         names = [sql.Identifier(f"k{i}") for i in range(len(self.pk_types))]
         if with_fingerprint:
             arrays.append(sql.SQL("{}::bytea[]").format(sql.Placeholder("fp")))
             names.append(sql.Identifier("fp"))
         names.append(sql.Identifier("n"))
-        return sql.SQL("unnest({}) WITH ORDINALITY AS k({})").format(sql.SQL(", ").join(arrays), sql.SQL(", ").join(names))
+        return sql.SQL("unnest({}) WITH ORDINALITY AS k({})").format(
+            sql.SQL(", ").join(arrays), sql.SQL(", ").join(names)
+        )
 
     def _key_match(self) -> sql.Composable:
         return sql.SQL(" AND ").join(
@@ -434,21 +472,25 @@ class DeletePlan:
 
     def delete(self) -> sql.Composed:
         return sql.SQL("DELETE FROM {} AS t USING {} WHERE {} AND {} RETURNING k.n").format(
-            self._target(), self._keys_from(), self._key_match(), self._unchanged())
+            self._target(), self._keys_from(), self._key_match(), self._unchanged()
+        )
 
     def probe(self) -> sql.Composed:
         """Dry run: which candidates are present, and would they be deleted."""
         return sql.SQL("SELECT k.n, ({}) FROM {} AS t JOIN {} ON {}").format(
-            self._unchanged(), self._target(), self._keys_from(), self._key_match())
+            self._unchanged(), self._target(), self._keys_from(), self._key_match()
+        )
 
     def present(self) -> sql.Composed:
         return sql.SQL("SELECT k.n FROM {} AS t JOIN {} ON {}").format(
-            self._target(), self._keys_from(with_fingerprint=False), self._key_match())
+            self._target(), self._keys_from(with_fingerprint=False), self._key_match()
+        )
 
     def _window(self) -> sql.Composable:
         lower, upper = self.window.bounds_for(self.source.partition_type)
         return sql.SQL("t.{c} >= {lo} AND t.{c} < {hi}").format(
-            c=sql.Identifier(self.table.partition_column), lo=sql.Literal(lower), hi=sql.Literal(upper))
+            c=sql.Identifier(self.table.partition_column), lo=sql.Literal(lower), hi=sql.Literal(upper)
+        )
 
     def count_window(self) -> sql.Composed:
         return sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(self._target(), self._window())
@@ -461,9 +503,12 @@ class DeletePlan:
             text = column.as_text and not column.decimal_from_text
             items.append(sql.SQL("t.{}::text" if text else "t.{}").format(sql.Identifier(name)))
         return sql.SQL("SELECT {} FROM {} AS t WHERE {} ORDER BY {} LIMIT {}").format(
-            sql.SQL(", ").join(items), self._target(), self._window(),
+            sql.SQL(", ").join(items),
+            self._target(),
+            self._window(),
             sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in self.table.primary_key),
-            sql.Literal(limit))
+            sql.Literal(limit),
+        )
 
     @staticmethod
     def params(batch: pa.RecordBatch, primary_key: tuple[str, ...], rows: list[int] | None = None) -> dict:
@@ -475,13 +520,15 @@ class DeletePlan:
         return params
 
 
-def connect(url: str, table: TableConfig, day: dt.date, limits: RedactionLimits, settings: dict[str, str],
-            dry_run: bool) -> psycopg.Connection:
+def connect(
+    url: str, table: TableConfig, day: dt.date, limits: RedactionLimits, settings: dict[str, str], dry_run: bool
+) -> psycopg.Connection:
     """Autocommit: every batch opens and commits its own transaction; nothing stays open between."""
     label = "dry-run" if dry_run else "redact"
     try:
-        conn = pg.connect(url, f"weward-{label} {table.name} {day}", limits.session(read_only=dry_run),
-                          purpose="redaction")
+        conn = pg.connect(
+            url, f"weward-{label} {table.name} {day}", limits.session(read_only=dry_run), purpose="redaction"
+        )
     except pg.ConnectError as exc:
         raise SourceError(f"table {table.name}: {exc}. Check WEWARD_PG_REDACT_URL (or WEWARD_PG_URL).") from None
     # The row text form (and so the fingerprint) depends on these: use the export's values.
@@ -490,9 +537,11 @@ def connect(url: str, table: TableConfig, day: dt.date, limits: RedactionLimits,
     return conn
 
 
-def plan_deletes(conn: psycopg.Connection, table: TableConfig, window: DayWindow, keys: RedactionKeys,
-                 dry_run: bool) -> DeletePlan:
+def plan_deletes(
+    conn: psycopg.Connection, table: TableConfig, window: DayWindow, keys: RedactionKeys, dry_run: bool
+) -> DeletePlan:
     """Step 4: compare the table as it is now with what the fingerprint covered."""
+
     def query_rows(text: str) -> list[tuple]:
         return conn.execute(text).fetchall()
 
@@ -534,7 +583,9 @@ def plan_deletes(conn: psycopg.Connection, table: TableConfig, window: DayWindow
     if not dry_run:
         allowed = conn.execute(
             "SELECT has_table_privilege(c.oid, 'DELETE') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s", (table.schema, table.source)).fetchone()[0]
+            "WHERE n.nspname = %s AND c.relname = %s",
+            (table.schema, table.source),
+        ).fetchone()[0]
         if not allowed:
             raise RedactionRefused(
                 NO_PRIVILEGE,
@@ -542,8 +593,14 @@ def plan_deletes(conn: psycopg.Connection, table: TableConfig, window: DayWindow
                 "nothing was deleted. GRANT DELETE to the role of WEWARD_PG_REDACT_URL.",
             )
     pk_types = [(current[name][1], current[name][2]) for name in table.primary_key]
-    return DeletePlan(table=table, window=window, source=source, pk_types=pk_types,
-                      fingerprint_columns=[c["name"] for c in keys.columns], required_null=required_null)
+    return DeletePlan(
+        table=table,
+        window=window,
+        source=source,
+        pk_types=pk_types,
+        fingerprint_columns=[c["name"] for c in keys.columns],
+        required_null=required_null,
+    )
 
 
 def replica_lag_probe(conn: psycopg.Connection) -> Callable[[], float | None]:
@@ -555,8 +612,7 @@ def replica_lag_probe(conn: psycopg.Connection) -> Callable[[], float | None]:
     warned = []
 
     def probe() -> float | None:
-        rows = conn.execute(
-            "SELECT state, extract(epoch FROM replay_lag)::float8 FROM pg_stat_replication").fetchall()
+        rows = conn.execute("SELECT state, extract(epoch FROM replay_lag)::float8 FROM pg_stat_replication").fetchall()
         if not rows:
             return None
         if all(state is None for state, _ in rows):
@@ -571,10 +627,26 @@ def replica_lag_probe(conn: psycopg.Connection) -> Callable[[], float | None]:
 
 # -- the run -------------------------------------------------------------------------------------
 
+
 class _Run:
-    def __init__(self, *, conn, plan: DeletePlan, evidence: LakeEvidence, glue: GlueCatalog, table: TableConfig,
-                 limits: RedactionLimits, report: RedactionReport, dry_run: bool, say, lag_probe, on_batch,
-                 sleep, pacer: Pacer, audit: AuditWriter | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        conn,
+        plan: DeletePlan,
+        evidence: LakeEvidence,
+        glue: GlueCatalog,
+        table: TableConfig,
+        limits: RedactionLimits,
+        report: RedactionReport,
+        dry_run: bool,
+        say,
+        lag_probe,
+        on_batch,
+        sleep,
+        pacer: Pacer,
+        audit: AuditWriter | None = None,
+    ) -> None:
         self.pacer = pacer
         self.conn, self.plan, self.evidence, self.glue = conn, plan, evidence, glue
         self.table, self.limits, self.report, self.dry_run = table, limits, report, dry_run
@@ -604,8 +676,10 @@ class _Run:
             partition = self.glue.get_partition(self.table.name, self.report.day)
             current = (partition or {}).get("Parameters", {}).get("weward.export_id")
             if current != self.evidence.manifest.export_id:
-                return (f"the published export of {self.report.day} changed to {current or 'nothing'} during the "
-                        "redaction (re-export?); run again to redact against it")
+                return (
+                    f"the published export of {self.report.day} changed to {current or 'nothing'} during the "
+                    "redaction (re-export?); run again to redact against it"
+                )
         return self._wait_for_replicas()
 
     def _wait_for_replicas(self) -> str | None:
@@ -626,8 +700,10 @@ class _Run:
             if lag <= limits.max_replica_lag_s:
                 return None
             if waited >= limits.max_lag_wait_s:
-                return (f"replica lag stayed above {limits.max_replica_lag_s:g} s for {waited:.0f} s "
-                        f"(last {lag:.1f} s); run again later")
+                return (
+                    f"replica lag stayed above {limits.max_replica_lag_s:g} s for {waited:.0f} s "
+                    f"(last {lag:.1f} s); run again later"
+                )
             if waited == 0:
                 self.report.replica_lag_waits += 1
                 self.say(f"{self.table.name} {self.report.day}: replica {lag:.1f} s behind, pausing deletes")
@@ -678,8 +754,11 @@ class _Run:
                 deleted = {n for (n,) in self.conn.execute(self.delete_sql, params).fetchall()}
                 if deleted and self.audit is not None:  # write-ahead: no commit without the proof
                     writing = time.monotonic()
-                    self.audit.write(batch.select(list(self.table.primary_key))
-                                     .take(pa.array(sorted(n - 1 for n in deleted), pa.int64())))
+                    self.audit.write(
+                        batch.select(list(self.table.primary_key)).take(
+                            pa.array(sorted(n - 1 for n in deleted), pa.int64())
+                        )
+                    )
                     self.audit_s += time.monotonic() - writing
                     self.report.audit_objects = self.audit.batches
                 return deleted
@@ -696,8 +775,10 @@ class _Run:
             self.report.lock_timeouts += 1
             self.report.batches_skipped += 1
             self.locked.extend(self._keys(batch))
-            self.say(f"{self.table.name} {self.report.day}: batch {self.report.batches} skipped after "
-                     f"{exhausted.attempts} tries ({exc.sqlstate}: {str(exc).strip()}); a re-run retries it")
+            self.say(
+                f"{self.table.name} {self.report.day}: batch {self.report.batches} skipped after "
+                f"{exhausted.attempts} tries ({exc.sqlstate}: {str(exc).strip()}); a re-run retries it"
+            )
             return
         now = _now_iso()
         if deleted:
@@ -707,8 +788,10 @@ class _Run:
         left = [n - 1 for n in range(1, batch.num_rows + 1) if n not in deleted]
         if left:
             # Not deleted: either gone already (an earlier run), or present but not as exported.
-            rows = self.conn.execute(self.present_sql, DeletePlan.params(batch.select(list(self.table.primary_key)),
-                                                                         self.table.primary_key, left)).fetchall()
+            rows = self.conn.execute(
+                self.present_sql,
+                DeletePlan.params(batch.select(list(self.table.primary_key)), self.table.primary_key, left),
+            ).fetchall()
             present = sorted(left[n - 1] for (n,) in rows)
             self.report.rows_already_gone += len(left) - len(present)
             self.changed.extend(self._keys(batch, present))
@@ -741,7 +824,9 @@ class _Run:
             report.kept_back = {reason: len(keys) for reason, keys in kept.items() if keys}
         for reason, keys in kept.items():
             if keys:
-                report.kept_back_keys[reason] = [list(k) if isinstance(k, tuple) else k for k in keys[:limits.reported_keys]]
+                report.kept_back_keys[reason] = [
+                    list(k) if isinstance(k, tuple) else k for k in keys[: limits.reported_keys]
+                ]
                 report.kept_back_keys_truncated |= len(keys) > limits.reported_keys
 
 
@@ -769,13 +854,17 @@ def redact_day(
     limits.validate()
     started = time.monotonic()
     say = on_progress or log.info
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     window = check_redactable(catalog, table, day, now)
     clients = clients or AwsClients.from_settings(settings)
     glue = GlueCatalog(clients.glue, settings.glue_database)
     report = RedactionReport(
-        table=table.name, day=day.isoformat(), source=table.qualified_source, postgres=mask_url(settings.pg_redact_url),
-        dry_run=dry_run, started_at=_now_iso(),
+        table=table.name,
+        day=day.isoformat(),
+        source=table.qualified_source,
+        postgres=mask_url(settings.pg_redact_url),
+        dry_run=dry_run,
+        started_at=_now_iso(),
     )
     # The budget: the defaults, the table's `pacing:` in the catalog, this run's settings, in that order.
     pacing = PacingLimits().merged(table.pacing, limits.pacing)
@@ -797,18 +886,43 @@ def redact_day(
         report.delete_sql = plan.delete().as_string(conn)
         report.columns_required_null = plan.required_null
         report.window_rows_before = conn.execute(plan.count_window()).fetchone()[0]
-        pacer = Pacer(pacing, probe_for(conn), fixed_rows=limits.batch_rows, fixed_pause_s=limits.pause_s,
-                      sleep=sleep, say=say, what=f"{table.name} {day}")
-        sizes = f"batches of {limits.batch_rows}" if limits.batch_rows else (
-            f"batches of ~{pacing.target_batch_s:g} s (from {pacer.rows()} rows)")
-        say(f"{table.name} {day}: export {manifest.export_id} verified ({evidence.keys.rows} keyed rows, "
+        pacer = Pacer(
+            pacing,
+            probe_for(conn),
+            fixed_rows=limits.batch_rows,
+            fixed_pause_s=limits.pause_s,
+            sleep=sleep,
+            say=say,
+            what=f"{table.name} {day}",
+        )
+        sizes = (
+            f"batches of {limits.batch_rows}"
+            if limits.batch_rows
+            else (f"batches of ~{pacing.target_batch_s:g} s (from {pacer.rows()} rows)")
+        )
+        say(
+            f"{table.name} {day}: export {manifest.export_id} verified ({evidence.keys.rows} keyed rows, "
             f"{len(manifest.objects)} data object(s)); {report.window_rows_before} rows of the day in PostgreSQL; "
-            f"{'dry run' if dry_run else 'deleting'} in {sizes}, working {pacing.duty_cycle:.0%} of the time")
+            f"{'dry run' if dry_run else 'deleting'} in {sizes}, working {pacing.duty_cycle:.0%} of the time"
+        )
         audit = None if dry_run else AuditWriter(clients.filesystem, settings.lake, table.name, day, manifest.export_id)
         report.audit_prefix = "" if audit is None else f"s3://{settings.lake.bucket}/{audit.prefix}"
-        run = _Run(conn=conn, plan=plan, evidence=evidence, glue=glue, table=table, limits=limits, report=report,
-                   dry_run=dry_run, say=say, lag_probe=lag_probe or (replica_lag_probe(conn) if limits.max_replica_lag_s else None),
-                   on_batch=on_batch, sleep=sleep, pacer=pacer, audit=audit)
+        run = _Run(
+            conn=conn,
+            plan=plan,
+            evidence=evidence,
+            glue=glue,
+            table=table,
+            limits=limits,
+            report=report,
+            dry_run=dry_run,
+            say=say,
+            lag_probe=lag_probe or (replica_lag_probe(conn) if limits.max_replica_lag_s else None),
+            on_batch=on_batch,
+            sleep=sleep,
+            pacer=pacer,
+            audit=audit,
+        )
         try:
             run.run()
             run.classify_remaining()
@@ -820,8 +934,15 @@ def redact_day(
                 f"({report.why_quit}); every committed batch was verified, re-run to finish",
                 report,
             ) from exc
-        report.status = ("dry_run" if dry_run else "stopped" if report.why_quit
-                         else "incomplete" if report.batches_skipped else "done")
+        report.status = (
+            "dry_run"
+            if dry_run
+            else "stopped"
+            if report.why_quit
+            else "incomplete"
+            if report.batches_skipped
+            else "done"
+        )
         if not dry_run:
             # What we relied on must still be there: an alarm, not a rollback, if it is not.
             after = verify_published_day(glue, clients.s3, clients.filesystem, table.name, day)

@@ -53,15 +53,16 @@ def day_prefix(location: LakeLocation, table: str, day: dt.date | str) -> str:
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return now.strftime("%Y%m%dT%H%M%S%fZ") + "-r" + secrets.token_hex(3)
 
 
 class AuditWriter:
     """Redaction side: one object per batch of deleted keys (call `write` before the COMMIT)."""
 
-    def __init__(self, filesystem, location: LakeLocation, table: str, day: dt.date, export_id: str,
-                 run_id: str | None = None) -> None:
+    def __init__(
+        self, filesystem, location: LakeLocation, table: str, day: dt.date, export_id: str, run_id: str | None = None
+    ) -> None:
         self.filesystem = filesystem
         self.bucket = location.bucket
         self.prefix = f"{day_prefix(location, table, day)}{export_id}/{run_id or new_run_id()}-"
@@ -82,11 +83,15 @@ class AuditWriter:
         return key
 
 
-def read_deleted_keys(s3_client, filesystem, location: LakeLocation, table: str, day: dt.date | str,
-                      primary_key: list[str]) -> pa.Table | None:
+def read_deleted_keys(
+    s3_client, filesystem, location: LakeLocation, table: str, day: dt.date | str, primary_key: list[str]
+) -> pa.Table | None:
     """Every key redaction ever deleted from the day (all runs, all exports); None when there is none."""
-    keys = [k for k in lake.list_keys(s3_client, location.bucket, day_prefix(location, table, day))
-            if k.endswith(".parquet")]
+    keys = [
+        k
+        for k in lake.list_keys(s3_client, location.bucket, day_prefix(location, table, day))
+        if k.endswith(".parquet")
+    ]
     if not keys:
         return None
     parts = [pq.read_table(f"{location.bucket}/{key}", filesystem=filesystem, columns=primary_key) for key in keys]

@@ -45,9 +45,9 @@ from psycopg import sql
 from weward_pipeline import pg
 from weward_pipeline.config import Catalog, Settings, TableConfig
 from weward_pipeline.extract import DayWindow, ExtractLimits, SourceError, describe
-from weward_pipeline.pg import mask_error
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.lake import Manifest
+from weward_pipeline.pg import mask_error
 from weward_pipeline.verify import published_manifest
 
 log = logging.getLogger(__name__)
@@ -85,16 +85,24 @@ class DayStatus:
         parts = []
         delta = self.source_rows - self.expected_rows
         if delta:
-            parts.append(f"{abs(delta)} row(s) {'added' if delta > 0 else 'deleted'} (net): the source holds "
-                         f"{self.source_rows}, the export {self.expected_rows}")
+            parts.append(
+                f"{abs(delta)} row(s) {'added' if delta > 0 else 'deleted'} (net): the source holds "
+                f"{self.source_rows}, the export {self.expected_rows}"
+            )
         if self.updated_rows:
             parts.append(f"{self.updated_rows} row(s) added or updated since the export (updated column)")
         return "; ".join(parts) or "unchanged"
 
     def as_metadata(self) -> dict:
-        return {"day": self.day.isoformat(), "export_id": self.export_id, "exported_rows": self.exported_rows,
-                "source_rows": self.source_rows, "updated_rows": self.updated_rows,
-                "deleted_by_pipeline": self.deleted_by_pipeline, "why": self.why()}
+        return {
+            "day": self.day.isoformat(),
+            "export_id": self.export_id,
+            "exported_rows": self.exported_rows,
+            "source_rows": self.source_rows,
+            "updated_rows": self.updated_rows,
+            "deleted_by_pipeline": self.deleted_by_pipeline,
+            "why": self.why(),
+        }
 
 
 def restatement_days(catalog: Catalog, table: TableConfig, exported_day: dt.date) -> list[dt.date]:
@@ -112,12 +120,14 @@ def _window(table: TableConfig, window: DayWindow, partition_type: str) -> tuple
     source = sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.source))
     lower, upper = window.bounds_for(partition_type)
     where = sql.SQL("{c} >= {lo} AND {c} < {hi}").format(
-        c=sql.Identifier(table.partition_column), lo=sql.Literal(lower), hi=sql.Literal(upper))
+        c=sql.Identifier(table.partition_column), lo=sql.Literal(lower), hi=sql.Literal(upper)
+    )
     return source, where
 
 
-def updated_counts_sql(table: TableConfig, window: DayWindow, partition_type: str, updated_type: str,
-                       at: sql.Composable) -> sql.Composed:
+def updated_counts_sql(
+    table: TableConfig, window: DayWindow, partition_type: str, updated_type: str, at: sql.Composable
+) -> sql.Composed:
     """(rows stamped after `at`, rows stamped after `at` - UPDATE_MARGIN) in the day window.
 
     `at` is the export's snapshot: `now()` inside the export's transaction, its recorded value later.
@@ -128,25 +138,35 @@ def updated_counts_sql(table: TableConfig, window: DayWindow, partition_type: st
     if updated_type == "timestamp":  # wall-clock time of the catalog's zone, as the app stores it
         at = sql.SQL("({} AT TIME ZONE {})").format(at, sql.Literal(window.timezone))
     column = sql.Identifier(table.updated_column)
-    return sql.SQL("SELECT count(*) FILTER (WHERE {u} > {at}), count(*) FROM {t} WHERE {w} AND {u} > {at} - {m}").format(
-        u=column, at=at, t=source, w=where, m=sql.Literal(UPDATE_MARGIN))
+    return sql.SQL(
+        "SELECT count(*) FILTER (WHERE {u} > {at}), count(*) FROM {t} WHERE {w} AND {u} > {at} - {m}"
+    ).format(u=column, at=at, t=source, w=where, m=sql.Literal(UPDATE_MARGIN))
 
 
-def detection_sql(table: TableConfig, window: DayWindow, partition_type: str, updated_type: str | None = None,
-                  snapshot_at: str | None = None) -> dict[str, sql.Composed]:
+def detection_sql(
+    table: TableConfig,
+    window: DayWindow,
+    partition_type: str,
+    updated_type: str | None = None,
+    snapshot_at: str | None = None,
+) -> dict[str, sql.Composed]:
     """The statements detection runs for one day: `count` and, with updated_column, `updated`."""
     source, where = _window(table, window, partition_type)
     statements = {"count": sql.SQL("SELECT count(*) FROM {} WHERE {}").format(source, where)}
     if table.updated_column is not None and snapshot_at is not None:
-        statements["updated"] = updated_counts_sql(table, window, partition_type, updated_type,
-                                                   sql.Literal(dt.datetime.fromisoformat(snapshot_at)))
+        statements["updated"] = updated_counts_sql(
+            table, window, partition_type, updated_type, sql.Literal(dt.datetime.fromisoformat(snapshot_at))
+        )
     return statements
 
 
 def export_record(after: int, recent: int) -> dict:
     """What the export records in its manifest (extra["restate"]) from updated_counts_sql at `now()`."""
-    return {"updated_after_snapshot": after, "updated_in_margin": recent - after,
-            "margin_s": int(UPDATE_MARGIN.total_seconds())}
+    return {
+        "updated_after_snapshot": after,
+        "updated_in_margin": recent - after,
+        "margin_s": int(UPDATE_MARGIN.total_seconds()),
+    }
 
 
 def updated_since(manifest: Manifest, after: int, recent: int) -> int:
@@ -173,8 +193,13 @@ class SourceCounts:
         url = self.settings.pg_url
         try:
             # The export's session: read only, one REPEATABLE READ snapshot (not autocommit), its timeouts.
-            self.conn = pg.connect(url, f"weward-restate {self.table.name}", self.limits.session(),
-                                   purpose="comparing exported days", autocommit=False)
+            self.conn = pg.connect(
+                url,
+                f"weward-restate {self.table.name}",
+                self.limits.session(),
+                purpose="comparing exported days",
+                autocommit=False,
+            )
         except pg.ConnectError as exc:
             raise SourceError(f"table {self.table.name}: {exc}. Check WEWARD_PG_URL.") from None
         try:
@@ -199,26 +224,42 @@ class SourceCounts:
         try:
             return self.conn.execute(query).fetchall()
         except psycopg.Error as exc:
-            raise SourceError(f"table {self.table.name}: comparing exported days with "
-                              f"{self.table.qualified_source} failed: "
-                              f"{mask_error(str(exc), self.settings.pg_url).strip()}") from None
+            raise SourceError(
+                f"table {self.table.name}: comparing exported days with "
+                f"{self.table.qualified_source} failed: "
+                f"{mask_error(str(exc), self.settings.pg_url).strip()}"
+            ) from None
 
     def compare(self, manifest: Manifest, timezone: str) -> DayStatus:
         day = dt.date.fromisoformat(manifest.day)
-        statements = detection_sql(self.table, DayWindow(day, timezone), self.partition_type, self.updated_type,
-                                   manifest.snapshot_at)
+        statements = detection_sql(
+            self.table, DayWindow(day, timezone), self.partition_type, self.updated_type, manifest.snapshot_at
+        )
         rows = self._rows(statements["count"])[0][0]
         updated = None
         if "updated" in statements:
             after, recent = self._rows(statements["updated"])[0]
             updated = updated_since(manifest, after, recent)
-        return DayStatus(table=self.table.name, day=day, export_id=manifest.export_id,
-                         exported_rows=manifest.source_rows, source_rows=rows, updated_rows=updated)
+        return DayStatus(
+            table=self.table.name,
+            day=day,
+            export_id=manifest.export_id,
+            exported_rows=manifest.source_rows,
+            source_rows=rows,
+            updated_rows=updated,
+        )
 
 
-def compare_days(settings: Settings, catalog: Catalog, table: TableConfig, days: list[dt.date], *, clients,
-                 limits: ExtractLimits = ExtractLimits(),
-                 deleted_by_pipeline=None) -> tuple[list[DayStatus], list[dt.date]]:
+def compare_days(
+    settings: Settings,
+    catalog: Catalog,
+    table: TableConfig,
+    days: list[dt.date],
+    *,
+    clients,
+    limits: ExtractLimits = ExtractLimits(),
+    deleted_by_pipeline=None,
+) -> tuple[list[DayStatus], list[dt.date]]:
     """Each published day of `days` compared with PostgreSQL; also the days that have no readable export.
 
     `deleted_by_pipeline(manifest) -> int`: rows the pipeline deleted since that export (redaction's
@@ -245,6 +286,7 @@ def compare_days(settings: Settings, catalog: Catalog, table: TableConfig, days:
 
 
 # -- what a re-export changed -------------------------------------------------------------------------
+
 
 class ExportDiff:
     """Rows added, changed and deleted by a re-export, relative to the day's published export.
@@ -276,17 +318,33 @@ class ExportDiff:
         self._batches.append(batch.select(self.columns))
 
     def finish(self, carried_rows: int) -> dict:
-        old = pa.concat_tables([pq.read_table(f"{self.bucket}/{o.key}", filesystem=self.filesystem, columns=self.columns)
-                                for o in self.previous.objects]) if self.previous.objects else None
+        old = (
+            pa.concat_tables(
+                [
+                    pq.read_table(f"{self.bucket}/{o.key}", filesystem=self.filesystem, columns=self.columns)
+                    for o in self.previous.objects
+                ]
+            )
+            if self.previous.objects
+            else None
+        )
         new = pa.Table.from_batches(self._batches) if self._batches else None
         keys = list(self.table.primary_key)
         if new is None or new.num_rows == 0:
             old_rows = 0 if old is None else old.num_rows
-            return {"previous_export_id": self.previous.export_id, "rows_added": 0,
-                    "rows_deleted": old_rows - carried_rows, "rows_changed": 0 if self.with_updated else None}
+            return {
+                "previous_export_id": self.previous.export_id,
+                "rows_added": 0,
+                "rows_deleted": old_rows - carried_rows,
+                "rows_changed": 0 if self.with_updated else None,
+            }
         if old is None or old.num_rows == 0:
-            return {"previous_export_id": self.previous.export_id, "rows_added": new.num_rows, "rows_deleted": 0,
-                    "rows_changed": 0 if self.with_updated else None}
+            return {
+                "previous_export_id": self.previous.export_id,
+                "rows_added": new.num_rows,
+                "rows_deleted": 0,
+                "rows_changed": 0 if self.with_updated else None,
+            }
         old = pa.table({c: old.column(c).cast(new.column(c).type) for c in self.columns})
         added = new.join(old.select(keys), keys=keys, join_type="left anti").num_rows
         absent = old.join(new.select(keys), keys=keys, join_type="left anti").num_rows
@@ -297,11 +355,16 @@ class ExportDiff:
             differs = pc.fill_null(pc.not_equal(both.column(updated), both.column("_previous")), True)
             same_null = pc.and_(pc.is_null(both.column(updated)), pc.is_null(both.column("_previous")))
             changed = pc.sum(pc.cast(pc.and_(differs, pc.invert(same_null)), pa.int64())).as_py() or 0
-        return {"previous_export_id": self.previous.export_id, "rows_added": added,
-                "rows_deleted": absent - carried_rows, "rows_changed": changed}
+        return {
+            "previous_export_id": self.previous.export_id,
+            "rows_added": added,
+            "rows_deleted": absent - carried_rows,
+            "rows_changed": changed,
+        }
 
 
 # -- a published day vs PostgreSQL, row by row (`weward-pipeline verify`) ----------------------------------
+
 
 @dataclass
 class RowComparison:
@@ -333,8 +396,17 @@ def _keyed_hashes(table: pa.Table, keys: list[str], columns: list[str]):
     return frame.select([*keys, hashed.alias("_hash")])
 
 
-def compare_rows(settings: Settings, catalog: Catalog, table: TableConfig, day: dt.date, *, clients,
-                 limits: ExtractLimits = ExtractLimits(), pii_key=None, sample: int = 10) -> RowComparison:
+def compare_rows(
+    settings: Settings,
+    catalog: Catalog,
+    table: TableConfig,
+    day: dt.date,
+    *,
+    clients,
+    limits: ExtractLimits = ExtractLimits(),
+    pii_key=None,
+    sample: int = 10,
+) -> RowComparison:
     """Reads the published day and PostgreSQL's rows of the day (the export's read: one read-only snapshot,
     the same type conversions and personal-data policies), and compares them by primary key and a hash of
     every other column the lake holds. Costs PostgreSQL what an export of the day costs."""
@@ -356,26 +428,39 @@ def compare_rows(settings: Settings, catalog: Catalog, table: TableConfig, day: 
         pii_key = load_pii_key(needed_by=f"comparing {table.name}, whose pseudonymized columns must match")
     window = DayWindow(day, catalog.timezone) if table.mode == "append" else None
     pg_parts = []
-    with Extraction(settings.pg_url, table, window, limits, application_name=f"weward-verify {table.name} {day}",
-                    skip_columns=frozenset(pii.columns_with(table, "drop")), fingerprint=False) as extraction:
+    with Extraction(
+        settings.pg_url,
+        table,
+        window,
+        limits,
+        application_name=f"weward-verify {table.name} {day}",
+        skip_columns=frozenset(pii.columns_with(table, "drop")),
+        fingerprint=False,
+    ) as extraction:
         plan = pii.plan(table, extraction.described_columns, pii_key)
         columns = [name for name in lake_table.schema.names if name in plan.arrow_schema.names]
         for batch in extraction.batches():
             lake_batch = plan.apply(batch)
             pg_parts.append(pa.table({c: lake_batch.column(c).cast(lake_table.schema.field(c).type) for c in columns}))
-    source = pa.concat_tables(pg_parts) if pg_parts else pa.table(
-        {c: pa.array([], lake_table.schema.field(c).type) for c in columns})
+    source = (
+        pa.concat_tables(pg_parts)
+        if pg_parts
+        else pa.table({c: pa.array([], lake_table.schema.field(c).type) for c in columns})
+    )
     lake_hashes = _keyed_hashes(lake_table, keys, columns)
     pg_hashes = _keyed_hashes(source, keys, columns)
     joined = lake_hashes.join(pg_hashes, on=keys, how="full", suffix="_pg", coalesce=True)
     missing = joined.filter(pl.col("_hash").is_null())
     extra = joined.filter(pl.col("_hash_pg").is_null())
-    changed = joined.filter(pl.col("_hash").is_not_null() & pl.col("_hash_pg").is_not_null()
-                            & (pl.col("_hash") != pl.col("_hash_pg")))
+    changed = joined.filter(
+        pl.col("_hash").is_not_null() & pl.col("_hash_pg").is_not_null() & (pl.col("_hash") != pl.col("_hash_pg"))
+    )
     audited = redaction_audit.read_deleted_keys(clients.s3, clients.filesystem, settings.lake, table.name, day, keys)
     redacted = 0
     if audited is not None and extra.height:
-        listed = pl.from_arrow(pa.table({c: audited.column(c).cast(lake_table.schema.field(c).type) for c in keys})).unique()
+        listed = pl.from_arrow(
+            pa.table({c: audited.column(c).cast(lake_table.schema.field(c).type) for c in keys})
+        ).unique()
         redacted_rows = extra.join(listed, on=keys, how="semi")
         redacted = redacted_rows.height
         extra = extra.join(listed, on=keys, how="anti")
@@ -385,8 +470,15 @@ def compare_rows(settings: Settings, catalog: Catalog, table: TableConfig, day: 
         return [r[0] if len(keys) == 1 else list(r) for r in rows]
 
     return RowComparison(
-        table=table.name, day=day, export_id=manifest.export_id, lake_rows=lake_table.num_rows,
-        source_rows=source.num_rows, missing=missing.height, extra=extra.height, changed=changed.height,
-        redacted=redacted, samples={"missing": keys_of(missing), "extra": keys_of(extra), "changed": keys_of(changed)},
+        table=table.name,
+        day=day,
+        export_id=manifest.export_id,
+        lake_rows=lake_table.num_rows,
+        source_rows=source.num_rows,
+        missing=missing.height,
+        extra=extra.height,
+        changed=changed.height,
+        redacted=redacted,
+        samples={"missing": keys_of(missing), "extra": keys_of(extra), "changed": keys_of(changed)},
         columns=columns,
     )

@@ -60,7 +60,11 @@ REDACT_CONNECTION_LIMIT = 4
 # validation, then each table in turn. One spare: a re-run while a killed run's backend is still
 # being reaped, or a DBA checking; more concurrent erasures would only contend for the same rows.
 ERASE_CONNECTION_LIMIT = 2
-CONNECTION_LIMITS = (EXPORT_CONNECTION_LIMIT, REDACT_CONNECTION_LIMIT, ERASE_CONNECTION_LIMIT)  # in PipelineRoles.names order
+CONNECTION_LIMITS = (
+    EXPORT_CONNECTION_LIMIT,
+    REDACT_CONNECTION_LIMIT,
+    ERASE_CONNECTION_LIMIT,
+)  # in PipelineRoles.names order
 
 
 @dataclass
@@ -108,8 +112,9 @@ def redaction_access(table: TableConfig) -> str | None:
     return None
 
 
-def grant_statements(catalog: Catalog, roles: PipelineRoles, database: str,
-                     columns_of: Callable[[TableConfig], list[str]] | None = None) -> list[sql.Composable]:
+def grant_statements(
+    catalog: Catalog, roles: PipelineRoles, database: str, columns_of: Callable[[TableConfig], list[str]] | None = None
+) -> list[sql.Composable]:
     """The GRANTs for the catalog's tables (idempotent). Roles must exist; run as the tables' owner.
 
     `columns_of(table)` lists the table's columns; with it, SELECT is granted per column, leaving out
@@ -119,18 +124,21 @@ def grant_statements(catalog: Catalog, roles: PipelineRoles, database: str,
     erasable_schemas = {t.schema for t in catalog.tables if t.user_column}
     statements: list[sql.Composable] = [
         sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-            sql.Identifier(database), sql.SQL(", ").join([export, redact, *([erase] if erasable_schemas else [])])),
+            sql.Identifier(database), sql.SQL(", ").join([export, redact, *([erase] if erasable_schemas else [])])
+        ),
     ]
     for schema in sorted({t.schema for t in catalog.tables}):
         grantees = [export, redact, *([erase] if schema in erasable_schemas else [])]
-        statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-            sql.Identifier(schema), sql.SQL(", ").join(grantees)))
+        statements.append(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sql.SQL(", ").join(grantees))
+        )
 
     def select(table: TableConfig, columns: list[str] | None, role: sql.Identifier) -> sql.Composable:
         if columns is None:
             return sql.SQL("GRANT SELECT ON {} TO {}").format(_table(table), role)
         return sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)), _table(table), role)
+            sql.SQL(", ").join(map(sql.Identifier, columns)), _table(table), role
+        )
 
     for table in catalog.tables:
         exported = None
@@ -166,13 +174,18 @@ def role_statements(conn: psycopg.Connection, roles: PipelineRoles) -> list[sql.
         verifier = conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256").decode()
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
         verb = sql.SQL("ALTER ROLE" if exists else "CREATE ROLE")
-        out.append(sql.SQL(
-            "{} {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT "
-            "CONNECTION LIMIT {} PASSWORD {}"
-        ).format(verb, sql.Identifier(name), sql.Literal(limit), sql.Literal(verifier)))
+        out.append(
+            sql.SQL(
+                "{} {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT "
+                "CONNECTION LIMIT {} PASSWORD {}"
+            ).format(verb, sql.Identifier(name), sql.Literal(limit), sql.Literal(verifier))
+        )
         # Belt and braces: the export also asks for read-only transactions itself.
-        out.append(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = {}").format(
-            sql.Identifier(name), sql.Literal("on" if read_only else "off")))
+        out.append(
+            sql.SQL("ALTER ROLE {} SET default_transaction_read_only = {}").format(
+                sql.Identifier(name), sql.Literal("on" if read_only else "off")
+            )
+        )
     return out
 
 
@@ -184,12 +197,15 @@ def ensure_roles(admin_url: str, roles: PipelineRoles) -> None:
 
 
 def table_columns(conn: psycopg.Connection, table: TableConfig) -> list[str]:
-    return [row[0] for row in conn.execute(
-        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        (table.schema, table.source),
-    )]
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (table.schema, table.source),
+        )
+    ]
 
 
 def existing_tables(conn: psycopg.Connection, catalog: Catalog) -> tuple[list[TableConfig], list[TableConfig]]:
@@ -208,12 +224,17 @@ def grant_catalog(admin_url: str, catalog: Catalog, roles: PipelineRoles) -> lis
     database = urlsplit(admin_url).path.lstrip("/")
     with psycopg.connect(admin_url, autocommit=True) as conn:
         present, missing = existing_tables(conn, catalog)
-        subset = Catalog(start_date=catalog.start_date, timezone=catalog.timezone, tables=tuple(present), path=catalog.path)
+        subset = Catalog(
+            start_date=catalog.start_date, timezone=catalog.timezone, tables=tuple(present), path=catalog.path
+        )
         with conn.transaction():
             # Start from nothing, so a column newly declared `drop` loses its grant too.
             for table in present:
-                conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(
-                    _table(table), sql.SQL(", ").join(map(sql.Identifier, roles.names))))
+                conn.execute(
+                    sql.SQL("REVOKE ALL ON {} FROM {}").format(
+                        _table(table), sql.SQL(", ").join(map(sql.Identifier, roles.names))
+                    )
+                )
             for statement in grant_statements(subset, roles, database, lambda t: table_columns(conn, t)):
                 conn.execute(statement)
     return [t.qualified_source for t in missing]
@@ -233,21 +254,29 @@ def drop_roles(admin_url: str, roles: PipelineRoles, databases: list[str]) -> No
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def print_sql(catalog: Catalog, database: str, roles: PipelineRoles | None = None,
-              columns_of: Callable[[TableConfig], list[str]] | None = None) -> str:
+def print_sql(
+    catalog: Catalog,
+    database: str,
+    roles: PipelineRoles | None = None,
+    columns_of: Callable[[TableConfig], list[str]] | None = None,
+) -> str:
     """The GRANTs for a DBA to review and run in production (roles created separately, with their secrets)."""
     roles = roles or PipelineRoles(export_password="", redact_password="", erase_password="")
     lines = [
         f"-- Least-privilege grants for the weward_pipeline catalog {catalog.path or ''}".rstrip(),
         "-- Create the roles first (passwords from the secrets): "
-        + " ".join(f"CREATE ROLE {sql.Identifier(name).as_string(None)} LOGIN NOINHERIT CONNECTION LIMIT {limit};"
-                   for name, limit in zip(roles.names, CONNECTION_LIMITS)),
+        + " ".join(
+            f"CREATE ROLE {sql.Identifier(name).as_string(None)} LOGIN NOINHERIT CONNECTION LIMIT {limit};"
+            for name, limit in zip(roles.names, CONNECTION_LIMITS)
+        ),
         f"-- {roles.erase_role} is the user of WEWARD_PG_ERASE_URL; a deployment without that DSN erases "
         f"through {roles.redact_role} (WEWARD_PG_REDACT_URL), whose grants below cover erasure too.",
         f"ALTER ROLE {sql.Identifier(roles.export_role).as_string(None)} SET default_transaction_read_only = on;",
     ]
     if columns_of is None:
-        lines.append("-- Table-level SELECT below: run `weward-pipeline roles-sql` with WEWARD_PG_URL set to grant per column, "
-                     "leaving out the columns the catalog drops.")
+        lines.append(
+            "-- Table-level SELECT below: run `weward-pipeline roles-sql` with WEWARD_PG_URL set to grant per column, "
+            "leaving out the columns the catalog drops."
+        )
     lines += [statement.as_string(None) + ";" for statement in grant_statements(catalog, roles, database, columns_of)]
     return "\n".join(lines)

@@ -18,8 +18,10 @@ class ScratchError(RuntimeError):
 
 
 def _advice(path: str, reason: str) -> str:
-    return (f"cannot create temporary files in {path} ({reason}): set TMPDIR to a writable directory "
-            "(in the ECS task, a declared volume the container user owns; the root file system is read-only)")
+    return (
+        f"cannot create temporary files in {path} ({reason}): set TMPDIR to a writable directory "
+        "(in the ECS task, a declared volume the container user owns; the root file system is read-only)"
+    )
 
 
 def temp_root() -> str:

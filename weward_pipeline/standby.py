@@ -50,8 +50,10 @@ FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true
 """
 
 # Queries this database's sessions lost to recovery conflicts since the standby started (readable by any role).
-CONFLICTS_SQL = ("SELECT confl_tablespace + confl_lock + confl_snapshot + confl_bufferpin + confl_deadlock "
-                 "FROM pg_stat_database_conflicts WHERE datname = current_database()")
+CONFLICTS_SQL = (
+    "SELECT confl_tablespace + confl_lock + confl_snapshot + confl_bufferpin + confl_deadlock "
+    "FROM pg_stat_database_conflicts WHERE datname = current_database()"
+)
 RECOVERY_CONFLICT = re.compile(r"conflict with recovery", re.IGNORECASE)
 CONFLICT_SQLSTATE = "40001"
 # How the day is cut after a recovery conflict: one read, then 8 (3 h each), then 32 (45 min).
@@ -116,14 +118,23 @@ def wait_until_replayed(
     while True:
         through = state.replayed_through
         if through is not None and through >= required:
-            return {"standby": True, "waited_s": round(time.monotonic() - started, 3),
-                    "replayed_through": through.isoformat(), "required": required.isoformat()}
+            return {
+                "standby": True,
+                "waited_s": round(time.monotonic() - started, 3),
+                "replayed_through": through.isoformat(),
+                "required": required.isoformat(),
+            }
         waited = time.monotonic() - started
         behind = "nothing replayed yet" if through is None else f"replayed through {through.isoformat()}"
         if waited >= max_wait_s:
-            hint = "" if state.sees_receiver else (
-                " The export role cannot read pg_stat_wal_receiver (grant it pg_monitor), so only replayed "
-                "transactions count: on a primary with no writes since, the standby cannot show it is current.")
+            hint = (
+                ""
+                if state.sees_receiver
+                else (
+                    " The export role cannot read pg_stat_wal_receiver (grant it pg_monitor), so only replayed "
+                    "transactions count: on a primary with no writes since, the standby cannot show it is current."
+                )
+            )
             paused = " Replay is paused on the standby (pg_wal_replay_resume())." if state.replay_paused else ""
             raise StandbyLagging(
                 f"{what}: the standby ({behind}) has not yet replayed the primary past {required.isoformat()} "
@@ -154,7 +165,7 @@ def slice_bounds(lower, upper, slices: int) -> list[tuple]:
         return [(lower, upper)]
     if isinstance(lower, dt.datetime):
         # Instants: equal real durations (a DST day's 23 or 25 hours cut evenly).
-        utc = dt.timezone.utc
+        utc = dt.UTC
         lo, hi = (lower.astimezone(utc), upper.astimezone(utc)) if lower.tzinfo else (lower, upper)
         step = (hi - lo) / slices
         edges = [lo + step * i for i in range(slices)] + [hi]

@@ -72,7 +72,13 @@ def numeric_precision_scale(typmod: int) -> tuple[int, int] | None:
 
 
 def map_column(
-    *, name: str, pg_type: str, base_type: str, typmod: int, is_array: bool, nullable: bool,
+    *,
+    name: str,
+    pg_type: str,
+    base_type: str,
+    typmod: int,
+    is_array: bool,
+    nullable: bool,
     table: str = "?",
 ) -> ColumnMapping:
     """Map one column; raise UnsupportedTypeError naming table, column and type when impossible."""
@@ -103,8 +109,15 @@ def map_column(
         arrow_type = pa.list_(arrow_type)
         glue_type = f"array<{glue_type}>"
     return ColumnMapping(
-        name=name, pg_type=pg_type, base_type=base_type, is_array=is_array, arrow_type=arrow_type,
-        glue_type=glue_type, nullable=nullable, as_text=as_text, note=note,
+        name=name,
+        pg_type=pg_type,
+        base_type=base_type,
+        is_array=is_array,
+        arrow_type=arrow_type,
+        glue_type=glue_type,
+        nullable=nullable,
+        as_text=as_text,
+        note=note,
     )
 
 
@@ -117,7 +130,10 @@ def arrow_schema(columns: list[ColumnMapping]) -> pa.Schema:
 # Which Glue type changes an existing lake table can absorb. Athena reads Parquet by column name
 # and widens these safely; anything else would make old partitions unreadable.
 SAFE_WIDENINGS = {
-    ("smallint", "int"), ("smallint", "bigint"), ("int", "bigint"), ("float", "double"),
+    ("smallint", "int"),
+    ("smallint", "bigint"),
+    ("int", "bigint"),
+    ("float", "double"),
 }
 
 

@@ -107,8 +107,14 @@ def verify_published_day(glue: GlueCatalog, s3_client, filesystem, table: str, d
     result.parquet_rows = parquet_rows
     if result.passed("objects"):
         if parquet_rows != manifest.source_rows + manifest.carried_rows:
-            carried = (f" plus {manifest.carried_rows} carried over from the previous export (already redacted "
-                       "from PostgreSQL)") if manifest.carried_rows else ""
+            carried = (
+                (
+                    f" plus {manifest.carried_rows} carried over from the previous export (already redacted "
+                    "from PostgreSQL)"
+                )
+                if manifest.carried_rows
+                else ""
+            )
             result.fail(
                 "row_count",
                 f"Parquet holds {parquet_rows} rows, the source window held {manifest.source_rows} at export time{carried}",
@@ -121,9 +127,14 @@ def verify_published_day(glue: GlueCatalog, s3_client, filesystem, table: str, d
     for column in manifest.columns:
         name, expected_type = column["name"], column["glue_type"]
         if glue_columns.get(name) != expected_type:
-            result.fail("schema", f"column {name!r}: Glue partition says {glue_columns.get(name)}, the files hold {expected_type}")
+            result.fail(
+                "schema",
+                f"column {name!r}: Glue partition says {glue_columns.get(name)}, the files hold {expected_type}",
+            )
         if name not in table_columns or not is_compatible_change(expected_type, table_columns[name]):
-            result.fail("schema", f"column {name!r}: Glue table says {table_columns.get(name)}, the files hold {expected_type}")
+            result.fail(
+                "schema", f"column {name!r}: Glue table says {table_columns.get(name)}, the files hold {expected_type}"
+            )
     if file_schema is not None:
         file_names = list(file_schema.names)
         manifest_names = [c["name"] for c in manifest.columns]

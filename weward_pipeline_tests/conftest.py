@@ -76,8 +76,9 @@ def fresh_database(pg_server):
 def sample_database(pg_server) -> str:
     """The sample app schema, 5 days ending 2024-04-01, shared read-only by many tests."""
     url = pg_server.create_database("sample")
-    sample_data.load(url, end_date=SAMPLE_END, size=sample_data.SampleSize(users=300, days=SAMPLE_DAYS),
-                     timezone=TIMEZONE)
+    sample_data.load(
+        url, end_date=SAMPLE_END, size=sample_data.SampleSize(users=300, days=SAMPLE_DAYS), timezone=TIMEZONE
+    )
     return url
 
 

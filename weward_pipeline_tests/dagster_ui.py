@@ -74,10 +74,11 @@ class DagsterProcesses:
         )
         log.close()
 
-    def start(self, daemon: bool = True) -> "DagsterProcesses":
+    def start(self, daemon: bool = True) -> DagsterProcesses:
         workspace = str(REPO_ROOT / "workspace.yaml")
-        self._spawn("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port),
-                                  "-w", workspace])
+        self._spawn(
+            "webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", workspace]
+        )
         if daemon:
             self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace])
         return self
@@ -97,8 +98,7 @@ class DagsterProcesses:
 
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 60) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 payload = json.loads(response.read())

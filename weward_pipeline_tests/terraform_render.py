@@ -73,7 +73,8 @@ WORKERS = max(1, int(os.environ.get("WEWARD_TERRAFORM_WORKERS", "2")))  # terraf
 REHEARSAL_VARIABLES = {
     "dagster_service_enabled": True,
     "analyst_principal_arns": [
-        f"arn:aws:iam::{ACCOUNT_ID}:role/aws-reserved/sso.amazonaws.com/{REGION}/AWSReservedSSO_Analyst_0123456789abcdef"],
+        f"arn:aws:iam::{ACCOUNT_ID}:role/aws-reserved/sso.amazonaws.com/{REGION}/AWSReservedSSO_Analyst_0123456789abcdef"
+    ],
 }
 # The renderings the tests ask for (overrides of REHEARSAL_VARIABLES), planned together: one
 # `terraform test` per environment plans its deployment suite and one rehearsal run per variant,
@@ -115,25 +116,39 @@ def require_terraform() -> tuple[str, Path]:
         raise TerraformUnavailable(
             "terraform is not installed: install Terraform >= 1.11 "
             "(https://developer.hashicorp.com/terraform/install, or apt-get install terraform from "
-            "apt.releases.hashicorp.com); the infra tests plan every environment offline with it")
-    version = subprocess.run([binary, "version", "-json"], capture_output=True, text=True, check=True,
-                             env=_base_env(Path(tempfile.gettempdir())), timeout=60)
+            "apt.releases.hashicorp.com); the infra tests plan every environment offline with it"
+        )
+    version = subprocess.run(
+        [binary, "version", "-json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_base_env(Path(tempfile.gettempdir())),
+        timeout=60,
+    )
     found = tuple(int(part) for part in json.loads(version.stdout)["terraform_version"].split(".")[:2])
     if found < MIN_TERRAFORM:
-        raise TerraformUnavailable(f"terraform {'.'.join(map(str, found))} is too old: install >= "
-                                   f"{'.'.join(map(str, MIN_TERRAFORM))} (the rehearsal uses override_during)")
+        raise TerraformUnavailable(
+            f"terraform {'.'.join(map(str, found))} is too old: install >= "
+            f"{'.'.join(map(str, MIN_TERRAFORM))} (the rehearsal uses override_during)"
+        )
     mirror = provider_mirror()
     if mirror is None or not (mirror / "registry.terraform.io/hashicorp/aws" / AWS_PROVIDER_VERSION).is_dir():
         raise TerraformUnavailable(
             f"no hashicorp/aws {AWS_PROVIDER_VERSION} provider mirror in $TF_PROVIDER_MIRROR or /opt/tf-plugins: "
             f"on a machine with registry access run `terraform providers mirror /opt/tf-plugins` in "
-            f"infra/envs/prod (the lock files pin {AWS_PROVIDER_VERSION}), or set TF_PROVIDER_MIRROR")
+            f"infra/envs/prod (the lock files pin {AWS_PROVIDER_VERSION}), or set TF_PROVIDER_MIRROR"
+        )
     return binary, mirror
 
 
 def _base_env(home: Path) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(home),
-            "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": str(home),
+        "TF_IN_AUTOMATION": "1",
+        "CHECKPOINT_DISABLE": "1",
+    }
 
 
 def env_names(env: str) -> dict[str, str]:
@@ -236,11 +251,15 @@ def workspace() -> Path:
             if f"tests/{suite.name}" == REHEARSAL:
                 assert text.count(REHEARSAL_RUN) == 1, f"{suite} must end with {REHEARSAL_RUN!r}"
                 _rehearsal_template[env] = text
-                text = text.replace(REHEARSAL_RUN, rehearsal_runs(
-                    {name: {**REHEARSAL_VARIABLES, **overrides} for name, overrides in VARIANTS.items()}))
+                text = text.replace(
+                    REHEARSAL_RUN,
+                    rehearsal_runs(
+                        {name: {**REHEARSAL_VARIABLES, **overrides} for name, overrides in VARIANTS.items()}
+                    ),
+                )
             (tests / suite.name).write_text(text)
     (base / "cli.tfrc").write_text(
-        'provider_installation {\n  filesystem_mirror {\n'
+        "provider_installation {\n  filesystem_mirror {\n"
         f'    path    = "{mirror}"\n    include = ["registry.terraform.io/hashicorp/aws"]\n  }}\n'
         '  direct {\n    exclude = ["registry.terraform.io/hashicorp/aws"]\n  }\n}\n'
         f'plugin_cache_dir = "{plugin_cache(mirror)}"\n'
@@ -268,8 +287,14 @@ def terraform(directory: str, *args: str, timeout: int = 600) -> subprocess.Comp
     with _directory_lock(directory):
         if _stopping.is_set():
             raise RenderError("the session is ending")
-        process = subprocess.Popen([binary, *args], cwd=base / "infra" / directory, env=run_env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [binary, *args],
+            cwd=base / "infra" / directory,
+            env=run_env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         _running.add(process)
         try:
             stdout, stderr = process.communicate(timeout=timeout)
@@ -291,9 +316,11 @@ def initialized(directory: str) -> Path:
         if directory not in _initialized:
             result = terraform(directory, "init", "-backend=false", "-input=false", "-no-color", "-lockfile=readonly")
             if result.returncode != 0:
-                raise RenderError(f"terraform init failed in infra/{directory} (a lock file out of date? run "
-                                  f"`terraform init -backend=false` there and commit .terraform.lock.hcl):\n"
-                                  f"{result.stdout[-3000:]}{result.stderr[-3000:]}")
+                raise RenderError(
+                    f"terraform init failed in infra/{directory} (a lock file out of date? run "
+                    f"`terraform init -backend=false` there and commit .terraform.lock.hcl):\n"
+                    f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
+                )
             _initialized[directory] = workspace() / "infra" / directory
         return _initialized[directory]
 
@@ -351,7 +378,9 @@ def terraform_test(directory: str, *args: str, test_directory: str = "tests") ->
         elif kind == "diagnostic" and message["diagnostic"]["severity"] == "error":
             d = message["diagnostic"]
             where = d.get("range", {}).get("filename", "")
-            problems.append(f"{d['summary']}: {d.get('detail', '')} ({where}{' run ' + message['@testrun'] if '@testrun' in message else ''})")
+            problems.append(
+                f"{d['summary']}: {d.get('detail', '')} ({where}{' run ' + message['@testrun'] if '@testrun' in message else ''})"
+            )
     if result.returncode != 0 and not problems:
         problems.append(result.stderr[-3000:])
     return TestRun(directory, result.returncode, runs, summary, plans, problems, "\n".join(messages))
@@ -426,8 +455,7 @@ def check_in_background(directories: list[str]) -> None:
         return
     workspace()
     for i in range(WORKERS - 1):
-        threading.Thread(target=_background_worker, args=(new[::-1],), daemon=True,
-                         name=f"terraform-{i}").start()
+        threading.Thread(target=_background_worker, args=(new[::-1],), daemon=True, name=f"terraform-{i}").start()
 
 
 def checked(directory: str) -> TestRun:
@@ -605,14 +633,24 @@ def _render(env: str, variables_json: str) -> Rendering:
         name, tests = "adhoc", f"tests-adhoc-{next(_adhoc)}"
         (workspace() / "infra" / directory / tests).mkdir()
         (workspace() / "infra" / directory / tests / Path(REHEARSAL).name).write_text(
-            _rehearsal_template[env].replace(REHEARSAL_RUN, rehearsal_runs({name: variables})))
+            _rehearsal_template[env].replace(REHEARSAL_RUN, rehearsal_runs({name: variables}))
+        )
         run = terraform_test(directory, "-verbose", test_directory=tests)
-        run = TestRun(run.directory, run.returncode, run.runs, run.summary,
-                      {(REHEARSAL, r): plan for (_, r), plan in run.plans.items()}, run.problems, run.messages)
+        run = TestRun(
+            run.directory,
+            run.returncode,
+            run.runs,
+            run.summary,
+            {(REHEARSAL, r): plan for (_, r), plan in run.plans.items()},
+            run.problems,
+            run.messages,
+        )
     plan = run.plans.get((REHEARSAL, name))
     if plan is None:
-        raise RenderError(f"terraform could not render infra/{directory} with {variables}:\n"
-                          + "\n".join(p for p in run.problems if f"run {name}" in p or "run " not in p))
+        raise RenderError(
+            f"terraform could not render infra/{directory} with {variables}:\n"
+            + "\n".join(p for p in run.problems if f"run {name}" in p or "run " not in p)
+        )
     return _build(env, variables, plan)
 
 
@@ -638,67 +676,105 @@ def _build(env: str, variables: dict, plan: dict) -> Rendering:
     roles = {}
     for values in of("aws_iam_role"):
         policies = role_policies.get(values["id"], {}) | role_policies.get(values["name"], {})
-        roles[values["name"]] = Role(values["name"], values["arn"], json.loads(values["assume_role_policy"]),
-                                     policies, values)
+        roles[values["name"]] = Role(
+            values["name"], values["arn"], json.loads(values["assume_role_policy"]), policies, values
+        )
     by_arn = {role.arn: role for role in roles.values()}
 
     task_definitions = {}
     for values in of("aws_ecs_task_definition"):
         containers = []
         for c in json.loads(values["container_definitions"]):
-            containers.append(Container(
-                name=c["name"], image=c["image"], command=c.get("command"),
-                environment={e["name"]: e["value"] for e in c.get("environment") or []},
-                secrets={s["name"]: s["valueFrom"] for s in c.get("secrets") or []},
-                user=c.get("user"), readonly_root_filesystem=bool(c.get("readonlyRootFilesystem")),
-                mount_points={m["containerPath"]: m["sourceVolume"] for m in c.get("mountPoints") or []},
-                essential=c.get("essential", True), definition=c,
-            ))
+            containers.append(
+                Container(
+                    name=c["name"],
+                    image=c["image"],
+                    command=c.get("command"),
+                    environment={e["name"]: e["value"] for e in c.get("environment") or []},
+                    secrets={s["name"]: s["valueFrom"] for s in c.get("secrets") or []},
+                    user=c.get("user"),
+                    readonly_root_filesystem=bool(c.get("readonlyRootFilesystem")),
+                    mount_points={m["containerPath"]: m["sourceVolume"] for m in c.get("mountPoints") or []},
+                    essential=c.get("essential", True),
+                    definition=c,
+                )
+            )
         platform = _first(values.get("runtime_platform")) or {}
         task_definitions[values["family"]] = TaskDefinition(
-            family=values["family"], arn=values["arn"], cpu=int(values["cpu"]), memory=int(values["memory"]),
-            cpu_architecture=platform.get("cpu_architecture"), operating_system=platform.get("operating_system_family"),
-            task_role=by_arn.get(values.get("task_role_arn")), execution_role=by_arn.get(values.get("execution_role_arn")),
-            volumes=[v["name"] for v in values.get("volume") or []], containers=containers, values=values,
+            family=values["family"],
+            arn=values["arn"],
+            cpu=int(values["cpu"]),
+            memory=int(values["memory"]),
+            cpu_architecture=platform.get("cpu_architecture"),
+            operating_system=platform.get("operating_system_family"),
+            task_role=by_arn.get(values.get("task_role_arn")),
+            execution_role=by_arn.get(values.get("execution_role_arn")),
+            volumes=[v["name"] for v in values.get("volume") or []],
+            containers=containers,
+            values=values,
         )
     tasks_by_arn = {t.arn: t for t in task_definitions.values()}
-    tasks_by_arn |= {t.values["arn_without_revision"]: t for t in task_definitions.values() if t.values.get("arn_without_revision")}
+    tasks_by_arn |= {
+        t.values["arn_without_revision"]: t for t in task_definitions.values() if t.values.get("arn_without_revision")
+    }
 
     schedules = {}
     for values in of("aws_scheduler_schedule"):
         target = values["target"][0]
         ecs = _first(target.get("ecs_parameters"))
         schedules[values["name"]] = Schedule(
-            name=values["name"], group=values.get("group_name"), state=values["state"],
-            expression=values["schedule_expression"], timezone=values.get("schedule_expression_timezone"),
-            target_arn=target["arn"], role=by_arn.get(target["role_arn"]),
-            input=json.loads(target["input"]) if target.get("input") else None, ecs=ecs,
+            name=values["name"],
+            group=values.get("group_name"),
+            state=values["state"],
+            expression=values["schedule_expression"],
+            timezone=values.get("schedule_expression_timezone"),
+            target_arn=target["arn"],
+            role=by_arn.get(target["role_arn"]),
+            input=json.loads(target["input"]) if target.get("input") else None,
+            ecs=ecs,
             task_definition=tasks_by_arn.get(ecs["task_definition_arn"]) if ecs else None,
             dead_letter_arn=(_first(target.get("dead_letter_config")) or {}).get("arn"),
-            retry_policy=_first(target.get("retry_policy")), values=values,
+            retry_policy=_first(target.get("retry_policy")),
+            values=values,
         )
 
     targets: dict[str, list[dict]] = {}
     for values in of("aws_cloudwatch_event_target"):
         targets.setdefault(values["rule"], []).append(values)
     event_rules = {
-        values["name"]: EventRule(values["name"], json.loads(values["event_pattern"]) if values.get("event_pattern") else None,
-                                  values.get("schedule_expression"), values.get("state"), targets.get(values["name"], []), values)
+        values["name"]: EventRule(
+            values["name"],
+            json.loads(values["event_pattern"]) if values.get("event_pattern") else None,
+            values.get("schedule_expression"),
+            values.get("state"),
+            targets.get(values["name"], []),
+            values,
+        )
         for values in of("aws_cloudwatch_event_rule")
     }
 
     ingress = of("aws_vpc_security_group_ingress_rule")
     egress = of("aws_vpc_security_group_egress_rule")
     security_groups = {
-        values["name"]: SecurityGroup(values["name"], values["id"],
-                                      [r for r in ingress if r["security_group_id"] == values["id"]],
-                                      [r for r in egress if r["security_group_id"] == values["id"]], values)
+        values["name"]: SecurityGroup(
+            values["name"],
+            values["id"],
+            [r for r in ingress if r["security_group_id"] == values["id"]],
+            [r for r in egress if r["security_group_id"] == values["id"]],
+            values,
+        )
         for values in of("aws_security_group")
     }
     vpc_endpoints = {values["service_name"].rsplit(f"{REGION}.", 1)[-1]: values for values in of("aws_vpc_endpoint")}
     return Rendering(
-        env=env, variables=variables, roles=roles, task_definitions=task_definitions, schedules=schedules,
-        event_rules=event_rules, security_groups=security_groups, vpc_endpoints=vpc_endpoints,
+        env=env,
+        variables=variables,
+        roles=roles,
+        task_definitions=task_definitions,
+        schedules=schedules,
+        event_rules=event_rules,
+        security_groups=security_groups,
+        vpc_endpoints=vpc_endpoints,
         bucket_policies={v["bucket"]: json.loads(v["policy"]) for v in of("aws_s3_bucket_policy")},
         key_policies={v["arn"]: json.loads(v["policy"]) for v in of("aws_kms_key")},
         secrets={v["name"]: v["arn"] for v in of("aws_secretsmanager_secret")},

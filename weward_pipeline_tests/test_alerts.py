@@ -46,9 +46,15 @@ def alert_inbox(lake_env, monkeypatch):
 
 def local_instance():
     """A SQLite instance whose event log is not sharded per run, like production's PostgreSQL one."""
-    return dg.instance_for_test(overrides={"event_log_storage": {
-        "module": "dagster._core.storage.event_log", "class": "ConsolidatedSqliteEventLogStorage",
-        "config": {"base_dir": tempfile.mkdtemp(prefix="weward-events-")}}})
+    return dg.instance_for_test(
+        overrides={
+            "event_log_storage": {
+                "module": "dagster._core.storage.event_log",
+                "class": "ConsolidatedSqliteEventLogStorage",
+                "config": {"base_dir": tempfile.mkdtemp(prefix="weward-events-")},
+            }
+        }
+    )
 
 
 def tick(sensor, instance, cursor):
@@ -56,14 +62,23 @@ def tick(sensor, instance, cursor):
     return data.cursor
 
 
-def test_a_failing_export_sends_exactly_one_notification_with_a_link_to_its_run(alert_inbox, fresh_database, monkeypatch):
+def test_a_failing_export_sends_exactly_one_notification_with_a_link_to_its_run(
+    alert_inbox, fresh_database, monkeypatch
+):
     monkeypatch.setenv("WEWARD_PG_URL", fresh_database)  # an empty database: the table is missing
-    catalog = make_catalog({"name": "step_events", "mode": "append", "partition_column": "created_at", "primary_key": ["id"]})
+    catalog = make_catalog(
+        {"name": "step_events", "mode": "append", "partition_column": "created_at", "primary_key": ["id"]}
+    )
     defs = build_definitions(catalog)
     with dg.instance_for_test() as instance:
         cursor = tick(alert_on_run_failure, instance, None)  # the daemon's first tick starts from now
-        result = dg.materialize([defs.get_assets_def(dg.AssetKey(["lake", "step_events"]))], partition_key="2024-03-31",
-                                instance=instance, resources=defs.resources, raise_on_error=False)
+        result = dg.materialize(
+            [defs.get_assets_def(dg.AssetKey(["lake", "step_events"]))],
+            partition_key="2024-03-31",
+            instance=instance,
+            resources=defs.resources,
+            raise_on_error=False,
+        )
         assert not result.success
         cursor = tick(alert_on_run_failure, instance, cursor)
         tick(alert_on_run_failure, instance, cursor)  # and later ticks: no duplicate
@@ -86,22 +101,29 @@ def probe() -> None:
 def rows_match(context) -> dg.AssetCheckResult:
     """Fails on 2024-03-31 with WARN severity (the run succeeds) and on 2024-03-29 with ERROR (the run fails)."""
     day = context.partition_key
-    return dg.AssetCheckResult(passed=day not in ("2024-03-29", "2024-03-31"), description="12 rows in Parquet, 13 in PostgreSQL",
-                               severity=dg.AssetCheckSeverity.WARN if day == "2024-03-31" else dg.AssetCheckSeverity.ERROR)
+    return dg.AssetCheckResult(
+        passed=day not in ("2024-03-29", "2024-03-31"),
+        description="12 rows in Parquet, 13 in PostgreSQL",
+        severity=dg.AssetCheckSeverity.WARN if day == "2024-03-31" else dg.AssetCheckSeverity.ERROR,
+    )
 
 
 def test_a_failed_blocking_check_sends_one_notification_whether_or_not_its_run_fails(alert_inbox):
     with local_instance() as instance:
         cursors = {s: tick(s, instance, None) for s in (alert_on_failed_blocking_checks, alert_on_run_failure)}
-        results = {day: dg.materialize([probe, rows_match], partition_key=day, instance=instance, raise_on_error=False)
-                   for day in ("2024-03-29", "2024-03-30", "2024-03-31")}
+        results = {
+            day: dg.materialize([probe, rows_match], partition_key=day, instance=instance, raise_on_error=False)
+            for day in ("2024-03-29", "2024-03-30", "2024-03-31")
+        }
         assert [r.success for r in results.values()] == [False, True, True]
         for _ in range(2):  # later ticks send nothing more
             cursors = {s: tick(s, instance, c) for s, c in cursors.items()}
 
     alerts = sorted(alert_inbox(), key=lambda a: a["Subject"])
-    assert [a["Subject"] for a in alerts] == ["weward_pipeline: check failed: lake/probe 2024-03-31 rows_match",
-                                              "weward_pipeline: run failed: lake__probe_rows_match 2024-03-29"]
+    assert [a["Subject"] for a in alerts] == [
+        "weward_pipeline: check failed: lake/probe 2024-03-31 rows_match",
+        "weward_pipeline: run failed: lake__probe_rows_match 2024-03-29",
+    ]
     alert, result = alerts[0], results["2024-03-31"]
     assert alert["Subject"] == "weward_pipeline: check failed: lake/probe 2024-03-31 rows_match"
     assert "12 rows in Parquet, 13 in PostgreSQL" in alert["Message"]

@@ -34,7 +34,9 @@ def test_clients_from_the_settings_reach_the_lake_through_boto3_and_pyarrow(lake
 
 
 def test_an_endpoint_from_the_environment_treats_empty_as_aws_itself():
-    assert aws.Endpoint.from_env({"AWS_ENDPOINT_URL": "", "AWS_DEFAULT_REGION": "eu-west-1"}) == aws.Endpoint("eu-west-1")
+    assert aws.Endpoint.from_env({"AWS_ENDPOINT_URL": "", "AWS_DEFAULT_REGION": "eu-west-1"}) == aws.Endpoint(
+        "eu-west-1"
+    )
 
 
 @pytest.mark.parametrize("value", [None, ""])
@@ -50,5 +52,7 @@ def test_an_unset_or_empty_glue_database_is_the_default_for_the_pipeline_and_the
 def test_a_glue_database_name_athena_cannot_use_is_refused_with_the_variable_named():
     env = {"WEWARD_PG_URL": "postgresql://u@h/db", "WEWARD_LAKE_URL": "s3://b/p", "WEWARD_GLUE_DATABASE": "Lake-Prod"}
     for parse in (glue_database, Settings.from_env, QuerySettings.from_env):
-        with pytest.raises(ConfigError, match="WEWARD_GLUE_DATABASE must be lower-case letters, digits and _, got 'Lake-Prod'"):
+        with pytest.raises(
+            ConfigError, match="WEWARD_GLUE_DATABASE must be lower-case letters, digits and _, got 'Lake-Prod'"
+        ):
             parse(env)

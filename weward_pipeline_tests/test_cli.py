@@ -19,9 +19,12 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 def test_every_command_and_every_option_has_help_text():
-    missing = [f"{name} {action.option_strings or action.dest}"
-               for name, parser in subcommands().items() for action in parser._actions
-               if not action.help and not isinstance(action, argparse._HelpAction)]
+    missing = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, parser in subcommands().items()
+        for action in parser._actions
+        if not action.help and not isinstance(action, argparse._HelpAction)
+    ]
     assert not missing, f"options without help text: {missing}"
     assert all(parser.description for parser in subcommands().values())
 
@@ -47,7 +50,9 @@ def test_errors_a_user_can_fix_are_one_line_and_bugs_keep_their_traceback(monkey
         message, status = cli.explain(exc)
     assert status == 1 and "\n" not in message and "s3cret-pw" not in message
     assert cli.explain(ConfigError("invalid table catalog x:\n  - one\n  - two")) == (
-        "invalid table catalog x: - one - two", 2)
+        "invalid table catalog x: - one - two",
+        2,
+    )
     assert cli.explain(KeyError("a bug")) is None
 
 

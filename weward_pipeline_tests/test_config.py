@@ -42,7 +42,9 @@ def test_append_table_without_partition_column_says_what_to_add():
 
 
 def test_snapshot_table_with_partition_column_is_refused():
-    message = problems(catalog_with({"name": "users", "mode": "snapshot", "primary_key": ["id"], "partition_column": "x"}))
+    message = problems(
+        catalog_with({"name": "users", "mode": "snapshot", "primary_key": ["id"], "partition_column": "x"})
+    )
     assert "remove `partition_column`" in message
 
 
@@ -62,7 +64,11 @@ def test_retention_must_be_a_positive_whole_number(bad):
 
 
 def test_all_problems_are_reported_at_once():
-    message = problems(catalog_with({"name": "a", "mode": "nope", "primary_key": []}, {"name": "b", "mode": "append", "primary_key": ["id"]}))
+    message = problems(
+        catalog_with(
+            {"name": "a", "mode": "nope", "primary_key": []}, {"name": "b", "mode": "append", "primary_key": ["id"]}
+        )
+    )
     assert "table 'a'" in message and "`mode`" in message and "primary_key" in message
     assert "table 'b'" in message and "partition_column" in message
 
@@ -106,12 +112,14 @@ def test_settings_require_database_and_lake_and_say_how():
 
 
 def test_settings_parse_the_contract():
-    settings = Settings.from_env({
-        "WEWARD_PG_URL": "postgresql://export:s3cret@db.internal:5432/app",
-        "WEWARD_LAKE_URL": "s3://weward-lake-prod/lake/",
-        "WEWARD_GLUE_DATABASE": "weward_lake",
-        "AWS_REGION": "eu-west-3",
-    })
+    settings = Settings.from_env(
+        {
+            "WEWARD_PG_URL": "postgresql://export:s3cret@db.internal:5432/app",
+            "WEWARD_LAKE_URL": "s3://weward-lake-prod/lake/",
+            "WEWARD_GLUE_DATABASE": "weward_lake",
+            "AWS_REGION": "eu-west-3",
+        }
+    )
     assert settings.lake == LakeLocation("weward-lake-prod", "lake")
     assert settings.pg_redact_url == settings.pg_url  # defaults to the export URL
     assert settings.aws_endpoint_url is None

@@ -35,7 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BEAT = 1  # seconds, in the end-to-end tests
 BOUND = (liveness.STALE_AFTER_BEATS + 1) * BEAT  # a killed run's slots are free within this of its death
-SAMPLE_TABLES = ("users", "step_events", "ward_transactions", "reward_offers", "reward_purchases", "contest_participations")
+SAMPLE_TABLES = (
+    "users",
+    "step_events",
+    "ward_transactions",
+    "reward_offers",
+    "reward_purchases",
+    "contest_participations",
+)
 
 
 @pytest.fixture
@@ -60,11 +67,12 @@ def claimed(instance) -> list[str]:
 
 
 def beat_tags(seconds_ago: float, interval: int = 30) -> dict[str, str]:
-    at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds_ago)
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds_ago)
     return {liveness.HEARTBEAT_TAG: at.isoformat(timespec="seconds"), liveness.HEARTBEAT_SECONDS_TAG: str(interval)}
 
 
 # -- Dagster's behaviour the rule relies on (the calls are the run-monitoring daemon's, not @public) --
+
 
 def test_dagster_keeps_a_failed_runs_slot_until_freed_and_lists_its_run(instance):
     run_id = holding_a_slot(instance)
@@ -79,6 +87,7 @@ def test_dagster_keeps_a_failed_runs_slot_until_freed_and_lists_its_run(instance
 
 # -- The rule --------------------------------------------------------------------------------------
 
+
 def test_a_run_whose_beat_is_stale_is_failed_and_its_slot_freed_a_live_one_is_left_alone(instance):
     live = holding_a_slot(instance, tags=beat_tags(seconds_ago=60))  # 2 beats missed: a slow database, alive
     dead = holding_a_slot(instance, tags=beat_tags(seconds_ago=400), step="lake__users")  # 13 beats missed
@@ -87,10 +96,15 @@ def test_a_run_whose_beat_is_stale_is_failed_and_its_slot_freed_a_live_one_is_le
     assert claimed(instance) == [live]
     assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE
     assert instance.get_run_by_id(live).status == dg.DagsterRunStatus.STARTED
-    assert re.fullmatch(rf"run {dead[:8]} \(STARTED\): its worker stopped beating 40\d s ago \(last beat \S+, one every "
-                        r"30 s; dead after 10 missed\): killed or stopped; pool slots freed", str(reaped[0])), str(reaped[0])
+    assert re.fullmatch(
+        rf"run {dead[:8]} \(STARTED\): its worker stopped beating 40\d s ago \(last beat \S+, one every "
+        r"30 s; dead after 10 missed\): killed or stopped; pool slots freed",
+        str(reaped[0]),
+    ), str(reaped[0])
     failure = instance.all_logs(dead, of_type=dg.DagsterEventType.RUN_FAILURE)
-    assert [e.message for e in failure] == [f"Marked failed by weward_pipeline: {reaped[0].reason}. Its pool slots were freed."]
+    assert [e.message for e in failure] == [
+        f"Marked failed by weward_pipeline: {reaped[0].reason}. Its pool slots were freed."
+    ]
 
 
 def test_each_run_is_judged_by_its_own_beat_interval(instance):
@@ -125,11 +139,14 @@ def test_a_run_being_canceled_when_its_worker_died_ends_canceled(instance):
 def test_a_bad_heartbeat_interval_is_one_clear_error():
     assert liveness.heartbeat_seconds({}) == 30
     assert liveness.heartbeat_seconds({"WEWARD_RUN_HEARTBEAT_SECONDS": "5"}) == 5
-    with pytest.raises(ConfigError, match=r"WEWARD_RUN_HEARTBEAT_SECONDS must be a whole number of seconds, at least 1 \(got '0s'\)"):
+    with pytest.raises(
+        ConfigError, match=r"WEWARD_RUN_HEARTBEAT_SECONDS must be a whole number of seconds, at least 1 \(got '0s'\)"
+    ):
         liveness.heartbeat_seconds({"WEWARD_RUN_HEARTBEAT_SECONDS": "0s"})
 
 
 # -- End to end: a real export SIGKILLed while it holds both slots ----------------------------------
+
 
 @pytest.fixture
 def production(sample_database, lake_env, fresh_database, tmp_path, monkeypatch):
@@ -137,8 +154,15 @@ def production(sample_database, lake_env, fresh_database, tmp_path, monkeypatch)
     default run launcher), the sample database, a fresh lake; heartbeat every BEAT second."""
     bucket = lake_env["WEWARD_LAKE_URL"].removeprefix("s3://").split("/")[0]
     home = production_dagster_home(fresh_database, tmp_path, monkeypatch, compute_log_bucket=bucket)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WEWARD_PG_URL": sample_database, "WEWARD_PII_KEY": "k" * 48,
-           liveness.HEARTBEAT_ENV: str(BEAT), "WEWARD_SCHEDULE_DEFAULT_STATUS": "stopped", "DAGSTER_HOME": str(home)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "WEWARD_PG_URL": sample_database,
+        "WEWARD_PII_KEY": "k" * 48,
+        liveness.HEARTBEAT_ENV: str(BEAT),
+        "WEWARD_SCHEDULE_DEFAULT_STATUS": "stopped",
+        "DAGSTER_HOME": str(home),
+    }
     instance = dg.DagsterInstance.from_config(str(home))
     yield env, instance, tmp_path
     instance.dispose()
@@ -147,9 +171,23 @@ def production(sample_database, lake_env, fresh_database, tmp_path, monkeypatch)
 def materialize(env, selection: str, day: str, log: Path) -> subprocess.Popen:
     """The export task's command (infra: dagster asset materialize ... --partition <day>), in its own session."""
     with log.open("w") as out:
-        return subprocess.Popen([str(BIN / "dagster"), "asset", "materialize", "-m", "weward_pipeline.definitions",
-                                 "--select", selection, "--partition", day],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [
+                str(BIN / "dagster"),
+                "asset",
+                "materialize",
+                "-m",
+                "weward_pipeline.definitions",
+                "--select",
+                selection,
+                "--partition",
+                day,
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def wait_for(condition, timeout: float, what: str, *, logs: tuple[Path, ...] = ()):
@@ -169,17 +207,26 @@ def kill_an_export_holding_both_slots(env, instance, tmp_path, sample_database) 
     OOM-killed); returns the dead run's id and the time of death."""
     log = tmp_path / "killed-export.log"
     with psycopg.connect(sample_database) as lock, psycopg.connect(sample_database, autocommit=True) as watch:
-        lock.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-            sql.SQL(", ").join(sql.Identifier(t) for t in SAMPLE_TABLES)))
+        lock.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in SAMPLE_TABLES)
+            )
+        )
         # Two tables read from PostgreSQL (the scheduled `key:lake/*` adds steps that change nothing here).
         export = materialize(env, "key:lake/step_events or key:lake/ward_transactions", "2024-03-30", log)
         try:
+
             def both_slots_held_and_reading():
                 holders = set(claimed(instance))
-                waiting = watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                        "AND application_name LIKE 'weward-export %'").fetchone()[0]
+                waiting = watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND application_name LIKE 'weward-export %'"
+                ).fetchone()[0]
                 return len(claimed(instance)) == 2 and len(holders) == 1 and waiting == 2 and holders.pop()
-            run_id = wait_for(both_slots_held_and_reading, 120, "the export's two steps to hold both slots", logs=(log,))
+
+            run_id = wait_for(
+                both_slots_held_and_reading, 120, "the export's two steps to hold both slots", logs=(log,)
+            )
         finally:
             os.killpg(export.pid, signal.SIGKILL)
             export.wait()
@@ -215,8 +262,12 @@ def test_without_the_daemon_the_next_export_frees_a_killed_exports_slots_within_
     assert claimed(instance) == []
     # deploy/dagster.yaml's compute logs: the step logs of the run are in S3 under the production prefix.
     bucket = env["DAGSTER_COMPUTE_LOG_BUCKET"]
-    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(
-        Bucket=bucket, Prefix=f"_dagster/compute-logs/storage/{run.dagster_run.run_id}/")["Contents"]]
+    keys = [
+        o["Key"]
+        for o in boto3.client("s3").list_objects_v2(
+            Bucket=bucket, Prefix=f"_dagster/compute-logs/storage/{run.dagster_run.run_id}/"
+        )["Contents"]
+    ]
     assert any(k.endswith(".err") for k in keys), keys
 
 
@@ -224,11 +275,20 @@ def test_with_the_daemon_its_sensor_frees_a_killed_exports_slots_within_the_boun
     env, instance, tmp_path = production
     daemon_log = tmp_path / "daemon.log"
     with daemon_log.open("w") as out:
-        daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-m", "weward_pipeline.definitions"],
-                                  env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        daemon = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-m", "weward_pipeline.definitions"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        wait_for(lambda: f"Checking for new runs for sensor: {liveness.DEAD_RUN_SENSOR}" in daemon_log.read_text(),
-                 180, "the daemon to evaluate the dead-run sensor", logs=(daemon_log,))
+        wait_for(
+            lambda: f"Checking for new runs for sensor: {liveness.DEAD_RUN_SENSOR}" in daemon_log.read_text(),
+            180,
+            "the daemon to evaluate the dead-run sensor",
+            logs=(daemon_log,),
+        )
         dead, died = kill_an_export_holding_both_slots(env, instance, tmp_path, sample_database)
         wait_for(lambda: claimed(instance) == [], 60, "the sensor to free the slots", logs=(daemon_log,))
         freed = failed_at(instance, dead)
@@ -247,10 +307,14 @@ def test_with_the_daemon_its_sensor_frees_a_killed_exports_slots_within_the_boun
 def test_every_job_of_the_code_location_beats_and_the_sensor_runs_by_default():
     """The scheduled export (`dagster asset materialize`: the asset job), the daemon's daily_export and
     the erasure task (`dagster job execute -j gdpr_erasure`) all run on the beating executor."""
-    from weward_pipeline.defs.factory import STEP_EXECUTOR
     from weward_pipeline.definitions import defs
+    from weward_pipeline.defs.factory import STEP_EXECUTOR
 
-    jobs = [defs.resolve_implicit_global_asset_job_def(), defs.resolve_job_def("daily_export"), defs.resolve_job_def("gdpr_erasure")]
+    jobs = [
+        defs.resolve_implicit_global_asset_job_def(),
+        defs.resolve_job_def("daily_export"),
+        defs.resolve_job_def("gdpr_erasure"),
+    ]
     assert [job.executor_def.executor_creation_fn for job in jobs] == [STEP_EXECUTOR.executor_creation_fn] * 3
     sensor = defs.resolve_sensor_def(liveness.DEAD_RUN_SENSOR)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING and sensor.minimum_interval_seconds == 60

@@ -77,7 +77,9 @@ def test_the_glue_console_link_is_shown_for_aws_and_left_out_for_a_local_endpoin
     key = dg.AssetKey(["lake", "step_events"])
     monkeypatch.setenv("AWS_ENDPOINT_URL", "")
     assert "glue_console" in build_definitions(load_catalog()).resolve_asset_graph().get(key).metadata
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")  # the local stack: the AWS console has no such table
+    monkeypatch.setenv(
+        "AWS_ENDPOINT_URL", "http://127.0.0.1:5000"
+    )  # the local stack: the AWS console has no such table
     assert "glue_console" not in build_definitions(load_catalog()).resolve_asset_graph().get(key).metadata
 
 
@@ -87,14 +89,31 @@ def test_documented_mistakes_of_dagster_asset_materialize_print_one_line(tmp_pat
     typo = tmp_path / "tables.yaml"
     typo.write_text("start_date: '2024-01-01'\ntables:\n  - name: step_events\n    mod: append\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEWARD_")}
-    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "weward_pipeline.definitions",
-               "--select", "lake/step_events", "--partition", "2024-03-31"]
-    for extra, expected in (({"WEWARD_TABLES_FILE": str(typo)}, "unknown key(s) mod"),
-                            ({}, "missing environment variable(s) WEWARD_PG_URL, WEWARD_LAKE_URL"),
-                            # read where the run executes, which this command does in its own process
-                            ({"WEWARD_LAKE_URL": "s3://lake/prefix"}, "missing environment variable(s) WEWARD_PG_URL")):
-        result = subprocess.run(command, cwd=tmp_path, env={**env, **extra, "DAGSTER_HOME": str(tmp_path)},
-                                capture_output=True, text=True, timeout=300)
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "weward_pipeline.definitions",
+        "--select",
+        "lake/step_events",
+        "--partition",
+        "2024-03-31",
+    ]
+    for extra, expected in (
+        ({"WEWARD_TABLES_FILE": str(typo)}, "unknown key(s) mod"),
+        ({}, "missing environment variable(s) WEWARD_PG_URL, WEWARD_LAKE_URL"),
+        # read where the run executes, which this command does in its own process
+        ({"WEWARD_LAKE_URL": "s3://lake/prefix"}, "missing environment variable(s) WEWARD_PG_URL"),
+    ):
+        result = subprocess.run(
+            command,
+            cwd=tmp_path,
+            env={**env, **extra, "DAGSTER_HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 1
         assert "Traceback" not in result.stderr and expected in result.stderr, result.stderr[-2000:]
         assert len(result.stderr.splitlines()) < 12, result.stderr
@@ -104,7 +123,11 @@ def test_dagster_definitions_validate_passes_on_the_workspace():
     env = {**os.environ, **PLACEHOLDER_ENV}
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -112,33 +135,53 @@ def test_dagster_definitions_validate_passes_on_the_workspace():
 def source_rows(url: str, table: str, column: str, day: str) -> int:
     """Rows of the day in PostgreSQL (Europe/Paris local day), what the export must hold."""
     with psycopg.connect(url) as conn:
-        return conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE ({} AT TIME ZONE 'Europe/Paris')::date = %s").format(
-            sql.Identifier(table), sql.Identifier(column)), (day,)).fetchone()[0]
+        return conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE ({} AT TIME ZONE 'Europe/Paris')::date = %s").format(
+                sql.Identifier(table), sql.Identifier(column)
+            ),
+            (day,),
+        ).fetchone()[0]
 
 
-def test_materializing_a_day_through_dagster_exports_registers_and_passes_its_checks(sample_catalog_file, lake_env, sample_database):
+def test_materializing_a_day_through_dagster_exports_registers_and_passes_its_checks(
+    sample_catalog_file, lake_env, sample_database
+):
     defs = build_definitions(load_catalog())
     key = dg.AssetKey(["lake", "step_events"])
     checks = [c for c in defs.asset_checks if any(k.asset_key == key for k in c.check_keys)]
     checks = [c for c in checks if {k.name for k in c.check_keys} & set(EXPORT_CHECKS)]
-    result = dg.materialize([defs.get_assets_def(key), *checks], partition_key="2024-03-31",
-                            resources=defs.resources, instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        [defs.get_assets_def(key), *checks],
+        partition_key="2024-03-31",
+        resources=defs.resources,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     assert result.success
     (materialization,) = [e.materialization for e in result.get_asset_materialization_events()]
     metadata = materialization.metadata
     assert materialization.partition == "2024-03-31"
-    assert metadata["dagster/row_count"].value == source_rows(sample_database, "step_events", "created_at", "2024-03-31") > 500
+    assert (
+        metadata["dagster/row_count"].value
+        == source_rows(sample_database, "step_events", "created_at", "2024-03-31")
+        > 500
+    )
     assert metadata["window_start"].value == "2024-03-31T00:00:00+01:00"
     assert metadata["window_end"].value == "2024-04-01T00:00:00+02:00"
     assert metadata["glue_table"].value == f"{lake_env['WEWARD_GLUE_DATABASE']}.step_events"
     assert metadata["s3_location"].value.startswith(lake_env["WEWARD_LAKE_URL"] + "/step_events/dt=2024-03-31/v=")
     assert [c.name for c in metadata["dagster/column_schema"].schema.columns][:3] == ["id", "user_id", "created_at"]
     assert "password" not in str(metadata) and sample_database not in str(metadata)
-    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.check_name in EXPORT_CHECKS}
-    assert evaluations == {"row_count_matches_source": True, "glue_points_at_export": True, "glue_schema_matches_files": True}
+    evaluations = {
+        e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.check_name in EXPORT_CHECKS
+    }
+    assert evaluations == {
+        "row_count_matches_source": True,
+        "glue_points_at_export": True,
+        "glue_schema_matches_files": True,
+    }
 
-    from weward_pipeline.export import AwsClients
     from weward_pipeline.config import Settings
+    from weward_pipeline.export import AwsClients
 
     clients = AwsClients.from_settings(Settings.from_env())
     glue = GlueCatalog(clients.glue, lake_env["WEWARD_GLUE_DATABASE"])
@@ -148,17 +191,28 @@ def test_materializing_a_day_through_dagster_exports_registers_and_passes_its_ch
     bucket, _, prefix = metadata["s3_location"].value.removeprefix("s3://").partition("/")
     clients.s3.delete_object(Bucket=bucket, Key=prefix + "part-00000.parquet")
     verification = verify_published_day(glue, clients.s3, clients.filesystem, "step_events", "2024-03-31")
-    assert (verification.passed("row_count"), verification.passed("objects"), verification.passed("schema")) == (False, False, True)
+    assert (verification.passed("row_count"), verification.passed("objects"), verification.passed("schema")) == (
+        False,
+        False,
+        True,
+    )
     assert "is missing" in verification.summary()
 
 
 def test_a_bad_catalog_entry_fails_once_with_the_fix_and_is_not_retried(sample_catalog_file, lake_env):
     catalog = yaml.safe_load(sample_catalog_file.read_text())
-    catalog["tables"] = [{"name": "step_events", "mode": "append", "partition_column": "created", "primary_key": ["id"]}]
+    catalog["tables"] = [
+        {"name": "step_events", "mode": "append", "partition_column": "created", "primary_key": ["id"]}
+    ]
     sample_catalog_file.write_text(yaml.safe_dump(catalog))
     defs = build_definitions(load_catalog())
-    result = dg.materialize([defs.get_assets_def(dg.AssetKey(["lake", "step_events"]))], partition_key="2024-03-31",
-                            resources=defs.resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    result = dg.materialize(
+        [defs.get_assets_def(dg.AssetKey(["lake", "step_events"]))],
+        partition_key="2024-03-31",
+        resources=defs.resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
     assert not result.success
     events = result.all_events
     assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in events)
@@ -170,14 +224,31 @@ def test_the_documented_cli_command_materializes_a_partition(sample_catalog_file
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "weward_pipeline.definitions",
-         "--select", "lake/reward_purchases", "--partition", "2024-03-31"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "weward_pipeline.definitions",
+            "--select",
+            "lake/reward_purchases",
+            "--partition",
+            "2024-03-31",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     from weward_pipeline.config import Settings
     from weward_pipeline.export import AwsClients
 
     clients = AwsClients.from_settings(Settings.from_env())
-    partition = GlueCatalog(clients.glue, lake_env["WEWARD_GLUE_DATABASE"]).get_partition("reward_purchases", "2024-03-31")
-    assert partition["Parameters"]["weward.rows"] == str(source_rows(sample_database, "reward_purchases", "purchased_at", "2024-03-31"))
+    partition = GlueCatalog(clients.glue, lake_env["WEWARD_GLUE_DATABASE"]).get_partition(
+        "reward_purchases", "2024-03-31"
+    )
+    assert partition["Parameters"]["weward.rows"] == str(
+        source_rows(sample_database, "reward_purchases", "purchased_at", "2024-03-31")
+    )

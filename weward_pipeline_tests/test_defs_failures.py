@@ -28,7 +28,9 @@ def raised(error: BaseException, wrapper: BaseException | None = None) -> BaseEx
 
 
 def test_a_transient_cause_is_retried_and_says_why(caplog):
-    exc = raised(ConnectionResetError(104, "Connection reset by peer"), ExportError(f"{WHERE}: writing to the lake failed"))
+    exc = raised(
+        ConnectionResetError(104, "Connection reset by peer"), ExportError(f"{WHERE}: writing to the lake failed")
+    )
     with caplog.at_level(logging.WARNING):
         failure = as_failure(exc, where=WHERE, known=(ExportError,), log=logging.getLogger("test"))
     assert failure.allow_retries is True
@@ -43,7 +45,7 @@ def test_a_known_refusal_fails_once_with_its_own_message_and_no_traceback():
         try:
             raise ConfigError("inner")
         except ConfigError:
-            raise failure
+            raise failure  # noqa: B904 - what as_failure guarantees even without `from None`
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 from weward_pipeline.devstack.processes import pid_alive
@@ -29,14 +29,18 @@ def test_dev_serves_the_dagster_ui_on_the_local_stack_and_cleans_up_on_sigterm()
     env.update(WEWARD_STACK_DIR=str(stack_dir))
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "weward-pipeline"), "dev", "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         graphql = f"http://127.0.0.1:{port}/graphql"
 
         def asset_keys() -> set[str]:
             request = urllib.request.Request(
-                graphql, data=json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode(),
+                graphql,
+                data=json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode(),
                 headers={"Content-Type": "application/json"},
             )
             with urllib.request.urlopen(request, timeout=5) as response:

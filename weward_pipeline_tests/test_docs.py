@@ -95,7 +95,9 @@ def commands_in(path: Path) -> list[tuple[str, list[str], bool]]:
                 except ValueError:  # no closing quotation yet
                     i += 1
                     if i >= len(lines):
-                        raise AssertionError(f"{rel(path)}:{first_line + start}: unterminated quote in {line!r}")
+                        raise AssertionError(
+                            f"{rel(path)}:{first_line + start}: unterminated quote in {line!r}"
+                        ) from None
                     pending += "\n" + lines[i]
             if pending.endswith("\\") and i + 1 < len(lines):
                 lines[i + 1] = pending.removesuffix("\\") + " " + lines[i + 1].strip()
@@ -143,8 +145,11 @@ def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
 
 def test_every_weward_pipeline_command_in_the_docs_parses():
     parser = console_parser()
-    shown = [(where, tokens[1:], complete) for where, tokens, complete in all_commands()
-             if Path(tokens[0]).name == "weward-pipeline"]
+    shown = [
+        (where, tokens[1:], complete)
+        for where, tokens, complete in all_commands()
+        if Path(tokens[0]).name == "weward-pipeline"
+    ]
     assert len(shown) > 20, "the command extraction found too little: check test_docs.commands_in"
     wrong = []
     for where, args, complete in shown:
@@ -156,15 +161,20 @@ def test_every_weward_pipeline_command_in_the_docs_parses():
 
 
 def test_every_subcommand_is_shown_in_the_docs():
-    shown = {tokens[1] for _, tokens, _ in all_commands() if Path(tokens[0]).name == "weward-pipeline" and len(tokens) > 1}
+    shown = {
+        tokens[1] for _, tokens, _ in all_commands() if Path(tokens[0]).name == "weward-pipeline" and len(tokens) > 1
+    }
     missing = sorted(set(subparsers(console_parser())) - shown)
     assert not missing, f"weward-pipeline sub-commands no page shows: {missing}; add them to README.md's entry points"
 
 
 def test_every_make_target_in_the_docs_exists():
     targets = set(re.findall(r"^([\w-]+):", text(REPO / "Makefile"), re.M))
-    wrong = [f"{where}: make {tokens[1]}" for where, tokens, _ in all_commands()
-             if tokens[0] == "make" and len(tokens) > 1 and tokens[1] not in targets]
+    wrong = [
+        f"{where}: make {tokens[1]}"
+        for where, tokens, _ in all_commands()
+        if tokens[0] == "make" and len(tokens) > 1 and tokens[1] not in targets
+    ]
     assert not wrong, f"make targets the Makefile does not have: {wrong}"
 
 
@@ -186,6 +196,7 @@ def test_dagster_commands_name_the_code_location_and_catalog_tables():
 
 
 # -- "Where do I change X" ----------------------------------------------------------------------
+
 
 def section(page: str, heading: str) -> str:
     match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", page, re.M | re.S)
@@ -229,6 +240,7 @@ def test_where_do_i_change_x_lists_every_product_module():
 
 # -- the environment contract --------------------------------------------------------------------
 
+
 def contract_table() -> dict[str, str]:
     """variable -> its 'when unset' cell, from the README's configuration table."""
     rows = {}
@@ -241,8 +253,11 @@ def contract_table() -> dict[str, str]:
 
 
 def string_constants(path: Path) -> set[str]:
-    return {node.value for node in ast.walk(ast.parse(text(path)))
-            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    return {
+        node.value
+        for node in ast.walk(ast.parse(text(path)))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
 
 
 def variables_read_by(paths) -> set[str]:
@@ -255,8 +270,12 @@ def test_the_contract_table_lists_exactly_the_variables_the_product_reads():
     read = variables_read_by(product)
     table = contract_table()
     documented = {name for name in table if name.startswith("WEWARD_")}
-    assert not read - documented, f"variables the code reads, missing from README.md's contract table: {sorted(read - documented)}"
-    assert not documented - read, f"README.md's contract table lists variables no product module reads: {sorted(documented - read)}"
+    assert not read - documented, (
+        f"variables the code reads, missing from README.md's contract table: {sorted(read - documented)}"
+    )
+    assert not documented - read, (
+        f"README.md's contract table lists variables no product module reads: {sorted(documented - read)}"
+    )
     config_reads = {s for s in string_constants(PACKAGE / "config.py") if re.fullmatch(r"(WEWARD|AWS)_[A-Z0-9_]+", s)}
     assert config_reads <= set(table), f"config.py reads {sorted(config_reads - set(table))}, not in the contract table"
     local = variables_read_by(p for p in product_modules() if local_only in p.parents) - read
@@ -266,8 +285,11 @@ def test_the_contract_table_lists_exactly_the_variables_the_product_reads():
 def test_every_production_setting_is_in_the_contract_table():
     table = contract_table()
     for env_file in sorted((REPO / "deploy").glob("*.env")):
-        names = {line.split("=", 1)[0].removesuffix("_SECRET") for line in text(env_file).splitlines()
-                 if "=" in line and not line.startswith("#")}
+        names = {
+            line.split("=", 1)[0].removesuffix("_SECRET")
+            for line in text(env_file).splitlines()
+            if "=" in line and not line.startswith("#")
+        }
         # DAGSTER_PG_* configure Dagster's own storage (deploy/dagster.yaml), not the pipeline.
         missing = sorted(n for n in names if not n.startswith("DAGSTER_PG_") and n not in table)
         assert not missing, f"{rel(env_file)} sets {missing}, which README.md's contract table does not list"
@@ -300,6 +322,7 @@ def test_the_defaults_in_the_contract_table_are_the_codes():
 
 # -- numbers -------------------------------------------------------------------------------------
 
+
 def dagster_yaml(path: str) -> dict:
     return yaml.safe_load(text(REPO / path))
 
@@ -316,24 +339,24 @@ def cron_hour(expression: str) -> int:
 
 def facts() -> list[tuple[str, str, object]]:
     """(page, regex with one group per number, the code's value(s)): what the docs state and must keep true."""
-    from weward_pipeline import config, export, lake
+    from weward_pipeline import config, export, lake, roles
+    from weward_pipeline.cli.redact import DEFAULT_ABANDONED_AFTER_HOURS, DEFAULT_LOOKBACK_DAYS
     from weward_pipeline.config import load_catalog
     from weward_pipeline.defs import assets, redaction, schedules
     from weward_pipeline.defs.erasure import ErasureConfig, erasure_job
     from weward_pipeline.defs.resources import LakeResource
-    from weward_pipeline import roles
     from weward_pipeline.erasure import ErasureLimits
     from weward_pipeline.extract import ExtractLimits
+    from weward_pipeline.pacing import Pacer, PacingLimits, export_pacing
     from weward_pipeline.query import settings as query_settings
     from weward_pipeline.redact import RedactionLimits
-    from weward_pipeline.cli.redact import DEFAULT_ABANDONED_AFTER_HOURS, DEFAULT_LOOKBACK_DAYS
     from weward_pipeline.secret_store import MIN_KEY_BYTES
 
-    from weward_pipeline.pacing import Pacer, PacingLimits, export_pacing
-
     limits, redact, pacing = ExtractLimits(), RedactionLimits(), PacingLimits()
-    assert (LakeResource.model_fields["statement_timeout_s"].default, LakeResource.model_fields["lock_timeout_s"].default) \
-        == (limits.statement_timeout_s, limits.lock_timeout_s), "the resource's defaults and ExtractLimits' differ"
+    assert (
+        LakeResource.model_fields["statement_timeout_s"].default,
+        LakeResource.model_fields["lock_timeout_s"].default,
+    ) == (limits.statement_timeout_s, limits.lock_timeout_s), "the resource's defaults and ExtractLimits' differ"
     erasure_retry = erasure_job(load_catalog()).graph.node_defs[0].retry_policy
     sample = {t.name: t for t in load_catalog().tables}
     local, prod = dagster_yaml("dagster.yaml"), dagster_yaml("deploy/dagster.yaml")
@@ -345,15 +368,27 @@ def facts() -> list[tuple[str, str, object]]:
     schedule_tf = "infra/modules/schedule/variables.tf"
     return [
         # export.md
-        ("docs/export.md", r"record batches of about (\d+) MB \(`ExtractLimits.batch_bytes`\)", limits.batch_bytes // 2**20),
+        (
+            "docs/export.md",
+            r"record batches of about (\d+) MB \(`ExtractLimits.batch_bytes`\)",
+            limits.batch_bytes // 2**20,
+        ),
         ("docs/export.md", r"one Parquet row group \((\w+)\)", lake.COMPRESSION),
         ("docs/export.md", r"files roll over at ([\d,]+) rows", f"{lake.MAX_ROWS_PER_FILE:,}"),
         ("docs/export.md", r"dictionary outgrows (\d+) KB", lake.DICTIONARY_PAGE_LIMIT // 1024),
         ("docs/export.md", r"`statement_timeout` (\d+) min", limits.statement_timeout_s // 60),
         ("docs/export.md", r"`lock_timeout` (\d+) s", limits.lock_timeout_s),
-        ("docs/export.md", r"`idle_in_transaction_session_timeout` (\d+) min", limits.idle_in_transaction_timeout_s // 60),
+        (
+            "docs/export.md",
+            r"`idle_in_transaction_session_timeout` (\d+) min",
+            limits.idle_in_transaction_timeout_s // 60,
+        ),
         ("docs/export.md", r"`connect_timeout` (\d+) s", limits.connect_timeout_s),
-        ("docs/export.md", r"pool `(\w+)` \(limit (\d+) in `dagster.yaml`\)", (assets.SOURCE_POOL, pools["default_limit"])),
+        (
+            "docs/export.md",
+            r"pool `(\w+)` \(limit (\d+) in `dagster.yaml`\)",
+            (assets.SOURCE_POOL, pools["default_limit"]),
+        ),
         ("docs/export.md", r"never has more than (\d+) exports reading at once", pools["default_limit"]),
         ("docs/export.md", r"older than (\d+) hours", export.LEFTOVER_AGE.total_seconds() // 3600),
         ("docs/export.md", r"`snapshot_grace_hours` \| [^|]+ \| (\d+) \|", config.TableConfig.snapshot_grace_hours),
@@ -361,40 +396,98 @@ def facts() -> list[tuple[str, str, object]]:
         ("docs/export.md", r"decimal128\((\d+),(\d+)\)", None),  # checked below against typemap
         # operations.md
         ("docs/operations.md", r"at (\d\d):00 in the catalog's time zone it exports yesterday", schedules.DEFAULT_HOUR),
-        ("docs/operations.md", r"starts the same export as an ECS task at (\d\d):00 and `weward-pipeline redact-due` at (\d\d):00",
-         (cron_hour(terraform_default(schedule_tf, "export_schedule_expression")),
-          cron_hour(terraform_default(schedule_tf, "redact_schedule_expression")))),
+        (
+            "docs/operations.md",
+            r"starts the same export as an ECS task at (\d\d):00 and `weward-pipeline redact-due` at (\d\d):00",
+            (
+                cron_hour(terraform_default(schedule_tf, "export_schedule_expression")),
+                cron_hour(terraform_default(schedule_tf, "redact_schedule_expression")),
+            ),
+        ),
         ("docs/operations.md", r"at most (\d+) steps read PostgreSQL at once", pools["default_limit"]),
-        ("docs/operations.md", r"`(\w+)` pool \(pools `default_limit: (\d+)`", (assets.SOURCE_POOL, pools["default_limit"])),
-        ("docs/operations.md", r"at most (\d+) runs at once \(`max_concurrent_runs`\), of which a backfill takes at most (\d+)",
-         (runs["max_concurrent_runs"], backfill_limit)),
-        ("docs/operations.md", r"\| export `lake/<table>` \| (\d+) \| (\d+) s, exponential",
-         (assets.EXPORT_RETRY_POLICY.max_retries, assets.EXPORT_RETRY_POLICY.delay)),
-        ("docs/operations.md", r"\| redaction `redaction/<table>` \| (\d+) \| (\d+) s, exponential",
-         (redaction.REDACTION_RETRY_POLICY.max_retries, redaction.REDACTION_RETRY_POLICY.delay)),
-        ("docs/operations.md", r"\| erasure job `gdpr_erasure` \| (\d+) \| (\d+) s, exponential",
-         (erasure_retry.max_retries, erasure_retry.delay)),
+        (
+            "docs/operations.md",
+            r"`(\w+)` pool \(pools `default_limit: (\d+)`",
+            (assets.SOURCE_POOL, pools["default_limit"]),
+        ),
+        (
+            "docs/operations.md",
+            r"at most (\d+) runs at once \(`max_concurrent_runs`\), of which a backfill takes at most (\d+)",
+            (runs["max_concurrent_runs"], backfill_limit),
+        ),
+        (
+            "docs/operations.md",
+            r"\| export `lake/<table>` \| (\d+) \| (\d+) s, exponential",
+            (assets.EXPORT_RETRY_POLICY.max_retries, assets.EXPORT_RETRY_POLICY.delay),
+        ),
+        (
+            "docs/operations.md",
+            r"\| redaction `redaction/<table>` \| (\d+) \| (\d+) s, exponential",
+            (redaction.REDACTION_RETRY_POLICY.max_retries, redaction.REDACTION_RETRY_POLICY.delay),
+        ),
+        (
+            "docs/operations.md",
+            r"\| erasure job `gdpr_erasure` \| (\d+) \| (\d+) s, exponential",
+            (erasure_retry.max_retries, erasure_retry.delay),
+        ),
         ("docs/operations.md", r"missing at (\d\d):00 local time", schedules.DEFAULT_FRESHNESS_DEADLINE_HOUR),
         ("docs/operations.md", r"the sensor `(\w+)`", schedules.FRESHNESS_SENSOR),
-        ("docs/operations.md", r"`daily_export_schedule` \(running by default, job `(\w+)`\)", schedules.DAILY_EXPORT_JOB),
+        (
+            "docs/operations.md",
+            r"`daily_export_schedule` \(running by default, job `(\w+)`\)",
+            schedules.DAILY_EXPORT_JOB,
+        ),
         ("docs/operations.md", r"older than (\d+) hours", export.LEFTOVER_AGE.total_seconds() // 3600),
         # redaction.md
-        ("docs/redaction.md", r"sets (\d+) days on `step_events` and (\d+) on `ward_transactions`",
-         (sample["step_events"].retention_days, sample["ward_transactions"].retention_days)),
-        ("docs/redaction.md", r"from (\d+) keys, towards batches of ([\d.]+) s", (Pacer.__init__.__kwdefaults__["start_rows"], pacing.target_batch_s)),
-        ("docs/redaction.md", r"`lock_timeout` (\d+) s, `statement_timeout` (\d+) s, `idle_in_transaction_session_timeout` (\d+) s",
-         (redact.lock_timeout_s, redact.statement_timeout_s, redact.idle_in_transaction_timeout_s)),
-        ("docs/redaction.md", r"retried (\d+) times \(backoff (\d+) s, doubling\)", (redact.lock_retries, redact.retry_backoff_s)),
+        (
+            "docs/redaction.md",
+            r"sets (\d+) days on `step_events` and (\d+) on `ward_transactions`",
+            (sample["step_events"].retention_days, sample["ward_transactions"].retention_days),
+        ),
+        (
+            "docs/redaction.md",
+            r"from (\d+) keys, towards batches of ([\d.]+) s",
+            (Pacer.__init__.__kwdefaults__["start_rows"], pacing.target_batch_s),
+        ),
+        (
+            "docs/redaction.md",
+            r"`lock_timeout` (\d+) s, `statement_timeout` (\d+) s, `idle_in_transaction_session_timeout` (\d+) s",
+            (redact.lock_timeout_s, redact.statement_timeout_s, redact.idle_in_transaction_timeout_s),
+        ),
+        (
+            "docs/redaction.md",
+            r"retried (\d+) times \(backoff (\d+) s, doubling\)",
+            (redact.lock_retries, redact.retry_backoff_s),
+        ),
         ("docs/redaction.md", r"works at most (\d+)% of the time", pacing.duty_cycle * 100),
         # pacing.md
-        ("docs/pacing.md", r"The defaults \(`PacingLimits`\) are `duty_cycle: ([\d.]+)`, `target_batch_s: ([\d.]+)`, "
-                           r"`min_batch_rows: (\d+)`, `max_batch_rows: (\d+)`, `check_every_s: (\d+)`",
-         (pacing.duty_cycle, pacing.target_batch_s, pacing.min_batch_rows, pacing.max_batch_rows, pacing.check_every_s)),
-        ("docs/pacing.md", r"`max_canary_ms` (\d+) \| `critical_canary_ms` (\d+)", (pacing.max_canary_ms, pacing.critical_canary_ms)),
-        ("docs/pacing.md", r"`max_active_backends` (\d+) \| `critical_active_backends` (\d+)",
-         (pacing.max_active_backends, pacing.critical_active_backends)),
-        ("docs/pacing.md", r"`max_replica_lag_s` (\d+) \| `critical_replica_lag_s` (\d+)",
-         (pacing.max_replica_lag_s, pacing.critical_replica_lag_s)),
+        (
+            "docs/pacing.md",
+            r"The defaults \(`PacingLimits`\) are `duty_cycle: ([\d.]+)`, `target_batch_s: ([\d.]+)`, "
+            r"`min_batch_rows: (\d+)`, `max_batch_rows: (\d+)`, `check_every_s: (\d+)`",
+            (
+                pacing.duty_cycle,
+                pacing.target_batch_s,
+                pacing.min_batch_rows,
+                pacing.max_batch_rows,
+                pacing.check_every_s,
+            ),
+        ),
+        (
+            "docs/pacing.md",
+            r"`max_canary_ms` (\d+) \| `critical_canary_ms` (\d+)",
+            (pacing.max_canary_ms, pacing.critical_canary_ms),
+        ),
+        (
+            "docs/pacing.md",
+            r"`max_active_backends` (\d+) \| `critical_active_backends` (\d+)",
+            (pacing.max_active_backends, pacing.critical_active_backends),
+        ),
+        (
+            "docs/pacing.md",
+            r"`max_replica_lag_s` (\d+) \| `critical_replica_lag_s` (\d+)",
+            (pacing.max_replica_lag_s, pacing.critical_replica_lag_s),
+        ),
         ("docs/pacing.md", r"up to `max_pause_s`, (\d+) s", pacing.max_pause_s),
         ("docs/pacing.md", r"for `critical_for_s` \((\d+) s\)", pacing.critical_for_s),
         ("docs/pacing.md", r"`standby_margin_s` \((\d+) s", limits.standby_margin_s),
@@ -402,27 +495,47 @@ def facts() -> list[tuple[str, str, object]]:
         ("docs/export.md", r"it reads at most (\d+)% of the\s+time by default", export_pacing().duty_cycle * 100),
         ("docs/redaction.md", r"stays above it for (\d+) s", redact.max_lag_wait_s),
         ("docs/redaction.md", r"Every (\d+) s the Glue partition is re-read", redact.lake_recheck_s),
-        ("docs/redaction.md", r"once a day \((\d\d):00\)", cron_hour(terraform_default(schedule_tf, "redact_schedule_expression"))),
+        (
+            "docs/redaction.md",
+            r"once a day \((\d\d):00\)",
+            cron_hour(terraform_default(schedule_tf, "redact_schedule_expression")),
+        ),
         ("docs/redaction.md", r"retention ended within the last (\d+) days", DEFAULT_LOOKBACK_DAYS),
         ("docs/redaction.md", r"in progress after (\d+) hours are marked failed", DEFAULT_ABANDONED_AFTER_HOURS),
         ("docs/redaction.md", r"The `(\w+)` sensor \(running by default\)", redaction.AUTOMATION_SENSOR),
         ("docs/redaction.md", r"the `(\w+)` check fails", redaction.REEXPORT_CHECK),
         # personal-data.md
         ("docs/personal-data.md", r"The key must be at least (\d+) bytes", MIN_KEY_BYTES),
-        ("docs/personal-data.md", r"connection limits (\d+) for export, (\d+) for redaction, (\d+) for erasure",
-         (roles.EXPORT_CONNECTION_LIMIT, roles.REDACT_CONNECTION_LIMIT, roles.ERASE_CONNECTION_LIMIT)),
+        (
+            "docs/personal-data.md",
+            r"connection limits (\d+) for export, (\d+) for redaction, (\d+) for erasure",
+            (roles.EXPORT_CONNECTION_LIMIT, roles.REDACT_CONNECTION_LIMIT, roles.ERASE_CONNECTION_LIMIT),
+        ),
         ("docs/personal-data.md", r"hence the limit of (\d+)", roles.ERASE_CONNECTION_LIMIT),
-        ("docs/personal-data.md", r"(\d+) rows per transaction by default",
-         (ErasureLimits.batch_rows, ErasureConfig.model_fields["batch_rows"].default, parser["erase"].get_default("batch_rows"))),
+        (
+            "docs/personal-data.md",
+            r"(\d+) rows per transaction by default",
+            (
+                ErasureLimits.batch_rows,
+                ErasureConfig.model_fields["batch_rows"].default,
+                parser["erase"].get_default("batch_rows"),
+            ),
+        ),
         # querying.md
-        ("docs/querying.md", r"cost \(\$(\d+)/TB, (\d+) MB minimum per query\)",
-         (query_settings.ATHENA_USD_PER_TB, query_settings.ATHENA_MIN_BILLED_BYTES // query_settings.MB)),
+        (
+            "docs/querying.md",
+            r"cost \(\$(\d+)/TB, (\d+) MB minimum per query\)",
+            (query_settings.ATHENA_USD_PER_TB, query_settings.ATHENA_MIN_BILLED_BYTES // query_settings.MB),
+        ),
         # README.md
         ("README.md", r"exports the last (\d+) days of every table", parser["demo"].get_default("days")),
         ("README.md", r"http://127.0.0.1:(\d+)", parser["dev"].get_default("port")),
         ("README.md", r"HMAC key of the `hash` columns, at least (\d+) bytes", MIN_KEY_BYTES),
-        ("README.md", r"pinned together \(([\d.]+) / ([\d.]+)\)",
-         (re.search(r'"dagster==([\d.]+)"', setup).group(1), re.search(r'"dagster-aws==([\d.]+)"', setup).group(1))),
+        (
+            "README.md",
+            r"pinned together \(([\d.]+) / ([\d.]+)\)",
+            (re.search(r'"dagster==([\d.]+)"', setup).group(1), re.search(r'"dagster-aws==([\d.]+)"', setup).group(1)),
+        ),
     ]
 
 
@@ -451,7 +564,9 @@ def test_numbers_and_names_in_the_docs_are_the_codes():
             for stated, expected in zip(groups, values):
                 if not same(stated, expected):
                     wrong.append(f"{page}: says {match.group(0)!r}; the code has {expected!r}")
-    assert f"decimal128({typemap.UNCONSTRAINED_NUMERIC[0]},{typemap.UNCONSTRAINED_NUMERIC[1]})" in text(DOCS / "export.md")
+    assert f"decimal128({typemap.UNCONSTRAINED_NUMERIC[0]},{typemap.UNCONSTRAINED_NUMERIC[1]})" in text(
+        DOCS / "export.md"
+    )
     assert not wrong, "the docs disagree with the code:\n" + "\n".join(wrong)
 
 
@@ -471,20 +586,29 @@ def test_every_catalog_key_is_documented():
     keys_table = page.split("Every key of a table entry:", 1)[1].split("\n\n", 2)[1]
     documented = {span for line in keys_table.splitlines() for span in INLINE.findall(line.split("|")[1])}
     assert TABLE_KEYS <= documented, f"docs/export.md's key table misses {sorted(TABLE_KEYS - documented)}"
-    assert documented <= TABLE_KEYS, f"docs/export.md documents keys the catalog refuses: {sorted(documented - TABLE_KEYS)}"
+    assert documented <= TABLE_KEYS, (
+        f"docs/export.md documents keys the catalog refuses: {sorted(documented - TABLE_KEYS)}"
+    )
 
 
 def test_the_personal_data_policy_table_is_the_registry():
     from weward_pipeline.pii import POLICIES
 
     page = text(DOCS / "personal-data.md")
-    rows = [line for line in page.split("| policy | in the lake | Glue type |", 1)[1].split("\n\n", 1)[0].splitlines()
-            if line.startswith("| `")]
+    rows = [
+        line
+        for line in page.split("| policy | in the lake | Glue type |", 1)[1].split("\n\n", 1)[0].splitlines()
+        if line.startswith("| `")
+    ]
     glue_types = {INLINE.findall(row.split("|")[1])[0]: row.split("|")[3].strip() for row in rows}
-    assert set(glue_types) == set(POLICIES), f"docs/personal-data.md documents {sorted(glue_types)}; pii.POLICIES has {sorted(POLICIES)}"
+    assert set(glue_types) == set(POLICIES), (
+        f"docs/personal-data.md documents {sorted(glue_types)}; pii.POLICIES has {sorted(POLICIES)}"
+    )
     for name, policy in POLICIES.items():
         expected = "absent" if not policy.exported else f"`{policy.lake_type[1]}`" if policy.lake_type else "unchanged"
-        assert glue_types[name] == expected, f"docs/personal-data.md: `{name}` in Glue is {expected}, not {glue_types[name]}"
+        assert glue_types[name] == expected, (
+            f"docs/personal-data.md: `{name}` in Glue is {expected}, not {glue_types[name]}"
+        )
     for ui_key in (p.ui_key for p in POLICIES.values() if p.ui_key):
         assert f"`{ui_key}`" in page, f"docs/personal-data.md does not name the UI metadata {ui_key}"
 
@@ -501,22 +625,32 @@ def test_the_docs_example_catalog_is_valid():
 
 def test_every_requirement_is_explained_in_the_readme():
     setup = text(REPO / "setup.py")
-    requirements = {re.split(r"[\[<>=!~ ]", spec, maxsplit=1)[0]
-                    for spec in re.findall(r'^\s*"([A-Za-z][\w.-]*(?:\[[\w,]+\])?(?:==|>=|<=|!=|~=|<|>)[^"]*)"', setup, re.M)}
+    requirements = {
+        re.split(r"[\[<>=!~ ]", spec, maxsplit=1)[0]
+        for spec in re.findall(r'^\s*"([A-Za-z][\w.-]*(?:\[[\w,]+\])?(?:==|>=|<=|!=|~=|<|>)[^"]*)"', setup, re.M)
+    }
     assert {"dagster", "pyarrow", "pytest"} <= requirements
     deps = section(text(README), "Dependencies and why")
-    named = {re.sub(r"\s*\(.*\)|\[.*\]", "", name).strip()
-             for line in deps.splitlines() if line.startswith("| ")
-             for name in line.split("|")[1].removeprefix(" dev:").split(",")}
-    assert not requirements - named, f"setup.py requirements the README does not explain: {sorted(requirements - named)}"
+    named = {
+        re.sub(r"\s*\(.*\)|\[.*\]", "", name).strip()
+        for line in deps.splitlines()
+        if line.startswith("| ")
+        for name in line.split("|")[1].removeprefix(" dev:").split(",")
+    }
+    assert not requirements - named, (
+        f"setup.py requirements the README does not explain: {sorted(requirements - named)}"
+    )
 
 
 def test_what_the_readme_says_about_polars_is_true():
     deps = section(text(README), "Dependencies and why")
     row = next(line for line in deps.splitlines() if line.startswith("| polars"))
-    importers = sorted(rel(p) for base in ("weward_pipeline", "weward_pipeline_tests", "bench")
-                       for p in (REPO / base).rglob("*.py")
-                       if re.search(r"^\s*(import polars|from polars)", text(p), re.M))
+    importers = sorted(
+        rel(p)
+        for base in ("weward_pipeline", "weward_pipeline_tests", "bench")
+        for p in (REPO / base).rglob("*.py")
+        if re.search(r"^\s*(import polars|from polars)", text(p), re.M)
+    )
     if "imported by no module" in row:
         assert not importers, f"README.md says no module imports polars, but {importers} do: update the polars row"
     else:
@@ -524,6 +658,7 @@ def test_what_the_readme_says_about_polars_is_true():
 
 
 # -- links and paths -----------------------------------------------------------------------------
+
 
 def slug(heading: str) -> str:
     """GitHub's anchor for a heading."""
@@ -562,8 +697,11 @@ def test_repository_paths_named_in_the_docs_exist():
                 missing.append(f"{rel(page)}: {span}")
             # A module named by its path under the package (`redact.py`, `defs/assets.py`), by its name in a
             # package the text names (`dialect.py` of `query/`), or a test file.
-            if path.endswith(".py") and not any((base / path).exists() for base in (PACKAGE, REPO, REPO / "weward_pipeline_tests")) \
-                    and path not in module_names:
+            if (
+                path.endswith(".py")
+                and not any((base / path).exists() for base in (PACKAGE, REPO, REPO / "weward_pipeline_tests"))
+                and path not in module_names
+            ):
                 missing.append(f"{rel(page)}: {span}")
     assert not missing, f"paths that do not exist: {missing}"
 
@@ -576,7 +714,9 @@ def test_every_docs_page_is_linked_from_the_readme():
 
 @pytest.mark.parametrize("page", PROSE, ids=rel)
 def test_benchmark_figures_live_only_in_bench_results(page):
-    figures = re.compile(r"\d[\d,.]* ?rows/s|peak RSS[^.|]{0,40}\d+ ?MB|\d+(?:\.\d+)?x (?:the )?(?:COPY )?floor"
-                         r"|\d+ tps|p(?:50|99)[^.|]{0,20}\d+(?:\.\d+)? ?ms")
+    figures = re.compile(
+        r"\d[\d,.]* ?rows/s|peak RSS[^.|]{0,40}\d+ ?MB|\d+(?:\.\d+)?x (?:the )?(?:COPY )?floor"
+        r"|\d+ tps|p(?:50|99)[^.|]{0,20}\d+(?:\.\d+)? ?ms"
+    )
     found = [m.group(0) for m in figures.finditer(flat(page))]
     assert not found, f"{rel(page)} pastes benchmark figures {found}: link bench/results.md instead"

@@ -17,11 +17,11 @@ import pytest
 from weward_pipeline import cli, erasure, lake
 from weward_pipeline.config import ConfigError
 from weward_pipeline.devstack import sample_data
-from weward_pipeline.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
 from weward_pipeline.erasure import ErasureError, erase_users
 from weward_pipeline.export import export_day
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.redact import redact_day
+from weward_pipeline.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
 from weward_pipeline.secret_store import PiiKey
 from weward_pipeline.verify import published_manifest, verify_published_day
 from weward_pipeline_tests.conftest import make_catalog, make_settings
@@ -30,17 +30,35 @@ from weward_pipeline_tests.lake_reader import read_table
 KEY = "erasure-test-pii-key-0123456789-abcdefghijklmnop"
 PII_KEY = PiiKey(KEY.encode(), "test")
 DAYS = [dt.date(2024, 3, 31), dt.date(2024, 4, 1)]
-AFTER = dt.datetime(2024, 4, 2, 1, 0, tzinfo=dt.timezone.utc)
+AFTER = dt.datetime(2024, 4, 2, 1, 0, tzinfo=dt.UTC)
 ERASED = ["3", "7"]
 TABLES = (
     # retention: has redaction keys objects that must stay row-aligned with the data
-    {"name": "step_events", "mode": "append", "partition_column": "created_at", "primary_key": ["id"],
-     "retention_days": 30, "user_column": "user_id", "pii": {"user_id": "keep", "device_id": "drop"}},
+    {
+        "name": "step_events",
+        "mode": "append",
+        "partition_column": "created_at",
+        "primary_key": ["id"],
+        "retention_days": 30,
+        "user_column": "user_id",
+        "pii": {"user_id": "keep", "device_id": "drop"},
+    },
     # pseudonymized user column: erasure must hash the requested ids with the same key
-    {"name": "ward_transactions", "mode": "append", "partition_column": "created_at", "primary_key": ["id"],
-     "user_column": "user_id", "pii": {"user_id": "hash"}},
-    {"name": "users", "mode": "snapshot", "primary_key": ["id"], "user_column": "id",
-     "pii": {"id": "keep", "email": "hash", "phone": "drop", "first_name": "drop"}},
+    {
+        "name": "ward_transactions",
+        "mode": "append",
+        "partition_column": "created_at",
+        "primary_key": ["id"],
+        "user_column": "user_id",
+        "pii": {"user_id": "hash"},
+    },
+    {
+        "name": "users",
+        "mode": "snapshot",
+        "primary_key": ["id"],
+        "user_column": "id",
+        "pii": {"id": "keep", "email": "hash", "phone": "drop", "first_name": "drop"},
+    },
     {"name": "reward_offers", "mode": "snapshot", "primary_key": ["id"]},  # no user column: untouched
 )
 
@@ -150,15 +168,27 @@ def test_erasure_removes_exactly_the_users_rows_from_every_day_and_every_version
     _, after = published_manifest(glue, clients.s3, "step_events", DAYS[0].isoformat())
     (entry,) = after.extra["erasures"]
     assert entry["erasure_id"] == report.erasure_id and entry["previous_export_id"] == manifest_before.export_id
-    assert after.rows == manifest_before.rows - entry["rows_erased"] and after.source_rows + after.carried_rows == after.rows
+    assert (
+        after.rows == manifest_before.rows - entry["rows_erased"]
+        and after.source_rows + after.carried_rows == after.rows
+    )
     keys = after.extra["redaction_keys"]
     assert keys["rows"] == after.source_rows and sum(o["rows"] for o in keys["objects"]) == keys["rows"]
-    assert all(o.key.startswith(lake.version_prefix(settings.lake, "step_events", DAYS[0], after.export_id))
-               for o in after.objects)
+    assert all(
+        o.key.startswith(lake.version_prefix(settings.lake, "step_events", DAYS[0], after.export_id))
+        for o in after.objects
+    )
 
     # Redaction still accepts the rewritten days: keys aligned with data, counts consistent.
-    redaction = redact_day(settings, catalog, catalog.table("step_events"), DAYS[0], clients=clients, dry_run=True,
-                           now=AFTER + dt.timedelta(days=60))
+    redaction = redact_day(
+        settings,
+        catalog,
+        catalog.table("step_events"),
+        DAYS[0],
+        clients=clients,
+        dry_run=True,
+        now=AFTER + dt.timedelta(days=60),
+    )
     remaining = [r for r in expected["step_events"] if r["dt"] == DAYS[0].isoformat()]
     assert redaction.rows_in_export == redaction.rows_would_delete == len(remaining)
 
@@ -172,6 +202,7 @@ def test_erasure_removes_exactly_the_users_rows_from_every_day_and_every_version
         emails = [r[0] for r in conn.execute("SELECT email FROM users WHERE id = ANY(%s)", ([3, 7],))]
     assert not any(e in text for e in emails) and pseudonym("3") not in text and pseudonym("7") not in text
     strings = []
+
     def walk(value):
         if isinstance(value, dict):
             [walk(v) for v in value.values()]
@@ -179,23 +210,35 @@ def test_erasure_removes_exactly_the_users_rows_from_every_day_and_every_version
             [walk(v) for v in value]
         elif isinstance(value, str):
             strings.append(value)
+
     walk(audit)
     assert not set(strings) & set(ERASED)
     # The rows are still in PostgreSQL (not asked): the report says how many a re-export would bring back.
-    assert {t.table: t.postgres_rows_found > 0 for t in report.tables} == {"step_events": True, "ward_transactions": True, "users": True}
+    assert {t.table: t.postgres_rows_found > 0 for t in report.tables} == {
+        "step_events": True,
+        "ward_transactions": True,
+        "users": True,
+    }
 
     # Idempotent: a second run finds nothing and changes nothing.
-    publications = {(p["Values"][0], t): p["Parameters"]["weward.export_id"]
-                    for t in ("step_events", "users") for p in glue.list_partitions(t)}
+    publications = {
+        (p["Values"][0], t): p["Parameters"]["weward.export_id"]
+        for t in ("step_events", "users")
+        for p in glue.list_partitions(t)
+    }
     again = erase_users(settings, catalog, ERASED, clients=clients, pii_key=PII_KEY)
     assert again.ok and again.rows_erased == 0 and all(t.versions_purged == 0 for t in again.tables)
     assert all(d.status == "clean" for t in again.tables for d in t.days)
-    assert {(p["Values"][0], t): p["Parameters"]["weward.export_id"]
-            for t in ("step_events", "users") for p in glue.list_partitions(t)} == publications
+    assert {
+        (p["Values"][0], t): p["Parameters"]["weward.export_id"]
+        for t in ("step_events", "users")
+        for p in glue.list_partitions(t)
+    } == publications
 
 
-def test_dry_run_writes_nothing_and_bad_requests_say_why_without_echoing_ids(exported, clients, tmp_path, capsys,
-                                                                            monkeypatch, app_db):
+def test_dry_run_writes_nothing_and_bad_requests_say_why_without_echoing_ids(
+    exported, clients, tmp_path, capsys, monkeypatch, app_db
+):
     settings, catalog = exported
     stored = {(k, v) for k, v, _ in every_stored_version(clients, settings)}
     report = erase_users(settings, catalog, ERASED, clients=clients, pii_key=PII_KEY, dry_run=True)
@@ -209,8 +252,14 @@ def test_dry_run_writes_nothing_and_bad_requests_say_why_without_echoing_ids(exp
 
     # The console script: ids from a file, never echoed; exit 0; still nothing written.
     catalog_file = tmp_path / "tables.yaml"
-    catalog_file.write_text(json.dumps({"start_date": "2024-01-01", "timezone": "Europe/Paris", "tables": list(TABLES)}))
-    for name, value in {"WEWARD_TABLES_FILE": str(catalog_file), "WEWARD_PG_URL": app_db, "WEWARD_PII_KEY": KEY}.items():
+    catalog_file.write_text(
+        json.dumps({"start_date": "2024-01-01", "timezone": "Europe/Paris", "tables": list(TABLES)})
+    )
+    for name, value in {
+        "WEWARD_TABLES_FILE": str(catalog_file),
+        "WEWARD_PG_URL": app_db,
+        "WEWARD_PII_KEY": KEY,
+    }.items():
         monkeypatch.setenv(name, value)
     request = tmp_path / "ticket.txt"
     request.write_text("# ticket 1234\n3\n7\n")
@@ -229,7 +278,9 @@ def test_dry_run_writes_nothing_and_bad_requests_say_why_without_echoing_ids(exp
     for extra in ([], ["--postgres"]):
         assert cli.main(["erase", "--ids-file", str(request), "--tables", "step_events", *extra]) == 2
         out = capsys.readouterr()
-        assert "not-a-number-42" not in out.out + out.err and "id number 2 of the request is not a valid value" in out.err
+        assert (
+            "not-a-number-42" not in out.out + out.err and "id number 2 of the request is not a valid value" in out.err
+        )
         assert out.out == "" and "erasure " not in out.err, "refused before the erasure started"
     assert {(k, v) for k, v, _ in every_stored_version(clients, settings)} == stored
 
@@ -248,7 +299,9 @@ def test_dry_run_writes_nothing_and_bad_requests_say_why_without_echoing_ids(exp
     with pytest.raises(ErasureError, match=r"unknown table\(s\) nope .*table\(s\) reward_offers without `user_column`"):
         erase_users(settings, catalog, ERASED, clients=clients, pii_key=PII_KEY, tables=["nope", "reward_offers"])
     with pytest.raises(ErasureError, match="id number 2 of the request is not a valid value") as refused:
-        erase_users(settings, catalog, ["3", "not-a-number-42"], clients=clients, pii_key=PII_KEY, tables=["step_events"])
+        erase_users(
+            settings, catalog, ["3", "not-a-number-42"], clients=clients, pii_key=PII_KEY, tables=["step_events"]
+        )
     assert "not-a-number-42" not in str(refused.value)
     assert {(k, v) for k, v, _ in every_stored_version(clients, settings)} == stored  # no audit record either
     monkeypatch.delenv("WEWARD_PII_KEY", raising=False)
@@ -257,8 +310,9 @@ def test_dry_run_writes_nothing_and_bad_requests_say_why_without_echoing_ids(exp
     with pytest.raises(ErasureError, match="no user id"):
         erase_users(settings, catalog, ["", "# only a comment"], clients=clients, pii_key=PII_KEY)
     with pytest.raises(ConfigError, match="is not the key that pseudonymized"):
-        erase_users(settings, catalog, ERASED, clients=clients, tables=["ward_transactions"],
-                    pii_key=PiiKey(b"x" * 40, "wrong"))
+        erase_users(
+            settings, catalog, ERASED, clients=clients, tables=["ward_transactions"], pii_key=PiiKey(b"x" * 40, "wrong")
+        )
     assert repr(erasure.ErasureRequest.parse(["12345"])) == "ErasureRequest(1 user id(s))"
 
 
@@ -266,26 +320,41 @@ def test_delete_from_postgres_uses_the_redaction_role(exported, app_db, clients,
     """A deployment without WEWARD_PG_ERASE_URL erases through the redaction role (its grants cover
     erasure); test_roles.py erases through the erasure role itself."""
     settings, catalog = exported
-    pipeline_roles = PipelineRoles(export_role="weward_export_erasure", redact_role="weward_redact_erasure",
-                                   erase_role="weward_erase_erasure")
+    pipeline_roles = PipelineRoles(
+        export_role="weward_export_erasure", redact_role="weward_redact_erasure", erase_role="weward_erase_erasure"
+    )
     ensure_roles(pg_server.admin_url(), pipeline_roles)
     grant_catalog(app_db, catalog, pipeline_roles)
     try:
         with psycopg.connect(app_db) as conn:
-            counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                      for t in ("step_events", "ward_transactions", "users", "reward_offers")}
-            theirs = {t: conn.execute(f"SELECT count(*) FROM {t} WHERE {c} = ANY(%s)", ([3, 7],)).fetchone()[0]
-                      for t, c in (("step_events", "user_id"), ("ward_transactions", "user_id"), ("users", "id"))}
-        redact_settings = make_settings({**lake_env, "WEWARD_PG_REDACT_URL": pipeline_roles.redact_url(app_db)},
-                                        pipeline_roles.export_url(app_db))
-        report = erase_users(redact_settings, catalog, ERASED, clients=clients, pii_key=PII_KEY,
-                             delete_from_postgres=True, limits=erasure.ErasureLimits(batch_rows=7))
+            counts = {
+                t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("step_events", "ward_transactions", "users", "reward_offers")
+            }
+            theirs = {
+                t: conn.execute(f"SELECT count(*) FROM {t} WHERE {c} = ANY(%s)", ([3, 7],)).fetchone()[0]
+                for t, c in (("step_events", "user_id"), ("ward_transactions", "user_id"), ("users", "id"))
+            }
+        redact_settings = make_settings(
+            {**lake_env, "WEWARD_PG_REDACT_URL": pipeline_roles.redact_url(app_db)}, pipeline_roles.export_url(app_db)
+        )
+        report = erase_users(
+            redact_settings,
+            catalog,
+            ERASED,
+            clients=clients,
+            pii_key=PII_KEY,
+            delete_from_postgres=True,
+            limits=erasure.ErasureLimits(batch_rows=7),
+        )
         assert report.ok
         assert {t.table: t.postgres_rows_deleted for t in report.tables} == theirs
         with psycopg.connect(app_db) as conn:
             for table, count in counts.items():
                 assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == count - theirs.get(table, 0)
-            assert conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([3, 7],)).fetchone()[0] == 0
+            assert (
+                conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([3, 7],)).fetchone()[0] == 0
+            )
         # A re-export of a day now cannot bring them back.
         export_day(settings, catalog, catalog.table("step_events"), DAYS[1], clients=clients, pii_key=PII_KEY)
         assert not any(belongs_to_erased("step_events", r) for r in lake_rows(clients, settings, "step_events"))
@@ -299,18 +368,30 @@ def test_deleting_from_postgres_never_falls_back_to_the_select_only_export_dsn(e
         before = conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([3, 7],)).fetchone()[0]
     export_only = make_settings(lake_env, settings.pg_url)  # WEWARD_PG_URL alone, as the export task has it
     assert export_only.pg_erase_url is None
-    with pytest.raises(ErasureError, match="WEWARD_PG_ERASE_URL .or WEWARD_PG_REDACT_URL.*SELECT-only.*Nothing was changed"):
+    with pytest.raises(
+        ErasureError, match="WEWARD_PG_ERASE_URL .or WEWARD_PG_REDACT_URL.*SELECT-only.*Nothing was changed"
+    ):
         erase_users(export_only, catalog, ERASED, clients=clients, pii_key=PII_KEY, delete_from_postgres=True)
     with psycopg.connect(app_db) as conn:
-        assert conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([3, 7],)).fetchone()[0] == before
+        assert (
+            conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([3, 7],)).fetchone()[0] == before
+        )
     audits = clients.s3.list_objects_v2(Bucket=settings.lake.bucket, Prefix=settings.lake.key("_audit"))
     assert "Contents" not in audits
     # The erasure DSN wins over the redaction DSN; neither is ever the export DSN.
-    both = make_settings({**lake_env, "WEWARD_PG_REDACT_URL": "postgresql://redact@db/app",
-                          "WEWARD_PG_ERASE_URL": "postgresql://erase:pw@db/app"}, settings.pg_url)
+    both = make_settings(
+        {
+            **lake_env,
+            "WEWARD_PG_REDACT_URL": "postgresql://redact@db/app",
+            "WEWARD_PG_ERASE_URL": "postgresql://erase:pw@db/app",
+        },
+        settings.pg_url,
+    )
     assert both.pg_erase_url == "postgresql://erase:pw@db/app" and "pw" not in repr(both)
-    assert make_settings({**lake_env, "WEWARD_PG_REDACT_URL": "postgresql://redact@db/app"}, settings.pg_url).pg_erase_url == \
-        "postgresql://redact@db/app"
+    assert (
+        make_settings({**lake_env, "WEWARD_PG_REDACT_URL": "postgresql://redact@db/app"}, settings.pg_url).pg_erase_url
+        == "postgresql://redact@db/app"
+    )
 
 
 def test_with_the_dagster_service_erasure_runs_start_from_the_erasure_task_definition(monkeypatch):
@@ -319,11 +400,14 @@ def test_with_the_dagster_service_erasure_runs_start_from_the_erasure_task_defin
     from weward_pipeline.defs.erasure import ERASURE_JOB, erasure_job
 
     catalog = make_catalog(*TABLES)
-    monkeypatch.setenv("WEWARD_ERASURE_TASK_DEFINITION", "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-erase")
+    monkeypatch.setenv(
+        "WEWARD_ERASURE_TASK_DEFINITION", "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-erase"
+    )
     job = erasure_job(catalog)
     assert job.name == ERASURE_JOB
     assert json.loads(job.tags["ecs/run_task_kwargs"]) == {
-        "taskDefinition": "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-erase"}
+        "taskDefinition": "arn:aws:ecs:eu-west-3:123456789012:task-definition/weward-prod-erase"
+    }
     monkeypatch.delenv("WEWARD_ERASURE_TASK_DEFINITION")
     assert "ecs/run_task_kwargs" not in erasure_job(catalog).tags
 
@@ -332,8 +416,12 @@ def test_request_files_are_read_only_from_the_erasure_requests_prefix(lake_env):
     from weward_pipeline.defs.erasure import read_request
     from weward_pipeline.defs.resources import LakeResource
 
-    resource = LakeResource(pg_url="postgresql://unused@localhost/unused", lake_url=lake_env["WEWARD_LAKE_URL"],
-                            glue_database=lake_env["WEWARD_GLUE_DATABASE"], aws_endpoint_url=lake_env["AWS_ENDPOINT_URL"])
+    resource = LakeResource(
+        pg_url="postgresql://unused@localhost/unused",
+        lake_url=lake_env["WEWARD_LAKE_URL"],
+        glue_database=lake_env["WEWARD_GLUE_DATABASE"],
+        aws_endpoint_url=lake_env["AWS_ENDPOINT_URL"],
+    )
     bucket = lake_env["WEWARD_LAKE_URL"].removeprefix("s3://").split("/")[0]
     resource.clients().s3.put_object(Bucket=bucket, Key="_requests/erasure/T-1.txt", Body=b"3\n7\n")
     assert read_request(f"s3://{bucket}/_requests/erasure/T-1.txt", resource).user_ids == ("3", "7")
@@ -382,6 +470,7 @@ def test_a_failure_midway_leaves_every_day_consistent_and_a_rerun_finishes(expor
 
 def test_killed_after_publishing_the_superseded_export_is_purged_on_rerun(exported, app_db, clients, monkeypatch):
     settings, catalog = exported
+
     def killed(*args, **kwargs):
         raise SystemExit("killed")  # the process dies right after the Glue switch
 
@@ -402,13 +491,31 @@ def test_killed_after_publishing_the_superseded_export_is_purged_on_rerun(export
 def test_row_comparison_treats_nan_as_equal_and_catches_any_other_difference():
     import pyarrow as pa
 
-    table = pa.table({"id": [1, 2, 3], "x": [1.5, float("nan"), None], "xs": [[float("nan")], None, [2.0, 3.0]],
-                      "t": ["a", "b", None]})
-    same = pa.table({"id": [1, 2, 3], "x": [1.5, float("nan"), None], "xs": [[float("nan")], None, [2.0, 3.0]],
-                     "t": ["a", "b", None]})
+    table = pa.table(
+        {
+            "id": [1, 2, 3],
+            "x": [1.5, float("nan"), None],
+            "xs": [[float("nan")], None, [2.0, 3.0]],
+            "t": ["a", "b", None],
+        }
+    )
+    same = pa.table(
+        {
+            "id": [1, 2, 3],
+            "x": [1.5, float("nan"), None],
+            "xs": [[float("nan")], None, [2.0, 3.0]],
+            "t": ["a", "b", None],
+        }
+    )
     assert erasure._streams_equal(iter([table]), iter([same.slice(0, 1), same.slice(1)])) == (True, 3)
-    for column, values in (("x", [1.5, 2.0, None]), ("x", [1.5, float("nan"), 0.0]), ("xs", [[float("nan")], None, [2.0]]),
-                           ("t", ["a", "B", None])):
-        other = same.set_column(same.schema.get_field_index(column), column, pa.array(values, same.schema.field(column).type))
+    for column, values in (
+        ("x", [1.5, 2.0, None]),
+        ("x", [1.5, float("nan"), 0.0]),
+        ("xs", [[float("nan")], None, [2.0]]),
+        ("t", ["a", "B", None]),
+    ):
+        other = same.set_column(
+            same.schema.get_field_index(column), column, pa.array(values, same.schema.field(column).type)
+        )
         assert erasure._streams_equal(iter([table]), iter([other]))[0] is False, column
     assert erasure._streams_equal(iter([table]), iter([same.slice(0, 2)]))[0] is False  # a row missing

@@ -64,8 +64,14 @@ def events_db(fresh_database):
 
 
 def events_table(partition_column: str = "created_at", name: str = "events", **extra) -> dict:
-    return {"name": name, "source_table": "events", "mode": "append", "partition_column": partition_column,
-            "primary_key": ["id"], **extra}
+    return {
+        "name": name,
+        "source_table": "events",
+        "mode": "append",
+        "partition_column": partition_column,
+        "primary_key": ["id"],
+        **extra,
+    }
 
 
 def glue_for(settings, clients) -> GlueCatalog:
@@ -95,7 +101,9 @@ def test_glue_registers_a_parquet_table_partitioned_by_dt_pointing_at_the_writte
     result = export_day(settings, catalog, catalog.tables[0], dt.date(2024, 3, 31), clients=clients)
     glue = glue_for(settings, clients)
     table = glue.get_table("events")
-    assert table["PartitionKeys"] == [{"Name": "dt", "Type": "string", "Comment": "export day (catalog time zone), YYYY-MM-DD"}]
+    assert table["PartitionKeys"] == [
+        {"Name": "dt", "Type": "string", "Comment": "export day (catalog time zone), YYYY-MM-DD"}
+    ]
     assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
     assert table["StorageDescriptor"]["Location"] == f"s3://{settings.lake.bucket}/exports/events/"
     assert table["Parameters"]["classification"] == "parquet"
@@ -104,7 +112,11 @@ def test_glue_registers_a_parquet_table_partitioned_by_dt_pointing_at_the_writte
     assert partition["Parameters"]["weward.rows"] == "4"
     listed = lake.list_keys(clients.s3, settings.lake.bucket, result.location.split("/", 3)[3])
     assert listed == [o.key for o in result.objects]
-    assert result.window == {"start": "2024-03-31T00:00:00+01:00", "end": "2024-04-01T00:00:00+02:00", "timezone": "Europe/Paris"}
+    assert result.window == {
+        "start": "2024-03-31T00:00:00+01:00",
+        "end": "2024-04-01T00:00:00+02:00",
+        "timezone": "Europe/Paris",
+    }
 
 
 def test_an_empty_day_is_published_with_zero_rows_and_a_readable_schema(events_db, lake_env, clients):
@@ -122,7 +134,9 @@ def test_re_exporting_a_day_replaces_it_without_duplicates_or_leftovers(events_d
     day = dt.date(2024, 3, 31)
     first = export_day(settings, catalog, catalog.tables[0], day, clients=clients)
     with psycopg.connect(events_db, autocommit=True) as conn:
-        conn.execute("INSERT INTO events VALUES (100, '2024-03-31 12:00+02', '2024-03-31 12:00', '2024-03-31', 1, 'late')")
+        conn.execute(
+            "INSERT INTO events VALUES (100, '2024-03-31 12:00+02', '2024-03-31 12:00', '2024-03-31', 1, 'late')"
+        )
     second = export_day(settings, catalog, catalog.tables[0], day, clients=clients)
     assert second.export_id != first.export_id and second.superseded_deleted >= 2
     ids = read_table(glue_for(settings, clients), clients.filesystem, "events", "2024-03-31").column("id").to_pylist()
@@ -171,10 +185,14 @@ def test_leftovers_of_a_killed_run_are_swept_but_a_recent_export_in_flight_is_no
     catalog = make_catalog(events_table())
     day = dt.date(2024, 3, 31)
     location = LakeLocation.parse(settings.lake.url())
-    killed = lake.new_export_id(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=7))
-    in_flight = lake.new_export_id(dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1))
+    killed = lake.new_export_id(dt.datetime.now(dt.UTC) - dt.timedelta(hours=7))
+    in_flight = lake.new_export_id(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
     for export_id in (killed, in_flight):
-        clients.s3.put_object(Bucket=settings.lake.bucket, Key=lake.version_prefix(location, "events", day, export_id) + "part-00000.parquet", Body=b"half a file")
+        clients.s3.put_object(
+            Bucket=settings.lake.bucket,
+            Key=lake.version_prefix(location, "events", day, export_id) + "part-00000.parquet",
+            Body=b"half a file",
+        )
     result = export_day(settings, catalog, catalog.tables[0], day, clients=clients)
     keys = lake.list_keys(clients.s3, settings.lake.bucket, lake.day_prefix(location, "events", day))
     assert not any(killed in k for k in keys)
@@ -227,6 +245,7 @@ def test_a_safe_widening_is_absorbed(events_db, lake_env, clients):
 
 # -- snapshot tables ------------------------------------------------------------------------
 
+
 @pytest.fixture
 def snapshot_catalog():
     return make_catalog({"name": "offers", "source_table": "events", "mode": "snapshot", "primary_key": ["id"]})
@@ -234,28 +253,35 @@ def snapshot_catalog():
 
 def test_a_snapshot_exported_just_after_its_day_holds_the_whole_table(events_db, lake_env, clients, snapshot_catalog):
     settings = make_settings(lake_env, events_db)
-    now = dt.datetime(2024, 4, 1, 2, 0, tzinfo=dt.timezone.utc)  # 04:00 in Paris, day 03-31 ended
-    result = export_day(settings, snapshot_catalog, snapshot_catalog.tables[0], dt.date(2024, 3, 31), clients=clients, now=now)
+    now = dt.datetime(2024, 4, 1, 2, 0, tzinfo=dt.UTC)  # 04:00 in Paris, day 03-31 ended
+    result = export_day(
+        settings, snapshot_catalog, snapshot_catalog.tables[0], dt.date(2024, 3, 31), clients=clients, now=now
+    )
     assert result.rows == len(BOUNDARY_ROWS) and result.window is None and result.snapshot_at
 
 
-def test_a_snapshot_of_an_old_day_is_refused_instead_of_filed_under_the_wrong_date(events_db, lake_env, clients, snapshot_catalog):
+def test_a_snapshot_of_an_old_day_is_refused_instead_of_filed_under_the_wrong_date(
+    events_db, lake_env, clients, snapshot_catalog
+):
     settings = make_settings(lake_env, events_db)
-    now = dt.datetime(2024, 4, 5, 2, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2024, 4, 5, 2, 0, tzinfo=dt.UTC)
     with pytest.raises(ExportError, match="can only be exported until 2024-04-02T06:00:00"):
-        export_day(settings, snapshot_catalog, snapshot_catalog.tables[0], dt.date(2024, 3, 31), clients=clients, now=now)
+        export_day(
+            settings, snapshot_catalog, snapshot_catalog.tables[0], dt.date(2024, 3, 31), clients=clients, now=now
+        )
     assert GlueCatalog(clients.glue, settings.glue_database).get_table("offers") is None
 
 
 def test_a_day_that_has_not_ended_is_refused(events_db, lake_env, clients):
     settings = make_settings(lake_env, events_db)
     catalog = make_catalog(events_table())
-    now = dt.datetime(2024, 3, 31, 20, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2024, 3, 31, 20, 0, tzinfo=dt.UTC)
     with pytest.raises(ExportError, match="has not ended yet"):
         export_day(settings, catalog, catalog.tables[0], dt.date(2024, 3, 31), clients=clients, now=now)
 
 
 # -- bad input: clear error, nothing written ---------------------------------------------------
+
 
 def assert_nothing_written(settings, clients):
     assert clients.s3.list_objects_v2(Bucket=settings.lake.bucket).get("KeyCount", 0) == 0
@@ -325,10 +351,13 @@ def test_an_unreachable_s3_endpoint_is_reported(events_db, lake_env):
 
 # -- gentle on production ---------------------------------------------------------------------
 
+
 def test_the_read_is_read_only_named_time_limited_and_takes_only_access_share_locks(events_db):
     catalog = make_catalog(events_table())
     window = DayWindow(dt.date(2024, 3, 31), "Europe/Paris")
-    with Extraction(events_db, catalog.tables[0], window, ExtractLimits(statement_timeout_s=600, lock_timeout_s=3)) as extraction:
+    with Extraction(
+        events_db, catalog.tables[0], window, ExtractLimits(statement_timeout_s=600, lock_timeout_s=3)
+    ) as extraction:
         assert extraction.source_rows == 4
         with psycopg.connect(events_db) as observer:
             pid, state = observer.execute(
@@ -340,16 +369,25 @@ def test_the_read_is_read_only_named_time_limited_and_takes_only_access_share_lo
             ).fetchall()
         settings = {
             name: extraction._scalar(f"SELECT current_setting('{name}')")
-            for name in ("transaction_read_only", "transaction_isolation", "statement_timeout", "lock_timeout",
-                         "idle_in_transaction_session_timeout")
+            for name in (
+                "transaction_read_only",
+                "transaction_isolation",
+                "statement_timeout",
+                "lock_timeout",
+                "idle_in_transaction_session_timeout",
+            )
         }
         rows = sum(batch.num_rows for batch in extraction.batches())
     assert extraction.application_name == "weward-export events 2024-03-31"
     assert state == "idle in transaction"  # one transaction (one snapshot) for count and rows
     assert locks == [("AccessShareLock",)]
-    assert settings == {"transaction_read_only": "on", "transaction_isolation": "repeatable read",
-                        "statement_timeout": "10min", "lock_timeout": "3s",
-                        "idle_in_transaction_session_timeout": "5min"}
+    assert settings == {
+        "transaction_read_only": "on",
+        "transaction_isolation": "repeatable read",
+        "statement_timeout": "10min",
+        "lock_timeout": "3s",
+        "idle_in_transaction_session_timeout": "5min",
+    }
     assert rows == 4
 
 
@@ -359,7 +397,9 @@ def test_rows_committed_during_the_read_are_not_half_included(events_db):
     window = DayWindow(dt.date(2024, 3, 31), "Europe/Paris")
     with Extraction(events_db, catalog.tables[0], window) as extraction:
         with psycopg.connect(events_db, autocommit=True) as writer:
-            writer.execute("INSERT INTO events VALUES (200, '2024-03-31 10:00+02', '2024-03-31 10:00', '2024-03-31', 1, 'concurrent')")
+            writer.execute(
+                "INSERT INTO events VALUES (200, '2024-03-31 10:00+02', '2024-03-31 10:00', '2024-03-31', 1, 'concurrent')"
+            )
         rows = [r for b in extraction.batches() for r in b.column("id").to_pylist()]
     assert extraction.source_rows == len(rows) == 4 and 200 not in rows
 

@@ -76,37 +76,54 @@ def event_pattern_matches(pattern: dict, event: dict, path: tuple[str, ...] = ()
 
 # The EventBridge user guide's examples ("Content filtering in Amazon EventBridge event patterns").
 GUIDE_EVENT = {
-    "version": "0", "id": "ddddd4-aaaa-7777-4444-345499zzz", "detail-type": "EC2 Instance State-change Notification",
-    "source": "aws.ec2", "account": "123456789012", "time": "2017-10-02T18:43:48Z", "region": "us-east-1",
-    "resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-02ebd4584a2ebd341",
-                  "arn:aws:ec2:us-east-1:111122223333:eventbus/default"],
-    "detail": {"instance-id": "i-02ebd4584a2ebd341", "state": "running", "c-count": 5, "d-count": 3,
-               "x-limit": 301.8, "source-ip": "10.0.0.33", "location": None},
+    "version": "0",
+    "id": "ddddd4-aaaa-7777-4444-345499zzz",
+    "detail-type": "EC2 Instance State-change Notification",
+    "source": "aws.ec2",
+    "account": "123456789012",
+    "time": "2017-10-02T18:43:48Z",
+    "region": "us-east-1",
+    "resources": [
+        "arn:aws:ec2:us-east-1:123456789012:instance/i-02ebd4584a2ebd341",
+        "arn:aws:ec2:us-east-1:111122223333:eventbus/default",
+    ],
+    "detail": {
+        "instance-id": "i-02ebd4584a2ebd341",
+        "state": "running",
+        "c-count": 5,
+        "d-count": 3,
+        "x-limit": 301.8,
+        "source-ip": "10.0.0.33",
+        "location": None,
+    },
 }
 
 
-@pytest.mark.parametrize(("pattern", "expected"), [
-    ({"source": ["aws.ec2"], "detail": {"state": ["running"]}}, True),
-    ({"source": ["aws.ec2"], "detail": {"state": ["stopped"]}}, False),
-    ({"resources": ["arn:aws:ec2:us-east-1:111122223333:eventbus/default"]}, True),  # any element of an array
-    ({"time": [{"prefix": "2017-10-02"}]}, True),
-    ({"time": [{"prefix": "2017-10-03"}]}, False),
-    ({"detail": {"state": [{"anything-but": "initializing"}]}}, True),
-    ({"detail": {"state": [{"anything-but": ["stopped", "running"]}]}}, False),
-    ({"detail": {"state": [{"anything-but": {"prefix": "run"}}]}}, False),
-    ({"detail": {"c-count": [{"numeric": [">", 0, "<=", 5]}]}}, True),
-    ({"detail": {"c-count": [{"numeric": [">", 5]}]}}, False),
-    ({"detail": {"x-limit": [{"numeric": ["=", 3.018e2]}]}}, True),
-    ({"detail": {"c-count": [{"anything-but": 0}]}}, True),
-    ({"detail": {"c-count": [{"anything-but": 5}]}}, False),
-    ({"detail": {"nothing": [{"anything-but": 0}]}}, False),  # anything-but needs the field
-    ({"detail": {"nothing": [{"exists": False}]}}, True),
-    ({"detail": {"state": [{"exists": True}]}}, True),
-    ({"detail": {"location": [None]}}, True),
-    ({"detail": {"c-count": ["5"]}}, False),  # a string never equals a number
-    ({"detail": {"$or": [{"c-count": [{"numeric": [">", 5]}]}, {"d-count": [{"numeric": ["<", 10]}]}]}}, True),
-    ({"detail": {"$or": [{"c-count": [{"numeric": [">", 5]}]}, {"d-count": [{"numeric": ["<", 2]}]}]}}, False),
-])
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ({"source": ["aws.ec2"], "detail": {"state": ["running"]}}, True),
+        ({"source": ["aws.ec2"], "detail": {"state": ["stopped"]}}, False),
+        ({"resources": ["arn:aws:ec2:us-east-1:111122223333:eventbus/default"]}, True),  # any element of an array
+        ({"time": [{"prefix": "2017-10-02"}]}, True),
+        ({"time": [{"prefix": "2017-10-03"}]}, False),
+        ({"detail": {"state": [{"anything-but": "initializing"}]}}, True),
+        ({"detail": {"state": [{"anything-but": ["stopped", "running"]}]}}, False),
+        ({"detail": {"state": [{"anything-but": {"prefix": "run"}}]}}, False),
+        ({"detail": {"c-count": [{"numeric": [">", 0, "<=", 5]}]}}, True),
+        ({"detail": {"c-count": [{"numeric": [">", 5]}]}}, False),
+        ({"detail": {"x-limit": [{"numeric": ["=", 3.018e2]}]}}, True),
+        ({"detail": {"c-count": [{"anything-but": 0}]}}, True),
+        ({"detail": {"c-count": [{"anything-but": 5}]}}, False),
+        ({"detail": {"nothing": [{"anything-but": 0}]}}, False),  # anything-but needs the field
+        ({"detail": {"nothing": [{"exists": False}]}}, True),
+        ({"detail": {"state": [{"exists": True}]}}, True),
+        ({"detail": {"location": [None]}}, True),
+        ({"detail": {"c-count": ["5"]}}, False),  # a string never equals a number
+        ({"detail": {"$or": [{"c-count": [{"numeric": [">", 5]}]}, {"d-count": [{"numeric": ["<", 10]}]}]}}, True),
+        ({"detail": {"$or": [{"c-count": [{"numeric": [">", 5]}]}, {"d-count": [{"numeric": ["<", 2]}]}]}}, False),
+    ],
+)
 def test_the_matcher_agrees_with_the_eventbridge_user_guide(pattern, expected):
     assert event_pattern_matches(pattern, GUIDE_EVENT) is expected
 
@@ -117,24 +134,43 @@ def test_array_elements_are_flattened_like_eventbridge_does():
     assert not event_pattern_matches({"detail": {"containers": {"exitCode": [2]}}}, event)
 
 
-def ecs_task_stopped(env: str, family: str, *, exit_code: int | None, stop_code: str = "EssentialContainerExited",
-                     cluster: str | None = None, last_status: str = "STOPPED") -> dict:
+def ecs_task_stopped(
+    env: str,
+    family: str,
+    *,
+    exit_code: int | None,
+    stop_code: str = "EssentialContainerExited",
+    cluster: str | None = None,
+    last_status: str = "STOPPED",
+) -> dict:
     """An ECS Task State Change event, in the shape of the ECS developer guide's example."""
     account, region = "123456789012", "eu-west-3"
     cluster = cluster or f"weward-{env}"
-    container = {"containerArn": f"arn:aws:ecs:{region}:{account}:container/{cluster}/0f3a/8c1d", "name": "run-worker",
-                 "lastStatus": "STOPPED" if last_status == "STOPPED" else "RUNNING",
-                 "taskArn": f"arn:aws:ecs:{region}:{account}:task/{cluster}/0f3a"}
+    container = {
+        "containerArn": f"arn:aws:ecs:{region}:{account}:container/{cluster}/0f3a/8c1d",
+        "name": "run-worker",
+        "lastStatus": "STOPPED" if last_status == "STOPPED" else "RUNNING",
+        "taskArn": f"arn:aws:ecs:{region}:{account}:task/{cluster}/0f3a",
+    }
     if exit_code is not None:
         container["exitCode"] = exit_code
     return {
-        "version": "0", "id": "3317b2af-7005-947d-b652-f55e762e571a", "detail-type": "ECS Task State Change",
-        "source": "aws.ecs", "account": account, "time": "2026-11-30T01:14:07Z", "region": region,
+        "version": "0",
+        "id": "3317b2af-7005-947d-b652-f55e762e571a",
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "account": account,
+        "time": "2026-11-30T01:14:07Z",
+        "region": region,
         "resources": [f"arn:aws:ecs:{region}:{account}:task/{cluster}/0f3a"],
         "detail": {
             "clusterArn": f"arn:aws:ecs:{region}:{account}:cluster/{cluster}",
-            "containers": [container], "desiredStatus": "STOPPED", "group": f"family:{family}",
-            "lastStatus": last_status, "launchType": "FARGATE", "stopCode": stop_code,
+            "containers": [container],
+            "desiredStatus": "STOPPED",
+            "group": f"family:{family}",
+            "lastStatus": last_status,
+            "launchType": "FARGATE",
+            "stopCode": stop_code,
             "stoppedReason": "Essential container in task exited",
             "taskArn": f"arn:aws:ecs:{region}:{account}:task/{cluster}/0f3a",
             "taskDefinitionArn": f"arn:aws:ecs:{region}:{account}:task-definition/{family}:7",
@@ -151,7 +187,9 @@ def test_the_failed_run_rule_matches_a_non_zero_exit_or_a_task_that_never_starte
         family = f"weward-{env}-{run}"
         assert event_pattern_matches(pattern, ecs_task_stopped(env, family, exit_code=1)), f"{family} exit 1"
         assert event_pattern_matches(pattern, ecs_task_stopped(env, family, exit_code=137)), f"{family} OOM kill"
-        assert event_pattern_matches(pattern, ecs_task_stopped(env, family, exit_code=None, stop_code="TaskFailedToStart"))
+        assert event_pattern_matches(
+            pattern, ecs_task_stopped(env, family, exit_code=None, stop_code="TaskFailedToStart")
+        )
         assert not event_pattern_matches(pattern, ecs_task_stopped(env, family, exit_code=0)), f"{family} exit 0"
     export = f"weward-{env}-export"
     assert not event_pattern_matches(pattern, ecs_task_stopped(env, export, exit_code=1, last_status="RUNNING"))
@@ -182,13 +220,21 @@ def test_failed_runs_and_dead_letters_reach_the_encrypted_topic(env):
     assert alarm.values["metric_name"] == "ApproximateNumberOfMessagesVisible" and alarm.values["threshold"] == 1
 
     (policy,) = rendering.resources("aws_sns_topic_policy")
-    publishers = {s["Principal"]["Service"]: s["Condition"]["ArnEquals"]["aws:SourceArn"]
-                  for s in json.loads(policy.values["policy"])["Statement"] if s["Action"] == "sns:Publish"}
+    publishers = {
+        s["Principal"]["Service"]: s["Condition"]["ArnEquals"]["aws:SourceArn"]
+        for s in json.loads(policy.values["policy"])["Statement"]
+        if s["Action"] == "sns:Publish"
+    }
     assert publishers == {
         "events.amazonaws.com": rule.values["arn"],
         "cloudwatch.amazonaws.com": f"arn:aws:cloudwatch:{rendering.region}:{rendering.account_id}:alarm:{alarm.values['alarm_name']}",
     }
-    key_services = {service for s in rendering.key_policies[key_arn]["Statement"]
-                    if {"kms:GenerateDataKey", "kms:Decrypt"} <= set(as_list(s["Action"]))
-                    for service in as_list(s["Principal"].get("Service", []))}
-    assert {"events.amazonaws.com", "cloudwatch.amazonaws.com"} <= key_services, "they could not publish to the encrypted topic"
+    key_services = {
+        service
+        for s in rendering.key_policies[key_arn]["Statement"]
+        if {"kms:GenerateDataKey", "kms:Decrypt"} <= set(as_list(s["Action"]))
+        for service in as_list(s["Principal"].get("Service", []))
+    }
+    assert {"events.amazonaws.com", "cloudwatch.amazonaws.com"} <= key_services, (
+        "they could not publish to the encrypted topic"
+    )

@@ -32,8 +32,11 @@ def allow_statements(role: Role, action: str) -> list[dict]:
 
 
 def condition(statement: dict) -> dict[tuple[str, str], list]:
-    return {(op, key): as_list(values) for op, keys in statement.get("Condition", {}).items()
-            for key, values in keys.items()}
+    return {
+        (op, key): as_list(values)
+        for op, keys in statement.get("Condition", {}).items()
+        for key, values in keys.items()
+    }
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -52,22 +55,26 @@ def test_each_schedule_may_run_tag_and_pass_exactly_what_its_task_needs(env, dag
         tags_requested = schedule.ecs["enable_ecs_managed_tags"] or schedule.ecs["propagate_tags"]
 
         (run,) = allow_statements(role, "ecs:RunTask")
-        assert set(as_list(run["Resource"])) == {s.task_definition.arn for s in rendering.schedules.values()
-                                                 if s.role is role}, name
+        assert set(as_list(run["Resource"])) == {
+            s.task_definition.arn for s in rendering.schedules.values() if s.role is role
+        }, name
         assert condition(run) == {("ArnEquals", "ecs:cluster"): [cluster_arn]}, name
 
         tag = allow_statements(role, "ecs:TagResource")
         if tags_requested:
             assert len(tag) == 1, f"{name}: starts tasks with tags but its role {role.name} may not tag them"
-            assert as_list(tag[0]["Resource"]) == [f"arn:aws:ecs:{rendering.region}:{rendering.account_id}:task/{cluster}/*"]
+            assert as_list(tag[0]["Resource"]) == [
+                f"arn:aws:ecs:{rendering.region}:{rendering.account_id}:task/{cluster}/*"
+            ]
             assert condition(tag[0]) == {("StringEquals", "ecs:CreateAction"): ["RunTask"]}, name
 
         (pass_role,) = allow_statements(role, "iam:PassRole")
         passed = {task.execution_role.arn, task.task_role.arn}
         assert passed <= set(as_list(pass_role["Resource"])), f"{name}: cannot pass {passed}"
         every_scheduled_task = [s.task_definition for s in rendering.schedules.values() if s.role is role]
-        assert set(as_list(pass_role["Resource"])) == {arn for t in every_scheduled_task
-                                                       for arn in (t.execution_role.arn, t.task_role.arn)}
+        assert set(as_list(pass_role["Resource"])) == {
+            arn for t in every_scheduled_task for arn in (t.execution_role.arn, t.task_role.arn)
+        }
         assert condition(pass_role) == {("StringEquals", "iam:PassedToService"): ["ecs-tasks.amazonaws.com"]}
 
 
@@ -96,10 +103,14 @@ def test_every_role_lists_only_under_its_prefixes_and_the_export_may_probe_the_l
     for role in rendering.roles.values():
         for statement in allow_statements(role, "s3:ListBucket"):
             assert set(condition(statement)) == {("StringLike", "s3:prefix")}, (
-                f"{role.name}: {statement.get('Sid')} lets it list without a prefix: {statement.get('Condition')}")
+                f"{role.name}: {statement.get('Sid')} lets it list without a prefix: {statement.get('Condition')}"
+            )
     role = rendering.roles[f"weward-{env}-export"]
-    probe = [s for s in granted(role, "s3:ListBucket", f"arn:aws:s3:::{bucket}")
-             if any(resource_matches(p, f"{lake_prefix}/") for p in condition(s)[("StringLike", "s3:prefix")])]
+    probe = [
+        s
+        for s in granted(role, "s3:ListBucket", f"arn:aws:s3:::{bucket}")
+        if any(resource_matches(p, f"{lake_prefix}/") for p in condition(s)[("StringLike", "s3:prefix")])
+    ]
     assert probe, f"{role.name} may not list s3://{bucket}/{lake_prefix}/ (check_lake_reachable's probe)"
 
 
@@ -128,8 +139,10 @@ def test_erasure_runs_under_its_own_task_definition_role_and_dsn(env):
     dsn_secret = secrets[f"weward/pipeline/pg-erase-url{'' if env == 'prod' else '-' + env}"]
     assert task.container.secrets["WEWARD_PG_ERASE_URL"] == dsn_secret
     assert task.container.secrets["WEWARD_PG_URL"] == dsn_secret  # the code location's lake resource needs it
-    export_dsn, redact_dsn = (rendering.task_definitions[f"{prefix}-{n}"].container.secrets[v]
-                              for n, v in (("export", "WEWARD_PG_URL"), ("redact", "WEWARD_PG_REDACT_URL")))
+    export_dsn, redact_dsn = (
+        rendering.task_definitions[f"{prefix}-{n}"].container.secrets[v]
+        for n, v in (("export", "WEWARD_PG_URL"), ("redact", "WEWARD_PG_REDACT_URL"))
+    )
     assert {export_dsn, redact_dsn}.isdisjoint(task.container.secrets.values())
     assert "WEWARD_PII_KEY" in task.container.secrets  # user columns may be pseudonymized in the lake
 
@@ -173,8 +186,9 @@ def dockerfile_final_stage(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
 
 
 def image_volumes() -> set[str]:
-    return {path for keyword, arguments in dockerfile_final_stage() if keyword == "VOLUME"
-            for path in json.loads(arguments)}
+    return {
+        path for keyword, arguments in dockerfile_final_stage() if keyword == "VOLUME" for path in json.loads(arguments)
+    }
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -191,11 +205,14 @@ def test_every_task_may_write_exactly_the_volumes_the_image_declares_for_its_use
     assert re.search(r"HOME=/tmp\b", env_lines), "HOME must be writable (tools write dotfiles there)"
     run_lines = [arguments for keyword, arguments in stage if keyword == "RUN"]
     for path in volumes - {"/tmp"}:  # /tmp keeps the base image's 1777
-        assert any(f"chown {user} {path}" in line or f"chown {user.split(':')[0]}:{user.split(':')[1]} {path}" in line
-                   for line in run_lines), f"the image must create {path} owned by {user} before declaring it"
+        assert any(
+            f"chown {user} {path}" in line or f"chown {user.split(':')[0]}:{user.split(':')[1]} {path}" in line
+            for line in run_lines
+        ), f"the image must create {path} owned by {user} before declaring it"
     volume_at = [i for i, (keyword, _) in enumerate(stage) if keyword == "VOLUME"]
-    assert all(keyword not in ("RUN", "COPY", "ADD") for keyword, _ in stage[max(volume_at) + 1:]), (
-        "a change after VOLUME is discarded: declare volumes last")
+    assert all(keyword not in ("RUN", "COPY", "ADD") for keyword, _ in stage[max(volume_at) + 1 :]), (
+        "a change after VOLUME is discarded: declare volumes last"
+    )
 
     rendering = render(env)
     for family, task in rendering.task_definitions.items():
@@ -220,13 +237,20 @@ def test_the_dagster_service_reaches_the_apis_its_launcher_calls_and_its_ui_thro
     service_sg = rendering.security_groups[f"{prefix}-dagster-service"]
     endpoints_sg = rendering.security_groups[f"{prefix}-vpc-endpoints"]
     assert not service_sg.ingress
-    assert {(r["from_port"], r.get("referenced_security_group_id") or r.get("prefix_list_id")) for r in service_sg.egress} == {
+    assert {
+        (r["from_port"], r.get("referenced_security_group_id") or r.get("prefix_list_id")) for r in service_sg.egress
+    } == {
         (5432, REHEARSAL_POSTGRES_SECURITY_GROUP),
-        (443, endpoints_sg.id), (443, rendering.vpc_endpoints["s3"]["prefix_list_id"])}
+        (443, endpoints_sg.id),
+        (443, rendering.vpc_endpoints["s3"]["prefix_list_id"]),
+    }
     run_worker_sg = rendering.security_groups[f"{prefix}-run-worker"]
     services = {r.values["name"]: r.values for r in rendering.resources("aws_ecs_service")}
     assert set(services["dagster-webserver"]["network_configuration"][0]["security_groups"]) == {service_sg.id}
-    assert set(services["dagster-daemon"]["network_configuration"][0]["security_groups"]) == {service_sg.id, run_worker_sg.id}
+    assert set(services["dagster-daemon"]["network_configuration"][0]["security_groups"]) == {
+        service_sg.id,
+        run_worker_sg.id,
+    }
     assert all(s["enable_execute_command"] for s in services.values())
 
     webserver = rendering.task_definitions[f"{prefix}-dagster-webserver"]
@@ -236,8 +260,12 @@ def test_the_dagster_service_reaches_the_apis_its_launcher_calls_and_its_ui_thro
     role = rendering.roles[f"{prefix}-dagster-service"]
     log_group = f"arn:aws:logs:{rendering.region}:{rendering.account_id}:log-group:/{prefix}/run-worker"
     assert granted(role, "logs:GetLogEvents", f"{log_group}:log-stream:export/run-worker/0f3a")
-    for action in ("ssmmessages:CreateControlChannel", "ssmmessages:OpenDataChannel", "ecs:DescribeTaskDefinition",
-                   "ec2:DescribeNetworkInterfaces"):
+    for action in (
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:OpenDataChannel",
+        "ecs:DescribeTaskDefinition",
+        "ec2:DescribeNetworkInterfaces",
+    ):
         assert granted(role, action, "*"), action
 
 
@@ -267,8 +295,12 @@ def test_the_base_image_is_pinned_by_digest_and_the_build_context_holds_only_wha
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignore, "the build context must start from nothing (no .git, no .local, no .terraform)"
     admitted = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    copied = {source for arguments in re.findall(r"^COPY (?!--from)(.+)$", text, flags=re.M)
-              for source in arguments.split()[:-1] if not source.startswith("--") and "$" not in source}
+    copied = {
+        source
+        for arguments in re.findall(r"^COPY (?!--from)(.+)$", text, flags=re.M)
+        for source in arguments.split()[:-1]
+        if not source.startswith("--") and "$" not in source
+    }
     assert copied <= admitted, f"COPY of {sorted(copied - admitted)} is excluded by .dockerignore"
 
 
@@ -295,14 +327,18 @@ def test_the_stack_leaves_account_wide_and_other_teams_settings_alone(env):
     default; the rules the DBA team must add are an output."""
     rendering = render(env)
     assert not rendering.resources("aws_glue_data_catalog_encryption_settings")
-    edited = [r for r in rendering.resources("aws_vpc_security_group_ingress_rule")
-              if r.values["security_group_id"] == REHEARSAL_POSTGRES_SECURITY_GROUP]
+    edited = [
+        r
+        for r in rendering.resources("aws_vpc_security_group_ingress_rule")
+        if r.values["security_group_id"] == REHEARSAL_POSTGRES_SECURITY_GROUP
+    ]
     assert not edited
     rules = rendering.outputs["postgres_ingress_rules"]
     prefix = f"weward-{env}"
     assert {(r["from_security_group_id"], r["port"]) for r in rules} == {
         (rendering.security_groups[f"{prefix}-run-worker"].id, 5432),
-        (rendering.security_groups[f"{prefix}-dagster-service"].id, 5432)}
+        (rendering.security_groups[f"{prefix}-dagster-service"].id, 5432),
+    }
     assert render(env, **OTHER_SWITCHES).resources("aws_glue_data_catalog_encryption_settings")
 
 
@@ -331,13 +367,16 @@ def shell_argv(script: str, environment: dict[str, str], scratch: Path) -> list[
     substitutions, files it writes: /tmp is `scratch` here)."""
     assert script.count("exec ") == 1, f"the script must end by exec'ing one command: {script!r}"
     script = script.replace("/tmp/", f"{scratch}/").replace("exec ", "exec printf '%s\\0' ")
-    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,
-                         env={"PATH": "/usr/bin:/bin", **environment})
+    out = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin", **environment}
+    )
     return out.stdout.split("\0")[:-1]
 
 
 # What an operator passes to the erasure task (infra/README.md), as the task's command reads it.
-ERASURE_RUN_CONFIG = "ops:\n  erase_users:\n    config:\n      request_url: s3://weward-lake-prod/_requests/erasure/T-1.txt\n"
+ERASURE_RUN_CONFIG = (
+    "ops:\n  erase_users:\n    config:\n      request_url: s3://weward-lake-prod/_requests/erasure/T-1.txt\n"
+)
 
 
 def image_files() -> dict[str, str]:
@@ -357,7 +396,9 @@ def argv_of(container, scratch: Path) -> list[str]:
         (cmd,) = [arguments for keyword, arguments in dockerfile_final_stage() if keyword == "CMD"]
         command = json.loads(cmd)
     if command[:2] == ["sh", "-c"]:
-        command = shell_argv(command[2], {**container.environment, "WEWARD_ERASURE_RUN_CONFIG": ERASURE_RUN_CONFIG}, scratch)
+        command = shell_argv(
+            command[2], {**container.environment, "WEWARD_ERASURE_RUN_CONFIG": ERASURE_RUN_CONFIG}, scratch
+        )
     files = image_files()
     return [files.get(part, part) for part in command]
 
@@ -368,7 +409,8 @@ def test_every_container_command_parses_as_a_command_of_this_version(env, tmp_pa
     with those options: weward-pipeline's argparse, dagster's click commands, parsed not run."""
     rendering = render(env)
     assert {f"weward-{env}-{n}" for n in ("export", "redact", "erase", "dagster-webserver", "dagster-daemon")} <= set(
-        rendering.task_definitions)
+        rendering.task_definitions
+    )
     for family, task in rendering.task_definitions.items():
         argv = argv_of(task.container, tmp_path)
         program, args = argv[0], argv[1:]
@@ -410,9 +452,13 @@ def test_each_task_environment_satisfies_the_configuration_contract(env):
     instance_vars = dagster_yaml_env_vars(yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text()))
     for family, task in rendering.task_definitions.items():
         container = task.container
-        environment = {**container.environment,
-                       **{name: PLACEHOLDERS.get(name, f"postgresql://{name.lower()}:secret@db.invalid:5432/app")
-                          for name in container.secrets}}
+        environment = {
+            **container.environment,
+            **{
+                name: PLACEHOLDERS.get(name, f"postgresql://{name.lower()}:secret@db.invalid:5432/app")
+                for name in container.secrets
+            },
+        }
         missing = instance_vars - set(environment)
         assert not missing, f"{family}: deploy/dagster.yaml reads {sorted(missing)}, which the task does not set"
         if "-dagster-" in family:

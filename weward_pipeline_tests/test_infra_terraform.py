@@ -20,14 +20,14 @@ import pytest
 import yaml
 
 from weward_pipeline import cli
+from weward_pipeline.cli.redact import DEFAULT_LOOKBACK_DAYS, cmd_redact_due
 from weward_pipeline.config import SAMPLE_CATALOG, Settings
 from weward_pipeline.defs.redaction import REDACTION_TASK_DEFINITION_ENV
-from weward_pipeline.cli.redact import DEFAULT_LOOKBACK_DAYS, cmd_redact_due
 from weward_pipeline_tests.terraform_render import (
     ENVS,
     REHEARSAL,
-    Rendering,
     VARIANTS,
+    Rendering,
     TerraformUnavailable,
     check_in_background,
     checked,
@@ -147,8 +147,11 @@ def policy_statements(rendering: Rendering) -> list[tuple[str, dict]]:
 
 def conditions(statement: dict) -> dict[tuple[str, str], list]:
     """{(operator, key): values} of a statement's Condition."""
-    return {(op, key): as_list(values) for op, keys in statement.get("Condition", {}).items()
-            for key, values in keys.items()}
+    return {
+        (op, key): as_list(values)
+        for op, keys in statement.get("Condition", {}).items()
+        for key, values in keys.items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,20 +168,25 @@ def test_every_terraform_file_parses_modules_included():
 def test_every_bucket_is_private_encrypted_versioned_tls_only_and_expires_old_versions():
     lake_module = MODULES / "data_lake"
     resources = blocks(lake_module, "resource")
-    data = blocks(lake_module, "data")
     buckets = [name for (type_, name) in resources if type_ == "aws_s3_bucket"]
     assert sorted(buckets) == ["access_logs", "athena_results", "lake"]
     every_bucket_in_infra = [
-        (path, name) for path in tf_files() for entry in parse(path).get("resource", [])
-        for type_, named in entry.items() if type_ == "aws_s3_bucket" for name in named
+        (path, name)
+        for path in tf_files()
+        for entry in parse(path).get("resource", [])
+        for type_, named in entry.items()
+        if type_ == "aws_s3_bucket"
+        for name in named
     ]
     assert all(path.parent == lake_module for path, _ in every_bucket_in_infra), (
-        "buckets outside modules/data_lake escape these checks", every_bucket_in_infra)
+        "buckets outside modules/data_lake escape these checks",
+        every_bucket_in_infra,
+    )
 
     for bucket in buckets:
         ref = f"${{aws_s3_bucket.{bucket}.id}}"
 
-        def companion(type_: str) -> dict:
+        def companion(type_: str, ref: str = ref, bucket: str = bucket) -> dict:
             matches = [body for (t, _), body in resources.items() if t == type_ and body.get("bucket") == ref]
             assert len(matches) == 1, f"bucket {bucket}: expected one {type_}, found {len(matches)}"
             return matches[0]
@@ -187,7 +195,9 @@ def test_every_bucket_is_private_encrypted_versioned_tls_only_and_expires_old_ve
         for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
             assert public[flag] is True, (bucket, flag)
 
-        assert single(companion("aws_s3_bucket_ownership_controls"), "rule")["object_ownership"] == "BucketOwnerEnforced"
+        assert (
+            single(companion("aws_s3_bucket_ownership_controls"), "rule")["object_ownership"] == "BucketOwnerEnforced"
+        )
         assert single(companion("aws_s3_bucket_versioning"), "versioning_configuration")["status"] == "Enabled"
 
         rule = single(companion("aws_s3_bucket_server_side_encryption_configuration"), "rule")
@@ -202,7 +212,8 @@ def test_every_bucket_is_private_encrypted_versioned_tls_only_and_expires_old_ve
 
         rules = companion("aws_s3_bucket_lifecycle_configuration")["rule"]
         assert any(
-            r["status"] == "Enabled" and single(r, "noncurrent_version_expiration")["noncurrent_days"]
+            r["status"] == "Enabled"
+            and single(r, "noncurrent_version_expiration")["noncurrent_days"]
             == "${var.noncurrent_version_expiration_days}"
             for r in rules
         ), f"bucket {bucket}: noncurrent versions must expire after var.noncurrent_version_expiration_days"
@@ -224,10 +235,13 @@ def test_every_bucket_policy_denies_plain_http_and_puts_with_another_key(env):
         tls = [s for s in denies if conditions(s) == {("Bool", "aws:SecureTransport"): ["false"]}]
         assert len(tls) == 1 and tls[0]["Principal"] == "*", f"bucket {bucket}: no TLS-only statement"
         assert tls[0]["Action"] == "s3:*" and sorted(as_list(tls[0]["Resource"])) == [arn, f"{arn}/*"], (
-            f"bucket {bucket}: the TLS rule must cover bucket and objects")
+            f"bucket {bucket}: the TLS rule must cover bucket and objects"
+        )
         if bucket.startswith("weward-s3-access-logs"):
             continue  # S3 log delivery cannot write to SSE-KMS buckets: SSE-S3 there.
-        puts = {s["Sid"]: conditions(s) for s in denies if s["Action"] == "s3:PutObject" and s["Resource"] == f"{arn}/*"}
+        puts = {
+            s["Sid"]: conditions(s) for s in denies if s["Action"] == "s3:PutObject" and s["Resource"] == f"{arn}/*"
+        }
         assert puts == {
             "DenyPutsAskingForAnotherEncryption": {("StringNotEquals", SSE): ["aws:kms"], ("Null", SSE): ["false"]},
             "DenyPutsAskingForAnotherKmsKey": {("StringNotEquals", SSE_KEY): [key_arn], ("Null", SSE_KEY): ["false"]},
@@ -252,21 +266,30 @@ def test_a_put_that_asks_for_no_encryption_is_never_denied_it_gets_the_bucket_de
             operators = set(statement.get("Condition", {}))
             assert not [op for op in operators if op.endswith("IfExists")], (
                 f"bucket {bucket}: {statement['Sid']} uses {sorted(operators)}: in a Deny, ...IfExists matches "
-                f"requests without the key")
+                f"requests without the key"
+            )
             if "s3:PutObject" not in as_list(statement["Action"]) and statement["Action"] != "s3:*":
                 continue
             if conditions(statement) == {("Bool", "aws:SecureTransport"): ["false"]}:
                 continue  # plain HTTP: refused whatever the headers
-            present = [key for (op, key), values in conditions(statement).items() if op == "Null" and values == ["false"]]
+            present = [
+                key for (op, key), values in conditions(statement).items() if op == "Null" and values == ["false"]
+            ]
             assert set(present) & {SSE, SSE_KEY}, (
-                f"bucket {bucket}: {statement['Sid']} denies puts that carry no encryption header")
+                f"bucket {bucket}: {statement['Sid']} denies puts that carry no encryption header"
+            )
     for bucket in ("lake", "athena_results"):
-        (encryption,) = [r for r in rendering.resources("aws_s3_bucket_server_side_encryption_configuration")
-                         if r.address.endswith(f"aws_s3_bucket_server_side_encryption_configuration.{bucket}")]
+        (encryption,) = [
+            r
+            for r in rendering.resources("aws_s3_bucket_server_side_encryption_configuration")
+            if r.address.endswith(f"aws_s3_bucket_server_side_encryption_configuration.{bucket}")
+        ]
         rule = encryption.values["rule"][0]
         assert rule["bucket_key_enabled"] is True
         assert rule["apply_server_side_encryption_by_default"][0] == {
-            "sse_algorithm": "aws:kms", "kms_master_key_id": next(iter(rendering.key_policies))}
+            "sse_algorithm": "aws:kms",
+            "kms_master_key_id": next(iter(rendering.key_policies)),
+        }
 
 
 def test_noncurrent_versions_expire_within_a_month_everywhere():
@@ -323,9 +346,15 @@ def test_the_redaction_role_writes_only_its_step_logs_and_its_own_audit():
 def test_lake_access_is_scoped_to_the_prefix_the_database_and_the_key():
     rendering = render("prod")
     (key_arn,) = rendering.key_policies
-    lake_objects, results_objects = "arn:aws:s3:::weward-lake-prod/lake/*", "arn:aws:s3:::weward-athena-results-prod/results/*"
+    lake_objects, results_objects = (
+        "arn:aws:s3:::weward-lake-prod/lake/*",
+        "arn:aws:s3:::weward-athena-results-prod/results/*",
+    )
     compute_logs = "arn:aws:s3:::weward-lake-prod/_dagster/compute-logs/*"
-    glue = [f"arn:aws:glue:eu-west-3:123456789012:{part}" for part in ("catalog", "database/weward_lake", "table/weward_lake/*")]
+    glue = [
+        f"arn:aws:glue:eu-west-3:123456789012:{part}"
+        for part in ("catalog", "database/weward_lake", "table/weward_lake/*")
+    ]
     for name in ("weward-prod-export", "weward-prod-redaction", "weward-prod-analyst"):
         for statement in rendering.roles[name].statements():
             resources, actions = as_list(statement["Resource"]), as_list(statement["Action"])
@@ -384,7 +413,10 @@ def test_the_log_group_is_encrypted_and_tasks_run_read_only():
     assert resources[("aws_cloudwatch_log_group", "run_worker")]["kms_key_id"] == "${var.kms_key_arn}"
     text = (MODULES / "export_job" / "main.tf").read_text()
     assert "readonlyRootFilesystem = true" in text
-    assert re.search(r"secrets\s+=\s+\[for name, secret in each.value.secrets : \{ name = name, valueFrom = var.secret_arns\[secret\] \}\]", text)
+    assert re.search(
+        r"secrets\s+=\s+\[for name, secret in each.value.secrets : \{ name = name, valueFrom = var.secret_arns\[secret\] \}\]",
+        text,
+    )
 
 
 def test_the_scheduled_redaction_runs_redact_due_not_yesterday():
@@ -407,7 +439,9 @@ def test_the_scheduled_redaction_runs_redact_due_not_yesterday():
 
 def test_eventbridge_starts_the_redaction_only_without_the_dagster_service():
     """With the service, the daemon's sensor redacts: a second scheduler would race it."""
-    assert module_calls(STACK)["schedule"]["enabled_runs"] == '${var.dagster_service_enabled ? [] : ["export", "redact"]}'
+    assert (
+        module_calls(STACK)["schedule"]["enabled_runs"] == '${var.dagster_service_enabled ? [] : ["export", "redact"]}'
+    )
     schedule = blocks(MODULES / "schedule", "resource")[("aws_scheduler_schedule", "run")]
     assert schedule["state"] == '${var.enabled && contains(var.enabled_runs, each.key) ? "ENABLED" : "DISABLED"}'
     # The EC2 variant runs the export only: Terraform warns when nothing would redact.
@@ -438,15 +472,20 @@ def test_the_redaction_task_never_gets_the_export_credentials_or_the_pii_key():
     assert "validation" in export_job["redaction_secret_aliases"]
     workers = module_locals(MODULES / "export_job")["workers"]
     assert workers["redact"]["secrets"] == (
-        "${merge({for name in var.redaction_secret_variables : name => name}, var.redaction_secret_aliases)}")
+        "${merge({for name in var.redaction_secret_variables : name => name}, var.redaction_secret_aliases)}"
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
 def every_selected_directory_checked_in_the_background(request):
     """`init` + `test` of the directories this session tests start with this module, beside its
     other tests, two terraform processes at a time (terraform_render.check_in_background)."""
-    selected = [item.callspec.params["directory"] for item in request.session.items
-                if getattr(item, "originalname", "") == test_terraform_validates_and_tests_every_root_and_module_offline.__name__]
+    selected = [
+        item.callspec.params["directory"]
+        for item in request.session.items
+        if getattr(item, "originalname", "")
+        == test_terraform_validates_and_tests_every_root_and_module_offline.__name__
+    ]
     try:
         check_in_background(selected)
     except TerraformUnavailable:
@@ -460,7 +499,9 @@ def test_terraform_validates_and_tests_every_root_and_module_offline(directory):
     configuration before each run (a separate `terraform validate` loaded the provider once more
     for nothing). A root's rehearsal is planned once per rendering the tests read
     (terraform_render.VARIANTS), by render(). No terraform or no mirror fails here, saying what to install."""
-    suites = sorted((INFRA / ("envs/prod" if directory.startswith("envs/") else directory) / "tests").glob("*.tftest.hcl"))
+    suites = sorted(
+        (INFRA / ("envs/prod" if directory.startswith("envs/") else directory) / "tests").glob("*.tftest.hcl")
+    )
     assert suites, f"infra/{directory} has no tests/*.tftest.hcl"
     run = checked(directory)
     assert run.returncode == 0 and not run.problems, run.report()
@@ -486,7 +527,9 @@ def test_every_root_and_module_pins_the_tested_aws_provider_in_a_committed_lock_
             continue
         assert re.search(r'version\s*=\s*"~> 5\.100"', versions), f"infra/{directory}: constrain aws to ~> 5.100"
         assert lock.exists(), f"infra/{directory}: commit .terraform.lock.hcl (terraform init -backend=false)"
-        assert re.search(r'provider "registry.terraform.io/hashicorp/aws" \{\n\s+version\s+= "5\.100\.\d+"', lock.read_text())
+        assert re.search(
+            r'provider "registry.terraform.io/hashicorp/aws" \{\n\s+version\s+= "5\.100\.\d+"', lock.read_text()
+        )
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -542,8 +585,12 @@ def test_dev_and_prod_roots_differ_only_by_their_name():
     for name in names:
         prod = (INFRA / "envs" / "prod" / name).read_text()
         dev = (INFRA / "envs" / "dev" / name).read_text()
-        normalized = dev.replace('environment = "dev"', 'environment = "prod"').replace("# Development:", "# Production:")
-        normalized = normalized.replace('environment "dev"', 'environment "prod"').replace("deploy/dev.env", "deploy/prod.env")
+        normalized = dev.replace('environment = "dev"', 'environment = "prod"').replace(
+            "# Development:", "# Production:"
+        )
+        normalized = normalized.replace('environment "dev"', 'environment "prod"').replace(
+            "deploy/dev.env", "deploy/prod.env"
+        )
         assert normalized == prod, f"envs/dev/{name} drifted from envs/prod/{name}"
 
 
@@ -561,7 +608,9 @@ def test_the_roots_are_thin_every_variable_reaches_the_stack_and_every_output_co
         assert call[name] == f"${{var.{name}}}", name
     # Defaults live in the roots only: two copies could drift apart.
     assert not [name for name, body in stack_variables.items() if "default" in body]
-    root_outputs = {name: body for p in root.glob("*.tf") for e in parse(p).get("output", []) for name, body in e.items()}
+    root_outputs = {
+        name: body for p in root.glob("*.tf") for e in parse(p).get("output", []) for name, body in e.items()
+    }
     stack_outputs = {name for p in STACK.glob("*.tf") for e in parse(p).get("output", []) for name in e}
     assert set(root_outputs) == stack_outputs
     assert all(body["value"] == f"${{module.pipeline.{name}}}" for name, body in root_outputs.items())
@@ -590,7 +639,9 @@ def test_state_written_before_the_stack_module_moves_with_it(env):
     moves = {(m["from"], m["to"]) for m in parse(INFRA / "envs" / env / "moved.tf")["moved"]}
     stack_modules = set(module_calls(STACK))
     added_after_the_move = {"alerts"}
-    assert moves == {(f"${{module.{m}}}", f"${{module.pipeline.module.{m}}}") for m in stack_modules - added_after_the_move}
+    assert moves == {
+        (f"${{module.{m}}}", f"${{module.pipeline.module.{m}}}") for m in stack_modules - added_after_the_move
+    }
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -602,12 +653,24 @@ def test_terraform_reads_the_names_the_pipeline_reads(env, tmp_path):
         f'module "pipeline_env" {{\n  source   = "{MODULES / "pipeline_env"}"\n  env_file = "{env_file}"\n}}\n'
     )
     run_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "TF_IN_AUTOMATION": "1", "HOME": str(tmp_path)}
-    subprocess.run(["terraform", "init", "-backend=false", "-input=false"], cwd=tmp_path, env=run_env,
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["terraform", "init", "-backend=false", "-input=false"],
+        cwd=tmp_path,
+        env=run_env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     # Non-interactive `terraform console` prints only the last expression's value: ask for one.
     console = subprocess.run(
-        ["terraform", "console"], cwd=tmp_path, env=run_env, input="jsonencode(module.pipeline_env)\n",
-        capture_output=True, text=True, timeout=120, check=True,
+        ["terraform", "console"],
+        cwd=tmp_path,
+        env=run_env,
+        input="jsonencode(module.pipeline_env)\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     terraform = json.loads(json.loads(console.stdout.strip().splitlines()[-1]))
 
@@ -617,11 +680,17 @@ def test_terraform_reads_the_names_the_pipeline_reads(env, tmp_path):
     assert terraform["lake_prefix"] == pipeline.lake.prefix
     assert terraform["glue_database"] == pipeline.glue_database
     assert terraform["aws_region"] == pipeline.aws_region
-    assert f"s3://{terraform['athena_results_bucket']}/{terraform['athena_results_prefix']}" == file_env["WEWARD_ATHENA_OUTPUT"]
+    assert (
+        f"s3://{terraform['athena_results_bucket']}/{terraform['athena_results_prefix']}"
+        == file_env["WEWARD_ATHENA_OUTPUT"]
+    )
     assert terraform["athena_workgroup"] == file_env["WEWARD_ATHENA_WORKGROUP"]
     if env == "prod":
         assert (terraform["lake_bucket"], terraform["glue_database"], terraform["athena_results_bucket"]) == (
-            "weward-lake-prod", "weward_lake", "weward-athena-results-prod")
+            "weward-lake-prod",
+            "weward_lake",
+            "weward-athena-results-prod",
+        )
 
 
 def test_the_readme_documents_every_variable_and_output_of_the_environments():
@@ -637,9 +706,12 @@ def test_the_ec2_variant_boot_script_renders_to_valid_bash_that_quotes_the_comma
     require_terraform()
     template = MODULES / "schedule" / "run-on-boot.sh.tftpl"
     command = ["sh", "-c", "exec dagster asset materialize --select 'key:lake/*' --partition \"$(date)\""]
-    quoted = 'join(" ", [for part in %s : format("\'%%s\'", replace(part, "\'", "\'\\\\\'\'"))])' % json.dumps(command)
+    quoted = 'join(" ", [for part in %s : format("\'%%s\'", replace(part, "\'", "\'\\\\\'\'"))])' % json.dumps(command)  # noqa: UP031 - the HCL holds a literal %s
     main_tf = (MODULES / "schedule" / "main.tf").read_text()
-    assert 'command       = join(" ", [for part in var.ec2_command : format("\'%s\'", replace(part, "\'", "\'\\\\\'\'"))])' in main_tf
+    assert (
+        'command       = join(" ", [for part in var.ec2_command : format("\'%s\'", replace(part, "\'", "\'\\\\\'\'"))])'
+        in main_tf
+    )
     expression = (
         f'templatefile("{template}", {{region = "eu-west-3", image = "registry/run-worker:t", command = {quoted}, '
         'environment = {A = "1"}, secret_arns = {WEWARD_PG_URL = "arn:secret"}, log_group = "/weward-prod/run-worker", '
@@ -647,14 +719,23 @@ def test_the_ec2_variant_boot_script_renders_to_valid_bash_that_quotes_the_comma
     )
     (tmp_path / "main.tf").write_text("")
     run_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}
-    console = subprocess.run(["terraform", "console"], cwd=tmp_path, env=run_env, input=f"jsonencode({expression})\n",
-                             capture_output=True, text=True, timeout=120, check=True)
+    console = subprocess.run(
+        ["terraform", "console"],
+        cwd=tmp_path,
+        env=run_env,
+        input=f"jsonencode({expression})\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     script = json.loads(json.loads(console.stdout.strip().splitlines()[-1]))
     inner = script.split("<<'SCRIPT'\n", 1)[1].split("\nSCRIPT\n", 1)[0]
     for text in (script, inner):
         subprocess.run(["bash", "-n"], input=text, text=True, check=True)
     # The command survives the shell: bash splits it back into the original arguments.
     docker_line = next(line for line in inner.splitlines() if line.startswith("  registry/run-worker:t"))
-    argv = subprocess.run(["bash", "-c", f"printf '%s\\0' {docker_line.split(' ', 3)[3]}"],
-                          capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+    argv = subprocess.run(
+        ["bash", "-c", f"printf '%s\\0' {docker_line.split(' ', 3)[3]}"], capture_output=True, text=True, check=True
+    ).stdout.split("\0")[:-1]
     assert argv == command

@@ -33,7 +33,9 @@ def test_every_lake_file_gives_up_dictionaries_that_outgrow_the_page_limit(tmp_p
 def test_an_object_matches_its_manifest_until_it_is_overwritten(clients, lake_env):
     bucket = lake_env["WEWARD_LAKE_URL"].removeprefix("s3://").split("/")[0]
     clients.s3.put_object(Bucket=bucket, Key="t/dt=2024-03-31/part-00000.parquet", Body=b"as exported")
-    (described,) = lake.describe_objects(clients.s3, bucket, [lake.WrittenObject("t/dt=2024-03-31/part-00000.parquet", 1)])
+    (described,) = lake.describe_objects(
+        clients.s3, bucket, [lake.WrittenObject("t/dt=2024-03-31/part-00000.parquet", 1)]
+    )
     assert described.version_id and lake.changed_since_manifest(clients.s3, bucket, described) is None
     clients.s3.put_object(Bucket=bucket, Key=described.key, Body=b"tampered with")
     changed = lake.changed_since_manifest(clients.s3, bucket, described)
@@ -52,7 +54,9 @@ def test_a_purge_deletes_every_version_in_batches_of_the_request_limit(clients, 
     calls = []
     real = clients.s3.delete_objects
     monkeypatch.setattr(lake, "DELETE_BATCH", 2)
-    monkeypatch.setattr(clients.s3, "delete_objects", lambda **kw: calls.append(len(kw["Delete"]["Objects"])) or real(**kw))
+    monkeypatch.setattr(
+        clients.s3, "delete_objects", lambda **kw: calls.append(len(kw["Delete"]["Objects"])) or real(**kw)
+    )
     assert lake.purge_prefix(clients.s3, bucket, "gone/") == 5  # 4 versions + 1 delete marker
     assert calls == [2, 2, 1]
     assert lake.list_versions(clients.s3, bucket, "gone/") == ([], [])
@@ -74,13 +78,18 @@ def batches(*chunks: list[int]) -> list[pa.RecordBatch]:
 
 
 def test_keys_and_data_are_aligned_row_for_row_whatever_the_chunking():
-    assert keys.alignment_problem(batches([1, 2, 3], [4]), batches([1], [2, 3, 4, 90, 91]), ["id"], carried_rows=2) is None
+    assert (
+        keys.alignment_problem(batches([1, 2, 3], [4]), batches([1], [2, 3, 4, 90, 91]), ["id"], carried_rows=2) is None
+    )
 
 
 def test_a_misalignment_names_where_it_starts():
     assert keys.alignment_problem(batches([1, 2, 3]), batches([1, 3, 2]), ["id"], 0) == (
-        "the keys and the data files differ at row 0 or after (column 'id')")
+        "the keys and the data files differ at row 0 or after (column 'id')"
+    )
     assert keys.alignment_problem(batches([1, 2, 3]), batches([1, 2]), ["id"], 0) == (
-        "the data files hold fewer rows than the keys (2)")
+        "the data files hold fewer rows than the keys (2)"
+    )
     assert keys.alignment_problem(batches([1, 2]), batches([1, 2, 3]), ["id"], 0) == (
-        "after the 2 keyed rows the data files hold 1 rows, the manifest says 0 were carried over")
+        "after the 2 keyed rows the data files hold 1 rows, the manifest says 0 were carried over"
+    )

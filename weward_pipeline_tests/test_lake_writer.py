@@ -13,7 +13,9 @@ SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("note", pa.string())])
 
 
 def batch(start: int, rows: int) -> pa.RecordBatch:
-    return pa.record_batch([pa.array(range(start, start + rows), pa.int64()), pa.array([f"n{i}" for i in range(rows)])], schema=SCHEMA)
+    return pa.record_batch(
+        [pa.array(range(start, start + rows), pa.int64()), pa.array([f"n{i}" for i in range(rows)])], schema=SCHEMA
+    )
 
 
 def test_batches_become_row_groups_and_files_roll_over(tmp_path):

@@ -69,19 +69,34 @@ class Newcomer:
         self.clone = base / "weward_pipeline"
         self.home = base / "home"
         self.home.mkdir()
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(REPO), str(self.clone)], check=True)
         subprocess.run(["git", "-C", str(self.clone), "checkout", "--quiet", head], check=True)
         os.chmod(self.clone, 0o755)  # the PostgreSQL server user traverses it (root runs it as `postgres`)
-        self.env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.home), "LANG": "C.UTF-8",
-                    "PYTHONPATH": str(self.clone), "TERM": "dumb"}
+        self.env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": str(self.clone),
+            "TERM": "dumb",
+        }
         self.make_vars = [f"VENV={VENV}"]
 
-    def run(self, args: list[str] | str, env: dict | None = None, timeout: float = 600,
-            stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(args, cwd=self.clone, env={**self.env, **(env or {})}, capture_output=True, text=True,
-                              timeout=timeout, input=stdin, shell=isinstance(args, str))
+    def run(
+        self, args: list[str] | str, env: dict | None = None, timeout: float = 600, stdin: str | None = None
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            args,
+            cwd=self.clone,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=stdin,
+            shell=isinstance(args, str),
+        )
 
     def stack_pids(self) -> tuple[int, int]:
         state = json.loads((self.clone / ".local" / "stack" / "state.json").read_text())
@@ -90,8 +105,11 @@ class Newcomer:
 
 
 def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         payload = json.loads(response.read())
     assert not payload.get("errors"), payload["errors"]
@@ -159,7 +177,9 @@ def test_a_new_users_first_hour_from_a_fresh_clone():
         output = demo.stdout + demo.stderr
         assert demo.returncode == 0, output[-4000:]
         lines = output.splitlines()
-        assert len(lines) <= DEMO_LINE_BUDGET, f"make demo printed {len(lines)} lines (budget {DEMO_LINE_BUDGET}):\n{output}"
+        assert len(lines) <= DEMO_LINE_BUDGET, (
+            f"make demo printed {len(lines)} lines (budget {DEMO_LINE_BUDGET}):\n{output}"
+        )
         for noise in NOISE:
             assert noise not in output, f"{noise!r} in make demo's output:\n{output}"
         assert "every run succeeded and every check passed" in output
@@ -172,7 +192,9 @@ def test_a_new_users_first_hour_from_a_fresh_clone():
         me = re.search(r"keep it: (\S+) demo --keep", output).group(1)
 
         # 2. Before the stack exists: the documented commands say what to do.
-        one_line_error(user.run([me, "query", "SELECT count(*) FROM step_events"]), 2, "no AWS credentials", "demo --keep")
+        one_line_error(
+            user.run([me, "query", "SELECT count(*) FROM step_events"]), 2, "no AWS credentials", "demo --keep"
+        )
         one_line_error(user.run([me, "stack", "env"]), 1, "not running", "demo --keep")
         assert user.run([me, "stack", "status"]).returncode == 1
 
@@ -199,43 +221,82 @@ def test_a_new_users_first_hour_from_a_fresh_clone():
         # 4. Documented mistakes: one line each, never a traceback.
         down = f"127.0.0.1:{free_port()}"
         wrong_password = re.sub(r"://([^:@]+):[^@]*@", r"://\1:not-the-password@", env["WEWARD_PG_REDACT_URL"])
-        one_line_error(user.run([me, "query", "SELECT count(*) FROM step_event"], env=env), 1, "did you mean step_events?")
-        one_line_error(user.run([me, "query", "SELECT 1"], env={**env, "AWS_ENDPOINT_URL": f"http://{down}"}), 1,
-                       "cannot reach", "stack status")
+        one_line_error(
+            user.run([me, "query", "SELECT count(*) FROM step_event"], env=env), 1, "did you mean step_events?"
+        )
+        one_line_error(
+            user.run([me, "query", "SELECT 1"], env={**env, "AWS_ENDPOINT_URL": f"http://{down}"}),
+            1,
+            "cannot reach",
+            "stack status",
+        )
         one_line_error(user.run([me, "redact", "step_event", days[0]], env=env), 2, "did you mean step_events?")
         one_line_error(user.run([me, "redact", "step_events", "2024-13-01"], env=env), 2, "write it as YYYY-MM-DD")
-        one_line_error(user.run([me, "redact", "step_events", days[0]], env={**env, "WEWARD_LAKE_URL": ""}), 2,
-                       "WEWARD_LAKE_URL")
+        one_line_error(
+            user.run([me, "redact", "step_events", days[0]], env={**env, "WEWARD_LAKE_URL": ""}), 2, "WEWARD_LAKE_URL"
+        )
         for url in (wrong_password, f"postgresql://weward_redact:pw@{down}/weward_app"):
-            error = one_line_error(user.run([me, "redact", "step_events", days[0], "--to", days[1]],
-                                            env={**env, "WEWARD_PG_REDACT_URL": url}), 1, "cannot connect to PostgreSQL")
+            error = one_line_error(
+                user.run(
+                    [me, "redact", "step_events", days[0], "--to", days[1]], env={**env, "WEWARD_PG_REDACT_URL": url}
+                ),
+                1,
+                "cannot connect to PostgreSQL",
+            )
             assert "not-the-password" not in error
         refused = user.run([me, "redact", "step_events", recent[0], "--to", recent[1]], env=env)
         assert refused.returncode == 1 and refused.stdout.count("refused") == 1, refused.stdout
         typo = base / "typo.yaml"
-        typo.write_text((user.clone / "weward_pipeline" / "sample" / "tables.yaml").read_text().replace(
-            "mode: append", "mod: append", 1))
+        typo.write_text(
+            (user.clone / "weward_pipeline" / "sample" / "tables.yaml")
+            .read_text()
+            .replace("mode: append", "mod: append", 1)
+        )
         bad_catalog = user.run([me, "redact", "step_events", days[0]], env={**env, "WEWARD_TABLES_FILE": str(typo)})
         assert bad_catalog.returncode == 2 and "Traceback" not in bad_catalog.stderr
-        assert "unknown key(s) mod" in bad_catalog.stderr and len(bad_catalog.stderr.splitlines()) <= 5  # one per problem
+        assert (
+            "unknown key(s) mod" in bad_catalog.stderr and len(bad_catalog.stderr.splitlines()) <= 5
+        )  # one per problem
         # README's plain-Dagster path, on an instance of its own (a failed run here would not be the demo's).
         home = base / "dagster_home"
         home.mkdir()
         shutil.copy(user.clone / "dagster.yaml", home / "dagster.yaml")
-        materialize = [str(VENV / "bin" / "dagster"), "asset", "materialize", "-m", "weward_pipeline.definitions",
-                       "--select", "lake/step_events", "--partition", days[0]]
-        unset = user.run(materialize, env={**{k: v for k, v in env.items() if k != "WEWARD_PG_URL"},
-                                           "DAGSTER_HOME": str(home)})
-        assert unset.returncode == 1 and "Traceback" not in unset.stderr and "missing environment variable(s) WEWARD_PG_URL" in unset.stderr
+        materialize = [
+            str(VENV / "bin" / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "weward_pipeline.definitions",
+            "--select",
+            "lake/step_events",
+            "--partition",
+            days[0],
+        ]
+        unset = user.run(
+            materialize, env={**{k: v for k, v in env.items() if k != "WEWARD_PG_URL"}, "DAGSTER_HOME": str(home)}
+        )
+        assert (
+            unset.returncode == 1
+            and "Traceback" not in unset.stderr
+            and "missing environment variable(s) WEWARD_PG_URL" in unset.stderr
+        )
         request = base / "ticket.txt"
         request.write_text("12\nnot-a-user-id\n")
-        one_line_error(user.run([me, "erase", "--ids-file", str(request), "--dry-run"], env=env), 2,
-                       "id number 2 of the request is not a valid value")
+        one_line_error(
+            user.run([me, "erase", "--ids-file", str(request), "--dry-run"], env=env),
+            2,
+            "id number 2 of the request is not a valid value",
+        )
         request.write_text("12\n")
         assert env["WEWARD_PG_ERASE_URL"].startswith("postgresql://weward_erase:")  # erasure's own role
-        one_line_error(user.run([me, "erase", "--ids-file", str(request), "--dry-run", "--postgres"],
-                                env={**env, "WEWARD_PG_ERASE_URL": f"postgresql://weward_erase:pw@{down}/weward_app"}),
-                       2, "cannot connect to PostgreSQL")
+        one_line_error(
+            user.run(
+                [me, "erase", "--ids-file", str(request), "--dry-run", "--postgres"],
+                env={**env, "WEWARD_PG_ERASE_URL": f"postgresql://weward_erase:pw@{down}/weward_app"},
+            ),
+            2,
+            "cannot connect to PostgreSQL",
+        )
 
         # 5. Output a script can read: pure JSON on stdout, the report once.
         report = user.run([me, "redact", "step_events", days[0], "--to", recent[0], "--json"], env=env)
@@ -257,10 +318,16 @@ def test_a_new_users_first_hour_from_a_fresh_clone():
             return entries["workspaceOrError"]["locationEntries"][0]["loadStatus"] == "LOADED"
 
         wait_for(location_loaded, 300, "make dev to serve the code location", interval=1)
-        nodes = graphql(port, "{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { "
-                              "name executionForLatestMaterialization { status } } } } } }")["assetNodes"]
-        statuses = {("/".join(n["assetKey"]["path"]), c["name"]): (c["executionForLatestMaterialization"] or {}).get("status")
-                    for n in nodes for c in n["assetChecksOrError"].get("checks", [])}
+        nodes = graphql(
+            port,
+            "{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { "
+            "name executionForLatestMaterialization { status } } } } } }",
+        )["assetNodes"]
+        statuses = {
+            ("/".join(n["assetKey"]["path"]), c["name"]): (c["executionForLatestMaterialization"] or {}).get("status")
+            for n in nodes
+            for c in n["assetChecksOrError"].get("checks", [])
+        }
         assert statuses and "FAILED" not in statuses.values(), statuses
         # Every check that could run ran and passed; the only one never run is the redaction of a
         # table whose retention no exported day has reached (the demo's summary says so).
@@ -268,23 +335,32 @@ def test_a_new_users_first_hour_from_a_fresh_clone():
         assert never == {("redaction/ward_transactions", "no_rows_need_reexport")}, statuses
         assert "inside the 400-day retention" in keep.stdout
         runs = graphql(port, "{ runsOrError { ... on Runs { results { jobName status } } } }")["runsOrError"]["results"]
-        assert {r["jobName"] for r in runs} == {"daily_export", "__ASSET_JOB"} and {r["status"] for r in runs} == {"SUCCESS"}
+        assert {r["jobName"] for r in runs} == {"daily_export", "__ASSET_JOB"} and {r["status"] for r in runs} == {
+            "SUCCESS"
+        }
 
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                                 args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
+            )
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"http://127.0.0.1:{port}/assets/redaction/step_events?view=events", wait_until="domcontentloaded")
+                page.goto(
+                    f"http://127.0.0.1:{port}/assets/redaction/step_events?view=events", wait_until="domcontentloaded"
+                )
                 page.get_by_text("rows_deleted").first.wait_for(state="visible", timeout=90_000)
                 body = page.locator("body").inner_text()
                 assert days[0] in body and days[1] in body and "lake_verified_after" in body, "the audit is in the UI"
                 page.goto(f"http://127.0.0.1:{port}/assets/lake/users?view=checks", wait_until="domcontentloaded")
                 page.get_by_text("freshness_check").first.wait_for(state="visible", timeout=60_000)
-                wait_for(lambda: page.locator("body").inner_text().count("Succeeded") >= 4, 60,
-                         "the four checks of lake/users to show as succeeded", interval=0.5)
+                wait_for(
+                    lambda: page.locator("body").inner_text().count("Succeeded") >= 4,
+                    60,
+                    "the four checks of lake/users to show as succeeded",
+                    interval=0.5,
+                )
                 assert "Failed" not in page.locator("body").inner_text()
                 page.goto(f"http://127.0.0.1:{port}/asset-groups", wait_until="domcontentloaded")
                 for layer in ("postgres", "lake", "redaction"):  # the sidebar tells the three step_events apart
@@ -309,6 +385,11 @@ def test_a_new_users_first_hour_from_a_fresh_clone():
     finally:
         if dev is not None:
             dev.stop()
-        subprocess.run([str(VENV / "bin" / "weward-pipeline"), "stack", "down"], cwd=user.clone, env=user.env,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [str(VENV / "bin" / "weward-pipeline"), "stack", "down"],
+            cwd=user.clone,
+            env=user.env,
+            capture_output=True,
+            timeout=120,
+        )
         shutil.rmtree(base, ignore_errors=True)

@@ -73,8 +73,12 @@ def test_a_busy_server_doubles_the_pause_and_halves_the_batch_until_it_is_quiet_
     busy = Signals(canary_ms=80.0, active_backends=3, lock_waiters=0, replica_lag_s=None)
     seen = iter([busy, busy, QUIET, QUIET, QUIET])
     messages = []
-    paced, clock = pacer(PacingLimits(duty_cycle=0.5, check_every_s=0, max_canary_ms=25), lambda: next(seen),
-                         start_rows=1000, say=messages.append)
+    paced, clock = pacer(
+        PacingLimits(duty_cycle=0.5, check_every_s=0, max_canary_ms=25),
+        lambda: next(seen),
+        start_rows=1000,
+        say=messages.append,
+    )
     pauses = [paced.done(1000, 0.1) for _ in range(5)]
     assert pauses[0] == pytest.approx(0.2) and pauses[1] == pytest.approx(0.4)  # 0.1 s at 50%, doubled, doubled
     assert pauses[2] == pytest.approx(0.1)  # quiet again: one step back ...
@@ -122,6 +126,7 @@ def test_a_tables_pacing_in_the_catalog_is_validated_with_the_table_named():
 
 # -- against the real server ---------------------------------------------------------------------
 
+
 @pytest.fixture
 def scenario(app_db, lake_env, clients):
     return Scenario(lake_env, clients, app_db)
@@ -129,6 +134,7 @@ def scenario(app_db, lake_env, clients):
 
 def busy_sessions(url: str, count: int, seconds: float) -> list[threading.Thread]:
     """`count` application sessions running a statement (state 'active') for `seconds`."""
+
     def run():
         with psycopg.connect(url, autocommit=True, application_name="app") as conn:
             conn.execute("SELECT pg_sleep(%s)", (seconds,))
@@ -142,8 +148,9 @@ def busy_sessions(url: str, count: int, seconds: float) -> list[threading.Thread
 def test_a_redaction_at_default_settings_sizes_its_batches_rests_and_says_so_in_its_report(scenario):
     day_rows = scenario.pg_ids(DAY)
     scenario.export()
-    report = scenario.redact(limits=RedactionLimits(pacing={"target_batch_s": 0.02, "min_batch_rows": 10,
-                                                           "duty_cycle": 0.5}))
+    report = scenario.redact(
+        limits=RedactionLimits(pacing={"target_batch_s": 0.02, "min_batch_rows": 10, "duty_cycle": 0.5})
+    )
     assert report.status == "done" and report.rows_deleted == len(day_rows)
     pacing = report.pacing
     assert pacing["batches"] == report.batches and pacing["rows"] == len(day_rows)
@@ -156,8 +163,18 @@ def test_a_redaction_backs_off_while_the_app_keeps_the_server_busy_and_stops_whe
     scenario.export()
     threads = busy_sessions(scenario.pg_url, 3, 6)
     wait_for_active(scenario.pg_url, 3)
-    report = scenario.redact(limits=RedactionLimits(batch_rows=10, pause_s=0, pacing={
-        "check_every_s": 0.01, "max_active_backends": 1, "critical_active_backends": 2, "critical_for_s": 0.5}))
+    report = scenario.redact(
+        limits=RedactionLimits(
+            batch_rows=10,
+            pause_s=0,
+            pacing={
+                "check_every_s": 0.01,
+                "max_active_backends": 1,
+                "critical_active_backends": 2,
+                "critical_for_s": 0.5,
+            },
+        )
+    )
     for thread in threads:
         thread.join()
     assert report.status == "stopped"
@@ -170,8 +187,12 @@ def test_a_redaction_backs_off_while_the_app_keeps_the_server_busy_and_stops_whe
 def wait_for_active(url: str, count: int) -> None:
     deadline = time.monotonic() + 10
     with psycopg.connect(url, autocommit=True) as conn:
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'app' AND state = 'active'"
-                           ).fetchone()[0] < count:
+        while (
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'app' AND state = 'active'"
+            ).fetchone()[0]
+            < count
+        ):
             assert time.monotonic() < deadline, "the app sessions did not start"
             time.sleep(0.02)
 
@@ -204,9 +225,10 @@ def test_an_export_stops_at_once_when_a_migration_waits_for_its_lock_and_publish
 def wait_for_export(url: str) -> None:
     deadline = time.monotonic() + 20
     with psycopg.connect(url, autocommit=True) as conn:
-        while not conn.execute("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                               "WHERE a.application_name LIKE 'weward-export%' AND l.relation = 'step_events'::regclass"
-                               ).fetchone()[0]:
+        while not conn.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE a.application_name LIKE 'weward-export%' AND l.relation = 'step_events'::regclass"
+        ).fetchone()[0]:
             assert time.monotonic() < deadline, "the export did not start reading"
             time.sleep(0.01)
 
@@ -224,8 +246,10 @@ def test_the_redact_command_takes_the_runs_pacing_over_the_tables(scenario, tmp_
     catalog_file.write_text(yaml.safe_dump({"start_date": "2024-01-01", "timezone": "Europe/Paris", "tables": [table]}))
     monkeypatch.setenv("WEWARD_TABLES_FILE", str(catalog_file))
     monkeypatch.setenv("WEWARD_PG_URL", scenario.pg_url)
-    assert main(["redact", "step_events", DAY.isoformat(), "--duty-cycle", "0.9", "--target-batch-s", "0.05",
-                 "--json"]) == 0
+    assert (
+        main(["redact", "step_events", DAY.isoformat(), "--duty-cycle", "0.9", "--target-batch-s", "0.05", "--json"])
+        == 0
+    )
     (report,) = json.loads(capsys.readouterr().out)
     limits = report["pacing"]["limits"]
     assert (limits["duty_cycle"], limits["target_batch_s"], limits["max_canary_ms"]) == (0.9, 0.05, 40)

@@ -25,22 +25,40 @@ def settings_of(conn, *names: str) -> dict[str, str]:
 
 def test_a_session_holds_its_limits_and_its_name_for_every_statement(counters):
     with pg.connect(counters + "?options=-c%20work_mem%3D8MB", "weward-test counters 2024-03-31", LIMITS) as conn:
-        assert settings_of(conn, "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
-                           "transaction_read_only", "application_name", "work_mem") == {
-            "statement_timeout": "90s", "lock_timeout": "250ms", "idle_in_transaction_session_timeout": "5min",
-            "transaction_read_only": "off", "application_name": "weward-test counters 2024-03-31",
+        assert settings_of(
+            conn,
+            "statement_timeout",
+            "lock_timeout",
+            "idle_in_transaction_session_timeout",
+            "transaction_read_only",
+            "application_name",
+            "work_mem",
+        ) == {
+            "statement_timeout": "90s",
+            "lock_timeout": "250ms",
+            "idle_in_transaction_session_timeout": "5min",
+            "transaction_read_only": "off",
+            "application_name": "weward-test counters 2024-03-31",
             "work_mem": "8MB",  # the caller's own options are kept
         }
         with psycopg.connect(counters) as observer:
-            assert observer.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                                    ("weward-test counters 2024-03-31",)).fetchone()[0] == 1
+            assert (
+                observer.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    ("weward-test counters 2024-03-31",),
+                ).fetchone()[0]
+                == 1
+            )
 
 
 def test_a_read_only_session_reads_one_snapshot_with_pinned_text_forms_and_cannot_write(counters):
     limits = LIMITS.replace(read_only=True, isolation="repeatable read", settings=pg.PINNED_TEXT_FORMS)
     with pg.connect(counters, "weward-test read-only", limits, autocommit=False) as conn:
         assert settings_of(conn, "transaction_isolation", "DateStyle", "TimeZone") == {
-            "transaction_isolation": "repeatable read", "DateStyle": "ISO, YMD", "TimeZone": "UTC"}
+            "transaction_isolation": "repeatable read",
+            "DateStyle": "ISO, YMD",
+            "TimeZone": "UTC",
+        }
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("UPDATE counters SET n = n + 1")
 

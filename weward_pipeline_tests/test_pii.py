@@ -62,7 +62,9 @@ def test_integer_pseudonym_hashes_the_decimal_text_postgresql_prints(values):
     assert result == [None if v is None else reference_hmac(KEY, str(v)) for v in values]
     # the same id stored as int4 elsewhere, or typed in by an operator, gives the same pseudonym
     small = [v for v in values if v is not None and -(2**31) <= v < 2**31]
-    assert pseudonymizer().array(pa.array(small, pa.int32())).to_pylist() == [pseudonymizer().value(str(v)) for v in small]
+    assert pseudonymizer().array(pa.array(small, pa.int32())).to_pylist() == [
+        pseudonymizer().value(str(v)) for v in small
+    ]
 
 
 @given(values=texts, cut=st.integers(0, 60))
@@ -71,10 +73,15 @@ def test_pseudonyms_are_stable_across_batches_and_runs(values, cut):
     """Day after day (new process, new batches) a value gets the same pseudonym: analysts can join."""
     whole = pseudonymizer().array(pa.array(values, pa.string())).to_pylist()
     first, second = values[:cut], values[cut:]
-    split = (pseudonymizer().array(pa.array(first, pa.string())).to_pylist()
-             + pseudonymizer().array(pa.array(second, pa.string())).to_pylist())
-    chunked = pseudonymizer().array(pa.chunked_array([pa.array(first, pa.string()), pa.array(second, pa.string())],
-                                                     type=pa.string())).to_pylist()
+    split = (
+        pseudonymizer().array(pa.array(first, pa.string())).to_pylist()
+        + pseudonymizer().array(pa.array(second, pa.string())).to_pylist()
+    )
+    chunked = (
+        pseudonymizer()
+        .array(pa.chunked_array([pa.array(first, pa.string()), pa.array(second, pa.string())], type=pa.string()))
+        .to_pylist()
+    )
     assert whole == split == chunked
 
 
@@ -84,7 +91,9 @@ def test_pseudonyms_depend_on_the_key_and_are_not_plain_hashes(values):
     """Without the key, hashing candidate values (a dictionary attack) finds nothing."""
     with_key = pseudonymizer(KEY).array(pa.array(values)).to_pylist()
     other_key = pseudonymizer(OTHER_KEY).array(pa.array(values)).to_pylist()
-    plain = {hashlib.sha256(v.encode()).hexdigest() for v in values} | {hashlib.md5(v.encode()).hexdigest() for v in values}
+    plain = {hashlib.sha256(v.encode()).hexdigest() for v in values} | {
+        hashlib.md5(v.encode()).hexdigest() for v in values
+    }
     assert all(a != b for a, b in zip(with_key, other_key))
     assert not plain & set(with_key)
     assert len(set(with_key)) == len(values)  # distinct values stay distinct (count distinct works)
@@ -98,8 +107,14 @@ def test_pseudonyms_depend_on_the_key_and_are_not_plain_hashes(values):
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_no_raw_value_or_key_reaches_the_parquet_bytes(emails, phones, births):
     n = min(len(emails), len(phones), len(births))
-    table = make_catalog({"name": "people", "mode": "snapshot", "primary_key": ["id"],
-                          "pii": {"email": "hash", "phone": "drop", "birth_date": "generalize_year"}}).tables[0]
+    table = make_catalog(
+        {
+            "name": "people",
+            "mode": "snapshot",
+            "primary_key": ["id"],
+            "pii": {"email": "hash", "phone": "drop", "birth_date": "generalize_year"},
+        }
+    ).tables[0]
     columns = [
         map_column(name="id", pg_type="bigint", base_type="int8", typmod=-1, is_array=False, nullable=False),
         map_column(name="email", pg_type="text", base_type="text", typmod=-1, is_array=False, nullable=False),
@@ -129,8 +144,14 @@ def test_no_raw_value_or_key_reaches_the_parquet_bytes(emails, phones, births):
 
 
 def test_policies_that_do_not_fit_the_column_type_name_table_column_and_fix():
-    table = make_catalog({"name": "t", "mode": "snapshot", "primary_key": ["id"],
-                          "pii": {"flag": "hash", "nick": "generalize_year", "tags": "hash"}}).tables[0]
+    table = make_catalog(
+        {
+            "name": "t",
+            "mode": "snapshot",
+            "primary_key": ["id"],
+            "pii": {"flag": "hash", "nick": "generalize_year", "tags": "hash"},
+        }
+    ).tables[0]
     columns = [
         map_column(name="id", pg_type="bigint", base_type="int8", typmod=-1, is_array=False, nullable=False),
         map_column(name="flag", pg_type="boolean", base_type="bool", typmod=-1, is_array=False, nullable=True),
@@ -147,14 +168,24 @@ def test_policies_that_do_not_fit_the_column_type_name_table_column_and_fix():
 
 # -- the catalog ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("entry", "expected"),
     [
-        ({"pii": {"email": None}}, "personal column 'email' has no policy; write one of keep, hash, drop, generalize_year"),
-        ({"pii": {"email": "encrypt"}}, "`pii` policy for 'email' must be one of keep, hash, drop, generalize_year, got 'encrypt'"),
+        (
+            {"pii": {"email": None}},
+            "personal column 'email' has no policy; write one of keep, hash, drop, generalize_year",
+        ),
+        (
+            {"pii": {"email": "encrypt"}},
+            "`pii` policy for 'email' must be one of keep, hash, drop, generalize_year, got 'encrypt'",
+        ),
         ({"pii": ["email"]}, "`pii` must map column names to a policy"),
         ({"pii": {"id": "hash"}}, "primary key column 'id' cannot be `hash`"),
-        ({"user_column": "user_id"}, "user_column 'user_id' identifies a person, so it is personal data: list it under `pii`"),
+        (
+            {"user_column": "user_id"},
+            "user_column 'user_id' identifies a person, so it is personal data: list it under `pii`",
+        ),
         ({"user_column": "user_id", "pii": {"user_id": "drop"}}, "user_column 'user_id' cannot be `drop`"),
         ({"pii": {'x"; DROP TABLE users; --' * 4: "keep"}}, "is not a valid PostgreSQL identifier"),
     ],
@@ -166,8 +197,16 @@ def test_catalog_pii_errors_name_the_table_the_column_and_the_fix(entry, expecte
 
 
 def test_keep_is_an_explicit_choice_and_hash_of_the_user_column_is_allowed():
-    catalog = make_catalog({"name": "events", "mode": "append", "partition_column": "at", "primary_key": ["id"],
-                            "user_column": "user_id", "pii": {"user_id": "hash", "ip": "keep"}})
+    catalog = make_catalog(
+        {
+            "name": "events",
+            "mode": "append",
+            "partition_column": "at",
+            "primary_key": ["id"],
+            "user_column": "user_id",
+            "pii": {"user_id": "hash", "ip": "keep"},
+        }
+    )
     table = catalog.tables[0]
     assert table.pii == {"user_id": "hash", "ip": "keep"} and pii.needs_key(table)
     assert pii.describe_policies(table)["weward.pii.keep"] == "ip"
@@ -186,6 +225,7 @@ def test_the_sample_catalog_declares_personal_columns_of_every_user_table():
 
 
 # -- the key ------------------------------------------------------------------------------------------
+
 
 def test_the_key_never_shows_in_repr_str_errors_or_pickles():
     key = PiiKey(KEY.encode(), "WEWARD_PII_KEY")
@@ -222,11 +262,14 @@ def test_key_from_secrets_manager(aws_server):
 # -- end to end: PostgreSQL -> Parquet -> Glue ------------------------------------------------------------
 
 USERS = {
-    "name": "users", "mode": "snapshot", "primary_key": ["id"], "user_column": "id",
+    "name": "users",
+    "mode": "snapshot",
+    "primary_key": ["id"],
+    "user_column": "id",
     "pii": {"id": "keep", "email": "hash", "phone": "drop", "first_name": "drop", "birth_date": "generalize_year"},
 }
 DAY = dt.date(2024, 4, 1)
-AFTER_DAY = dt.datetime(2024, 4, 2, 1, 0, tzinfo=dt.timezone.utc)
+AFTER_DAY = dt.datetime(2024, 4, 2, 1, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -291,17 +334,26 @@ def test_missing_key_fails_before_postgres_or_s3_is_touched(lake_env, clients, m
     assert "table users pseudonymizes email" in str(error.value) and "WEWARD_PII_KEY" in str(error.value)
     assert clients.s3.list_objects_v2(Bucket=settings.lake.bucket).get("KeyCount", 0) == 0
     assert clients.glue.get_databases()["DatabaseList"] == [] or all(
-        d["Name"] != settings.glue_database for d in clients.glue.get_databases()["DatabaseList"])
+        d["Name"] != settings.glue_database for d in clients.glue.get_databases()["DatabaseList"]
+    )
 
 
 def test_a_different_key_is_refused_so_pseudonyms_keep_joining(small_app, lake_env, clients):
     settings = make_settings(lake_env, small_app)
     catalog = make_catalog(USERS)
-    export_day(settings, catalog, catalog.tables[0], DAY, clients=clients, now=AFTER_DAY,
-               pii_key=PiiKey(KEY.encode(), "test"))
+    export_day(
+        settings, catalog, catalog.tables[0], DAY, clients=clients, now=AFTER_DAY, pii_key=PiiKey(KEY.encode(), "test")
+    )
     with pytest.raises(ConfigError, match="is not the key that pseudonymized the published days") as error:
-        export_day(settings, catalog, catalog.tables[0], DAY, clients=clients, now=AFTER_DAY,
-                   pii_key=PiiKey(OTHER_KEY.encode(), "test"))
+        export_day(
+            settings,
+            catalog,
+            catalog.tables[0],
+            DAY,
+            clients=clients,
+            now=AFTER_DAY,
+            pii_key=PiiKey(OTHER_KEY.encode(), "test"),
+        )
     assert KEY not in str(error.value) and OTHER_KEY not in str(error.value)
 
 
@@ -309,14 +361,23 @@ def test_a_dropped_column_is_never_selected(small_app, lake_env, clients):
     """A role without SELECT on `phone` can still export users: the column is not even read."""
     with psycopg.connect(small_app, autocommit=True) as conn:
         role = f"no_phone_{small_app.rsplit('/', 1)[1]}"
-        conn.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD \'pw-no-phone\'')
-        conn.execute(f'GRANT SELECT (id, public_id, email, birth_date, country, status, marketing_opt_in, '
-                     f'referral_code, preferences, devices, created_at, updated_at) ON users TO "{role}"')
+        conn.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD 'pw-no-phone'")
+        conn.execute(
+            f"GRANT SELECT (id, public_id, email, birth_date, country, status, marketing_opt_in, "
+            f'referral_code, preferences, devices, created_at, updated_at) ON users TO "{role}"'
+        )
     url = small_app.replace(small_app.split("//", 1)[1].split("@", 1)[0], f"{role}:pw-no-phone")
     catalog = make_catalog({**USERS, "pii": {**USERS["pii"], "first_name": "drop"}})
     try:
-        result = export_day(make_settings(lake_env, url), catalog, catalog.tables[0], DAY, clients=clients,
-                            now=AFTER_DAY, pii_key=PiiKey(KEY.encode(), "test"))
+        result = export_day(
+            make_settings(lake_env, url),
+            catalog,
+            catalog.tables[0],
+            DAY,
+            clients=clients,
+            now=AFTER_DAY,
+            pii_key=PiiKey(KEY.encode(), "test"),
+        )
         assert result.rows == 120
     finally:
         with psycopg.connect(small_app, autocommit=True) as conn:
@@ -325,9 +386,16 @@ def test_a_dropped_column_is_never_selected(small_app, lake_env, clients):
 
 
 def test_hashing_a_numeric_user_column_matches_what_an_operator_recomputes(small_app, lake_env, clients):
-    catalog = make_catalog({"name": "ward_transactions", "mode": "append", "partition_column": "created_at",
-                            "primary_key": ["id"], "user_column": "user_id",
-                            "pii": {"user_id": "hash", "amount": "keep"}})
+    catalog = make_catalog(
+        {
+            "name": "ward_transactions",
+            "mode": "append",
+            "partition_column": "created_at",
+            "primary_key": ["id"],
+            "user_column": "user_id",
+            "pii": {"user_id": "hash", "amount": "keep"},
+        }
+    )
     settings = make_settings(lake_env, small_app)
     export_day(settings, catalog, catalog.tables[0], DAY, clients=clients, pii_key=PiiKey(KEY.encode(), "t"))
     glue = GlueCatalog(clients.glue, settings.glue_database)
@@ -355,8 +423,9 @@ def test_the_dagster_ui_says_which_columns_are_pseudonymized_dropped_or_generali
     assert "Personal data - pseudonymized (HMAC-SHA256, keyed): email" in asset.descriptions_by_key[key]
 
     settings = make_settings(lake_env, small_app)
-    result = export_day(settings, catalog, catalog.tables[0], DAY, clients=clients, now=AFTER_DAY,
-                        pii_key=PiiKey(KEY.encode(), "test"))
+    result = export_day(
+        settings, catalog, catalog.tables[0], DAY, clients=clients, now=AFTER_DAY, pii_key=PiiKey(KEY.encode(), "test")
+    )
     resource = LakeResource(pg_url=small_app, lake_url=lake_env["WEWARD_LAKE_URL"])
     columns = {c.name: c for c in export_metadata(result, resource)["dagster/column_schema"].columns}
     assert columns["email"].tags == {"pii": "hash"} and "pseudonymized" in columns["email"].description
@@ -366,17 +435,23 @@ def test_the_dagster_ui_says_which_columns_are_pseudonymized_dropped_or_generali
 
 def test_columns_that_look_personal_but_have_no_policy_are_named():
     table = make_catalog({"name": "t", "mode": "snapshot", "primary_key": ["id"], "pii": {"email": "hash"}}).tables[0]
-    columns = [map_column(name=n, pg_type="text", base_type="text", typmod=-1, is_array=False, nullable=True)
-               for n in ("id", "email", "contact_phone", "home_address", "steps", "lastName")]
+    columns = [
+        map_column(name=n, pg_type="text", base_type="text", typmod=-1, is_array=False, nullable=True)
+        for n in ("id", "email", "contact_phone", "home_address", "steps", "lastName")
+    ]
     assert pii.unreviewed_personal_columns(table, columns) == ["contact_phone", "home_address", "lastName"]
 
 
 def test_a_stricter_policy_warns_that_days_exported_before_keep_the_raw_values(small_app, lake_env, clients, caplog):
     settings = make_settings(lake_env, small_app)
     before = make_catalog({**USERS, "pii": {**USERS["pii"], "email": "keep", "phone": "keep"}})
-    export_day(settings, before, before.tables[0], DAY, clients=clients, now=AFTER_DAY, pii_key=PiiKey(KEY.encode(), "t"))
+    export_day(
+        settings, before, before.tables[0], DAY, clients=clients, now=AFTER_DAY, pii_key=PiiKey(KEY.encode(), "t")
+    )
     after = make_catalog(USERS)
     with caplog.at_level("WARNING", logger="weward_pipeline.export"):
-        export_day(settings, after, after.tables[0], DAY, clients=clients, now=AFTER_DAY, pii_key=PiiKey(KEY.encode(), "t"))
+        export_day(
+            settings, after, after.tables[0], DAY, clients=clients, now=AFTER_DAY, pii_key=PiiKey(KEY.encode(), "t")
+        )
     (warning,) = [r.getMessage() for r in caplog.records if "stricter pii policy" in r.getMessage()]
     assert "column(s) email, phone now have a stricter pii policy" in warning and "re-export those days" in warning

@@ -28,7 +28,9 @@ def production_config() -> dict:
     return yaml.safe_load(PRODUCTION_YAML.read_text())
 
 
-def production_dagster_home(database_url: str, tmp_path: Path, monkeypatch, *, compute_log_bucket: str | None = None) -> Path:
+def production_dagster_home(
+    database_url: str, tmp_path: Path, monkeypatch, *, compute_log_bucket: str | None = None
+) -> Path:
     """$DAGSTER_HOME holding deploy/dagster.yaml (default run launcher instead of ECS), its
     DAGSTER_PG_* pointing at `database_url`; step logs go to `compute_log_bucket` (S3, the
     production prefix), staged under $DAGSTER_HOME/storage instead of the image's path."""
@@ -68,7 +70,11 @@ def test_production_config_names_psycopg2_the_ecs_launcher_and_the_source_pool_l
     # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which dagster-postgres cannot use.
     assert postgres_db["scheme"] == "postgresql+psycopg2"
     assert {postgres_db[k]["env"] for k in ("hostname", "port", "db_name", "username", "password")} == {
-        "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD",
+        "DAGSTER_PG_HOST",
+        "DAGSTER_PG_PORT",
+        "DAGSTER_PG_DB",
+        "DAGSTER_PG_USERNAME",
+        "DAGSTER_PG_PASSWORD",
     }
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert (config["run_launcher"]["module"], config["run_launcher"]["class"]) == ("dagster_aws.ecs", "EcsRunLauncher")

@@ -37,8 +37,10 @@ MOTO_ACCOUNT = "123456789012"
 
 def moto_api(aws_server, path: str, payload: dict) -> None:
     request = urllib.request.Request(
-        f"{aws_server.endpoint_url}/moto-api/{path}", data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
+        f"{aws_server.endpoint_url}/moto-api/{path}",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status in (200, 201)
@@ -46,21 +48,33 @@ def moto_api(aws_server, path: str, payload: dict) -> None:
 
 def queue_result(aws_server, rows: list[list[str | None]], columns: list[dict]) -> None:
     """What moto answers to the next query: rows as Athena encodes them (absent value = NULL)."""
-    moto_api(aws_server, "static/athena/query-results", {
-        "account_id": MOTO_ACCOUNT, "region": aws_server.env()["AWS_REGION"],
-        "results": [{
-            "rows": [{"Data": [{} if v is None else {"VarCharValue": v} for v in row]} for row in rows],
-            "column_info": columns,
-        }],
-    })
+    moto_api(
+        aws_server,
+        "static/athena/query-results",
+        {
+            "account_id": MOTO_ACCOUNT,
+            "region": aws_server.env()["AWS_REGION"],
+            "results": [
+                {
+                    "rows": [{"Data": [{} if v is None else {"VarCharValue": v} for v in row]} for row in rows],
+                    "column_info": columns,
+                }
+            ],
+        },
+    )
 
 
 @pytest.fixture
 def slow_athena(aws_server):
     """Queries advance one state per `times` polls; restored to immediate afterwards."""
+
     def set_ticks(times: int) -> None:
-        moto_api(aws_server, "state-manager/set-transition",
-                 {"model_name": "athena::execution", "transition": {"progression": "manual", "times": times}})
+        moto_api(
+            aws_server,
+            "state-manager/set-transition",
+            {"model_name": "athena::execution", "transition": {"progression": "manual", "times": times}},
+        )
+
     yield set_ticks
     moto_api(aws_server, "state-manager/unset-transition", {"model_name": "athena::execution"})
 
@@ -73,15 +87,20 @@ def athena_setup(lake_env, aws_server):
     catalog = GlueCatalog(glue, settings.glue_database)
     catalog.ensure_database()
     for name, mode in (("users", "snapshot"), ("step_events", "append")):
-        catalog.ensure_table(name, f"s3://unused/{name}/", [GlueColumn("id", "bigint")], parameters={"weward.mode": mode})
+        catalog.ensure_table(
+            name, f"s3://unused/{name}/", [GlueColumn("id", "bigint")], parameters={"weward.mode": mode}
+        )
     results_bucket = f"athena-results-{secrets.token_hex(3)}"
     aws_server.create_bucket(results_bucket, versioning=False)
     workgroup = f"analysts-{secrets.token_hex(3)}"
-    athena.create_work_group(Name=workgroup, Configuration={
-        "ResultConfiguration": {"OutputLocation": f"s3://{results_bucket}/results/"},
-        "EnforceWorkGroupConfiguration": True,
-        "BytesScannedCutoffPerQuery": 10 * 1024**3,
-    })
+    athena.create_work_group(
+        Name=workgroup,
+        Configuration={
+            "ResultConfiguration": {"OutputLocation": f"s3://{results_bucket}/results/"},
+            "EnforceWorkGroupConfiguration": True,
+            "BytesScannedCutoffPerQuery": 10 * 1024**3,
+        },
+    )
 
     class Setup:
         pass
@@ -111,33 +130,64 @@ COLUMNS = [
 
 def test_a_query_runs_in_the_workgroup_on_the_glue_database_and_comes_back_typed(aws_server, athena_setup):
     sql = "SELECT dt AS day, count(*) AS syncs FROM step_events WHERE dt = '2024-03-31' GROUP BY dt"
-    queue_result(aws_server, [
-        ["day", "syncs", "wards", "first_sync", "step_date", "mean", "opted_in"],  # Athena's header row
-        ["2024-03-31", "1234", "99.50", "2024-03-30 23:00:00.000", "2024-03-31", "1.5E2", "true"],
-        ["2024-04-01", "7", None, None, None, None, "false"],
-    ], COLUMNS)
+    queue_result(
+        aws_server,
+        [
+            ["day", "syncs", "wards", "first_sync", "step_date", "mean", "opted_in"],  # Athena's header row
+            ["2024-03-31", "1234", "99.50", "2024-03-30 23:00:00.000", "2024-03-31", "1.5E2", "true"],
+            ["2024-04-01", "7", None, None, None, None, "false"],
+        ],
+        COLUMNS,
+    )
     result = athena_setup.engine().run(sql + ";")
 
     assert result.rows == [
-        {"day": "2024-03-31", "syncs": 1234, "wards": decimal.Decimal("99.50"), "first_sync": dt.datetime(2024, 3, 30, 23),
-         "step_date": dt.date(2024, 3, 31), "mean": 150.0, "opted_in": True},
-        {"day": "2024-04-01", "syncs": 7, "wards": None, "first_sync": None, "step_date": None, "mean": None,
-         "opted_in": False},
+        {
+            "day": "2024-03-31",
+            "syncs": 1234,
+            "wards": decimal.Decimal("99.50"),
+            "first_sync": dt.datetime(2024, 3, 30, 23),
+            "step_date": dt.date(2024, 3, 31),
+            "mean": 150.0,
+            "opted_in": True,
+        },
+        {
+            "day": "2024-04-01",
+            "syncs": 7,
+            "wards": None,
+            "first_sync": None,
+            "step_date": None,
+            "mean": None,
+            "opted_in": False,
+        },
     ]
     execution = athena_setup.athena.get_query_execution(QueryExecutionId=result.query_id)["QueryExecution"]
     assert execution["Query"] == sql
     assert execution["WorkGroup"] == athena_setup.workgroup
-    assert execution["QueryExecutionContext"] == {"Database": athena_setup.settings.glue_database, "Catalog": "AwsDataCatalog"}
+    assert execution["QueryExecutionContext"] == {
+        "Database": athena_setup.settings.glue_database,
+        "Catalog": "AwsDataCatalog",
+    }
     assert result.workgroup == athena_setup.workgroup
-    assert "scanned 0 B" in result.summary() and "cost $0.000000 at $5/TB" in result.summary() and result.query_id in result.summary()
+    assert (
+        "scanned 0 B" in result.summary()
+        and "cost $0.000000 at $5/TB" in result.summary()
+        and result.query_id in result.summary()
+    )
 
 
 def test_the_client_results_location_is_sent_when_the_workgroup_does_not_enforce_its_own(aws_server, athena_setup):
     workgroup = f"loose-{secrets.token_hex(3)}"
     athena_setup.athena.create_work_group(Name=workgroup, Configuration={"EnforceWorkGroupConfiguration": False})
     output = f"s3://{athena_setup.results_bucket}/mine/"
-    engine = AthenaEngine(athena_setup.athena, athena_setup.glue, athena_setup.settings.glue_database,
-                          workgroup=workgroup, output_location=output, poll_interval_s=(0.01, 0.05))
+    engine = AthenaEngine(
+        athena_setup.athena,
+        athena_setup.glue,
+        athena_setup.settings.glue_database,
+        workgroup=workgroup,
+        output_location=output,
+        poll_interval_s=(0.01, 0.05),
+    )
     result = engine.run("SELECT 1")
     assert result.output_location.startswith(output) and result.output_location.endswith(f"{result.query_id}.csv")
 
@@ -178,7 +228,9 @@ def test_ctrl_c_stops_the_query_in_athena(athena_setup, slow_athena):
     with pytest.raises(QueryCancelledError) as error:
         athena_setup.engine(progress=progress).run("SELECT * FROM step_events")
     assert "cancelled (Ctrl-C)" in str(error.value)
-    state = athena_setup.athena.get_query_execution(QueryExecutionId=polls[0].query_id)["QueryExecution"]["Status"]["State"]
+    state = athena_setup.athena.get_query_execution(QueryExecutionId=polls[0].query_id)["QueryExecution"]["Status"][
+        "State"
+    ]
     assert state == "CANCELLED"
 
 
@@ -204,7 +256,9 @@ def test_an_unknown_workgroup_says_which_variable_to_set(athena_setup):
 def test_a_missing_results_location_says_how_to_set_one(athena_setup):
     workgroup = f"bare-{secrets.token_hex(3)}"
     athena_setup.athena.create_work_group(Name=workgroup, Configuration={})
-    engine = AthenaEngine(athena_setup.athena, athena_setup.glue, athena_setup.settings.glue_database, workgroup=workgroup)
+    engine = AthenaEngine(
+        athena_setup.athena, athena_setup.glue, athena_setup.settings.glue_database, workgroup=workgroup
+    )
     with pytest.raises(QueryError) as error:
         engine.run("SELECT 1")
     assert "WEWARD_ATHENA_OUTPUT" in str(error.value)
@@ -225,7 +279,12 @@ def test_create_latest_views_sends_one_create_view_per_snapshot_table(athena_set
 def _failed(state: str, reason: str, scanned: int = 0, error_type: int | None = None) -> dict:
     status = {"State": state, "StateChangeReason": reason}
     if error_type is not None:
-        status["AthenaError"] = {"ErrorCategory": 2, "ErrorType": error_type, "Retryable": False, "ErrorMessage": reason}
+        status["AthenaError"] = {
+            "ErrorCategory": 2,
+            "ErrorType": error_type,
+            "Retryable": False,
+            "ErrorMessage": reason,
+        }
     return {"QueryExecutionId": "q-1", "Status": status, "Statistics": {"DataScannedInBytes": scanned}}
 
 

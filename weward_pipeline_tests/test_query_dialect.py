@@ -20,8 +20,15 @@ from weward_pipeline.query.errors import QueryError, QueryFailedError, QuerySynt
 
 CATALOG, DATABASE = "awsdatacatalog", "lake"
 COLUMNS = [
-    ("id", "bigint"), ("steps", "int"), ("amount", "decimal(12,2)"), ("created_at", "timestamp"),
-    ("ids", "array<bigint>"), ("payload", "string"), ("email", "string"), ("ratio", "double"), ("dt", "string"),
+    ("id", "bigint"),
+    ("steps", "int"),
+    ("amount", "decimal(12,2)"),
+    ("created_at", "timestamp"),
+    ("ids", "array<bigint>"),
+    ("payload", "string"),
+    ("email", "string"),
+    ("ratio", "double"),
+    ("dt", "string"),
 ]
 ROWS = """
     (1, 7, 10.00, TIMESTAMP '2024-03-30 23:00:00', [10, 20, 30], '{"device": "ios", "n": 3.0, "on": true, "o": {"a": 1}, "z": null}',
@@ -79,9 +86,21 @@ def test_integer_division_by_zero_fails(con):
 def test_decimal_division_keeps_the_larger_scale_rounded_half_up(con):
     # DuckDB: decimal / integer is a double (3.3333333333333335).
     table = answer(con, "SELECT amount / 3 AS third, amount / 8 AS eighth, amount / 2.5 AS per_half FROM t ORDER BY id")
-    assert table.column("third").to_pylist() == [decimal.Decimal("3.33"), decimal.Decimal("0.33"), decimal.Decimal("0.67")]
-    assert table.column("eighth").to_pylist() == [decimal.Decimal("1.25"), decimal.Decimal("0.13"), decimal.Decimal("0.25")]
-    assert table.column("per_half").to_pylist() == [decimal.Decimal("4.00"), decimal.Decimal("0.40"), decimal.Decimal("0.80")]
+    assert table.column("third").to_pylist() == [
+        decimal.Decimal("3.33"),
+        decimal.Decimal("0.33"),
+        decimal.Decimal("0.67"),
+    ]
+    assert table.column("eighth").to_pylist() == [
+        decimal.Decimal("1.25"),
+        decimal.Decimal("0.13"),
+        decimal.Decimal("0.25"),
+    ]
+    assert table.column("per_half").to_pylist() == [
+        decimal.Decimal("4.00"),
+        decimal.Decimal("0.40"),
+        decimal.Decimal("0.80"),
+    ]
     assert str(table.schema.field("third").type) == "decimal128(12, 2)"
 
 
@@ -108,33 +127,44 @@ def test_a_division_inside_an_aggregate_is_translated_too(con):
 
 def test_date_diff_counts_whole_units_not_boundaries(con):
     # DuckDB's date_diff counts midnights crossed: 23:00 -> 01:30 the next day would be 1 day.
-    assert rows(con, """
+    assert rows(
+        con,
+        """
         SELECT date_diff('day', TIMESTAMP '2024-03-30 23:00:00', TIMESTAMP '2024-03-31 01:30:00'),
                date_diff('day', TIMESTAMP '2024-03-31 12:00:00', TIMESTAMP '2024-03-29 23:00:00'),
-               date_diff('hour', TIMESTAMP '2024-03-31 00:30:00', TIMESTAMP '2024-03-31 03:29:00')""") == [(0, -1, 2)]
+               date_diff('hour', TIMESTAMP '2024-03-31 00:30:00', TIMESTAMP '2024-03-31 03:29:00')""",
+    ) == [(0, -1, 2)]
 
 
 def test_at_time_zone_gives_the_zone_wall_clock_across_the_dst_change(con):
     # DuckDB and PostgreSQL read `ts AT TIME ZONE z` as "ts is z's local time" (the other way round).
-    got = rows(con, """
+    got = rows(
+        con,
+        """
         SELECT id, hour(created_at AT TIME ZONE 'Europe/Paris'), date(at_timezone(created_at, 'Europe/Paris'))
-        FROM t ORDER BY id""")
+        FROM t ORDER BY id""",
+    )
     assert got == [(1, 0, dt.date(2024, 3, 31)), (2, 3, dt.date(2024, 3, 31)), (3, 23, dt.date(2024, 3, 31))]
 
 
 def test_from_iso8601_timestamp_is_an_instant(con):
     # 01:00+02:00 is 2024-03-30 23:00 UTC: the row at 23:00 UTC is inside, and not with Z.
-    assert rows(con, """
+    assert rows(
+        con,
+        """
         SELECT count_if(created_at >= from_iso8601_timestamp('2024-03-31T01:00:00+02:00')
                         AND created_at < from_iso8601_timestamp('2024-03-31T02:00:00Z')),
                count_if(created_at >= from_iso8601_timestamp('2024-03-31T01:00:00Z')
                         AND created_at < from_iso8601_timestamp('2024-03-31T02:00:00Z'))
-        FROM t""") == [(2, 1)]
+        FROM t""",
+    ) == [(2, 1)]
 
 
 def test_date_format_uses_athena_specifiers(con):
     # %i is minutes and %W the weekday name in Athena (MySQL style); strftime spells them %M and %A.
-    assert rows(con, "SELECT date_format(created_at, '%Y-%m-%d %H:%i %W') FROM t WHERE id = 2") == [("2024-03-31 01:30 Sunday",)]
+    assert rows(con, "SELECT date_format(created_at, '%Y-%m-%d %H:%i %W') FROM t WHERE id = 2") == [
+        ("2024-03-31 01:30 Sunday",)
+    ]
 
 
 def test_comparing_dt_with_a_date_is_refused_as_athena_refuses_it():
@@ -148,24 +178,31 @@ def test_comparing_dt_with_a_date_is_refused_as_athena_refuses_it():
 
 
 def test_arrays_are_one_based_and_element_at_is_null_past_the_end(con):
-    assert rows(con, "SELECT element_at(ids, 1), element_at(ids, -1), element_at(ids, 4), ids[2], cardinality(ids) FROM t WHERE id = 1") == [
-        (10, 30, None, 20, 3)]
+    assert rows(
+        con,
+        "SELECT element_at(ids, 1), element_at(ids, -1), element_at(ids, 4), ids[2], cardinality(ids) FROM t WHERE id = 1",
+    ) == [(10, 30, None, 20, 3)]
 
 
 def test_json_extract_scalar_is_null_for_objects_nulls_and_text_that_is_not_json(con):
     # DuckDB's ->> returns an object's text, and fails the whole query on text that is not JSON.
-    assert rows(con, """
+    assert rows(
+        con,
+        """
         SELECT id, json_extract_scalar(payload, '$.device'), json_extract_scalar(payload, '$.n'),
                json_extract_scalar(payload, '$.on'), json_extract_scalar(payload, '$.o'), json_extract_scalar(payload, '$.z')
-        FROM t ORDER BY id""") == [
-        (1, "ios", "3.0", "true", None, None), (2, None, None, None, None, None), (3, None, None, None, None, None)]
+        FROM t ORDER BY id""",
+    ) == [(1, "ios", "3.0", "true", None, None), (2, None, None, None, None, None), (3, None, None, None, None, None)]
 
 
 def test_regexp_extract_is_null_without_a_match_and_replace_reads_dollar_groups(con):
     # DuckDB: '' without a match; \\1 (not $1) for a group in the replacement.
-    assert rows(con, """
+    assert rows(
+        con,
+        """
         SELECT id, regexp_extract(email, '@example\\.([a-z]+)$', 1), regexp_replace(email, '^user([0-9]+)@.*$', 'u$1')
-        FROM t ORDER BY id""") == [(1, "fr", "u1"), (2, None, "nobody"), (3, "de", "u3")]
+        FROM t ORDER BY id""",
+    ) == [(1, "fr", "u1"), (2, None, "nobody"), (3, "de", "u3")]
 
 
 def test_count_if_of_no_rows_is_zero(con):
@@ -181,19 +218,28 @@ def test_approx_percentile_keeps_its_argument_type(con):
 def test_approx_distinct_is_counted_exactly_locally(con):
     # DuckDB's approx_count_distinct (HyperLogLog) was 5% off at 150 distinct values; locally, count exactly.
     assert rows(con, "SELECT approx_distinct(steps), count(DISTINCT steps) FROM t") == [
-        rows(con, "SELECT count(DISTINCT steps), count(DISTINCT steps) FROM t")[0]]
+        rows(con, "SELECT count(DISTINCT steps), count(DISTINCT steps) FROM t")[0]
+    ]
     translation = translate("SELECT approx_distinct(steps) FROM t")
-    assert "COUNT(DISTINCT" in translation.duckdb_sql.upper() and "approx_distinct counted exactly" in translation.rewrites
+    assert (
+        "COUNT(DISTINCT" in translation.duckdb_sql.upper() and "approx_distinct counted exactly" in translation.rewrites
+    )
 
 
 def test_unnamed_columns_are_named_as_athena_names_them(con):
     assert answer(con, "SELECT count(*), id, max(steps) AS most, id + 1 FROM t GROUP BY id").column_names == [
-        "_col0", "id", "most", "_col3"]
+        "_col0",
+        "id",
+        "most",
+        "_col3",
+    ]
 
 
 def test_every_applied_rewrite_is_listed():
     assert translate("SELECT steps / 2, date_diff('day', created_at, created_at) FROM t").rewrites == [
-        "date_diff counts whole units", "integer division truncates"]
+        "date_diff counts whole units",
+        "integer division truncates",
+    ]
 
 
 # -- What Athena refuses is refused, with line, column and a hint --------------------------------------

@@ -28,8 +28,8 @@ from weward_pipeline import cli
 from weward_pipeline.config import Settings
 from weward_pipeline.defs.query_resource import QueryResource
 from weward_pipeline.devstack import sample_data
-from weward_pipeline.export import AwsClients, export_day
 from weward_pipeline.devstack.demo_questions import ANALYST_QUESTIONS
+from weward_pipeline.export import AwsClients, export_day
 from weward_pipeline.query import (
     BytesScannedLimitError,
     LocalEngine,
@@ -109,8 +109,9 @@ def source_database(pg_server):
     """The sample app data plus EDGE_ROWS, in a database of this module's own."""
     name = f"query_{secrets.token_hex(4)}"
     url = pg_server.create_database(name)
-    sample_data.load(url, end_date=SAMPLE_END, size=sample_data.SampleSize(users=300, days=SAMPLE_DAYS),
-                     timezone=TIMEZONE)
+    sample_data.load(
+        url, end_date=SAMPLE_END, size=sample_data.SampleSize(users=300, days=SAMPLE_DAYS), timezone=TIMEZONE
+    )
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(EDGE_ROWS)
     yield url
@@ -123,8 +124,12 @@ def lake(aws_server, source_database) -> ExportedLake:
     suffix = secrets.token_hex(4)
     bucket = f"query-{suffix}"
     aws_server.create_bucket(bucket)
-    env = {**aws_server.env(), "WEWARD_PG_URL": source_database, "WEWARD_LAKE_URL": f"s3://{bucket}/lake",
-           "WEWARD_GLUE_DATABASE": f"query_{suffix}"}
+    env = {
+        **aws_server.env(),
+        "WEWARD_PG_URL": source_database,
+        "WEWARD_LAKE_URL": f"s3://{bucket}/lake",
+        "WEWARD_GLUE_DATABASE": f"query_{suffix}",
+    }
     settings = Settings.from_env(env)
     clients = AwsClients.from_settings(settings)
     catalog = make_catalog(*TABLES)
@@ -143,7 +148,8 @@ def _shadow_views(conn: psycopg.Connection) -> None:
         name = table["name"]
         columns = conn.execute(
             "SELECT column_name, data_type, udt_name FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position", (name,)
+            "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+            (name,),
         ).fetchall()
         select = []
         for column, data_type, udt in columns:
@@ -157,17 +163,25 @@ def _shadow_views(conn: psycopg.Connection) -> None:
         if table["mode"] == "append":
             column = table["partition_column"]
             kind = dict((c, d) for c, d, _ in columns)[column]
-            local = (pgsql.SQL("{} AT TIME ZONE {}").format(pgsql.Identifier(column), pgsql.Literal(TIMEZONE))
-                     if "with time zone" in kind else pgsql.Identifier(column))
+            local = (
+                pgsql.SQL("{} AT TIME ZONE {}").format(pgsql.Identifier(column), pgsql.Literal(TIMEZONE))
+                if "with time zone" in kind
+                else pgsql.Identifier(column)
+            )
             day = pgsql.SQL("to_char({}, 'YYYY-MM-DD')").format(local)
             body = pgsql.SQL("SELECT {}, {} AS dt FROM public.{} WHERE {} BETWEEN {} AND {}").format(
-                pgsql.SQL(", ").join(select), day, pgsql.Identifier(name), day,
-                pgsql.Literal(DAYS[0].isoformat()), pgsql.Literal(DAYS[-1].isoformat()),
+                pgsql.SQL(", ").join(select),
+                day,
+                pgsql.Identifier(name),
+                day,
+                pgsql.Literal(DAYS[0].isoformat()),
+                pgsql.Literal(DAYS[-1].isoformat()),
             )
             views = [name]
         else:
             body = pgsql.SQL("SELECT {}, {} AS dt FROM public.{}").format(
-                pgsql.SQL(", ").join(select), pgsql.Literal(SAMPLE_END.isoformat()), pgsql.Identifier(name))
+                pgsql.SQL(", ").join(select), pgsql.Literal(SAMPLE_END.isoformat()), pgsql.Identifier(name)
+            )
             views = [name, f"{name}_latest"]
         for view in views:
             conn.execute(pgsql.SQL("CREATE TEMP VIEW {} AS {}").format(pgsql.Identifier(view), body))
@@ -185,7 +199,7 @@ def postgres(lake):
 
 def _normal(value):
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
     return value
 
 
@@ -213,7 +227,9 @@ def assert_same_answer(lake_rows: list[tuple], pg_rows: list[tuple], sql: str, t
     same = _same if tolerance is None else (lambda a, b: _close(a, b, tolerance))
     for index, (mine, theirs) in enumerate(zip(lake_rows, pg_rows)):
         assert len(mine) == len(theirs)
-        assert all(same(a, b) for a, b in zip(mine, theirs)), f"row {index} differs for:\n{sql}\nlake: {mine}\npg:   {theirs}"
+        assert all(same(a, b) for a, b in zip(mine, theirs)), (
+            f"row {index} differs for:\n{sql}\nlake: {mine}\npg:   {theirs}"
+        )
 
 
 def run_both(lake: ExportedLake, postgres, sql: str):
@@ -334,7 +350,9 @@ def test_an_athena_question_is_answered_locally_as_postgres_answers_it(lake, pos
     lake_rows = [tuple(row.values()) for row in result.table.to_pylist()]
     with postgres.transaction():
         pg_rows = postgres.execute(question.postgres).fetchall()
-    assert_same_answer(lake_rows, pg_rows, f"{question.athena}\n-- ran as --\n{result.executed_sql}", question.tolerance)
+    assert_same_answer(
+        lake_rows, pg_rows, f"{question.athena}\n-- ran as --\n{result.executed_sql}", question.tolerance
+    )
     assert rows_or_a_reason(lake_rows, question)
 
 
@@ -348,10 +366,27 @@ def rows_or_a_reason(rows: list[tuple], question) -> bool:
 def test_the_corpus_has_forty_questions_and_every_topic_of_issue_16():
     assert len(CORPUS) >= 40 and len(QUESTIONS) == len(CORPUS)
     text = " ".join(q.athena for q in CORPUS)
-    for construct in ("approx_distinct(", "date_format(", "from_iso8601_timestamp(", "regexp_like(", "element_at(",
-                      "json_extract_scalar(", "to_unixtime(", "approx_percentile(", "date_trunc('week'", "cardinality(",
-                      "date_diff('day'", "try_cast(", "count_if(", "OVER (", "UNNEST(", "_latest", "dt BETWEEN", "WITH ",
-                      "AT TIME ZONE"):
+    for construct in (
+        "approx_distinct(",
+        "date_format(",
+        "from_iso8601_timestamp(",
+        "regexp_like(",
+        "element_at(",
+        "json_extract_scalar(",
+        "to_unixtime(",
+        "approx_percentile(",
+        "date_trunc('week'",
+        "cardinality(",
+        "date_diff('day'",
+        "try_cast(",
+        "count_if(",
+        "OVER (",
+        "UNNEST(",
+        "_latest",
+        "dt BETWEEN",
+        "WITH ",
+        "AT TIME ZONE",
+    ):
         assert construct in text, construct
     assert all(q.tolerance for q in CORPUS if "approx_" in q.athena)
 
@@ -360,7 +395,8 @@ def test_the_docs_show_the_corpus_as_it_is():
     from weward_pipeline_tests.query_corpus import DOCS
 
     assert examples_in_docs(DOCS.read_text(encoding="utf-8")) == render_examples(), (
-        "docs/querying.md's examples differ from the corpus: python -m weward_pipeline_tests.query_corpus")
+        "docs/querying.md's examples differ from the corpus: python -m weward_pipeline_tests.query_corpus"
+    )
 
 
 def test_the_dst_day_has_23_utc_hours_and_its_edges_land_on_the_right_day(lake, postgres):
@@ -368,7 +404,11 @@ def test_the_dst_day_has_23_utc_hours_and_its_edges_land_on_the_right_day(lake, 
     by_day = {row[0]: row for row in rows}
     assert [row[0] for row in rows] == [d.isoformat() for d in DAYS]
     assert {day: row[2] for day, row in by_day.items()} == {
-        "2024-03-28": 24, "2024-03-29": 24, "2024-03-30": 24, "2024-03-31": 23, "2024-04-01": 24,
+        "2024-03-28": 24,
+        "2024-03-29": 24,
+        "2024-03-30": 24,
+        "2024-03-31": 23,
+        "2024-04-01": 24,
     }
     # Paris midnight is 23:00 UTC in winter and 22:00 UTC in summer.
     assert by_day["2024-03-28"][3] == dt.datetime(2024, 3, 27, 23, 0)
@@ -484,9 +524,14 @@ def test_local_engine_reads_only_the_lake(lake):
 
 def test_an_athena_function_duckdb_lacks_is_named_with_the_way_out(lake):
     with pytest.raises(QueryFailedError) as error:
-        lake.engine().run("SELECT format_datetime(created_at, 'yyyy-MM-dd') AS day FROM step_events WHERE dt = '2024-03-31'")
+        lake.engine().run(
+            "SELECT format_datetime(created_at, 'yyyy-MM-dd') AS day FROM step_events WHERE dt = '2024-03-31'"
+        )
     message = str(error.value)
-    assert "format_datetime: an Athena function the local engine cannot translate" in message and "--engine athena" in message
+    assert (
+        "format_datetime: an Athena function the local engine cannot translate" in message
+        and "--engine athena" in message
+    )
     assert (error.value.line, error.value.column) == (1, 8)
 
 
@@ -502,12 +547,21 @@ def test_a_duckdb_function_is_refused_by_the_local_engine_too(lake):
 
 
 def test_cli_show_sql_prints_the_duckdb_translation_that_ran(lake_environment, capsys):
-    assert cli.main(["query", "--show-sql", "--quiet", "SELECT dt, sum(steps) / count(*) AS mean FROM step_events "
-                     "WHERE dt = '2024-03-31' GROUP BY dt"]) == 0
+    assert (
+        cli.main(
+            [
+                "query",
+                "--show-sql",
+                "--quiet",
+                "SELECT dt, sum(steps) / count(*) AS mean FROM step_events WHERE dt = '2024-03-31' GROUP BY dt",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert out.splitlines()[0].split() == ["dt", "|", "mean"]
     assert "-- ran on DuckDB, translated from your Athena SQL; Athena semantics kept: integer division truncates" in err
-    assert '// COUNT(*)' in err and '"step_events"."dt" = \'2024-03-31\'' in err
+    assert "// COUNT(*)" in err and '"step_events"."dt" = \'2024-03-31\'' in err
     assert cli.main(["query", "--show-sql", "--quiet", "SELECT dt, stepz FROM step_events"]) == 1
     err = capsys.readouterr().err
     assert "-- ran on DuckDB" in err and '"stepz"' in err and "error: query failed (line 1, column 12)" in err
@@ -532,13 +586,20 @@ def lake_environment(lake, monkeypatch):
 
 
 def test_cli_prints_the_answer_as_a_table_and_the_scan_on_stderr(lake_environment, capsys):
-    code = cli.main(["query", "SELECT dt, count(*) AS syncs FROM step_events WHERE dt >= '2024-03-31' GROUP BY dt ORDER BY dt"])
+    code = cli.main(
+        ["query", "SELECT dt, count(*) AS syncs FROM step_events WHERE dt >= '2024-03-31' GROUP BY dt ORDER BY dt"]
+    )
     out, err = capsys.readouterr()
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["dt", "|", "syncs"]
     assert lines[2].startswith("2024-03-31 |") and lines[3].startswith("2024-04-01 |")
-    assert "[local] DuckDB" in err and "2 rows in" in err and "scanned" in err and "tables: step_events (2 of 5 days read)" in err  # the dt filter read 2 of the 5 days
+    assert (
+        "[local] DuckDB" in err
+        and "2 rows in" in err
+        and "scanned" in err
+        and "tables: step_events (2 of 5 days read)" in err
+    )  # the dt filter read 2 of the 5 days
 
 
 def test_cli_writes_every_row_to_csv_or_parquet(lake_environment, tmp_path, capsys):
@@ -549,8 +610,10 @@ def test_cli_writes_every_row_to_csv_or_parquet(lake_environment, tmp_path, caps
     assert "(csv)" in out and "(parquet)" in out
     parquet = pq.read_table(tmp_path / "ledger.parquet")
     # NULL is an empty unquoted field, an empty string is "" (as in Athena's CSV results).
-    csv = pacsv.read_csv(tmp_path / "ledger.csv", convert_options=pacsv.ConvertOptions(
-        strings_can_be_null=True, quoted_strings_can_be_null=False))
+    csv = pacsv.read_csv(
+        tmp_path / "ledger.csv",
+        convert_options=pacsv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=False),
+    )
     assert parquet.num_rows == csv.num_rows > 100
     assert str(parquet.schema.field("amount").type) == "decimal128(12, 2)"
     assert parquet.column("id").to_pylist() == csv.column("id").to_pylist()
@@ -588,35 +651,53 @@ def test_cli_lists_the_tables_their_days_and_the_latest_views(lake_environment, 
     assert f'CREATE OR REPLACE VIEW "{database}"."users_latest" AS' in out and "reward_offers_latest" in out
 
 
-def test_latest_view_is_the_newest_snapshot_day_and_never_opens_older_ones(aws_server, fresh_database, lake_env, clients):
-    sample_data.load(fresh_database, end_date=SAMPLE_END, size=sample_data.SampleSize(users=40, days=2), timezone=TIMEZONE)
+def test_latest_view_is_the_newest_snapshot_day_and_never_opens_older_ones(
+    aws_server, fresh_database, lake_env, clients
+):
+    sample_data.load(
+        fresh_database, end_date=SAMPLE_END, size=sample_data.SampleSize(users=40, days=2), timezone=TIMEZONE
+    )
     settings = Settings.from_env({**lake_env, "WEWARD_PG_URL": fresh_database})
     catalog = make_catalog(TABLES[0])
-    export_day(settings, catalog, catalog.tables[0], SAMPLE_END - dt.timedelta(days=1), clients=clients,
-               now=dt.datetime(2024, 4, 1, 6, 0, tzinfo=ZoneInfo(TIMEZONE)))
+    export_day(
+        settings,
+        catalog,
+        catalog.tables[0],
+        SAMPLE_END - dt.timedelta(days=1),
+        clients=clients,
+        now=dt.datetime(2024, 4, 1, 6, 0, tzinfo=ZoneInfo(TIMEZONE)),
+    )
     with psycopg.connect(fresh_database, autocommit=True) as conn:
         conn.execute("DELETE FROM users WHERE id > 30")
     export_day(settings, catalog, catalog.tables[0], SAMPLE_END, clients=clients, now=EXPORT_NOW)
     # Athena views live in Glue too (--create-latest-views); the local engine keeps its own
     # <name>_latest and refuses other views clearly.
     for view in ("users_latest", "weekly_users"):
-        clients.glue.create_table(DatabaseName=settings.glue_database, TableInput={
-            "Name": view, "TableType": "VIRTUAL_VIEW", "Parameters": {"presto_view": "true"},
-            "ViewOriginalText": "/* Presto View: e30= */", "StorageDescriptor": {"Columns": [{"Name": "id", "Type": "bigint"}]},
-        })
+        clients.glue.create_table(
+            DatabaseName=settings.glue_database,
+            TableInput={
+                "Name": view,
+                "TableType": "VIRTUAL_VIEW",
+                "Parameters": {"presto_view": "true"},
+                "ViewOriginalText": "/* Presto View: e30= */",
+                "StorageDescriptor": {"Columns": [{"Name": "id", "Type": "bigint"}]},
+            },
+        )
     engine = LocalEngine(clients.glue, clients.filesystem, settings.glue_database)
     with pytest.raises(QueryError, match="weekly_users: Athena view"):
         engine.run("SELECT * FROM weekly_users")
     assert engine.run("SELECT dt, count(*) AS users FROM users GROUP BY dt ORDER BY dt").rows == [
-        {"dt": "2024-03-31", "users": 40}, {"dt": "2024-04-01", "users": 30},
+        {"dt": "2024-03-31", "users": 40},
+        {"dt": "2024-04-01", "users": 30},
     ]
     latest = engine.run("SELECT dt, count(*) AS users, max(id) AS last_id FROM users_latest GROUP BY dt")
     assert latest.rows == [{"dt": "2024-04-01", "users": 30, "last_id": 30}]
     assert latest.partitions_listed == {"users": 2}
     # Pruning is by partition, before any object is opened: break the older day's object and
     # the latest view still answers, while a query over both days fails naming the damage.
-    older = clients.glue.get_partition(DatabaseName=settings.glue_database, TableName="users",
-                                       PartitionValues=["2024-03-31"])["Partition"]["StorageDescriptor"]["Location"]
+    older = clients.glue.get_partition(
+        DatabaseName=settings.glue_database, TableName="users", PartitionValues=["2024-03-31"]
+    )["Partition"]["StorageDescriptor"]["Location"]
     bucket, _, prefix = older.removeprefix("s3://").partition("/")
     for key in [o["Key"] for o in clients.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]:
         clients.s3.put_object(Bucket=bucket, Key=key, Body=b"not parquet at all")
@@ -632,8 +713,11 @@ def test_query_resource_runs_sql_for_an_asset(lake):
         result = query.run("SELECT dt, sum(steps) AS steps FROM step_events GROUP BY dt ORDER BY dt")
         return dg.MaterializeResult(metadata=QueryResource.metadata(result))
 
-    resource = QueryResource(glue_database=lake.settings.glue_database, aws_region=lake.settings.aws_region,
-                             aws_endpoint_url=lake.settings.aws_endpoint_url)
+    resource = QueryResource(
+        glue_database=lake.settings.glue_database,
+        aws_region=lake.settings.aws_region,
+        aws_endpoint_url=lake.settings.aws_endpoint_url,
+    )
     outcome = dg.materialize([daily_steps], resources={"query": resource}, instance=dg.DagsterInstance.ephemeral())
     metadata = outcome.asset_materializations_for_node("daily_steps")[0].metadata
     assert metadata["dagster/row_count"].value == 5
@@ -660,4 +744,7 @@ def test_demo_ends_with_the_analyst_questions_answered(lake_environment, capsys)
     for title, _ in ANALYST_QUESTIONS:
         assert f"-- {title}" in out
     assert "2024-03-31" in out and "FR" in out and "Offer #" in out
-    assert out.count("no charge locally") == 3 and "tables: users (1 of 1 day read), ward_transactions (5 of 5 days read)" in out
+    assert (
+        out.count("no charge locally") == 3
+        and "tables: users (1 of 1 day read), ward_transactions (5 of 5 days read)" in out
+    )

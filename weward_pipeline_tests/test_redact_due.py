@@ -22,10 +22,10 @@ import yaml
 from psycopg import sql
 
 from weward_pipeline import cli
+from weward_pipeline.cli.redact import LAUNCHED_BY, LAUNCHED_BY_TAG
 from weward_pipeline.defs.factory import build_definitions
 from weward_pipeline.defs.redaction import AUTOMATION_SENSOR
 from weward_pipeline.devstack import sample_data
-from weward_pipeline.cli.redact import LAUNCHED_BY, LAUNCHED_BY_TAG
 from weward_pipeline_tests.conftest import TIMEZONE, make_catalog
 from weward_pipeline_tests.test_production_dagster_storage import production_dagster_home
 from weward_pipeline_tests.test_redaction import STEP_EVENTS
@@ -41,8 +41,9 @@ LAST_MIDNIGHT = dt.datetime.combine(TODAY, dt.time(), tzinfo=ZoneInfo(TIMEZONE))
 @pytest.fixture
 def app_db(fresh_database):
     """The sample app, 6 days ending 2024-04-01, 15 users: about 45 step events a day."""
-    sample_data.load(fresh_database, end_date=dt.date(2024, 4, 1), size=sample_data.SampleSize(users=15, days=6),
-                     timezone=TIMEZONE)
+    sample_data.load(
+        fresh_database, end_date=dt.date(2024, 4, 1), size=sample_data.SampleSize(users=15, days=6), timezone=TIMEZONE
+    )
     return fresh_database
 
 
@@ -65,8 +66,11 @@ def pipeline(app_db, lake_env, clients, dagster_home, tmp_path, monkeypatch):
     pipeline = Pipeline(lake_env, clients, app_db, monkeypatch, retention_days=RETENTION)
     pipeline.instance = dg.DagsterInstance.get()
     catalog = tmp_path / "tables.yaml"
-    catalog.write_text(yaml.safe_dump({"start_date": "2024-01-01", "timezone": TIMEZONE,
-                                       "tables": [{**STEP_EVENTS, "retention_days": RETENTION}]}))
+    catalog.write_text(
+        yaml.safe_dump(
+            {"start_date": "2024-01-01", "timezone": TIMEZONE, "tables": [{**STEP_EVENTS, "retention_days": RETENTION}]}
+        )
+    )
     monkeypatch.setenv("WEWARD_TABLES_FILE", str(catalog))
     monkeypatch.setenv("WEWARD_PG_REDACT_URL", app_db)
     yield pipeline
@@ -91,7 +95,8 @@ def redaction_runs(instance) -> list[dg.DagsterRun]:
 
 def redactions(instance, day: str) -> list[dict]:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=REDACTION, asset_partitions=[day]), limit=10).records
+        dg.AssetRecordsFilter(asset_key=REDACTION, asset_partitions=[day]), limit=10
+    ).records
     return [{k: v.value for k, v in r.asset_materialization.metadata.items()} | {"run_id": r.run_id} for r in records]
 
 
@@ -131,15 +136,20 @@ def test_due_days_are_redacted_through_dagster_missed_and_backfilled_ones_includ
     assert "2024-04-01" not in out  # inside its retention: not even in the window
     assert pipeline.pg_ids() == everything
     assert all(not redactions(instance, day) for day in DAYS)
-    assert {run.tags["dagster/partition"] for run in redaction_runs(instance)} == {"2024-03-27", "2024-03-30", "2024-03-31"}
+    assert {run.tags["dagster/partition"] for run in redaction_runs(instance)} == {
+        "2024-03-27",
+        "2024-03-30",
+        "2024-03-31",
+    }
     assert all(run.tags["weward/dry_run"] == "true" and run.is_success for run in redaction_runs(instance))
 
     # With a 3-day lookback, 03-27 (retention ended 4 days ago) is listed, not redacted.
     code, out = redact_due(capsys, "--lookback-days", "3")
     assert code == 0
     for day in ("2024-03-30", "2024-03-31"):
-        assert line(out, day).startswith(f"redacted: {len(rows[day])} of {len(rows[day])} exported rows deleted, "
-                                         "0 already gone; kept back: none")
+        assert line(out, day).startswith(
+            f"redacted: {len(rows[day])} of {len(rows[day])} exported rows deleted, 0 already gone; kept back: none"
+        )
     assert "1 older day(s) not redacted (2024-03-27 .. 2024-03-27): --lookback-days 5" in out
     assert pipeline.pg_ids() == everything - rows["2024-03-30"] - rows["2024-03-31"]
 
@@ -183,13 +193,17 @@ def test_a_re_exported_day_is_redacted_again_by_the_next_run(pipeline, capsys):
     everything = pipeline.pg_ids()
     rows = pipeline.pg_ids(dt.date(2024, 3, 31))
     assert pipeline.run(LAKE, day=day).success
-    pipeline.execute("INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
-                     "VALUES (920001, 3, '2024-03-31 18:30:00+02', '2024-03-31', 99, 'manual')")
+    pipeline.execute(
+        "INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
+        "VALUES (920001, 3, '2024-03-31 18:30:00+02', '2024-03-31', 99, 'manual')"
+    )
 
     code, out = redact_due(capsys)
     assert code == 0
-    assert line(out, day).endswith(f"kept back: 1 inserted_after_export (re-export lake/step_events for {day}; "
-                                   f"it is redacted again after) (run {redactions(pipeline.instance, day)[0]['run_id'][:8]})")
+    assert line(out, day).endswith(
+        f"kept back: 1 inserted_after_export (re-export lake/step_events for {day}; "
+        f"it is redacted again after) (run {redactions(pipeline.instance, day)[0]['run_id'][:8]})"
+    )
     assert pipeline.pg_ids() == (everything - rows) | {920001}
 
     assert pipeline.run(LAKE, day=day).success
@@ -215,8 +229,10 @@ def test_a_failed_day_fails_the_command_once_and_is_then_held_back_with_the_way_
     # materialization, so automation sees the day in progress.
     job = pipeline.defs.resolve_implicit_global_asset_job_def()
     stuck = pipeline.instance.create_run_for_job(
-        job_def=job.get_subset(asset_selection={REDACTION}), asset_selection=frozenset({REDACTION}),
-        tags={LAUNCHED_BY_TAG: LAUNCHED_BY, "dagster/partition": "2024-03-30"})
+        job_def=job.get_subset(asset_selection={REDACTION}),
+        asset_selection=frozenset({REDACTION}),
+        tags={LAUNCHED_BY_TAG: LAUNCHED_BY, "dagster/partition": "2024-03-30"},
+    )
 
     code, out = redact_due(capsys)
     assert code == 1
@@ -231,21 +247,26 @@ def test_a_failed_day_fails_the_command_once_and_is_then_held_back_with_the_way_
     assert f"FAILED: run {stuck.run_id[:8]} (2024-03-30) was still NOT_STARTED" in out
     assert pipeline.instance.get_run_by_id(stuck.run_id).status == dg.DagsterRunStatus.FAILURE
     for day in ("2024-03-30", "2024-03-31"):
-        assert line(out, day) == (f"not due: its last redaction failed; fix the cause (see that run), then: dagster asset "
-                                  f"materialize -m weward_pipeline.definitions --select key:redaction/step_events "
-                                  f"--partition {day}")
+        assert line(out, day) == (
+            f"not due: its last redaction failed; fix the cause (see that run), then: dagster asset "
+            f"materialize -m weward_pipeline.definitions --select key:redaction/step_events "
+            f"--partition {day}"
+        )
 
     code, out = redact_due(capsys)
     assert code == 0
     assert pipeline.pg_ids() == everything
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--tables", "no_such_table"], "unknown table 'no_such_table'"),
-    (["--tables", "users"], "table users has no retention_days"),
-    (["--lookback-days", "0"], "--lookback-days (or $WEWARD_REDACT_LOOKBACK_DAYS) must be at least 1"),
-    (["--now", "2999-01-01T00:00:00+00:00"], "is in the future"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tables", "no_such_table"], "unknown table 'no_such_table'"),
+        (["--tables", "users"], "table users has no retention_days"),
+        (["--lookback-days", "0"], "--lookback-days (or $WEWARD_REDACT_LOOKBACK_DAYS) must be at least 1"),
+        (["--now", "2999-01-01T00:00:00+00:00"], "is in the future"),
+    ],
+)
 def test_bad_arguments_exit_2_with_the_fix(args, message, monkeypatch, capsys):
     monkeypatch.delenv("WEWARD_TABLES_FILE", raising=False)  # the sample catalog: users has no retention
     assert cli.main(["redact-due", *args]) == 2
@@ -267,6 +288,10 @@ def test_with_the_dagster_service_the_sensor_runs_redactions_on_the_redaction_ta
     monkeypatch.setenv("WEWARD_REDACTION_TASK_DEFINITION", "weward-prod-redact")
     defs = build_definitions(make_catalog({**STEP_EVENTS, "retention_days": 30}))
     assert json.loads(defs.get_sensor_def(AUTOMATION_SENSOR).run_tags["ecs/run_task_kwargs"]) == {
-        "taskDefinition": "weward-prod-redact"}
+        "taskDefinition": "weward-prod-redact"
+    }
     monkeypatch.delenv("WEWARD_REDACTION_TASK_DEFINITION")
-    assert "ecs/run_task_kwargs" not in build_definitions(make_catalog(STEP_EVENTS)).get_sensor_def(AUTOMATION_SENSOR).run_tags
+    assert (
+        "ecs/run_task_kwargs"
+        not in build_definitions(make_catalog(STEP_EVENTS)).get_sensor_def(AUTOMATION_SENSOR).run_tags
+    )

@@ -17,10 +17,10 @@ import threading
 import time
 
 import psycopg
-from psycopg import sql
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from psycopg import sql
 
 from weward_pipeline import redact
 from weward_pipeline.devstack import sample_data
@@ -35,8 +35,13 @@ from weward_pipeline_tests.lake_reader import read_table
 
 DAY = dt.date(2024, 3, 31)  # 23 hours in Europe/Paris
 OTHER_DAY = dt.date(2024, 3, 30)
-STEP_EVENTS = {"name": "step_events", "mode": "append", "partition_column": "created_at", "primary_key": ["id"],
-               "retention_days": 30}
+STEP_EVENTS = {
+    "name": "step_events",
+    "mode": "append",
+    "partition_column": "created_at",
+    "primary_key": ["id"],
+    "retention_days": 30,
+}
 # Small batches so a day of the test data takes several; no pauses to keep the tests quick.
 FAST = RedactionLimits(batch_rows=25, pause_s=0, retry_backoff_s=0.05, lock_timeout_s=0.5)
 
@@ -45,8 +50,9 @@ FAST = RedactionLimits(batch_rows=25, pause_s=0, retry_backoff_s=0.05, lock_time
 def app_db(fresh_database):
     """The sample app, 3 days ending 2024-04-01, 60 users (not all walk every day): about 120 step
     events on DAY, so a day takes several batches of FAST.batch_rows."""
-    sample_data.load(fresh_database, end_date=dt.date(2024, 4, 1),
-                     size=sample_data.SampleSize(users=60, days=3), timezone=TIMEZONE)
+    sample_data.load(
+        fresh_database, end_date=dt.date(2024, 4, 1), size=sample_data.SampleSize(users=60, days=3), timezone=TIMEZONE
+    )
     return fresh_database
 
 
@@ -147,11 +153,16 @@ def export_order(scenario: Scenario, day=DAY) -> list[int]:
     bucket = scenario.settings.lake.bucket
     ids: list[int] = []
     for obj in manifest.objects:
-        ids += pq.read_table(f"{bucket}/{obj.key}", filesystem=scenario.clients.filesystem, columns=["id"]).column("id").to_pylist()
+        ids += (
+            pq.read_table(f"{bucket}/{obj.key}", filesystem=scenario.clients.filesystem, columns=["id"])
+            .column("id")
+            .to_pylist()
+        )
     return ids
 
 
 # -- rows that are not in the lake as it is now stay ---------------------------------------------
+
 
 def test_a_row_inserted_into_the_day_after_the_export_stays_and_is_reported(scenario):
     everything = scenario.pg_ids()
@@ -159,7 +170,8 @@ def test_a_row_inserted_into_the_day_after_the_export_stays_and_is_reported(scen
     scenario.export()
     scenario.execute(
         "INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
-        "VALUES (900001, 7, '2024-03-31 12:00:00+02', '2024-03-31', 4321, 'manual')")
+        "VALUES (900001, 7, '2024-03-31 12:00:00+02', '2024-03-31', 4321, 'manual')"
+    )
 
     report = scenario.redact()
 
@@ -221,6 +233,7 @@ def test_a_column_whose_type_changed_since_the_export_stops_everything(scenario)
 
 # -- the lake no longer matches what was published: nothing is deleted --------------------------
 
+
 def _only_object(scenario):
     manifest = scenario.manifest()
     assert len(manifest.objects) == 1
@@ -277,14 +290,19 @@ def test_keys_rewritten_to_name_a_row_not_in_the_lake_mean_nothing_is_deleted(sc
     scenario.export()
     scenario.execute(
         "INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
-        "VALUES (900005, 7, '2024-03-31 10:00:00+02', '2024-03-31', 10, 'manual')")
+        "VALUES (900005, 7, '2024-03-31 10:00:00+02', '2024-03-31', 10, 'manual')"
+    )
     keys = RedactionKeys.from_manifest(scenario.manifest())
     path = f"{scenario.settings.lake.bucket}/{keys.objects[0].key}"
     with psycopg.connect(scenario.pg_url) as conn:
         conn.execute("SET TimeZone = 'UTC'")
-        (fingerprint,) = conn.execute("SELECT decode(md5(ROW(s.*)::text), 'hex') FROM step_events s WHERE id = 900005").fetchone()
+        (fingerprint,) = conn.execute(
+            "SELECT decode(md5(ROW(s.*)::text), 'hex') FROM step_events s WHERE id = 900005"
+        ).fetchone()
     original = pq.read_table(path, filesystem=scenario.clients.filesystem)
-    forged = pa.concat_tables([original, pa.table({"id": [900005], "_weward_fingerprint": [fingerprint]}).cast(original.schema)])
+    forged = pa.concat_tables(
+        [original, pa.table({"id": [900005], "_weward_fingerprint": [fingerprint]}).cast(original.schema)]
+    )
     pq.write_table(forged, path, filesystem=scenario.clients.filesystem)
 
     with pytest.raises(RedactionRefused) as refused:
@@ -326,7 +344,7 @@ def test_a_day_inside_its_retention_is_not_touched(scenario):
     day_rows = scenario.pg_ids(DAY)
     scenario.export()
     # 2024-03-31 ends at 2024-04-01 00:00 Paris; 30 days later is 2024-05-01 00:00 Paris (22:00 UTC).
-    just_before = dt.datetime(2024, 4, 30, 21, 59, 59, tzinfo=dt.timezone.utc)
+    just_before = dt.datetime(2024, 4, 30, 21, 59, 59, tzinfo=dt.UTC)
 
     with pytest.raises(RedactionRefused) as refused:
         scenario.redact(now=just_before)
@@ -342,11 +360,16 @@ def test_a_day_inside_its_retention_is_not_touched(scenario):
 
 # -- gentle on the primary ------------------------------------------------------------------------
 
+
 def _backend_waiting_on_a_lock(pg_url: str) -> bool:
     with psycopg.connect(pg_url) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'weward-redact%%' "
-            "AND wait_event_type = 'Lock'").fetchone()[0] > 0
+        return (
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'weward-redact%%' "
+                "AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+            > 0
+        )
 
 
 def _wait_for(condition, timeout=30.0, what="condition"):
@@ -364,7 +387,7 @@ def test_a_writer_holding_a_row_lock_costs_one_skipped_batch_and_is_never_blocke
     scenario.export()
     order = export_order(scenario)
     batch = FAST.batch_rows
-    second_batch = order[batch: 2 * batch]
+    second_batch = order[batch : 2 * batch]
     held, touched = second_batch[3], second_batch[0]
     limits = RedactionLimits(batch_rows=batch, pause_s=0, lock_timeout_s=0.3, lock_retries=2, retry_backoff_s=0.1)
     latencies: list[float] = []
@@ -481,11 +504,18 @@ def test_killed_in_the_middle_of_a_batch_then_resumed_ends_exactly_redacted(scen
 
     with psycopg.connect(scenario.pg_url) as writer:
         writer.execute("SELECT 1 FROM step_events WHERE id = %s FOR UPDATE", (order[2 * batch + 4],))
-        process = subprocess.Popen([sys.executable, "-c", KILLABLE, DAY.isoformat(), str(batch)], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-c", KILLABLE, DAY.isoformat(), str(batch)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            _wait_for(lambda: _backend_waiting_on_a_lock(scenario.pg_url), timeout=60,
-                      what="the redaction to reach the locked batch")
+            _wait_for(
+                lambda: _backend_waiting_on_a_lock(scenario.pg_url),
+                timeout=60,
+                what="the redaction to reach the locked batch",
+            )
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
         finally:
@@ -507,10 +537,12 @@ def test_killed_in_the_middle_of_a_batch_then_resumed_ends_exactly_redacted(scen
 def _redaction_backends(pg_url: str) -> int:
     with psycopg.connect(pg_url) as conn:
         return conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'weward-redact%%'").fetchone()[0]
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'weward-redact%%'"
+        ).fetchone()[0]
 
 
 # -- dry run --------------------------------------------------------------------------------------
+
 
 def test_a_dry_run_reports_what_would_go_and_writes_nothing(scenario):
     everything = scenario.pg_ids()
@@ -520,7 +552,8 @@ def test_a_dry_run_reports_what_would_go_and_writes_nothing(scenario):
     scenario.execute("UPDATE step_events SET steps = steps + 1 WHERE id = %s", (changed,))
     scenario.execute(
         "INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
-        "VALUES (900002, 7, '2024-03-31 23:59:59+02', '2024-03-31', 1, 'manual')")
+        "VALUES (900002, 7, '2024-03-31 23:59:59+02', '2024-03-31', 1, 'manual')"
+    )
     bucket = scenario.settings.lake.bucket
     objects_before = {o["Key"]: o["ETag"] for o in scenario.clients.s3.list_objects_v2(Bucket=bucket)["Contents"]}
 
@@ -533,11 +566,14 @@ def test_a_dry_run_reports_what_would_go_and_writes_nothing(scenario):
     assert report.delete_sql.startswith('DELETE FROM "public"."step_events" AS t USING unnest(')
     assert "decode(md5(ROW(" in report.delete_sql
     assert scenario.pg_ids() == everything | {900002}
-    assert {o["Key"]: o["ETag"] for o in scenario.clients.s3.list_objects_v2(Bucket=bucket)["Contents"]} == objects_before
+    assert {
+        o["Key"]: o["ETag"] for o in scenario.clients.s3.list_objects_v2(Bucket=bucket)["Contents"]
+    } == objects_before
     assert scenario.lake_ids() == day_rows
 
 
 # -- re-export after redaction ---------------------------------------------------------------------
+
 
 def test_re_exporting_a_redacted_day_keeps_the_redacted_rows_in_the_lake(scenario):
     """Late row -> redaction keeps it -> re-export (carries the redacted rows over) -> redaction."""
@@ -546,7 +582,8 @@ def test_re_exporting_a_redacted_day_keeps_the_redacted_rows_in_the_lake(scenari
     first = scenario.export()
     scenario.execute(
         "INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
-        "VALUES (900003, 9, '2024-03-31 08:00:00+02', '2024-03-31', 800, 'garmin')")
+        "VALUES (900003, 9, '2024-03-31 08:00:00+02', '2024-03-31', 800, 'garmin')"
+    )
     assert scenario.redact().needs_reexport
     assert scenario.pg_ids(DAY) == {900003}
 
@@ -588,24 +625,31 @@ def test_re_export_refuses_when_the_published_day_is_damaged_after_redaction(sce
 
 # -- the real thing: least-privilege roles, every column type, composite keys ----------------------
 
-def test_the_least_privilege_roles_export_and_redact_with_a_dropped_personal_column(fresh_database, pg_server, lake_env, clients):
+
+def test_the_least_privilege_roles_export_and_redact_with_a_dropped_personal_column(
+    fresh_database, pg_server, lake_env, clients
+):
     """Export as the read-only role, redact as the role that can only read exported columns and delete."""
     import secrets
 
     from weward_pipeline.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog
 
-    sample_data.load(fresh_database, end_date=dt.date(2024, 4, 1), size=sample_data.SampleSize(users=30, days=2),
-                     timezone=TIMEZONE)
+    sample_data.load(
+        fresh_database, end_date=dt.date(2024, 4, 1), size=sample_data.SampleSize(users=30, days=2), timezone=TIMEZONE
+    )
     table = {**STEP_EVENTS, "user_column": "user_id", "pii": {"user_id": "keep", "device_id": "drop"}}
     catalog = make_catalog(table)
     suffix = secrets.token_hex(3)
-    roles = PipelineRoles(export_role=f"t_export_{suffix}", redact_role=f"t_redact_{suffix}", erase_role=f"t_erase_{suffix}")
+    roles = PipelineRoles(
+        export_role=f"t_export_{suffix}", redact_role=f"t_redact_{suffix}", erase_role=f"t_erase_{suffix}"
+    )
     ensure_roles(pg_server.admin_url(), roles)
     try:
         assert grant_catalog(fresh_database, catalog, roles) == []
         scenario = Scenario(lake_env, clients, fresh_database, table)
-        scenario.settings = make_settings({**lake_env, "WEWARD_PG_REDACT_URL": roles.redact_url(fresh_database)},
-                                          roles.export_url(fresh_database))
+        scenario.settings = make_settings(
+            {**lake_env, "WEWARD_PG_REDACT_URL": roles.redact_url(fresh_database)}, roles.export_url(fresh_database)
+        )
         everything = scenario.pg_ids()
         day_rows = scenario.pg_ids(DAY)
         scenario.export()
@@ -649,12 +693,25 @@ def test_fingerprints_agree_for_every_column_type_whatever_the_server_defaults(f
     database = fresh_database.rsplit("/", 1)[1]
     with psycopg.connect(fresh_database, autocommit=True) as conn:
         conn.execute(EVERY_TYPE_DDL)
-        for setting, value in (("extra_float_digits", "3"), ("bytea_output", "escape"), ("DateStyle", "SQL, DMY"),
-                               ("IntervalStyle", "sql_standard"), ("TimeZone", "America/New_York")):
-            conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                sql.Identifier(database), sql.Identifier(setting), sql.Literal(value)))
-    table = {"name": "visits", "mode": "append", "partition_column": "at", "primary_key": ["shop", "visit_no"],
-             "retention_days": 1}
+        for setting, value in (
+            ("extra_float_digits", "3"),
+            ("bytea_output", "escape"),
+            ("DateStyle", "SQL, DMY"),
+            ("IntervalStyle", "sql_standard"),
+            ("TimeZone", "America/New_York"),
+        ):
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                    sql.Identifier(database), sql.Identifier(setting), sql.Literal(value)
+                )
+            )
+    table = {
+        "name": "visits",
+        "mode": "append",
+        "partition_column": "at",
+        "primary_key": ["shop", "visit_no"],
+        "retention_days": 1,
+    }
     scenario = Scenario(lake_env, clients, fresh_database, table)
 
     def keys(day=None):
@@ -689,8 +746,9 @@ def test_a_connection_lost_midway_says_what_was_deleted_and_a_re_run_finishes(sc
 
     def terminate_after_two_batches(report):
         if report.batches == 2:
-            scenario.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE application_name LIKE 'weward-redact%%'")
+            scenario.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'weward-redact%%'"
+            )
 
     with pytest.raises(redact.RedactionFailed) as failed:
         scenario.redact(on_batch=terminate_after_two_batches)
@@ -704,7 +762,9 @@ def test_a_connection_lost_midway_says_what_was_deleted_and_a_re_run_finishes(sc
     assert scenario.lake_ids() == day_rows
 
 
-def test_the_cli_dry_runs_a_range_of_days_and_deletes_only_with_execute(scenario, lake_env, tmp_path, monkeypatch, capsys):
+def test_the_cli_dry_runs_a_range_of_days_and_deletes_only_with_execute(
+    scenario, lake_env, tmp_path, monkeypatch, capsys
+):
     import yaml
 
     from weward_pipeline.cli import main
@@ -731,7 +791,8 @@ def test_the_cli_dry_runs_a_range_of_days_and_deletes_only_with_execute(scenario
 
 
 def test_the_cli_says_a_refusal_once_per_range_prints_pure_json_and_one_line_for_a_wrong_password(
-        scenario, lake_env, tmp_path, monkeypatch, capsys):
+    scenario, lake_env, tmp_path, monkeypatch, capsys
+):
     import json
     import re
 
@@ -749,7 +810,10 @@ def test_the_cli_says_a_refusal_once_per_range_prints_pure_json_and_one_line_for
     recent = dt.date.today() - dt.timedelta(days=12)
     assert main(["redact", "step_events", recent.isoformat(), "--to", (recent + dt.timedelta(days=9)).isoformat()]) == 1
     out = capsys.readouterr().out
-    assert out.count("refused") == 1 and f"{recent} .. {recent + dt.timedelta(days=9)} (10 days)  refused (inside_retention)" in out
+    assert (
+        out.count("refused") == 1
+        and f"{recent} .. {recent + dt.timedelta(days=9)} (10 days)  refused (inside_retention)" in out
+    )
 
     assert main(["redact", "step_events", "2024-03-30", "--to", "2024-03-31", "--json"]) == 1
     days = json.loads(capsys.readouterr().out)  # nothing but JSON on stdout

@@ -47,8 +47,14 @@ class Pipeline(Scenario):
         if checks:
             for key in keys:
                 selection += self._checks(key, {*CHECK_NAMES.values(), REEXPORT_CHECK})
-        return dg.materialize(selection, partition_key=day, instance=self.instance, resources=self.defs.resources,
-                              raise_on_error=False, **kwargs)
+        return dg.materialize(
+            selection,
+            partition_key=day,
+            instance=self.instance,
+            resources=self.defs.resources,
+            raise_on_error=False,
+            **kwargs,
+        )
 
     def run_checks(self, day="2024-03-31") -> dict[str, bool]:
         """The export's checks alone, as the UI's "Execute checks" does (partition given as the run tag:
@@ -57,7 +63,8 @@ class Pipeline(Scenario):
         job = dg.define_asset_job("export_checks", selection=dg.AssetSelection.checks(*keys))
         defs = dg.Definitions.merge(self.defs, dg.Definitions(jobs=[job]))
         result = defs.resolve_job_def("export_checks").execute_in_process(
-            tags={"dagster/partition": day}, instance=self.instance, raise_on_error=False)
+            tags={"dagster/partition": day}, instance=self.instance, raise_on_error=False
+        )
         return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
     def object_key(self, day=DAYS[1]):
@@ -77,16 +84,21 @@ def failure_of(result: dg.ExecuteInProcessResult) -> str:
 
 # -- the definitions ------------------------------------------------------------------------------
 
+
 def test_only_tables_with_retention_get_a_redaction_asset_and_the_sensor_runs_by_default(monkeypatch):
     monkeypatch.setenv("WEWARD_PG_URL", "postgresql://u:p@db.invalid/app")
     monkeypatch.setenv("WEWARD_LAKE_URL", "s3://lake-bucket/exports")
-    catalog = make_catalog(STEP_EVENTS, {"name": "users", "mode": "snapshot", "primary_key": ["id"]},
-                           {"name": "reward_purchases", "mode": "append", "partition_column": "purchased_at",
-                            "primary_key": ["id"]})
+    catalog = make_catalog(
+        STEP_EVENTS,
+        {"name": "users", "mode": "snapshot", "primary_key": ["id"]},
+        {"name": "reward_purchases", "mode": "append", "partition_column": "purchased_at", "primary_key": ["id"]},
+    )
     defs = build_definitions(catalog)
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys() if k.path[0] == "redaction"} == {"redaction/step_events"}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys() if k.path[0] == "redaction"} == {
+        "redaction/step_events"
+    }
     node = graph.get(REDACTION)
     assert node.parent_keys == {LAKE}
     assert node.partitions_def == graph.get(LAKE).partitions_def
@@ -110,8 +122,13 @@ def test_the_automation_retention_rule_agrees_with_redact_to_the_minute_across_d
     instance = dg.DagsterInstance.ephemeral()
     partitions = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone=TIMEZONE)
     for retention_days in (1, 30):
-        catalog = parse_catalog({"start_date": "2024-01-01", "timezone": TIMEZONE,
-                                 "tables": [{**STEP_EVENTS, "retention_days": retention_days}]})
+        catalog = parse_catalog(
+            {
+                "start_date": "2024-01-01",
+                "timezone": TIMEZONE,
+                "tables": [{**STEP_EVENTS, "retention_days": retention_days}],
+            }
+        )
         table = catalog.tables[0]
 
         @dg.asset(partitions_def=partitions, automation_condition=retention_passed(table))
@@ -122,13 +139,17 @@ def test_the_automation_retention_rule_agrees_with_redact_to_the_minute_across_d
             for now in (ends - dt.timedelta(minutes=1), ends + dt.timedelta(minutes=1)):
                 result = dg.evaluate_automation_conditions([probe], instance, evaluation_time=now)
                 selected = set(result.get_requested_partitions(probe.key))
-                allowed = {d for d in partitions.get_partition_keys(current_time=now)
-                           if redact.retention_ends(catalog, table, dt.date.fromisoformat(d)) <= now}
+                allowed = {
+                    d
+                    for d in partitions.get_partition_keys(current_time=now)
+                    if redact.retention_ends(catalog, table, dt.date.fromisoformat(d)) <= now
+                }
                 assert (day in selected) == (now > ends), (retention_days, day, now)
                 assert selected == allowed, (retention_days, now)
 
 
 # -- runs -----------------------------------------------------------------------------------------
+
 
 def test_a_redaction_run_records_the_audit_and_flags_the_day_for_re_export(pipeline):
     everything = pipeline.pg_ids()
@@ -136,7 +157,8 @@ def test_a_redaction_run_records_the_audit_and_flags_the_day_for_re_export(pipel
     assert pipeline.run(LAKE).success
     pipeline.execute(
         "INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
-        "VALUES (910001, 3, '2024-03-31 18:30:00+02', '2024-03-31', 99, 'manual')")
+        "VALUES (910001, 3, '2024-03-31 18:30:00+02', '2024-03-31', 99, 'manual')"
+    )
 
     result = pipeline.run(REDACTION)
 
@@ -150,8 +172,15 @@ def test_a_redaction_run_records_the_audit_and_flags_the_day_for_re_export(pipel
     manifest = published_manifest(pipeline.glue, pipeline.clients.s3, "step_events", "2024-03-31")[1]
     assert metadata["export_id"] == manifest.export_id
     assert metadata["lake_objects"] == [
-        {"url": f"s3://{pipeline.settings.lake.bucket}/{o.key}", "rows": o.rows, "bytes": o.bytes,
-         "etag": o.etag, "version_id": o.version_id} for o in manifest.objects]
+        {
+            "url": f"s3://{pipeline.settings.lake.bucket}/{o.key}",
+            "rows": o.rows,
+            "bytes": o.bytes,
+            "etag": o.etag,
+            "version_id": o.version_id,
+        }
+        for o in manifest.objects
+    ]
     assert metadata["first_delete_at"] <= metadata["last_delete_at"] <= metadata["finished_at"]
     assert "DELETE FROM" in metadata["delete_sql"] and metadata["lake_verified_after"] is True
     assert "postgresql://weward_admin@" in metadata["postgres"] and pipeline.pg_url not in str(metadata)
@@ -221,13 +250,18 @@ def test_a_dry_run_by_tag_or_by_config_observes_what_would_go_and_materializes_n
     day_rows = pipeline.pg_ids(dt.date(2024, 3, 31))
     assert pipeline.run(LAKE).success
 
-    for kwargs in ({"tags": {DRY_RUN_TAG: "true"}},
-                   {"run_config": {"ops": {"redaction__step_events": {"config": {"dry_run": True}}}}}):
+    for kwargs in (
+        {"tags": {DRY_RUN_TAG: "true"}},
+        {"run_config": {"ops": {"redaction__step_events": {"config": {"dry_run": True}}}}},
+    ):
         result = pipeline.run(REDACTION, **kwargs)
 
         assert result.success and not result.get_asset_materialization_events()
-        (observation,) = [e.event_specific_data.asset_observation for e in result.all_events
-                          if e.event_type_value == "ASSET_OBSERVATION"]
+        (observation,) = [
+            e.event_specific_data.asset_observation
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION"
+        ]
         assert observation.metadata["rows_would_delete"].value == len(day_rows)
         assert observation.metadata["dry_run"].value is True
         assert "DELETE FROM" in observation.metadata["delete_sql"].value
@@ -238,8 +272,10 @@ def test_a_dry_run_by_tag_or_by_config_observes_what_would_go_and_materializes_n
 
 # -- automation -----------------------------------------------------------------------------------
 
+
 def test_automation_redacts_backfilled_days_once_checked_and_past_retention_and_again_after_a_re_export(
-        app_db, lake_env, clients, monkeypatch):  # noqa: F811
+    app_db, lake_env, clients, monkeypatch
+):  # noqa: F811
     """Days exported by a backfill (old days, not the latest) are redacted; a day whose checks
     failed is not; a day still inside retention waits; a re-exported day is redacted again."""
     today = dt.datetime.now(ZoneInfo(TIMEZONE)).date()
@@ -254,8 +290,9 @@ def test_automation_redacts_backfilled_days_once_checked_and_past_retention_and_
     assert not all(pipeline.run_checks("2024-03-30").values())
 
     def tick(cursor=None, evaluation_time=None):
-        result = dg.evaluate_automation_conditions(pipeline.defs, pipeline.instance, cursor=cursor,
-                                                   evaluation_time=evaluation_time)
+        result = dg.evaluate_automation_conditions(
+            pipeline.defs, pipeline.instance, cursor=cursor, evaluation_time=evaluation_time
+        )
         return result, sorted(result.get_requested_partitions(REDACTION))
 
     first, requested = tick()
@@ -266,14 +303,15 @@ def test_automation_redacts_backfilled_days_once_checked_and_past_retention_and_
     assert pipeline.pg_ids() == everything - rows["2024-03-31"]
 
     # A day later 2024-04-01 has served its retention too.
-    tomorrow = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    tomorrow = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     third, requested = tick(second.cursor, evaluation_time=tomorrow)
     assert requested == ["2024-04-01"]
 
     # A late row, a re-export of 03-31: its redaction is requested again, and finishes the day.
     pipeline.execute(
         "INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
-        "VALUES (910002, 4, '2024-03-31 07:00:00+02', '2024-03-31', 5, 'manual')")
+        "VALUES (910002, 4, '2024-03-31 07:00:00+02', '2024-03-31', 5, 'manual')"
+    )
     assert pipeline.run(LAKE, day="2024-03-31").success
     _, requested = tick(third.cursor)
     assert "2024-03-31" in requested and "2024-03-30" not in requested

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from weward_pipeline.config import Settings, load_catalog, SAMPLE_CATALOG
+from weward_pipeline.config import SAMPLE_CATALOG, Settings, load_catalog
 from weward_pipeline.export import AwsClients, export_day
 from weward_pipeline.secret_store import PiiKey
 from weward_pipeline_tests.rehearsal.authz import Account, Environment, Workgroup
@@ -52,15 +52,23 @@ def export_recording(recording_proxy, aws_server, sample_database):
     """One table of yesterday's export under production's names (deploy/prod.env), through the proxy,
     signed as job `export-inprocess`; returns its recorded requests."""
     prod = read_env_file()
-    settings = Settings.from_env({**prod, "WEWARD_PG_URL": sample_database, "AWS_ENDPOINT_URL": recording_proxy.endpoint_url})
+    settings = Settings.from_env(
+        {**prod, "WEWARD_PG_URL": sample_database, "AWS_ENDPOINT_URL": recording_proxy.endpoint_url}
+    )
     aws_server.create_bucket(settings.lake.bucket)  # what Terraform creates: the bucket and the Glue database
     ensure_glue_database(aws_server.endpoint_url, settings.aws_region, settings.glue_database)
     catalog = load_catalog(SAMPLE_CATALOG)
     table = catalog.table("step_events")
     job = "export-inprocess"
     with environment({**job_credentials(job), "AWS_ENDPOINT_URL": recording_proxy.endpoint_url}):
-        export_day(settings, catalog, table, DAY, clients=AwsClients.from_settings(settings),
-                   pii_key=PiiKey(b"k" * 48, "rehearsal"))
+        export_day(
+            settings,
+            catalog,
+            table,
+            DAY,
+            clients=AwsClients.from_settings(settings),
+            pii_key=PiiKey(b"k" * 48, "rehearsal"),
+        )
     return recording_proxy.for_job(job)
 
 
@@ -70,13 +78,19 @@ def old_policy():
     return old, env
 
 
-def test_the_rehearsal_catches_defect_2_head_bucket_under_a_prefix_conditioned_list_bucket(recording_proxy, export_recording):
+def test_the_rehearsal_catches_defect_2_head_bucket_under_a_prefix_conditioned_list_bucket(
+    recording_proxy, export_recording
+):
     """main's check_lake_reachable called head_bucket; main's export role allowed s3:ListBucket only
     under an s3:prefix condition. Replaying that call, the rehearsal denies it and says why."""
     old, env = old_policy()
     job = "export-main-probe"
-    s3 = boto3.client("s3", endpoint_url=recording_proxy.endpoint_url, region_name="eu-west-3",
-                      **{k.lower(): v for k, v in job_credentials(job).items()})
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=recording_proxy.endpoint_url,
+        region_name="eu-west-3",
+        **{k.lower(): v for k, v in job_credentials(job).items()},
+    )
     s3.head_bucket(Bucket="weward-lake-prod")  # main's probe, verbatim
 
     found = denials("export", recording_proxy.for_job(job), [old["policy"]], old["role"], env)
@@ -94,8 +108,12 @@ def test_the_export_probes_the_lake_within_what_the_prefix_conditioned_grant_all
     old, env = old_policy()
     assert {r.client for r in export_recording} == {"boto3", "pyarrow"}  # both clients went through the proxy
     first = export_recording[0]
-    assert (first.method, first.path, first.query_dict()["prefix"], first.query_dict()["max-keys"]) == \
-        ("GET", "/weward-lake-prod", "lake/", "1"), first.describe()
+    assert (first.method, first.path, first.query_dict()["prefix"], first.query_dict()["max-keys"]) == (
+        "GET",
+        "/weward-lake-prod",
+        "lake/",
+        "1",
+    ), first.describe()
     found = denials("export", export_recording, [old["policy"]], old["role"], env)
     assert found == [], report(found)
 
@@ -122,9 +140,15 @@ def create_workgroup(stage, production) -> None:
     stage.aws_server.create_bucket(results["output_location"].removeprefix("s3://").split("/")[0])
     athena = stage.admin("athena")
     if workgroup.values["name"] not in {w["Name"] for w in athena.list_work_groups()["WorkGroups"]}:
-        athena.create_work_group(Name=workgroup.values["name"], Configuration={
-            "ResultConfiguration": {"OutputLocation": results["output_location"]},
-            "EnforceWorkGroupConfiguration": workgroup.values["configuration"][0]["enforce_workgroup_configuration"]})
+        athena.create_work_group(
+            Name=workgroup.values["name"],
+            Configuration={
+                "ResultConfiguration": {"OutputLocation": results["output_location"]},
+                "EnforceWorkGroupConfiguration": workgroup.values["configuration"][0][
+                    "enforce_workgroup_configuration"
+                ],
+            },
+        )
 
 
 def rendered_workgroups(production) -> dict[str, Workgroup]:
@@ -134,8 +158,10 @@ def rendered_workgroups(production) -> dict[str, Workgroup]:
         (results,) = configuration["result_configuration"]
         encryption = (results.get("encryption_configuration") or [{}])[0]
         found[workgroup.values["name"]] = Workgroup(
-            results["output_location"], kms_key=encryption.get("kms_key_arn") if encryption.get("encryption_option") == "SSE_KMS" else None,
-            enforced=configuration["enforce_workgroup_configuration"])
+            results["output_location"],
+            kms_key=encryption.get("kms_key_arn") if encryption.get("encryption_option") == "SSE_KMS" else None,
+            enforced=configuration["enforce_workgroup_configuration"],
+        )
     return found
 
 
@@ -159,29 +185,61 @@ def rehearsal(production, pg_server, aws_server, recording_proxy, stack_dir):
     stage = Stage.build(pg_server, aws_server, recording_proxy, base)
     image = runtime.read_dockerfile(tables_file=str(SAMPLE_CATALOG))
     export = production.task_definitions[PROD_FAMILIES["export"]]
-    backfill = ["dagster", "asset", "materialize", "-m", "weward_pipeline.definitions", "--select", "key:lake/step_events",
-                "--partition", stage.old_day.isoformat()]
+    backfill = [
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "weward_pipeline.definitions",
+        "--select",
+        "key:lake/step_events",
+        "--partition",
+        stage.old_day.isoformat(),
+    ]
     stage.run("export-backfill", runtime.TaskRuntime.from_rendered(export, command=backfill), image)
     stage.run("export", runtime.TaskRuntime.from_rendered(export), image)
-    stage.run("redact-due", runtime.TaskRuntime.from_rendered(production.task_definitions[PROD_FAMILIES["redact-due"]]), image)
+    stage.run(
+        "redact-due", runtime.TaskRuntime.from_rendered(production.task_definitions[PROD_FAMILIES["redact-due"]]), image
+    )
     request_url, stage.erased_users = stage.put_erasure_request("T-1")
     run_config = f'ops: {{erase_users: {{config: {{request_url: "{request_url}", delete_from_postgres: true}}}}}}'
-    erase = runtime.TaskRuntime.from_rendered(production.task_definitions[PROD_FAMILIES["erase"]],
-                                              environment={"WEWARD_ERASURE_RUN_CONFIG": run_config})
+    erase = runtime.TaskRuntime.from_rendered(
+        production.task_definitions[PROD_FAMILIES["erase"]], environment={"WEWARD_ERASURE_RUN_CONFIG": run_config}
+    )
     stage.run("erase", erase, image)
     create_workgroup(stage, production)
     prod = read_env_file()
-    analyst = {k: prod[k] for k in ("AWS_REGION", "WEWARD_GLUE_DATABASE", "WEWARD_ATHENA_WORKGROUP", "WEWARD_ATHENA_OUTPUT")}
-    stage.run_cli("query-athena", [str(Path(sys.executable).parent / "weward-pipeline"), "query", "--engine", "athena", ATHENA_QUERY],
-                  {**analyst, "AWS_DEFAULT_REGION": prod["AWS_REGION"]}, production.roles[ANALYST_ROLE].arn)
+    analyst = {
+        k: prod[k] for k in ("AWS_REGION", "WEWARD_GLUE_DATABASE", "WEWARD_ATHENA_WORKGROUP", "WEWARD_ATHENA_OUTPUT")
+    }
+    stage.run_cli(
+        "query-athena",
+        [str(Path(sys.executable).parent / "weward-pipeline"), "query", "--engine", "athena", ATHENA_QUERY],
+        {**analyst, "AWS_DEFAULT_REGION": prod["AWS_REGION"]},
+        production.roles[ANALYST_ROLE].arn,
+    )
     # The Dagster service's launcher: the daily export and an erasure launched as the daemon does.
-    ecs = create_ecs(aws_server.endpoint_url, prod["AWS_REGION"], production, list(PROD_FAMILIES.values()), DAEMON_FAMILY)
+    ecs = create_ecs(
+        aws_server.endpoint_url, prod["AWS_REGION"], production, list(PROD_FAMILIES.values()), DAEMON_FAMILY
+    )
     daemon = runtime.TaskRuntime.from_rendered(production.task_definitions[DAEMON_FAMILY])
     with TaskMetadataEndpoint(ecs.cluster_arn, ecs.daemon_task_arn) as metadata:
-        stage.launch("launch-export", daemon, image, metadata.uri, "daily_export",
-                     tags={"dagster/partition": (dt.date.today() - dt.timedelta(days=1)).isoformat()})
-        stage.launch("launch-erasure", daemon, image, metadata.uri, "gdpr_erasure",
-                     run_config={"ops": {"erase_users": {"config": {"request_url": request_url}}}})
+        stage.launch(
+            "launch-export",
+            daemon,
+            image,
+            metadata.uri,
+            "daily_export",
+            tags={"dagster/partition": (dt.date.today() - dt.timedelta(days=1)).isoformat()},
+        )
+        stage.launch(
+            "launch-erasure",
+            daemon,
+            image,
+            metadata.uri,
+            "gdpr_erasure",
+            run_config={"ops": {"erase_users": {"config": {"request_url": request_url}}}},
+        )
         stage.watch_and_stop("monitor-and-terminate", daemon, image, metadata.uri, "daily_export")
     return stage
 
@@ -198,16 +256,24 @@ def test_every_recorded_call_is_allowed_for_the_role_its_task_runs_as(rehearsal,
     lake_bucket = rehearsal.lake.bucket
     results_bucket = prod["WEWARD_ATHENA_OUTPUT"].removeprefix("s3://").split("/")[0]
     (key_arn,) = production.key_policies
-    env = Environment(Account(ACCOUNT_ID, REGION), bucket_keys={lake_bucket: key_arn, results_bucket: key_arn},
-                      secret_arns=dict(production.secrets), workgroups=rendered_workgroups(production),
-                      table_locations=rehearsal.table_locations(prod["WEWARD_GLUE_DATABASE"]),
-                      task_definition_roles={t.arn: tuple(r for r in (t.values["task_role_arn"], t.values["execution_role_arn"]) if r)
-                                             for t in production.task_definitions.values()})
+    env = Environment(
+        Account(ACCOUNT_ID, REGION),
+        bucket_keys={lake_bucket: key_arn, results_bucket: key_arn},
+        secret_arns=dict(production.secrets),
+        workgroups=rendered_workgroups(production),
+        table_locations=rehearsal.table_locations(prod["WEWARD_GLUE_DATABASE"]),
+        task_definition_roles={
+            t.arn: tuple(r for r in (t.values["task_role_arn"], t.values["execution_role_arn"]) if r)
+            for t in production.task_definitions.values()
+        },
+    )
     bucket_policies = [production.bucket_policies[b] for b in (lake_bucket, results_bucket)]
     found = []
     for job, run in rehearsal.runs.items():
         role = production.role_by_arn(run.task.role)
-        found += denials(job, rehearsal.proxy.for_job(job), list(role.policies.values()) + bucket_policies, role.arn, env)
+        found += denials(
+            job, rehearsal.proxy.for_job(job), list(role.policies.values()) + bucket_policies, role.arn, env
+        )
     assert not found, report(found)
 
 
@@ -222,18 +288,29 @@ def test_the_erasure_task_deleted_the_users_rows_from_postgresql_as_the_erasure_
             if table.user_column:
                 left[table.name] = conn.execute(
                     sql.SQL("SELECT count(*) FROM {}.{} WHERE {}::text = ANY(%s)").format(
-                        sql.Identifier(table.schema), sql.Identifier(table.source), sql.Identifier(table.user_column)),
-                    (rehearsal.erased_users,)).fetchone()[0]
+                        sql.Identifier(table.schema), sql.Identifier(table.source), sql.Identifier(table.user_column)
+                    ),
+                    (rehearsal.erased_users,),
+                ).fetchone()[0]
     assert left and set(left.values()) == {0}, left
 
 
 def test_the_rehearsal_saw_every_jobs_calls(rehearsal, production):
     """What the verdict covers: each job reached AWS through the proxy, with the calls that matter."""
+
     def paths(job, method=None):
         return [r.path for r in rehearsal.proxy.for_job(job) if method in (None, r.method)]
 
-    for job in ("export-backfill", "export", "redact-due", "erase", "query-athena", "launch-export", "launch-erasure",
-                "monitor-and-terminate"):
+    for job in (
+        "export-backfill",
+        "export",
+        "redact-due",
+        "erase",
+        "query-athena",
+        "launch-export",
+        "launch-erasure",
+        "monitor-and-terminate",
+    ):
         assert rehearsal.proxy.for_job(job), f"job {job} sent nothing through the proxy"
     # Step logs of every run worker go to S3 (deploy/dagster.yaml's compute_logs).
     for job in ("export", "redact-due", "erase"):
@@ -251,22 +328,39 @@ def test_the_rehearsal_saw_every_jobs_calls(rehearsal, production):
     yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
     tables = [t.name for t in load_catalog(SAMPLE_CATALOG).tables]
     # Six tables yesterday, step_events' backfilled day (and the days the erasure rewrote, re-verified).
-    assert {(json.dumps(["lake", t]), yesterday) for t in tables} | {('["lake", "step_events"]', rehearsal.old_day.isoformat())} <= exported
-    assert {"glue_points_at_export", "glue_schema_matches_files", "row_count_matches_source",
-            "no_rows_need_reexport"} <= {check for _, check, _, _ in evaluations}
+    assert {(json.dumps(["lake", t]), yesterday) for t in tables} | {
+        ('["lake", "step_events"]', rehearsal.old_day.isoformat())
+    } <= exported
+    assert {
+        "glue_points_at_export",
+        "glue_schema_matches_files",
+        "row_count_matches_source",
+        "no_rows_need_reexport",
+    } <= {check for _, check, _, _ in evaluations}
     assert {status for *_, status in evaluations} == {"SUCCEEDED"}, evaluations
-    def operations(job):
-        return {r.headers.get("x-amz-target", "").split(".")[-1] or dict(parse_qsl(r.body or "")).get("Action")
-                for r in rehearsal.proxy.for_job(job)} - {"PutObject"}
 
-    assert {"DescribeTaskDefinition", "DescribeTasks", "DescribeNetworkInterfaces", "RunTask"} <= operations("launch-export")
+    def operations(job):
+        return {
+            r.headers.get("x-amz-target", "").split(".")[-1] or dict(parse_qsl(r.body or "")).get("Action")
+            for r in rehearsal.proxy.for_job(job)
+        } - {"PutObject"}
+
+    assert {"DescribeTaskDefinition", "DescribeTasks", "DescribeNetworkInterfaces", "RunTask"} <= operations(
+        "launch-export"
+    )
     assert {"DescribeTasks", "StopTask"} <= operations("monitor-and-terminate")
     assert "terminated True" in rehearsal.runs["monitor-and-terminate"].result.stdout
     # The launcher started each run from its own task definition, in the cluster, with the daemon's network.
     for job, family in (("launch-export", "weward-prod-export"), ("launch-erasure", "weward-prod-erase")):
-        (run_task,) = [r for r in rehearsal.proxy.for_job(job) if r.headers.get("x-amz-target", "").endswith(".RunTask")]
+        (run_task,) = [
+            r for r in rehearsal.proxy.for_job(job) if r.headers.get("x-amz-target", "").endswith(".RunTask")
+        ]
         started = json.loads(run_task.response)["tasks"][0]
         assert started["taskDefinitionArn"] == production.task_definitions[family].arn, job
         assert json.loads(run_task.body)["networkConfiguration"]["awsvpcConfiguration"]["subnets"], job
-    starts = [r for r in rehearsal.proxy.for_job("query-athena") if r.headers.get("x-amz-target") == "AmazonAthena.StartQueryExecution"]
+    starts = [
+        r
+        for r in rehearsal.proxy.for_job("query-athena")
+        if r.headers.get("x-amz-target") == "AmazonAthena.StartQueryExecution"
+    ]
     assert [json.loads(r.body)["QueryString"] for r in starts] == [ATHENA_QUERY]

@@ -23,8 +23,9 @@ def stage(pg_server, aws_server, recording_proxy, stack_dir):
 
 
 def test_volumes_follow_fargates_ownership_rule(tmp_path):
-    image = runtime.Image(env={}, user=(10001, 10001), workdir="/", volumes=("/tmp", "/data"), owned={"/data": (10001, 10001)},
-                          files={})
+    image = runtime.Image(
+        env={}, user=(10001, 10001), workdir="/", volumes=("/tmp", "/data"), owned={"/data": (10001, 10001)}, files={}
+    )
     undeclared = runtime.volume_directory("/scratch", image, tmp_path, (10001, 10001))
     declared = runtime.volume_directory("/data", image, tmp_path, (10001, 10001))
     tmp = runtime.volume_directory("/tmp", image, tmp_path, (10001, 10001))

@@ -10,23 +10,28 @@ import psycopg
 import pytest
 import yaml
 
-from weward_pipeline import cli, restate
+from weward_pipeline import cli, pg, restate
 from weward_pipeline.config import DEFAULT_RESTATE_DAYS, ConfigError
 from weward_pipeline.export import export_day
-from weward_pipeline import pg
 from weward_pipeline.extract import DayWindow, ExtractLimits, SourceError
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline_tests.conftest import TIMEZONE, make_catalog, make_settings
 from weward_pipeline_tests.lake_reader import read_table
 
-PURCHASES = {"name": "purchases", "mode": "append", "partition_column": "purchased_at", "primary_key": ["id"],
-             "updated_column": "updated_at"}
+PURCHASES = {
+    "name": "purchases",
+    "mode": "append",
+    "partition_column": "purchased_at",
+    "primary_key": ["id"],
+    "updated_column": "updated_at",
+}
 FIRST_DAY = dt.date(2024, 3, 1)
 DAYS = 30
 ROWS_PER_DAY = 2000
 
 
 # -- the catalog ------------------------------------------------------------------------------------
+
 
 def test_append_tables_restate_a_week_by_default_and_stay_below_their_retention():
     catalog = make_catalog(
@@ -37,34 +42,48 @@ def test_append_tables_restate_a_week_by_default_and_stay_below_their_retention(
     )
     assert [t.restate_days for t in catalog.tables] == [DEFAULT_RESTATE_DAYS, 2, 0, 0] and DEFAULT_RESTATE_DAYS == 7
     assert restate.restatement_days(catalog, catalog.tables[1], dt.date(2024, 3, 10)) == [
-        dt.date(2024, 3, 9), dt.date(2024, 3, 8)]
+        dt.date(2024, 3, 9),
+        dt.date(2024, 3, 8),
+    ]
     assert restate.restatement_days(catalog, catalog.tables[1], dt.date(2024, 1, 2)) == [dt.date(2024, 1, 1)]
     assert restate.first_day_beyond(catalog.tables[1], dt.date(2024, 3, 10)) == dt.date(2024, 3, 7)
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"restate_days": -1}, "`restate_days` must be a whole number of days >= 0"),
-    ({"restate_days": "7"}, "`restate_days` must be a whole number of days >= 0"),
-    ({"retention_days": 5, "restate_days": 5}, "must be smaller than `retention_days` (5)"),
-    ({"updated_column": "created_at"}, "`updated_column` 'created_at' is the partition column"),
-    ({"updated_column": ""}, "`updated_column` must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"restate_days": -1}, "`restate_days` must be a whole number of days >= 0"),
+        ({"restate_days": "7"}, "`restate_days` must be a whole number of days >= 0"),
+        ({"retention_days": 5, "restate_days": 5}, "must be smaller than `retention_days` (5)"),
+        ({"updated_column": "created_at"}, "`updated_column` 'created_at' is the partition column"),
+        ({"updated_column": ""}, "`updated_column` must be a non-empty string"),
+    ],
+)
 def test_bad_restatement_settings_name_the_table_and_the_fix(extra, message):
     with pytest.raises(ConfigError) as error:
-        make_catalog({"name": "step_events", "mode": "append", "partition_column": "created_at",
-                      "primary_key": ["id"], **extra})
+        make_catalog(
+            {"name": "step_events", "mode": "append", "partition_column": "created_at", "primary_key": ["id"], **extra}
+        )
     assert "table 'step_events'" in str(error.value) and message in str(error.value)
 
 
 def test_snapshot_tables_refuse_restatement_settings():
     with pytest.raises(ConfigError) as error:
-        make_catalog({"name": "users", "mode": "snapshot", "primary_key": ["id"], "restate_days": 3,
-                      "updated_column": "updated_at"})
+        make_catalog(
+            {
+                "name": "users",
+                "mode": "snapshot",
+                "primary_key": ["id"],
+                "restate_days": 3,
+                "updated_column": "updated_at",
+            }
+        )
     assert "`restate_days` is for append tables" in str(error.value)
     assert "`updated_column` is for append tables" in str(error.value)
 
 
 # -- the comparison -----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def shop_db(fresh_database):
@@ -78,12 +97,15 @@ def shop_db(fresh_database):
             CREATE INDEX ON purchases (updated_at);
         """)
         start = DayWindow(FIRST_DAY, TIMEZONE).start
-        conn.execute("""
+        conn.execute(
+            """
             INSERT INTO purchases (purchased_at, status, amount, updated_at)
             SELECT %(start)s + (n * interval '1 day' * %(days)s / %(rows)s), 'pending', (n %% 500) / 10.0,
                    %(start)s + (n * interval '1 day' * %(days)s / %(rows)s)
             FROM generate_series(0, %(rows)s - 1) n
-        """, {"start": start, "days": DAYS, "rows": DAYS * ROWS_PER_DAY})
+        """,
+            {"start": start, "days": DAYS, "rows": DAYS * ROWS_PER_DAY},
+        )
         conn.execute("VACUUM ANALYZE purchases")
     return fresh_database
 
@@ -110,15 +132,21 @@ class Shop:
     def pg_rows(self, day) -> dict[int, tuple]:
         window = DayWindow(day, TIMEZONE)
         with psycopg.connect(self.pg_url) as conn:
-            return {r[0]: r[1:] for r in conn.execute(
-                "SELECT id, status, amount FROM purchases WHERE purchased_at >= %s AND purchased_at < %s",
-                (window.start, window.end))}
+            return {
+                r[0]: r[1:]
+                for r in conn.execute(
+                    "SELECT id, status, amount FROM purchases WHERE purchased_at >= %s AND purchased_at < %s",
+                    (window.start, window.end),
+                )
+            }
 
     def lake_rows(self, day) -> dict[int, tuple]:
         table = read_table(self.glue, self.clients.filesystem, self.table.name, day.isoformat())
         ids = table.column("id").to_pylist()
         assert len(ids) == len(set(ids)), "a row is in the lake twice"
-        return {i: (s, a) for i, s, a in zip(ids, table.column("status").to_pylist(), table.column("amount").to_pylist())}
+        return {
+            i: (s, a) for i, s, a in zip(ids, table.column("status").to_pylist(), table.column("amount").to_pylist())
+        }
 
 
 @pytest.fixture
@@ -135,18 +163,31 @@ def test_inserts_updates_and_deletes_after_the_export_are_seen_and_untouched_day
     for day in days:
         shop.export(day)
     insert_day, update_day, delete_day, quiet_day = days
-    shop.sql("INSERT INTO purchases (purchased_at, status, amount, updated_at) VALUES (%s, 'pending', 1, now())",
-             (DayWindow(insert_day, TIMEZONE).start + dt.timedelta(hours=5),))
-    shop.sql("UPDATE purchases SET status = 'delivered', updated_at = now() WHERE id = %s", (first_id(shop, update_day),))
+    shop.sql(
+        "INSERT INTO purchases (purchased_at, status, amount, updated_at) VALUES (%s, 'pending', 1, now())",
+        (DayWindow(insert_day, TIMEZONE).start + dt.timedelta(hours=5),),
+    )
+    shop.sql(
+        "UPDATE purchases SET status = 'delivered', updated_at = now() WHERE id = %s", (first_id(shop, update_day),)
+    )
     shop.sql("DELETE FROM purchases WHERE id = %s", (first_id(shop, delete_day),))
 
     statuses, unpublished = shop.compare(*days, FIRST_DAY)
 
     assert unpublished == [FIRST_DAY]
     by_day = {s.day: s for s in statuses}
-    assert (by_day[insert_day].source_rows - by_day[insert_day].exported_rows, by_day[insert_day].updated_rows) == (1, 1)
-    assert (by_day[update_day].source_rows - by_day[update_day].exported_rows, by_day[update_day].updated_rows) == (0, 1)
-    assert (by_day[delete_day].source_rows - by_day[delete_day].exported_rows, by_day[delete_day].updated_rows) == (-1, 0)
+    assert (by_day[insert_day].source_rows - by_day[insert_day].exported_rows, by_day[insert_day].updated_rows) == (
+        1,
+        1,
+    )
+    assert (by_day[update_day].source_rows - by_day[update_day].exported_rows, by_day[update_day].updated_rows) == (
+        0,
+        1,
+    )
+    assert (by_day[delete_day].source_rows - by_day[delete_day].exported_rows, by_day[delete_day].updated_rows) == (
+        -1,
+        0,
+    )
     assert [d for d in days if by_day[d].changed] == [insert_day, update_day, delete_day]
     assert by_day[quiet_day].why() == "unchanged"
     assert by_day[insert_day].why().startswith("1 row(s) added (net)")
@@ -175,8 +216,9 @@ def test_the_detection_queries_use_an_index_and_never_scan_the_table(shop):
     day = FIRST_DAY + dt.timedelta(days=20)
     shop.export(day)
     manifest = restate.published_manifest(shop.glue, shop.clients.s3, "purchases", day.isoformat())[1]
-    statements = restate.detection_sql(shop.table, DayWindow(day, TIMEZONE), "timestamptz", "timestamptz",
-                                       manifest.snapshot_at)
+    statements = restate.detection_sql(
+        shop.table, DayWindow(day, TIMEZONE), "timestamptz", "timestamptz", manifest.snapshot_at
+    )
     assert set(statements) == {"count", "updated"}
     for name, statement in statements.items():
         plan = explain(shop.pg_url, statement)
@@ -191,11 +233,18 @@ def test_the_comparison_runs_read_only_under_the_export_limits_and_takes_only_ac
     _, manifest = restate.published_manifest(shop.glue, shop.clients.s3, "purchases", day.isoformat())
     with restate.SourceCounts(shop.settings, shop.table) as counts:
         counts.compare(manifest, TIMEZONE)
-        settings = dict(counts.conn.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN ('transaction_read_only', 'statement_timeout', "
-            "'lock_timeout', 'application_name', 'transaction_isolation')").fetchall())
-        modes = {r[0] for r in counts.conn.execute(
-            "SELECT DISTINCT mode FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'")}
+        settings = dict(
+            counts.conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('transaction_read_only', 'statement_timeout', "
+                "'lock_timeout', 'application_name', 'transaction_isolation')"
+            ).fetchall()
+        )
+        modes = {
+            r[0]
+            for r in counts.conn.execute(
+                "SELECT DISTINCT mode FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'"
+            )
+        }
     assert settings["transaction_read_only"] == "on" and settings["transaction_isolation"] == "repeatable read"
     assert settings["statement_timeout"] == str(ExtractLimits().statement_timeout_s * 1000)
     assert settings["lock_timeout"] == str(ExtractLimits().lock_timeout_s * 1000)
@@ -207,8 +256,10 @@ def test_the_comparison_runs_read_only_under_the_export_limits_and_takes_only_ac
 
 
 def test_a_missing_or_mistyped_updated_column_names_the_table_and_the_column(shop_db, lake_env, clients):
-    for column, message in (("changed_at", "updated_column 'changed_at' does not exist"),
-                            ("status", "updated_column 'status' is text; it must be one of timestamptz, timestamp")):
+    for column, message in (
+        ("changed_at", "updated_column 'changed_at' does not exist"),
+        ("status", "updated_column 'status' is text; it must be one of timestamptz, timestamp"),
+    ):
         shop = Shop(lake_env, clients, shop_db, {**PURCHASES, "updated_column": column})
         with pytest.raises(SourceError) as error:
             shop.compare(FIRST_DAY)
@@ -221,8 +272,10 @@ from weward_pipeline import redaction_audit  # noqa: E402
 from weward_pipeline.lake import write_manifest  # noqa: E402
 from weward_pipeline_tests.test_redaction import DAY, OTHER_DAY, Scenario, app_db  # noqa: E402,F401 - fixture
 
-LATE_ROW = ("INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
-            "VALUES (900010, 9, '2024-03-31 08:00:00+02', '2024-03-31', 800, 'garmin')")
+LATE_ROW = (
+    "INSERT INTO step_events (id, user_id, created_at, step_date, steps, source) "
+    "VALUES (900010, 9, '2024-03-31 08:00:00+02', '2024-03-31', 800, 'garmin')"
+)
 
 
 @pytest.fixture
@@ -238,8 +291,9 @@ def test_rows_redaction_deleted_stay_through_every_re_export_and_a_row_the_app_d
     scenario.execute(LATE_ROW)
     report = scenario.redact()
     assert report.rows_deleted == len(day_rows) - 1 and report.audit_objects == report.batches
-    audited = redaction_audit.read_deleted_keys(scenario.clients.s3, scenario.clients.filesystem,
-                                                scenario.settings.lake, "step_events", DAY, ["id"])
+    audited = redaction_audit.read_deleted_keys(
+        scenario.clients.s3, scenario.clients.filesystem, scenario.settings.lake, "step_events", DAY, ["id"]
+    )
     assert set(audited.column("id").to_pylist()) == day_rows - {changed}
     scenario.execute("DELETE FROM step_events WHERE id = %s", (changed,))  # the app's own delete
 
@@ -253,7 +307,9 @@ def test_rows_redaction_deleted_stay_through_every_re_export_and_a_row_the_app_d
         assert (again.carried_rows, again.dropped_rows) == (len(day_rows), 0)
         assert scenario.lake_ids() == (day_rows - {changed}) | {900010}
     assert scenario.pg_ids(DAY) == set()
-    comparison = restate.compare_rows(scenario.settings, scenario.catalog, scenario.table, DAY, clients=scenario.clients)
+    comparison = restate.compare_rows(
+        scenario.settings, scenario.catalog, scenario.table, DAY, clients=scenario.clients
+    )
     assert comparison.equal and (comparison.redacted, comparison.source_rows) == (len(day_rows), 0)
 
 
@@ -293,8 +349,9 @@ def test_an_export_made_before_the_audit_existed_keeps_every_absent_row(scenario
 
 # -- through Dagster: the daily tick re-exports what changed --------------------------------------------
 
-import dagster as dg  # noqa: E402
 from zoneinfo import ZoneInfo  # noqa: E402
+
+import dagster as dg  # noqa: E402
 
 from weward_pipeline.defs.assets import lake_key  # noqa: E402
 from weward_pipeline.defs.checks import CHECK_NAMES  # noqa: E402
@@ -321,25 +378,35 @@ class DagsterShop(Shop):
     def export_days(self, *days, tables=("purchases",)):
         job = self.defs.resolve_job_def(RESTATEMENT_JOB)
         for day in days:
-            result = job.execute_in_process(partition_key=day.isoformat(), instance=self.instance,
-                                            asset_selection=[lake_key(t) for t in tables])
+            result = job.execute_in_process(
+                partition_key=day.isoformat(), instance=self.instance, asset_selection=[lake_key(t) for t in tables]
+            )
             assert result.success
 
     def tick(self, exported_day: dt.date) -> list[dg.RunRequest]:
         """The restatement schedule, evaluated at 02:00 the day after `exported_day` (as the daemon would)."""
         tick = dt.datetime.combine(exported_day + dt.timedelta(days=1), dt.time(2), tzinfo=PARIS)
         schedule = self.defs.resolve_schedule_def(RESTATEMENT_SCHEDULE)
-        context = dg.build_schedule_context(instance=self.instance, scheduled_execution_time=tick,
-                                            repository_def=self.defs.get_repository_def(), resources=self.defs.resources)
+        context = dg.build_schedule_context(
+            instance=self.instance,
+            scheduled_execution_time=tick,
+            repository_def=self.defs.get_repository_def(),
+            resources=self.defs.resources,
+        )
         return list(schedule.evaluate_tick(context).run_requests or [])
 
     def launch(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
         """What the daemon does with a request: the job subset it names, the partition and tags it gives."""
         job = self.defs.resolve_job_def(RESTATEMENT_JOB)
-        subset = job.get_subset(asset_selection=set(request.asset_selection),
-                                asset_check_selection=set(request.asset_check_keys) if request.asset_check_keys is not None else None)
-        return subset.execute_in_process(instance=self.instance, raise_on_error=False,
-                                         tags={**request.tags, "dagster/partition": request.partition_key})
+        subset = job.get_subset(
+            asset_selection=set(request.asset_selection),
+            asset_check_selection=set(request.asset_check_keys) if request.asset_check_keys is not None else None,
+        )
+        return subset.execute_in_process(
+            instance=self.instance,
+            raise_on_error=False,
+            tags={**request.tags, "dagster/partition": request.partition_key},
+        )
 
 
 @pytest.fixture
@@ -354,8 +421,10 @@ def test_the_next_daily_tick_re_exports_a_changed_day_until_the_lake_equals_post
     rows = shop.pg_rows(day)
     late_at = DayWindow(day, TIMEZONE).start + dt.timedelta(hours=23, minutes=30)
     updated, deleted = sorted(rows)[:2]
-    shop.sql("INSERT INTO purchases (id, purchased_at, status, amount, updated_at) VALUES (990001, %s, 'pending', 9, now())",
-             (late_at,))
+    shop.sql(
+        "INSERT INTO purchases (id, purchased_at, status, amount, updated_at) VALUES (990001, %s, 'pending', 9, now())",
+        (late_at,),
+    )
     shop.sql("UPDATE purchases SET status = 'refunded', updated_at = now() WHERE id = %s", (updated,))
     shop.sql("DELETE FROM purchases WHERE id = %s", (deleted,))
     assert shop.lake_rows(day) == rows
@@ -375,7 +444,9 @@ def test_the_next_daily_tick_re_exports_a_changed_day_until_the_lake_equals_post
     assert metadata["restated_because"] == why
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert {name: checks[name] for name in (*CHECK_NAMES.values(), SOURCE_CHECK)} == {
-        **{name: True for name in CHECK_NAMES.values()}, SOURCE_CHECK: True}
+        **{name: True for name in CHECK_NAMES.values()},
+        SOURCE_CHECK: True,
+    }
     assert shop.lake_rows(day) == shop.pg_rows(day)
     assert shop.lake_rows(day)[updated] == ("refunded", rows[updated][1])
 
@@ -384,7 +455,8 @@ def test_the_next_daily_tick_re_exports_a_changed_day_until_the_lake_equals_post
 
 
 def test_a_change_older_than_the_window_fails_the_check_with_the_command_and_verify_names_the_key(
-        dagster_shop, capsys, tmp_path, monkeypatch):
+    dagster_shop, capsys, tmp_path, monkeypatch
+):
     shop = dagster_shop
     old = FIRST_DAY + dt.timedelta(days=2)
     shop.export_days(old)
@@ -406,8 +478,9 @@ def test_a_change_older_than_the_window_fails_the_check_with_the_command_and_ver
 
     shop.sql("UPDATE purchases SET amount = amount + 1 WHERE id = %s", (gone + 1,))
     catalog_file = tmp_path / "tables.yaml"
-    catalog_file.write_text(yaml.safe_dump({"start_date": "2024-01-01", "timezone": TIMEZONE,
-                                            "tables": [{**PURCHASES, "restate_days": 3}]}))
+    catalog_file.write_text(
+        yaml.safe_dump({"start_date": "2024-01-01", "timezone": TIMEZONE, "tables": [{**PURCHASES, "restate_days": 3}]})
+    )
     monkeypatch.setenv("WEWARD_TABLES_FILE", str(catalog_file))
     capsys.readouterr()
     assert cli.main(["verify", "purchases", old.isoformat()]) == 1
@@ -424,10 +497,15 @@ def test_an_update_stamped_before_the_export_but_committed_after_it_is_still_see
     day = FIRST_DAY + dt.timedelta(days=7)
     shop.export(day)
     _, manifest = restate.published_manifest(shop.glue, shop.clients.s3, "purchases", day.isoformat())
-    assert manifest.extra[restate.MANIFEST_ENTRY] == {"updated_after_snapshot": 0, "updated_in_margin": 0,
-                                                      "margin_s": 600}
+    assert manifest.extra[restate.MANIFEST_ENTRY] == {
+        "updated_after_snapshot": 0,
+        "updated_in_margin": 0,
+        "margin_s": 600,
+    }
     in_flight = dt.datetime.fromisoformat(manifest.snapshot_at) - dt.timedelta(minutes=1)
-    shop.sql("UPDATE purchases SET status = 'delivered', updated_at = %s WHERE id = %s", (in_flight, first_id(shop, day)))
+    shop.sql(
+        "UPDATE purchases SET status = 'delivered', updated_at = %s WHERE id = %s", (in_flight, first_id(shop, day))
+    )
 
     [status], _ = shop.compare(day)
 
@@ -443,30 +521,39 @@ from weward_pipeline_tests.test_redaction_dagster import LAKE, REDACTION, Pipeli
 
 class ErasablePipeline(Pipeline):
     def __init__(self, lake_env, clients, pg_url, monkeypatch):
-        Scenario.__init__(self, lake_env, clients, pg_url,
-                          {**STEP_EVENTS, "user_column": "user_id", "pii": {"user_id": "keep", "device_id": "drop"}})
+        Scenario.__init__(
+            self,
+            lake_env,
+            clients,
+            pg_url,
+            {**STEP_EVENTS, "user_column": "user_id", "pii": {"user_id": "keep", "device_id": "drop"}},
+        )
         monkeypatch.setenv("WEWARD_PG_URL", pg_url)
         self.defs = build_definitions(self.catalog)
         self.instance = dg.DagsterInstance.ephemeral()
 
 
-def test_a_day_rewritten_by_erasure_gets_its_checks_and_is_then_redacted(app_db, lake_env, clients, monkeypatch, tmp_path):  # noqa: F811
+def test_a_day_rewritten_by_erasure_gets_its_checks_and_is_then_redacted(
+    app_db, lake_env, clients, monkeypatch, tmp_path
+):  # noqa: F811
     pipeline = ErasablePipeline(lake_env, clients, app_db, monkeypatch)
     assert pipeline.run(LAKE, day=DAY.isoformat()).success
     exported = pipeline.manifest().export_id
     with psycopg.connect(app_db) as conn:
-        user, = conn.execute("SELECT user_id FROM step_events WHERE id = %s", (min(pipeline.pg_ids(DAY)),)).fetchone()
+        (user,) = conn.execute("SELECT user_id FROM step_events WHERE id = %s", (min(pipeline.pg_ids(DAY)),)).fetchone()
     request = tmp_path / "request.txt"
     request.write_text(f"{user}\n")
 
     erasure = pipeline.defs.resolve_job_def(ERASURE_JOB).execute_in_process(
-        instance=pipeline.instance, run_config={"ops": {"erase_users": {"config": {"request_url": str(request)}}}})
+        instance=pipeline.instance, run_config={"ops": {"erase_users": {"config": {"request_url": str(request)}}}}
+    )
 
     rewritten = pipeline.manifest().export_id
     assert erasure.success and rewritten != exported
     evaluations = erasure.get_asset_check_evaluations()
     assert {(e.check_name, e.passed, e.partition, e.metadata["export_id"].value) for e in evaluations} == {
-        (name, True, DAY.isoformat(), rewritten) for name in CHECK_NAMES.values()}
+        (name, True, DAY.isoformat(), rewritten) for name in CHECK_NAMES.values()
+    }
     left = pipeline.pg_ids(DAY)
     redaction = pipeline.run(REDACTION, day=DAY.isoformat())
     assert redaction.success
@@ -477,6 +564,7 @@ def test_a_day_rewritten_by_erasure_gets_its_checks_and_is_then_redacted(app_db,
 
 
 # -- readers -----------------------------------------------------------------------------------------------
+
 
 def test_readers_see_each_day_old_or_restated_never_a_mix_while_a_tick_restates_several_days(dagster_shop):
     import threading

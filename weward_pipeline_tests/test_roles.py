@@ -12,22 +12,34 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from weward_pipeline.config import ConfigError
 from weward_pipeline import roles as roles_module
+from weward_pipeline.config import ConfigError
 from weward_pipeline.devstack import sample_data
-from weward_pipeline.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog, print_sql
 from weward_pipeline.export import export_day
 from weward_pipeline.extract import SourceError
 from weward_pipeline.glue import GlueCatalog
+from weward_pipeline.roles import PipelineRoles, drop_roles, ensure_roles, grant_catalog, print_sql
 from weward_pipeline_tests.conftest import make_catalog, make_settings
 from weward_pipeline_tests.lake_reader import read_table
 
 DAY = dt.date(2024, 4, 1)
 TABLES = (
-    {"name": "step_events", "mode": "append", "partition_column": "created_at", "primary_key": ["id"],
-     "retention_days": 30, "user_column": "user_id", "pii": {"user_id": "keep", "device_id": "drop"}},
-    {"name": "users", "mode": "snapshot", "primary_key": ["id"], "user_column": "id",
-     "pii": {"id": "keep", "email": "drop", "phone": "drop", "first_name": "drop", "public_id": "drop"}},
+    {
+        "name": "step_events",
+        "mode": "append",
+        "partition_column": "created_at",
+        "primary_key": ["id"],
+        "retention_days": 30,
+        "user_column": "user_id",
+        "pii": {"user_id": "keep", "device_id": "drop"},
+    },
+    {
+        "name": "users",
+        "mode": "snapshot",
+        "primary_key": ["id"],
+        "user_column": "id",
+        "pii": {"id": "keep", "email": "drop", "phone": "drop", "first_name": "drop", "public_id": "drop"},
+    },
     {"name": "reward_offers", "mode": "snapshot", "primary_key": ["id"]},
 )
 
@@ -40,8 +52,11 @@ def app(fresh_database, pg_server):
         conn.execute("CREATE TABLE not_in_catalog (id int PRIMARY KEY, secret text)")
         conn.execute("INSERT INTO not_in_catalog VALUES (1, 'app-internal')")
     suffix = secrets.token_hex(3)
-    pipeline_roles = PipelineRoles(export_role=f"weward_export_{suffix}", redact_role=f"weward_redact_{suffix}",
-                                   erase_role=f"weward_erase_{suffix}")
+    pipeline_roles = PipelineRoles(
+        export_role=f"weward_export_{suffix}",
+        redact_role=f"weward_redact_{suffix}",
+        erase_role=f"weward_erase_{suffix}",
+    )
     catalog = make_catalog(*TABLES)
     ensure_roles(pg_server.admin_url(), pipeline_roles)
     assert grant_catalog(fresh_database, catalog, pipeline_roles) == []
@@ -123,16 +138,30 @@ def test_redaction_role_cannot_alter_tables_and_deletes_only_where_configured(ap
         # redaction: key + fingerprint of the exported columns, inside the DELETE itself
         from weward_pipeline.extract import row_fingerprint_sql
 
-        exported = ["id", "user_id", "created_at", "step_date", "steps", "distance_m", "active_minutes", "source", "payload"]
+        exported = [
+            "id",
+            "user_id",
+            "created_at",
+            "step_date",
+            "steps",
+            "distance_m",
+            "active_minutes",
+            "source",
+            "payload",
+        ]
         fingerprint_sql = row_fingerprint_sql(exported, "t")
-        pk, fingerprint = conn.execute(sql.SQL("SELECT id, {} FROM step_events t ORDER BY id LIMIT 1").format(
-            fingerprint_sql)).fetchone()
-        deleted = conn.execute(sql.SQL("DELETE FROM step_events t WHERE id = ANY(%s) AND {} = %s").format(
-            fingerprint_sql), ([pk], fingerprint)).rowcount
+        pk, fingerprint = conn.execute(
+            sql.SQL("SELECT id, {} FROM step_events t ORDER BY id LIMIT 1").format(fingerprint_sql)
+        ).fetchone()
+        deleted = conn.execute(
+            sql.SQL("DELETE FROM step_events t WHERE id = ANY(%s) AND {} = %s").format(fingerprint_sql),
+            ([pk], fingerprint),
+        ).rowcount
         assert deleted == 1
         # erasure: by user column, in key-bounded batches
-        deleted = conn.execute("DELETE FROM users WHERE id IN (SELECT id FROM users WHERE id = ANY(%s) LIMIT 100)",
-                               ([3, 4],)).rowcount
+        deleted = conn.execute(
+            "DELETE FROM users WHERE id IN (SELECT id FROM users WHERE id = ANY(%s) LIMIT 100)", ([3, 4],)
+        ).rowcount
         assert deleted == 2
     with psycopg.connect(admin_url) as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 38
@@ -175,39 +204,65 @@ def test_erasure_role_deletes_users_rows_by_user_column_and_can_read_no_other_co
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
         # erasure.py's statements: its dry run's count, then key-bounded batches by the user column
-        assert conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([5, 6],)).fetchone()[0] == theirs
-        deleted = conn.execute("DELETE FROM step_events WHERE (id) IN (SELECT id FROM step_events "
-                               "WHERE user_id = ANY(%s) LIMIT 4)", ([5, 6],)).rowcount
-        while batch := conn.execute("DELETE FROM step_events WHERE (id) IN (SELECT id FROM step_events "
-                                    "WHERE user_id = ANY(%s) LIMIT 4)", ([5, 6],)).rowcount:
+        assert (
+            conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([5, 6],)).fetchone()[0] == theirs
+        )
+        deleted = conn.execute(
+            "DELETE FROM step_events WHERE (id) IN (SELECT id FROM step_events WHERE user_id = ANY(%s) LIMIT 4)",
+            ([5, 6],),
+        ).rowcount
+        while batch := conn.execute(
+            "DELETE FROM step_events WHERE (id) IN (SELECT id FROM step_events WHERE user_id = ANY(%s) LIMIT 4)",
+            ([5, 6],),
+        ).rowcount:
             deleted += batch
         assert deleted == theirs
-        assert conn.execute("DELETE FROM users WHERE (id) IN (SELECT id FROM users WHERE id = ANY(%s) LIMIT 4)",
-                            ([5, 6],)).rowcount == 2
+        assert (
+            conn.execute(
+                "DELETE FROM users WHERE (id) IN (SELECT id FROM users WHERE id = ANY(%s) LIMIT 4)", ([5, 6],)
+            ).rowcount
+            == 2
+        )
     with psycopg.connect(admin_url) as conn:
         assert conn.execute("SELECT count(*) FROM step_events").fetchone()[0] == 120 - theirs
         assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 38
         assert conn.execute("SELECT count(*) FROM reward_offers").fetchone()[0] == 60
     with psycopg.connect(pg_server.admin_url()) as conn:
-        assert conn.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = %s",
-                            (pipeline_roles.erase_role,)).fetchone()[0] == roles_module.ERASE_CONNECTION_LIMIT
+        assert (
+            conn.execute(
+                "SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (pipeline_roles.erase_role,)
+            ).fetchone()[0]
+            == roles_module.ERASE_CONNECTION_LIMIT
+        )
 
 
-def test_erase_postgres_deletes_through_the_erasure_role_and_names_a_missing_grant(app, lake_env, clients, tmp_path,
-                                                                                  monkeypatch, capsys):
+def test_erase_postgres_deletes_through_the_erasure_role_and_names_a_missing_grant(
+    app, lake_env, clients, tmp_path, monkeypatch, capsys
+):
     """`weward-pipeline erase --postgres` with the environment the local stack hands out. The
     redaction role loses its DELETE first: the rows can only go through the erasure role."""
     from weward_pipeline import cli
 
     admin_url, pipeline_roles, catalog = app
     for table in ("step_events", "users"):  # the users' snapshot is taken just after the day ends
-        export_day(make_settings(lake_env, pipeline_roles.export_url(admin_url)), catalog, catalog.table(table), DAY,
-                   clients=clients, now=dt.datetime(2024, 4, 2, 1, tzinfo=dt.timezone.utc))
+        export_day(
+            make_settings(lake_env, pipeline_roles.export_url(admin_url)),
+            catalog,
+            catalog.table(table),
+            DAY,
+            clients=clients,
+            now=dt.datetime(2024, 4, 2, 1, tzinfo=dt.UTC),
+        )
     catalog_file = tmp_path / "tables.yaml"
-    catalog_file.write_text(json.dumps({"start_date": "2024-01-01", "timezone": "Europe/Paris", "tables": list(TABLES)}))
-    env = {"WEWARD_TABLES_FILE": str(catalog_file), "WEWARD_PG_URL": pipeline_roles.export_url(admin_url),
-           "WEWARD_PG_REDACT_URL": pipeline_roles.redact_url(admin_url),
-           "WEWARD_PG_ERASE_URL": pipeline_roles.erase_url(admin_url)}
+    catalog_file.write_text(
+        json.dumps({"start_date": "2024-01-01", "timezone": "Europe/Paris", "tables": list(TABLES)})
+    )
+    env = {
+        "WEWARD_TABLES_FILE": str(catalog_file),
+        "WEWARD_PG_URL": pipeline_roles.export_url(admin_url),
+        "WEWARD_PG_REDACT_URL": pipeline_roles.redact_url(admin_url),
+        "WEWARD_PG_ERASE_URL": pipeline_roles.erase_url(admin_url),
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     request = tmp_path / "ticket.txt"
@@ -216,7 +271,9 @@ def test_erase_postgres_deletes_through_the_erasure_role_and_names_a_missing_gra
         theirs = conn.execute("SELECT count(*) FROM step_events WHERE user_id = ANY(%s)", ([8, 9],)).fetchone()[0]
     assert theirs > 0
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("REVOKE DELETE ON step_events, users FROM {}").format(sql.Identifier(pipeline_roles.redact_role)))
+        conn.execute(
+            sql.SQL("REVOKE DELETE ON step_events, users FROM {}").format(sql.Identifier(pipeline_roles.redact_role))
+        )
         conn.execute(sql.SQL("REVOKE DELETE ON users FROM {}").format(sql.Identifier(pipeline_roles.erase_role)))
     # A DBA forgot a grant: one line naming the table, the role (masked) and where the grants are.
     assert cli.main(["erase", "--ids-file", str(request), "--postgres"]) == 2
@@ -232,7 +289,9 @@ def test_erase_postgres_deletes_through_the_erasure_role_and_names_a_missing_gra
     # Granted again (what `roles-sql` prints), the re-run finishes the erasure.
     grant_catalog(admin_url, catalog, pipeline_roles)
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("REVOKE DELETE ON step_events, users FROM {}").format(sql.Identifier(pipeline_roles.redact_role)))
+        conn.execute(
+            sql.SQL("REVOKE DELETE ON step_events, users FROM {}").format(sql.Identifier(pipeline_roles.redact_role))
+        )
     assert cli.main(["erase", "--ids-file", str(request), "--postgres", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["status"] == "completed" and report["rows_erased"] == 2  # the users' snapshot rows
@@ -248,17 +307,26 @@ def test_erase_postgres_deletes_through_the_erasure_role_and_names_a_missing_gra
 def test_role_passwords_are_stored_as_scram_verifiers_and_the_urls_work(app, pg_server):
     admin_url, pipeline_roles, _ = app
     with psycopg.connect(pg_server.admin_url()) as conn:
-        stored = conn.execute("SELECT rolname, rolpassword, rolsuper, rolcreaterole, rolcreatedb FROM pg_authid "
-                              "WHERE rolname = ANY(%s)", (pipeline_roles.names,)).fetchall()
+        stored = conn.execute(
+            "SELECT rolname, rolpassword, rolsuper, rolcreaterole, rolcreatedb FROM pg_authid WHERE rolname = ANY(%s)",
+            (pipeline_roles.names,),
+        ).fetchall()
     assert len(stored) == 3
     for _, password, *powers in stored:
         assert password.startswith("SCRAM-SHA-256$") and not any(powers)
         for plain in (pipeline_roles.export_password, pipeline_roles.redact_password, pipeline_roles.erase_password):
             assert plain not in password
     assert "password" not in repr(pipeline_roles)
-    assert not [p for p in (pipeline_roles.export_password, pipeline_roles.redact_password, pipeline_roles.erase_password)
-                if p in repr(pipeline_roles)]
-    for url in (pipeline_roles.export_url(admin_url), pipeline_roles.redact_url(admin_url), pipeline_roles.erase_url(admin_url)):
+    assert not [
+        p
+        for p in (pipeline_roles.export_password, pipeline_roles.redact_password, pipeline_roles.erase_password)
+        if p in repr(pipeline_roles)
+    ]
+    for url in (
+        pipeline_roles.export_url(admin_url),
+        pipeline_roles.redact_url(admin_url),
+        pipeline_roles.erase_url(admin_url),
+    ):
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT current_user").fetchone()[0] in pipeline_roles.names
     ensure_roles(pg_server.admin_url(), pipeline_roles)  # idempotent: a second `stack up` keeps working
@@ -271,7 +339,7 @@ def test_the_grants_a_dba_reviews_are_the_ones_the_stack_runs(app):
     assert f'GRANT SELECT ON "public"."step_events" TO "{pipeline_roles.redact_role}";' in text
     assert f'GRANT DELETE ON "public"."step_events" TO "{pipeline_roles.redact_role}";' in text
     assert f'GRANT SELECT ("id") ON "public"."users" TO "{pipeline_roles.redact_role}";' in text
-    assert "reward_offers\" TO \"" + pipeline_roles.redact_role not in text
+    assert 'reward_offers" TO "' + pipeline_roles.redact_role not in text
     # The erasure role: key and user columns and DELETE on every table with a user_column, even a
     # redacted one (whose whole exported row the redaction role reads); nothing on the others.
     erase = pipeline_roles.erase_role
@@ -279,8 +347,14 @@ def test_the_grants_a_dba_reviews_are_the_ones_the_stack_runs(app):
     assert f'GRANT DELETE ON "public"."step_events" TO "{erase}";' in text
     assert f'GRANT SELECT ("id") ON "public"."users" TO "{erase}";' in text
     assert f'GRANT DELETE ON "public"."users" TO "{erase}";' in text
-    assert [line for line in text.splitlines() if line.startswith("GRANT") and f'TO "{erase}"' in line
-            and "ON DATABASE" not in line and "ON SCHEMA" not in line] == [
+    assert [
+        line
+        for line in text.splitlines()
+        if line.startswith("GRANT")
+        and f'TO "{erase}"' in line
+        and "ON DATABASE" not in line
+        and "ON SCHEMA" not in line
+    ] == [
         f'GRANT SELECT ("id", "user_id") ON "public"."step_events" TO "{erase}";',
         f'GRANT DELETE ON "public"."step_events" TO "{erase}";',
         f'GRANT SELECT ("id") ON "public"."users" TO "{erase}";',
@@ -290,8 +364,11 @@ def test_the_grants_a_dba_reviews_are_the_ones_the_stack_runs(app):
     assert pipeline_roles.export_password not in text
     with psycopg.connect(admin_url) as conn:
         by_column = print_sql(catalog, "weward_app", pipeline_roles, lambda t: roles_module.table_columns(conn, t))
-    users_grant = next(line for line in by_column.splitlines()
-                       if line.startswith("GRANT SELECT (") and '"users" TO "weward_export' in line)
+    users_grant = next(
+        line
+        for line in by_column.splitlines()
+        if line.startswith("GRANT SELECT (") and '"users" TO "weward_export' in line
+    )
     assert '"country"' in users_grant and '"phone"' not in users_grant and '"email"' not in users_grant
 
 
@@ -305,7 +382,9 @@ def test_the_local_stack_hands_out_the_roles_never_the_superuser(tmp_path):
     env = stack.env()
     assert env["WEWARD_PG_URL"].startswith("postgresql://weward_export:eeee")
     assert env["WEWARD_PG_REDACT_URL"].startswith("postgresql://weward_redact:rrrr")
-    assert env["WEWARD_PG_ERASE_URL"].startswith("postgresql://weward_erase:xxxx")  # erasure deletes through its own role
+    assert env["WEWARD_PG_ERASE_URL"].startswith(
+        "postgresql://weward_erase:xxxx"
+    )  # erasure deletes through its own role
     assert "admin-secret" not in str(env) and env["WEWARD_PII_KEY"] == "k" * 48
     # A stack whose state file predates the erasure role still loads (its role is made on the next `stack up`).
     stack._save()
@@ -317,50 +396,79 @@ def test_the_local_stack_hands_out_the_roles_never_the_superuser(tmp_path):
 
 # -- SQL injection through catalog names ------------------------------------------------------------
 
+
 def test_names_that_try_injection_are_rejected_or_quoted(app, lake_env, clients, pg_server):
     admin_url, pipeline_roles, _ = app
     with pytest.raises(ConfigError, match="must match"):
         make_catalog({"name": "users; DROP TABLE users; --", "mode": "snapshot", "primary_key": ["id"]})
     evil = 'steps"; DROP TABLE users; --'
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, {} timestamptz, {} bigint)").format(
-            sql.Identifier(evil), sql.Identifier("at'; DELETE FROM users; --"), sql.Identifier("who) OR (1=1")))
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, {} timestamptz, {} bigint)").format(
+                sql.Identifier(evil), sql.Identifier("at'; DELETE FROM users; --"), sql.Identifier("who) OR (1=1")
+            )
+        )
         conn.execute(sql.SQL("INSERT INTO {} VALUES (1, '2024-04-01 12:00+02', 7)").format(sql.Identifier(evil)))
-    catalog = make_catalog({
-        "name": "evil_steps", "source_table": evil, "mode": "append", "partition_column": "at'; DELETE FROM users; --",
-        "primary_key": ["id"], "user_column": "who) OR (1=1", "pii": {"who) OR (1=1": "hash"}, "retention_days": 3,
-    })
+    catalog = make_catalog(
+        {
+            "name": "evil_steps",
+            "source_table": evil,
+            "mode": "append",
+            "partition_column": "at'; DELETE FROM users; --",
+            "primary_key": ["id"],
+            "user_column": "who) OR (1=1",
+            "pii": {"who) OR (1=1": "hash"},
+            "retention_days": 3,
+        }
+    )
     # An erasure role whose name is an injection attempt too: created, granted and used, quoted.
     evil_roles = dataclasses.replace(pipeline_roles, erase_role='weward_erase"; DROP TABLE users; --')
     ensure_roles(pg_server.admin_url(), evil_roles)
     grant_catalog(admin_url, catalog, evil_roles)
     printed = print_sql(catalog, "weward_app", evil_roles)
-    assert ('GRANT SELECT ("id", "who) OR (1=1") ON "public"."steps""; DROP TABLE users; --" '
-            'TO "weward_erase""; DROP TABLE users; --";') in printed
+    assert (
+        'GRANT SELECT ("id", "who) OR (1=1") ON "public"."steps""; DROP TABLE users; --" '
+        'TO "weward_erase""; DROP TABLE users; --";'
+    ) in printed
     from weward_pipeline.secret_store import PiiKey
 
-    result = export_day(make_settings(lake_env, pipeline_roles.export_url(admin_url)), catalog, catalog.tables[0], DAY,
-                        clients=clients, pii_key=PiiKey(b"k" * 40, "test"))
+    result = export_day(
+        make_settings(lake_env, pipeline_roles.export_url(admin_url)),
+        catalog,
+        catalog.tables[0],
+        DAY,
+        clients=clients,
+        pii_key=PiiKey(b"k" * 40, "test"),
+    )
     assert result.rows == 1
     # Erasure quotes the same names, in the lake and in its PostgreSQL deletes (erasure role).
     from weward_pipeline.erasure import erase_users
 
     try:
-        settings = make_settings({**lake_env, "WEWARD_PG_ERASE_URL": evil_roles.erase_url(admin_url)},
-                                 pipeline_roles.export_url(admin_url))
-        report = erase_users(settings, catalog, ["7"], clients=clients, pii_key=PiiKey(b"k" * 40, "test"),
-                             delete_from_postgres=True)
+        settings = make_settings(
+            {**lake_env, "WEWARD_PG_ERASE_URL": evil_roles.erase_url(admin_url)}, pipeline_roles.export_url(admin_url)
+        )
+        report = erase_users(
+            settings, catalog, ["7"], clients=clients, pii_key=PiiKey(b"k" * 40, "test"), delete_from_postgres=True
+        )
         assert report.ok and report.rows_erased == 1 and report.tables[0].postgres_rows_deleted == 1
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(evil_roles.erase_role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(evil_roles.erase_role)))
     # A source name that is an injection attempt is just a table that does not exist.
-    catalog = make_catalog({"name": "users2", "source_table": "users; DROP TABLE users", "mode": "snapshot",
-                            "primary_key": ["id"]})
+    catalog = make_catalog(
+        {"name": "users2", "source_table": "users; DROP TABLE users", "mode": "snapshot", "primary_key": ["id"]}
+    )
     with pytest.raises(SourceError, match="PostgreSQL has no table public.users; DROP TABLE users"):
-        export_day(make_settings(lake_env, admin_url), catalog, catalog.tables[0], DAY, clients=clients,
-                   now=dt.datetime(2024, 4, 2, 1, tzinfo=dt.timezone.utc))
+        export_day(
+            make_settings(lake_env, admin_url),
+            catalog,
+            catalog.tables[0],
+            DAY,
+            clients=clients,
+            now=dt.datetime(2024, 4, 2, 1, tzinfo=dt.UTC),
+        )
     with psycopg.connect(admin_url) as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 40
     assert roles_module.redaction_access(catalog.tables[0]) is None

@@ -67,8 +67,10 @@ def test_around_the_spring_dst_change_every_day_is_exported_once(defs):
     # 2024-03-31: 02:00 does not exist in Paris (clocks jump 02:00 -> 03:00); the tick moves to 03:00.
     schedule_ticks = ticks("0 2 * * *", dt.datetime(2024, 3, 29, 12, tzinfo=PARIS), 4)
     assert [t.isoformat() for t in schedule_ticks] == [
-        "2024-03-30T02:00:00+01:00", "2024-03-31T03:00:00+02:00",
-        "2024-04-01T02:00:00+02:00", "2024-04-02T02:00:00+02:00",
+        "2024-03-30T02:00:00+01:00",
+        "2024-03-31T03:00:00+02:00",
+        "2024-04-01T02:00:00+02:00",
+        "2024-04-02T02:00:00+02:00",
     ]
     days = [evaluate(defs, t).run_requests[0].partition_key for t in schedule_ticks]
     assert days == ["2024-03-29", "2024-03-30", "2024-03-31", "2024-04-01"]  # 03-31 (23 h) included
@@ -85,7 +87,7 @@ def test_around_the_autumn_dst_change_the_repeated_hour_gives_one_run(defs):
 def test_a_tick_just_after_utc_midnight_uses_the_paris_date(defs):
     # 00:30 UTC on March 20 is 01:30 in Paris: yesterday is March 19 either way, but 23:30 UTC on
     # March 19 is already 00:30 on March 20 in Paris, whose yesterday is March 19 (not March 18).
-    tick = dt.datetime(2024, 3, 19, 23, 30, tzinfo=dt.timezone.utc)
+    tick = dt.datetime(2024, 3, 19, 23, 30, tzinfo=dt.UTC)
     assert evaluate(defs, tick).run_requests[0].partition_key == "2024-03-19"
 
 
@@ -127,7 +129,9 @@ def test_the_configured_hour_reaches_the_schedule(monkeypatch):
     assert defs.resolve_schedule_def(DAILY_EXPORT_SCHEDULE).cron_schedule == "0 4 * * *"
 
 
-def run_freshness(defs: dg.Definitions, instance: dg.DagsterInstance, now: dt.datetime) -> dict[str, dg.AssetCheckEvaluation]:
+def run_freshness(
+    defs: dg.Definitions, instance: dg.DagsterInstance, now: dt.datetime
+) -> dict[str, dg.AssetCheckEvaluation]:
     job = defs.resolve_implicit_global_asset_job_def()
     checks = [key for key in defs.resolve_asset_graph().asset_check_keys if key.name == "freshness_check"]
     with freeze_time(now):

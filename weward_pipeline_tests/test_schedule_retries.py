@@ -94,8 +94,11 @@ def materialize(lake_env: dict, pg_url: str, table: dict, retry_policy: dg.Retry
     catalog = make_catalog(table)
     asset = lake_asset(catalog.tables[0], catalog, retry_policy=retry_policy)
     lake = LakeResource(
-        pg_url=pg_url, lake_url=lake_env["WEWARD_LAKE_URL"], glue_database=lake_env["WEWARD_GLUE_DATABASE"],
-        aws_region=lake_env["AWS_REGION"], aws_endpoint_url=lake_env["AWS_ENDPOINT_URL"],
+        pg_url=pg_url,
+        lake_url=lake_env["WEWARD_LAKE_URL"],
+        glue_database=lake_env["WEWARD_GLUE_DATABASE"],
+        aws_region=lake_env["AWS_REGION"],
+        aws_endpoint_url=lake_env["AWS_ENDPOINT_URL"],
     )
     return dg.materialize([asset], partition_key=DAY.isoformat(), resources={"lake": lake}, raise_on_error=False)
 
@@ -135,7 +138,7 @@ def test_a_missing_column_fails_once_without_retries(lake_env, events_database):
 
 
 def test_a_wrong_password_is_not_worth_retrying(events_database, pg_server):
-    from weward_pipeline.extract import Extraction, DayWindow
+    from weward_pipeline.extract import DayWindow, Extraction
 
     catalog = make_catalog(EVENTS)
     wrong = events_database.replace(f":{pg_server.admin_password}@", ":not-the-password@")
@@ -177,12 +180,29 @@ def test_a_server_side_disconnect_is_transient(events_database):
     ("error", "transient"),
     [
         (ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject"), True),
-        (ClientError({"Error": {"Code": "InternalError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "PutObject"), True),
-        (ClientError({"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "PutObject"), False),
-        (ClientError({"Error": {"Code": "NoSuchBucket"}, "ResponseMetadata": {"HTTPStatusCode": 404}}, "HeadBucket"), False),
+        (
+            ClientError({"Error": {"Code": "InternalError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "PutObject"),
+            True,
+        ),
+        (
+            ClientError({"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "PutObject"),
+            False,
+        ),
+        (
+            ClientError({"Error": {"Code": "NoSuchBucket"}, "ResponseMetadata": {"HTTPStatusCode": 404}}, "HeadBucket"),
+            False,
+        ),
         (EndpointConnectionError(endpoint_url="https://s3.eu-west-3.amazonaws.com"), True),
-        (OSError("When uploading part for key 'x' in bucket 'b': AWS Error SLOW_DOWN during UploadPart operation"), True),
-        (OSError("When initiating multipart upload for key 'x': AWS Error ACCESS_DENIED during CreateMultipartUpload"), False),
+        (
+            OSError("When uploading part for key 'x' in bucket 'b': AWS Error SLOW_DOWN during UploadPart operation"),
+            True,
+        ),
+        (
+            OSError(
+                "When initiating multipart upload for key 'x': AWS Error ACCESS_DENIED during CreateMultipartUpload"
+            ),
+            False,
+        ),
         (ConnectionResetError(104, "Connection reset by peer"), True),
         (ConfigError("table 'x': unknown key(s) foo"), False),
         (ValueError("value 1e400 does not fit in column amount"), False),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import threading
-import time
 
 import psycopg
 import pytest
@@ -35,12 +34,17 @@ def replicated(standby_pair):
     name = f"t_{secrets.token_hex(5)}"
     url = primary.create_database(name)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE events (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, steps int, payload text)")
+        conn.execute(
+            "CREATE TABLE events (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, steps int, payload text)"
+        )
         # ~2 KB of incompressible text a row (5 MB in all): more than the socket buffers hold, so a
         # slow reader keeps the server's COPY running, and the conflict cancels it mid-stream.
-        conn.execute("""INSERT INTO events SELECT g, timestamptz '2024-03-30 00:00:00+00' + g * interval '36 s' - interval '1 s', g,
+        conn.execute(
+            """INSERT INTO events SELECT g, timestamptz '2024-03-30 00:00:00+00' + g * interval '36 s' - interval '1 s', g,
                                (SELECT string_agg(md5(random()::text || g || i), '') FROM generate_series(1, 60) i)
-                        FROM generate_series(1, %s) g""", (ROWS,))
+                        FROM generate_series(1, %s) g""",
+            (ROWS,),
+        )
         # The app's own table: updated and vacuumed by the tests that force recovery conflicts.
         conn.execute("CREATE TABLE app_counters (id int PRIMARY KEY, n int) WITH (autovacuum_enabled = off)")
         conn.execute("INSERT INTO app_counters SELECT g, 0 FROM generate_series(1, 200) g")
@@ -53,8 +57,16 @@ def replicated(standby_pair):
 
 
 def catalog(source_table: str = "events"):
-    return make_catalog({"name": "events", "source_table": source_table, "mode": "append",
-                         "partition_column": "created_at", "primary_key": ["id"]}, timezone="UTC")
+    return make_catalog(
+        {
+            "name": "events",
+            "source_table": source_table,
+            "mode": "append",
+            "partition_column": "created_at",
+            "primary_key": ["id"],
+        },
+        timezone="UTC",
+    )
 
 
 def published_rows(settings, clients) -> int | None:
@@ -135,20 +147,23 @@ def test_an_export_from_a_caught_up_standby_publishes_the_day_and_says_where_it_
         result = export_day(settings, cat, cat.tables[0], DAY, clients=clients)
     assert result.rows == ROWS
     assert result.source["standby"] is True
-    assert dt.datetime.fromisoformat(result.source["replayed_through"]) >= dt.datetime(2024, 3, 31, 0, 10, tzinfo=dt.timezone.utc)
+    assert dt.datetime.fromisoformat(result.source["replayed_through"]) >= dt.datetime(
+        2024, 3, 31, 0, 10, tzinfo=dt.UTC
+    )
     assert result.source["recovery_conflicts"] == 0
 
 
 def test_an_export_waits_until_a_lagging_standby_has_replayed_past_the_day_end_plus_the_margin(
-        replicated, standby_pair, lake_env, clients):
+    replicated, standby_pair, lake_env, clients
+):
     primary_url, standby_url = replicated
     _, standby = standby_pair
     standby.pause_replay()
     with psycopg.connect(primary_url, autocommit=True) as conn:  # a late row of the day, not replayed yet
         conn.execute("INSERT INTO events VALUES (%s, '2024-03-30 23:59:59.5+00', 7, 'late')", (ROWS + 1,))
     # The margin puts "the day's end plus the margin" 3 s from now: the standby must replay past it.
-    end = dt.datetime(2024, 3, 31, tzinfo=dt.timezone.utc)
-    margin = (dt.datetime.now(dt.timezone.utc) - end).total_seconds() + 3
+    end = dt.datetime(2024, 3, 31, tzinfo=dt.UTC)
+    margin = (dt.datetime.now(dt.UTC) - end).total_seconds() + 3
     limits = ExtractLimits(standby_margin_s=margin, standby_max_wait_s=60)
     waiting = threading.Event()
 
@@ -159,8 +174,11 @@ def test_an_export_waits_until_a_lagging_standby_has_replayed_past_the_day_end_p
     settings = make_settings(lake_env, standby_url)
     cat = catalog()
     outcome: dict = {}
-    worker = threading.Thread(target=lambda: outcome.update(result=export_day(
-        settings, cat, cat.tables[0], DAY, clients=clients, limits=limits, on_progress=progress)))
+    worker = threading.Thread(
+        target=lambda: outcome.update(
+            result=export_day(settings, cat, cat.tables[0], DAY, clients=clients, limits=limits, on_progress=progress)
+        )
+    )
     with AppWrites(primary_url):
         worker.start()
         assert waiting.wait(30), "the export did not wait for the standby"
@@ -173,19 +191,26 @@ def test_an_export_waits_until_a_lagging_standby_has_replayed_past_the_day_end_p
 
 
 def test_an_export_gives_up_on_a_standby_lagging_past_its_budget_reads_nothing_and_is_retried_later(
-        replicated, standby_pair, lake_env, clients):
+    replicated, standby_pair, lake_env, clients
+):
     primary_url, standby_url = replicated
     _, standby = standby_pair
     standby.pause_replay()
     with psycopg.connect(primary_url, autocommit=True) as conn:
         conn.execute("UPDATE app_counters SET n = n + 1 WHERE id = 1")
-    end = dt.datetime(2024, 3, 31, tzinfo=dt.timezone.utc)
-    margin = (dt.datetime.now(dt.timezone.utc) - end).total_seconds() + 3600
+    end = dt.datetime(2024, 3, 31, tzinfo=dt.UTC)
+    margin = (dt.datetime.now(dt.UTC) - end).total_seconds() + 3600
     settings = make_settings(lake_env, standby_url)
     cat = catalog()
     with pytest.raises(StandbyLagging) as failure:
-        export_day(settings, cat, cat.tables[0], DAY, clients=clients,
-                   limits=ExtractLimits(standby_margin_s=margin, standby_max_wait_s=1.5))
+        export_day(
+            settings,
+            cat,
+            cat.tables[0],
+            DAY,
+            clients=clients,
+            limits=ExtractLimits(standby_margin_s=margin, standby_max_wait_s=1.5),
+        )
     message = str(failure.value)
     assert "has not yet replayed the primary past" in message and "paused" in message
     assert transient_reason(failure.value) is not None  # Dagster's retry policy tries again later
@@ -194,7 +219,8 @@ def test_an_export_gives_up_on_a_standby_lagging_past_its_budget_reads_nothing_a
 
 
 def test_a_read_cancelled_by_a_recovery_conflict_is_read_again_in_shorter_reads_and_published_whole(
-        replicated, standby_pair, lake_env, clients):
+    replicated, standby_pair, lake_env, clients
+):
     primary_url, standby_url = replicated
     _, standby = standby_pair
     standby.set(max_standby_streaming_delay="10ms")
@@ -203,8 +229,9 @@ def test_a_read_cancelled_by_a_recovery_conflict_is_read_again_in_shorter_reads_
     # Reading slowly (small batches, 1000 rows/s) keeps the first read's COPY running ~2 s.
     limits = ExtractLimits(batch_bytes=64 * 1024, max_rows_per_second=1000)
     with ConflictMaker(primary_url) as maker:
-        result = export_day(settings, cat, cat.tables[0], DAY, clients=clients, limits=limits,
-                            on_progress=maker.progress)
+        result = export_day(
+            settings, cat, cat.tables[0], DAY, clients=clients, limits=limits, on_progress=maker.progress
+        )
     assert maker.error is None
     assert result.source["recovery_conflicts"] == 1
     assert "recovery conflict" in result.source["conflicts"][0]
@@ -215,13 +242,16 @@ def test_a_read_cancelled_by_a_recovery_conflict_is_read_again_in_shorter_reads_
 
 
 def test_an_export_whose_shortest_reads_are_cancelled_too_fails_once_naming_the_standby_settings(
-        replicated, standby_pair, lake_env, clients):
+    replicated, standby_pair, lake_env, clients
+):
     primary_url, standby_url = replicated
     _, standby = standby_pair
     # A source the server is slow to produce (2 ms a row): even a 1/32 slice (75 rows) runs 0.15 s,
     # while cleanups replay every ~20 ms and the standby waits only 10 ms for a query.
     with psycopg.connect(primary_url, autocommit=True) as conn:
-        conn.execute("CREATE VIEW events_slow AS SELECT e.* FROM events e, LATERAL (SELECT pg_sleep(0.002 + 0 * e.id)) s")
+        conn.execute(
+            "CREATE VIEW events_slow AS SELECT e.* FROM events e, LATERAL (SELECT pg_sleep(0.002 + 0 * e.id)) s"
+        )
     standby.wait_caught_up()
     standby.set(max_standby_streaming_delay="10ms")
     settings = make_settings(lake_env, standby_url)

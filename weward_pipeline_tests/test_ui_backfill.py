@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import boto3
@@ -26,8 +27,6 @@ from weward_pipeline import lake
 from weward_pipeline.config import LakeLocation
 from weward_pipeline.defs.schedules import DAILY_EXPORT_SCHEDULE
 from weward_pipeline.devstack import sample_data
-from pathlib import Path
-
 from weward_pipeline.extract import DayWindow
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline_tests.dagster_ui import LOCATION, DagsterProcesses
@@ -172,24 +171,35 @@ def ui(pg_server, aws_server):
     suffix = secrets.token_hex(4)
     database = f"ui_{suffix}"
     pg_url = pg_server.create_database(database)
-    sample_data.load(pg_url, end_date=dt.date(2024, 4, 1), size=sample_data.SampleSize(users=150, days=4),
-                     timezone=TIMEZONE)
+    sample_data.load(
+        pg_url, end_date=dt.date(2024, 4, 1), size=sample_data.SampleSize(users=150, days=4), timezone=TIMEZONE
+    )
     bucket = f"lake-ui-{suffix}"
     aws_server.create_bucket(bucket)
     # Not pytest's tmp_path: pytest prunes old basetemp dirs when other sessions start, and the
     # daemon's runs keep writing here for the module's lifetime.
     home = Path(tempfile.mkdtemp(prefix="weward-dagster-ui-"))
     catalog_file = home / "tables.yaml"
-    catalog_file.write_text(yaml.safe_dump({
-        "start_date": "2024-03-01",
-        "timezone": TIMEZONE,
-        "tables": [
-            {"name": name, "mode": "append", "partition_column": column, "primary_key": ["id"],
-             "owners": ["team:data"], "description": f"Sample {name} for the UI tests.",
-             **({"retention_days": RETENTION[name]} if name in RETENTION else {})}
-            for name, column in TABLES.items()
-        ],
-    }))
+    catalog_file.write_text(
+        yaml.safe_dump(
+            {
+                "start_date": "2024-03-01",
+                "timezone": TIMEZONE,
+                "tables": [
+                    {
+                        "name": name,
+                        "mode": "append",
+                        "partition_column": column,
+                        "primary_key": ["id"],
+                        "owners": ["team:data"],
+                        "description": f"Sample {name} for the UI tests.",
+                        **({"retention_days": RETENTION[name]} if name in RETENTION else {}),
+                    }
+                    for name, column in TABLES.items()
+                ],
+            }
+        )
+    )
     env = {
         **aws_server.env(),
         "WEWARD_PG_URL": pg_url,
@@ -236,7 +246,9 @@ def wait_backfill(ui: DagsterProcesses, backfill_id: str, timeout: float = 600) 
         if backfill.get("status") in TERMINAL:
             return backfill
         if time.monotonic() > deadline:
-            raise AssertionError(f"backfill {backfill_id} still {backfill.get('status')} after {timeout}s\n{ui.log_tail()}")
+            raise AssertionError(
+                f"backfill {backfill_id} still {backfill.get('status')} after {timeout}s\n{ui.log_tail()}"
+            )
         ui._check_alive()
         time.sleep(1)
 
@@ -265,8 +277,9 @@ def materializations(ui: DagsterProcesses, key: list[str], partitions: list[str]
     return data.get("assetMaterializations") or []
 
 
-def wait_materialized(ui: DagsterProcesses, key: list[str], partitions: list[str], after: float = 0,
-                      timeout: float = 420) -> dict[str, dict]:
+def wait_materialized(
+    ui: DagsterProcesses, key: list[str], partitions: list[str], after: float = 0, timeout: float = 420
+) -> dict[str, dict]:
     """The newest materialization of each partition made after `after` (ms), once all exist."""
     deadline = time.monotonic() + timeout
     while True:
@@ -277,8 +290,9 @@ def wait_materialized(ui: DagsterProcesses, key: list[str], partitions: list[str
         if set(latest) == set(partitions):
             return latest
         if time.monotonic() > deadline:
-            raise AssertionError(f"{'/'.join(key)}: only {sorted(latest)} of {partitions} materialized after "
-                                 f"{timeout}s\n{ui.log_tail()}")
+            raise AssertionError(
+                f"{'/'.join(key)}: only {sorted(latest)} of {partitions} materialized after {timeout}s\n{ui.log_tail()}"
+            )
         ui._check_alive()
         time.sleep(2)
 
@@ -286,7 +300,8 @@ def wait_materialized(ui: DagsterProcesses, key: list[str], partitions: list[str
 def source_count(pg_url: str, table: str, column: str, day: str) -> int:
     window = DayWindow(dt.date.fromisoformat(day), TIMEZONE)
     query = sql.SQL("SELECT count(*) FROM {} WHERE {} >= %s AND {} < %s").format(
-        sql.Identifier(table), sql.Identifier(column), sql.Identifier(column))
+        sql.Identifier(table), sql.Identifier(column), sql.Identifier(column)
+    )
     with psycopg.connect(pg_url) as conn:
         return conn.execute(query, (window.start, window.end)).fetchone()[0]
 
@@ -294,8 +309,10 @@ def source_count(pg_url: str, table: str, column: str, day: str) -> int:
 def lake_state(ui: DagsterProcesses, table: str, day: str) -> dict:
     """What an analyst and an auditor see for one day: the Glue partition and the S3 objects."""
     env = ui.lake_env
-    glue = GlueCatalog(boto3.client("glue", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"]),
-                       env["WEWARD_GLUE_DATABASE"])
+    glue = GlueCatalog(
+        boto3.client("glue", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"]),
+        env["WEWARD_GLUE_DATABASE"],
+    )
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"])
     location = LakeLocation.parse(env["WEWARD_LAKE_URL"])
     partition = glue.get_partition(table, day)
@@ -303,30 +320,43 @@ def lake_state(ui: DagsterProcesses, table: str, day: str) -> dict:
     keys = lake.list_keys(s3, location.bucket, day_prefix)
     # <export_id>.json manifests and, for retention tables, <export_id>.keys/ (redaction keys).
     meta_prefix = location.key("_manifests", table, f"dt={day}") + "/"
-    meta = [k[len(meta_prefix):] for k in lake.list_keys(s3, location.bucket, meta_prefix)]
+    meta = [k[len(meta_prefix) :] for k in lake.list_keys(s3, location.bucket, meta_prefix)]
     manifests = [k for k in meta if k.endswith(".json")]
     meta_exports = sorted({k.split("/", 1)[0].removesuffix(".json").removesuffix(".keys") for k in meta})
-    versions = sorted({k[len(day_prefix):].split("/", 1)[0] for k in keys})
+    versions = sorted({k[len(day_prefix) :].split("/", 1)[0] for k in keys})
     rows = 0
     for key in keys:
         head = s3.get_object(Bucket=location.bucket, Key=key, Range="bytes=-8")
         assert head["Body"].read()[-4:] == b"PAR1", f"s3://{location.bucket}/{key} is not Parquet"
     if partition is not None:
         rows = int(partition["Parameters"]["weward.rows"])
-    return {"partition": partition, "versions": versions, "keys": keys, "manifests": manifests,
-            "meta_exports": meta_exports, "rows": rows}
+    return {
+        "partition": partition,
+        "versions": versions,
+        "keys": keys,
+        "manifests": manifests,
+        "meta_exports": meta_exports,
+        "rows": rows,
+    }
 
 
 @pytest.fixture(scope="module")
 def first_backfill(ui):
     """The 3-day x 2-table backfill, launched from the UI, with the source connections it opened."""
     # Counted before: automation may redact step_events as soon as each day has passed its checks.
-    source_rows = {(t, day): source_count(ui.pg_url, t, column, day) for t, column in TABLES.items() for day in BACKFILL_DAYS}
+    source_rows = {
+        (t, day): source_count(ui.pg_url, t, column, day) for t, column in TABLES.items() for day in BACKFILL_DAYS
+    }
     with SourceConnectionSampler(ui.admin_url, ui.database) as sampler:
         backfill_id = launch_backfill(ui, list(TABLES), BACKFILL_DAYS)
         backfill = wait_backfill(ui, backfill_id)
-    return {"id": backfill_id, "backfill": backfill, "sampler": sampler, "source_rows": source_rows,
-            "runs": runs_tagged(ui, "dagster/backfill", backfill_id)}
+    return {
+        "id": backfill_id,
+        "backfill": backfill,
+        "sampler": sampler,
+        "source_rows": source_rows,
+        "runs": runs_tagged(ui, "dagster/backfill", backfill_id),
+    }
 
 
 def test_a_ui_backfill_exports_and_registers_every_day_of_every_selected_table(ui, first_backfill):
@@ -337,7 +367,7 @@ def test_a_ui_backfill_exports_and_registers_every_day_of_every_selected_table(u
     assert sorted(r["tags"].get("dagster/partition") for r in runs) == BACKFILL_DAYS
     assert {r["status"] for r in runs} == {"SUCCESS"}, runs
 
-    for table, column in TABLES.items():
+    for table in TABLES:
         stats = ui.graphql(ASSET_PARTITIONS, {"assetKey": {"path": ["lake", table]}})["assetNodeOrError"]
         assert stats["partitionStats"]["numMaterialized"] >= len(BACKFILL_DAYS)
         for day in BACKFILL_DAYS:
@@ -373,7 +403,10 @@ def test_the_backfilled_days_are_then_redacted_by_automation_where_retention_is_
         assert deleted.get("rows_deleted") == exported > 0, deleted
         assert source_count(ui.pg_url, "step_events", "created_at", day) == 0
         # No retention on ward_transactions: every exported row is still in PostgreSQL.
-        assert source_count(ui.pg_url, "ward_transactions", "created_at", day) == lake_state(ui, "ward_transactions", day)["rows"]
+        assert (
+            source_count(ui.pg_url, "ward_transactions", "created_at", day)
+            == lake_state(ui, "ward_transactions", day)["rows"]
+        )
     assert not materializations(ui, ["redaction", "ward_transactions"], BACKFILL_DAYS)
 
 
@@ -385,7 +418,7 @@ def test_rerunning_a_backfill_over_exported_days_replaces_them_without_duplicate
     backfill_id = launch_backfill(ui, list(TABLES), [day])
     backfill = wait_backfill(ui, backfill_id)
     assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), f"{backfill}\n{ui.log_tail()}"
-    for table, column in TABLES.items():
+    for table in TABLES:
         after = lake_state(ui, table, day)
         old_id = before[table]["partition"]["Parameters"]["weward.export_id"]
         new_id = after["partition"]["Parameters"]["weward.export_id"]

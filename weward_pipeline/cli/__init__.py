@@ -74,10 +74,14 @@ def quiet_library_noise() -> None:
 def local_stack_hint() -> str:
     """What to do when the lake cannot be reached: on the local stack, its environment or the stack itself."""
     if os.environ.get("AWS_ENDPOINT_URL"):
-        return ("is the local stack running? `weward-pipeline stack status`; start it with `weward-pipeline demo "
-                "--keep`, then `eval \"$(weward-pipeline stack env)\"`")
-    return ("on the local stack: `weward-pipeline demo --keep`, then `eval \"$(weward-pipeline stack env)\"` in this "
-            "shell; against AWS: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and AWS_REGION")
+        return (
+            "is the local stack running? `weward-pipeline stack status`; start it with `weward-pipeline demo "
+            '--keep`, then `eval "$(weward-pipeline stack env)"`'
+        )
+    return (
+        'on the local stack: `weward-pipeline demo --keep`, then `eval "$(weward-pipeline stack env)"` in this '
+        "shell; against AWS: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and AWS_REGION"
+    )
 
 
 def explain(exc: BaseException) -> tuple[str, int] | None:
@@ -97,7 +101,11 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, (boto.NoRegionError, boto.ProfileNotFound, boto.PartialCredentialsError)):
         return f"{exc}; {local_stack_hint()}", 2
     if isinstance(exc, boto.ClientError) and exc.response.get("Error", {}).get("Code") in (
-            "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "UnrecognizedClientException"):
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "UnrecognizedClientException",
+    ):
         return f"AWS refused the credentials of this shell ({exc.response['Error']['Code']}); {local_stack_hint()}", 2
     try:
         import psycopg

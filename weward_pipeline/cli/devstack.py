@@ -24,40 +24,51 @@ from weward_pipeline.devstack.stack import LOCAL_RETENTION_DAYS, REPO_ROOT, Loca
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     stack = subparsers.add_parser(
-        "stack", help="start/stop the local PostgreSQL + S3/Glue stack, or print its environment",
+        "stack",
+        help="start/stop the local PostgreSQL + S3/Glue stack, or print its environment",
         description="The local stack: a real PostgreSQL server with the sample app data and a moto S3+Glue "
-                    "endpoint on free ports, its state under .local/stack (WEWARD_STACK_DIR).",
+        "endpoint on free ports, its state under .local/stack (WEWARD_STACK_DIR).",
     )
-    stack.add_argument("action", choices=["up", "down", "env", "status"],
-                       help="up: start it and load the sample data (idempotent); down: stop it and delete its data; "
-                            "env: print `export` lines for eval \"$(weward-pipeline stack env)\"; "
-                            "status: what runs (exit 0 only if everything does)")
+    stack.add_argument(
+        "action",
+        choices=["up", "down", "env", "status"],
+        help="up: start it and load the sample data (idempotent); down: stop it and delete its data; "
+        'env: print `export` lines for eval "$(weward-pipeline stack env)"; '
+        "status: what runs (exit 0 only if everything does)",
+    )
     stack.add_argument("--users", type=int, default=2_000, help="sample users to generate (up; default 2000)")
     stack.add_argument("--days", type=int, default=5, help="days of sample activity, ending yesterday (up; default 5)")
     stack.set_defaults(handler=cmd_stack)
 
     demo = subparsers.add_parser(
-        "demo", help="fresh local stack + sample data, export the last days and redact through Dagster, print a summary",
+        "demo",
+        help="fresh local stack + sample data, export the last days and redact through Dagster, print a summary",
         description="Starts a fresh local stack, exports the last DAYS days of every table through Dagster, redacts "
-                    f"the days past their retention (the local catalog shortens it: "
-                    f"{', '.join(f'{t} {d} days' for t, d in LOCAL_RETENTION_DAYS.items())}), answers a few analyst "
-                    "questions from the lake, and stops the stack unless --keep.",
+        f"the days past their retention (the local catalog shortens it: "
+        f"{', '.join(f'{t} {d} days' for t, d in LOCAL_RETENTION_DAYS.items())}), answers a few analyst "
+        "questions from the lake, and stops the stack unless --keep.",
     )
     demo.add_argument("--days", type=int, default=5, help="how many recent days to export (default 5)")
     demo.add_argument("--users", type=int, default=5_000, help="sample users to generate (default 5000)")
-    demo.add_argument("--keep", action="store_true",
-                      help="leave the stack running: query it, open it in the Dagster UI (make dev)")
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the stack running: query it, open it in the Dagster UI (make dev)"
+    )
     demo.set_defaults(handler=cmd_demo)
 
     dev = subparsers.add_parser(
-        "dev", help="the Dagster UI (webserver + daemon) on the local stack; Ctrl-C stops everything",
+        "dev",
+        help="the Dagster UI (webserver + daemon) on the local stack; Ctrl-C stops everything",
         description="Runs `dagster dev` on the local stack (started and loaded with sample data if it is not "
-                    "running, and then stopped again on Ctrl-C).",
+        "running, and then stopped again on Ctrl-C).",
     )
     dev.add_argument("--port", type=int, default=3000, help="port of the UI on 127.0.0.1 (default 3000)")
-    dev.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
-                     help="of the webserver and daemon (default warning: at info the daemon logs ~6 lines every "
-                          "30 s; runs' own logs are in the UI either way)")
+    dev.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="of the webserver and daemon (default warning: at info the daemon logs ~6 lines every "
+        "30 s; runs' own logs are in the UI either way)",
+    )
     dev.set_defaults(handler=cmd_dev)
 
 
@@ -84,8 +95,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
         rows = stack.seed(days=args.days, users=args.users, timezone=stack.catalog().timezone)
         print(f"local stack up: PostgreSQL on 127.0.0.1:{stack.postgres.port}, S3/Glue at {stack.aws.endpoint_url}")
         print("sample rows: " + ", ".join(f"{t}={n:,}" for t, n in rows.items()))
-        print(f"environment: eval \"$({me} stack env)\"; nothing is exported yet ({me} demo --keep exports and "
-              "redacts a few days)")
+        print(
+            f'environment: eval "$({me} stack env)"; nothing is exported yet ({me} demo --keep exports and '
+            "redacts a few days)"
+        )
     elif args.action == "env":
         if not stack.running():
             print(f"# the local stack is not running: {me} demo --keep (or {me} stack up)", file=sys.stderr)
@@ -131,8 +144,10 @@ def _failed_checks(result) -> list[str]:
     for event in result.all_events:
         data = event.asset_check_evaluation_data if event.event_type_value == "ASSET_CHECK_EVALUATION" else None
         if data is not None and not data.passed:
-            lines.append(f"    {data.asset_check_key.asset_key.to_user_string()} {data.check_name} failed: "
-                         f"{data.description or 'see its metadata in the UI'}")
+            lines.append(
+                f"    {data.asset_check_key.asset_key.to_user_string()} {data.check_name} failed: "
+                f"{data.description or 'see its metadata in the UI'}"
+            )
     return lines
 
 
@@ -159,11 +174,14 @@ def run_exports(defs, instance, catalog, days: list[dt.date]) -> int:
         # missing" while the run that exports it is still to come.
         checks = {key for key in every_check if key.asset_key in keys and key not in freshness}
         result = job.get_subset(asset_selection=keys, asset_check_selection=checks).execute_in_process(
-            instance=instance, partition_key=day.isoformat(), raise_on_error=False, tags=DEMO_TAGS, run_config=QUIET)
+            instance=instance, partition_key=day.isoformat(), raise_on_error=False, tags=DEMO_TAGS, run_config=QUIET
+        )
         problems = _failures(result) + _failed_checks(result)
         failed += bool(problems) or not result.success
-        print(f"  {day}: {'ok' if result.success and not problems else 'FAILED'}, {len(tables)} tables, "
-              f"{len(checks)} checks (run {result.run_id[:8]})")
+        print(
+            f"  {day}: {'ok' if result.success and not problems else 'FAILED'}, {len(tables)} tables, "
+            f"{len(checks)} checks (run {result.run_id[:8]})"
+        )
         for line in problems:
             print(line)
     return failed
@@ -179,8 +197,8 @@ def _bytes(size: int) -> str:
 
 def print_lake_summary(catalog) -> None:
     """What an analyst sees: per table, the days Glue has, their rows and bytes, read back from the catalog."""
-    from weward_pipeline.config import Settings
     from weward_pipeline.aws import AwsClients
+    from weward_pipeline.config import Settings
     from weward_pipeline.glue import GlueCatalog
     from weward_pipeline.verify import published_manifest
 
@@ -198,8 +216,7 @@ def print_lake_summary(catalog) -> None:
             rows += manifest.rows if manifest else 0
             size += manifest.bytes if manifest else 0
         span = f"{min(days)} .. {max(days)}" if len(days) > 1 else (days[0] if days else "none")
-        print(f"{table.name:<23} {span:<24} {rows:>9,} {_bytes(size):>9}  "
-              f"{settings.lake.url(table.name)}/")
+        print(f"{table.name:<23} {span:<24} {rows:>9,} {_bytes(size):>9}  {settings.lake.url(table.name)}/")
     print(f"Glue database {settings.glue_database}: one table per row above, partitioned by dt")
 
 
@@ -212,16 +229,18 @@ def run_redactions(defs, instance, catalog, days: list[dt.date]) -> int:
     from weward_pipeline.redact import retention_ends
 
     job = defs.resolve_implicit_global_asset_job_def()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     failed = 0
     for table in (t for t in catalog.tables if t.retention_days):
         due = [d for d in days if retention_ends(catalog, table, d) <= now]
         waiting = [d for d in days if d not in due]
         key = redaction_key(table.name)
         for day in due:
-            result = job.get_subset(asset_selection={key}, asset_check_selection={dg.AssetCheckKey(key, REEXPORT_CHECK)}
-                                    ).execute_in_process(instance=instance, partition_key=day.isoformat(),
-                                                         raise_on_error=False, tags=DEMO_TAGS, run_config=QUIET)
+            result = job.get_subset(
+                asset_selection={key}, asset_check_selection={dg.AssetCheckKey(key, REEXPORT_CHECK)}
+            ).execute_in_process(
+                instance=instance, partition_key=day.isoformat(), raise_on_error=False, tags=DEMO_TAGS, run_config=QUIET
+            )
             audit = {}
             for event in result.all_events:
                 if event.event_type_value == "ASSET_MATERIALIZATION":
@@ -233,13 +252,17 @@ def run_redactions(defs, instance, catalog, days: list[dt.date]) -> int:
                 for line in problems:
                     print(line)
                 continue
-            print(f"  {table.name} {day}: {audit['rows_deleted']:,} of {audit['rows_in_export']:,} exported rows deleted "
-                  f"from PostgreSQL, {audit.get('rows_kept_back', 0)} kept back; audit: run {result.run_id[:8]}")
+            print(
+                f"  {table.name} {day}: {audit['rows_deleted']:,} of {audit['rows_in_export']:,} exported rows deleted "
+                f"from PostgreSQL, {audit.get('rows_kept_back', 0)} kept back; audit: run {result.run_id[:8]}"
+            )
         if waiting:
             first_due = retention_ends(catalog, table, waiting[0]).astimezone(catalog.zone)
             span = waiting[0] if len(waiting) == 1 else f"{waiting[0]} .. {waiting[-1]}"
-            print(f"  {table.name} {span}: inside the {table.retention_days}-day retention "
-                  f"({waiting[0]} is due {first_due:%Y-%m-%d %H:%M})")
+            print(
+                f"  {table.name} {span}: inside the {table.retention_days}-day retention "
+                f"({waiting[0]} is due {first_due:%Y-%m-%d %H:%M})"
+            )
     return failed
 
 
@@ -260,7 +283,8 @@ def run_freshness_checks(defs, instance, catalog) -> int:
     keys = freshness_check_keys(catalog)
     job = defs.resolve_job_def(DAILY_EXPORT_JOB)
     result = job.get_subset(asset_selection=set(), asset_check_selection=keys).execute_in_process(
-        instance=instance, raise_on_error=False, tags=DEMO_TAGS, run_config=QUIET)
+        instance=instance, raise_on_error=False, tags=DEMO_TAGS, run_config=QUIET
+    )
     failed = _failed_checks(result) + _failures(result)
     evaluated = sum(1 for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")
     print(f"\nfreshness: {evaluated - len(failed)} of {len(keys)} freshness checks passed (run {result.run_id[:8]})")
@@ -271,16 +295,22 @@ def run_freshness_checks(defs, instance, catalog) -> int:
 
 def print_next_steps(keep: bool) -> None:
     me = self_command()
-    example = "SELECT dt, count(*) AS syncs, count(DISTINCT user_id) AS walkers FROM step_events GROUP BY dt ORDER BY dt"
+    example = (
+        "SELECT dt, count(*) AS syncs, count(DISTINCT user_id) AS walkers FROM step_events GROUP BY dt ORDER BY dt"
+    )
     if keep:
-        print(f"\nThe stack is still running. Next:\n"
-              f"  eval \"$({me} stack env)\"      # this shell then talks to it\n"
-              f"  {me} query \"{example}\"\n"
-              f"  make dev                        # the Dagster UI over it: runs, checks, the redaction's audit\n"
-              f"  {me} stack down          # stop it")
+        print(
+            f"\nThe stack is still running. Next:\n"
+            f'  eval "$({me} stack env)"      # this shell then talks to it\n'
+            f'  {me} query "{example}"\n'
+            f"  make dev                        # the Dagster UI over it: runs, checks, the redaction's audit\n"
+            f"  {me} stack down          # stop it"
+        )
     else:
-        print(f"\nThe stack is stopped. To explore it, keep it: {me} demo --keep (then: eval \"$({me} stack env)\"; "
-              f"{me} query \"SELECT ...\"; make dev for the Dagster UI)")
+        print(
+            f'\nThe stack is stopped. To explore it, keep it: {me} demo --keep (then: eval "$({me} stack env)"; '
+            f'{me} query "SELECT ..."; make dev for the Dagster UI)'
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -295,7 +325,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         catalog = stack.catalog()
         rows = stack.seed(days=args.days + 2, users=args.users, timezone=catalog.timezone)
         print(f"local stack: PostgreSQL on 127.0.0.1:{stack.postgres.port}, S3+Glue (moto) at {stack.aws.endpoint_url}")
-        print(f"sample app data, {args.days + 2} days ending yesterday: " + ", ".join(f"{t}={n:,}" for t, n in rows.items()))
+        print(
+            f"sample app data, {args.days + 2} days ending yesterday: "
+            + ", ".join(f"{t}={n:,}" for t, n in rows.items())
+        )
         _apply_env(stack)
         days = recent_days(catalog.timezone, args.days)
 
@@ -305,12 +338,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         defs = build_definitions(catalog)
         with dg.DagsterInstance.get() as instance:
-            print(f"\nexport: {len(catalog.tables)} tables, {days[0]} .. {days[-1]}, through Dagster "
-                  "(job daily_export, one run per day; snapshot tables: yesterday only)")
+            print(
+                f"\nexport: {len(catalog.tables)} tables, {days[0]} .. {days[-1]}, through Dagster "
+                "(job daily_export, one run per day; snapshot tables: yesterday only)"
+            )
             failed = run_exports(defs, instance, catalog, days)
             print_lake_summary(catalog)
-            print("\nredaction: exported rows past their retention leave PostgreSQL (materializations of "
-                  "redaction/<table>; their metadata is the audit)")
+            print(
+                "\nredaction: exported rows past their retention leave PostgreSQL (materializations of "
+                "redaction/<table>; their metadata is the audit)"
+            )
             failed += run_redactions(defs, instance, catalog, days)
             failed += run_freshness_checks(defs, instance, catalog)
         demo_epilogue()  # the analyst's questions, in Athena SQL, answered from the lake
@@ -358,6 +395,7 @@ def _group_alive(pgid: int) -> bool:
 # The asset groups are the layers (defs/assets.group_for); the UI draws them collapsed until opened.
 LINEAGE_GROUPS = ",".join(f"global@global:{group}" for group in ("postgres", "lake", "redaction"))
 
+
 def cmd_dev(args: argparse.Namespace) -> int:
     import signal
 
@@ -369,23 +407,44 @@ def cmd_dev(args: argparse.Namespace) -> int:
         # `dagster dev` itself is "superseded" by `dg dev` (dagster-dg-cli, not a dependency): one
         # warning line at start that says nothing about this project.
         quiet = "ignore:Function `dev_command` is superseded"
-        env = {**os.environ, **stack.env(),
-               "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS", ""), quiet]))}
+        env = {
+            **os.environ,
+            **stack.env(),
+            "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS", ""), quiet])),
+        }
         url = f"http://127.0.0.1:{args.port}"
-        print(f"Dagster UI on {url} (local stack: PostgreSQL :{stack.postgres.port}, S3/Glue {stack.aws.endpoint_url}); "
-              f"Ctrl-C to stop\nlineage, every layer open: {url}/asset-groups?expanded={LINEAGE_GROUPS}", flush=True)
+        print(
+            f"Dagster UI on {url} (local stack: PostgreSQL :{stack.postgres.port}, S3/Glue {stack.aws.endpoint_url}); "
+            f"Ctrl-C to stop\nlineage, every layer open: {url}/asset-groups?expanded={LINEAGE_GROUPS}",
+            flush=True,
+        )
         if started_here:
-            print(f"(a fresh stack: sample data, nothing exported yet; `{self_command()} demo --keep` before "
-                  "`make dev` shows exports, checks and a redaction)", flush=True)
+            print(
+                f"(a fresh stack: sample data, nothing exported yet; `{self_command()} demo --keep` before "
+                "`make dev` shows exports, checks and a redaction)",
+                flush=True,
+            )
         dagster = Path(sys.executable).parent / "dagster"
         # Its own process group, so Ctrl-C reaches us and we stop the whole tree (webserver,
         # daemon, code servers) by group; `dagster dev` alone does not always exit on SIGINT.
         # cwd: the instance's own directory ($DAGSTER_HOME, where its dagster.yaml is), not the
         # repository, whose dagster.yaml `dagster dev` would otherwise warn it ignores.
         process = subprocess.Popen(
-            [str(dagster), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(args.port),
-             "--log-level", args.log_level],
-            env=env, cwd=stack.dagster_home, start_new_session=True,
+            [
+                str(dagster),
+                "dev",
+                "-w",
+                str(REPO_ROOT / "workspace.yaml"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(args.port),
+                "--log-level",
+                args.log_level,
+            ],
+            env=env,
+            cwd=stack.dagster_home,
+            start_new_session=True,
         )
 
         # A SIGTERM (e.g. from a supervisor) cleans up like Ctrl-C does.

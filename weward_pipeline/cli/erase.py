@@ -17,8 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from weward_pipeline.config import ConfigError, Settings, load_catalog
 from weward_pipeline.cli import one_line
+from weward_pipeline.config import ConfigError, Settings, load_catalog
 from weward_pipeline.erasure import ErasureLimits
 
 
@@ -30,16 +30,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "affected Parquet objects, verifies, publishes atomically, deletes superseded objects and object "
         "versions, and writes an audit record without identifiers (s3://<lake>/_audit/erasure/).",
     )
-    erase.add_argument("--ids-file", required=True,
-                       help="file with one user id per line ('-' for standard input); keep it out of shell history")
-    erase.add_argument("--tables", default="", help="comma-separated subset of the catalog's tables (default: all with user_column)")
-    erase.add_argument("--postgres", action="store_true",
-                       help="also delete the users' rows from PostgreSQL (WEWARD_PG_ERASE_URL, else WEWARD_PG_REDACT_URL), first")
+    erase.add_argument(
+        "--ids-file",
+        required=True,
+        help="file with one user id per line ('-' for standard input); keep it out of shell history",
+    )
+    erase.add_argument(
+        "--tables", default="", help="comma-separated subset of the catalog's tables (default: all with user_column)"
+    )
+    erase.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also delete the users' rows from PostgreSQL (WEWARD_PG_ERASE_URL, else WEWARD_PG_REDACT_URL), first",
+    )
     erase.add_argument("--dry-run", action="store_true", help="report what would be erased; change and write nothing")
-    erase.add_argument("--batch-rows", type=int, default=ErasureLimits.batch_rows,
-                       help=f"PostgreSQL rows deleted per transaction (default {ErasureLimits.batch_rows})")
-    erase.add_argument("--json", action="store_true",
-                       help="print the report as JSON on stdout (the audit record's content), progress on stderr")
+    erase.add_argument(
+        "--batch-rows",
+        type=int,
+        default=ErasureLimits.batch_rows,
+        help=f"PostgreSQL rows deleted per transaction (default {ErasureLimits.batch_rows})",
+    )
+    erase.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as JSON on stdout (the audit record's content), progress on stderr",
+    )
     erase.set_defaults(handler=cmd_erase)
 
 
@@ -60,9 +75,16 @@ def cmd_erase(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
         catalog = load_catalog()
         tables = [t.strip() for t in args.tables.split(",") if t.strip()] or None
-        report = erase_users(settings, catalog, request, tables=tables, delete_from_postgres=args.postgres,
-                             dry_run=args.dry_run, limits=ErasureLimits(batch_rows=args.batch_rows),
-                             on_progress=lambda message: print(message, file=sys.stderr))
+        report = erase_users(
+            settings,
+            catalog,
+            request,
+            tables=tables,
+            delete_from_postgres=args.postgres,
+            dry_run=args.dry_run,
+            limits=ErasureLimits(batch_rows=args.batch_rows),
+            on_progress=lambda message: print(message, file=sys.stderr),
+        )
     except (ConfigError, ErasureError) as exc:
         print(f"weward-pipeline erase: {one_line(str(exc))}", file=sys.stderr)
         return 2

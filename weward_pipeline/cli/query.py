@@ -43,22 +43,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     query.add_argument("sql", nargs="?", help="the SQL statement ('-' reads it from standard input)")
     query.add_argument("-f", "--file", help="read the SQL from this file")
-    query.add_argument("--engine", choices=ENGINES, default=None,
-                       help="auto (default, WEWARD_QUERY_ENGINE): local when AWS_ENDPOINT_URL points at the local stack, else athena")
+    query.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help="auto (default, WEWARD_QUERY_ENGINE): local when AWS_ENDPOINT_URL points at the local stack, else athena",
+    )
     query.add_argument("-o", "--output", help="write all rows to this .csv or .parquet file instead of printing them")
     query.add_argument("--max-rows", type=int, default=100, help="rows to print (default 100)")
-    query.add_argument("--max-bytes-scanned", default=None,
-                       help="stop the query past this scan, e.g. 500MB, 20GB (default: WEWARD_QUERY_MAX_BYTES_SCANNED; "
-                            "Athena's workgroup cutoff applies too)")
+    query.add_argument(
+        "--max-bytes-scanned",
+        default=None,
+        help="stop the query past this scan, e.g. 500MB, 20GB (default: WEWARD_QUERY_MAX_BYTES_SCANNED; "
+        "Athena's workgroup cutoff applies too)",
+    )
     query.add_argument("--timeout", type=float, default=None, help="cancel the query after this many seconds")
-    query.add_argument("--show-sql", action="store_true",
-                       help="print the statement the engine ran on stderr: locally, the DuckDB translation of your Athena SQL")
+    query.add_argument(
+        "--show-sql",
+        action="store_true",
+        help="print the statement the engine ran on stderr: locally, the DuckDB translation of your Athena SQL",
+    )
     query.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary on stderr")
-    query.add_argument("--tables", action="store_true", help="list the tables and views a query can use, with their days")
-    query.add_argument("--create-latest-views", action="store_true",
-                       help="Athena: create or replace the <name>_latest view of every snapshot table")
-    query.add_argument("--print-latest-views", action="store_true",
-                       help="print the CREATE VIEW statements of the <name>_latest views instead of running them")
+    query.add_argument(
+        "--tables", action="store_true", help="list the tables and views a query can use, with their days"
+    )
+    query.add_argument(
+        "--create-latest-views",
+        action="store_true",
+        help="Athena: create or replace the <name>_latest view of every snapshot table",
+    )
+    query.add_argument(
+        "--print-latest-views",
+        action="store_true",
+        help="print the CREATE VIEW statements of the <name>_latest views instead of running them",
+    )
     query.set_defaults(handler=cmd_query)
 
 
@@ -80,8 +98,10 @@ class ProgressLine:
         if not self.enabled:
             return
         ident = f" {progress.query_id}" if progress.query_id else ""
-        text = (f"[{progress.engine}{ident}] {progress.state:<9} {progress.elapsed_s:6.1f} s  "
-                f"{format_bytes(progress.bytes_scanned)} scanned")
+        text = (
+            f"[{progress.engine}{ident}] {progress.state:<9} {progress.elapsed_s:6.1f} s  "
+            f"{format_bytes(progress.bytes_scanned)} scanned"
+        )
         if self.tty:
             self.ticks += 1
             self.stream.write(f"\r{self.SPINNER[self.ticks % 4]} {text}\x1b[K")
@@ -118,12 +138,17 @@ def _print_tables(settings: QuerySettings) -> int:
         days = []
         for page in glue.get_paginator("get_partitions").paginate(DatabaseName=settings.glue_database, TableName=name):
             days.extend(p["Values"][0] for p in page["Partitions"])
-        span = (f"{min(days)} .. {max(days)} ({len(days)} day{'s' if len(days) != 1 else ''})"
-                if days else "no day published yet")
+        span = (
+            f"{min(days)} .. {max(days)} ({len(days)} day{'s' if len(days) != 1 else ''})"
+            if days
+            else "no day published yet"
+        )
         print(f"  {name:<28} {table.mode or 'table':<8} {span}; columns: {', '.join(c for c, _ in table.columns)}, dt")
         if table.mode == "snapshot" and latest_view_name(name) not in tables:
-            print(f"  {latest_view_name(name):<28} view     the latest day of {name}"
-                  + (f" (dt = '{max(days)}')" if days else ""))
+            print(
+                f"  {latest_view_name(name):<28} view     the latest day of {name}"
+                + (f" (dt = '{max(days)}')" if days else "")
+            )
     return 0
 
 
@@ -143,33 +168,49 @@ def cmd_query(args: argparse.Namespace) -> int:
             return _print_tables(settings)
         if args.print_latest_views:
             glue = aws.client(settings, "glue")
-            snapshot = sorted(t.name for t in list_lake_tables(glue, settings.glue_database).values()
-                              if t.mode == "snapshot" and not t.is_view)
+            snapshot = sorted(
+                t.name
+                for t in list_lake_tables(glue, settings.glue_database).values()
+                if t.mode == "snapshot" and not t.is_view
+            )
             for name in snapshot:
                 print(latest_view_sql(settings.glue_database, name) + ";\n")
             return 0
         progress = ProgressLine(enabled=not args.quiet)
-        engine = build_engine(settings, args.engine, max_bytes_scanned=parse_size(args.max_bytes_scanned),
-                              timeout_s=args.timeout, progress=progress)
+        engine = build_engine(
+            settings,
+            args.engine,
+            max_bytes_scanned=parse_size(args.max_bytes_scanned),
+            timeout_s=args.timeout,
+            progress=progress,
+        )
         if args.create_latest_views:
             if not isinstance(engine, AthenaEngine):
-                print("--create-latest-views creates Athena views; the local engine defines <name>_latest itself. "
-                      "Use --engine athena (with permission to create tables in the Glue database).", file=sys.stderr)
+                print(
+                    "--create-latest-views creates Athena views; the local engine defines <name>_latest itself. "
+                    "Use --engine athena (with permission to create tables in the Glue database).",
+                    file=sys.stderr,
+                )
                 return 2
             try:
                 results = engine.create_latest_views()
             finally:
                 progress.clear()
             for result in results:
-                print(f"created {result.sql.splitlines()[0].removeprefix('CREATE OR REPLACE VIEW ').removesuffix(' AS')} "
-                      f"(query {result.query_id})")
+                print(
+                    f"created {result.sql.splitlines()[0].removeprefix('CREATE OR REPLACE VIEW ').removesuffix(' AS')} "
+                    f"(query {result.query_id})"
+                )
             if not results:
                 print("no snapshot table in the Glue database yet: nothing to create")
             return 0
         sql = _read_sql(args)
         if not sql or not sql.strip():
-            print('weward-pipeline query: give the SQL as an argument, with -f FILE or on stdin ("-"); '
-                  "--tables lists what can be queried", file=sys.stderr)
+            print(
+                'weward-pipeline query: give the SQL as an argument, with -f FILE or on stdin ("-"); '
+                "--tables lists what can be queried",
+                file=sys.stderr,
+            )
             return 2
         if isinstance(engine, LocalEngine) and not args.quiet:
             print(f"[local] DuckDB over the objects Glue database {settings.glue_database} points at", file=sys.stderr)

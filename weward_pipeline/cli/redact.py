@@ -45,34 +45,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def register_redact(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "redact", help="dry-run (or --execute) the redaction of a table's exported days from PostgreSQL",
+        "redact",
+        help="dry-run (or --execute) the redaction of a table's exported days from PostgreSQL",
         description="Per day: verify the published export, then count (dry run) or delete, in short batches, "
-                    "the rows it holds unchanged. Rows inserted or changed after the export stay. Exit status: "
-                    "0 every day done (or dry-run), 1 a day refused or failed, 2 bad usage or configuration.",
+        "the rows it holds unchanged. Rows inserted or changed after the export stay. Exit status: "
+        "0 every day done (or dry-run), 1 a day refused or failed, 2 bad usage or configuration.",
     )
     parser.add_argument("table", help="catalog table name (it needs retention_days)")
     parser.add_argument("day", type=iso_date, help="first day, YYYY-MM-DD")
     parser.add_argument("--to", type=iso_date, help="last day (inclusive); default: DAY only")
     parser.add_argument("--execute", action="store_true", help="really delete (default: dry run, writes nothing)")
     defaults = RedactionLimits()
-    parser.add_argument("--batch-rows", type=int, default=defaults.batch_rows,
-                        help="pin the keys per DELETE, each batch its own short transaction (default: sized by "
-                             "--target-batch-s)")
-    parser.add_argument("--pause-s", type=float, default=defaults.pause_s,
-                        help="pin the sleep between batches, seconds (default: by --duty-cycle and the database's signals)")
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=defaults.batch_rows,
+        help="pin the keys per DELETE, each batch its own short transaction (default: sized by --target-batch-s)",
+    )
+    parser.add_argument(
+        "--pause-s",
+        type=float,
+        default=defaults.pause_s,
+        help="pin the sleep between batches, seconds (default: by --duty-cycle and the database's signals)",
+    )
     parser.add_argument("--duty-cycle", type=float, help="share of the time spent deleting (pacing; default 0.5)")
     parser.add_argument("--target-batch-s", type=float, help="duration batches are sized for (pacing; default 0.02)")
-    parser.add_argument("--max-canary-ms", type=float, help="back off while `SELECT 1` takes longer (pacing; default 25)")
-    parser.add_argument("--lock-timeout-s", type=float, default=defaults.lock_timeout_s,
-                        help="give up a batch that waits longer than this for a lock, seconds; it is retried, then "
-                             f"kept back (default {defaults.lock_timeout_s:g})")
-    parser.add_argument("--max-replica-lag-s", type=float, default=None,
-                        help="pause while a standby replays more than this many seconds behind (needs pg_monitor)")
-    parser.add_argument("--max-runtime-s", type=float, default=None,
-                        help="stop cleanly after this many seconds; a re-run continues")
-    parser.add_argument("--json", action="store_true",
-                        help="print only a JSON list on stdout, one object per day (its full report, or why it "
-                             "was refused)")
+    parser.add_argument(
+        "--max-canary-ms", type=float, help="back off while `SELECT 1` takes longer (pacing; default 25)"
+    )
+    parser.add_argument(
+        "--lock-timeout-s",
+        type=float,
+        default=defaults.lock_timeout_s,
+        help="give up a batch that waits longer than this for a lock, seconds; it is retried, then "
+        f"kept back (default {defaults.lock_timeout_s:g})",
+    )
+    parser.add_argument(
+        "--max-replica-lag-s",
+        type=float,
+        default=None,
+        help="pause while a standby replays more than this many seconds behind (needs pg_monitor)",
+    )
+    parser.add_argument(
+        "--max-runtime-s", type=float, default=None, help="stop cleanly after this many seconds; a re-run continues"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print only a JSON list on stdout, one object per day (its full report, or why it was refused)",
+    )
     parser.set_defaults(handler=cmd_redact)
 
 
@@ -86,7 +107,11 @@ class _Refusals:
     last: dt.date
 
     def line(self) -> str:
-        days = f"{self.first}" if self.first == self.last else f"{self.first} .. {self.last} ({(self.last - self.first).days + 1} days)"
+        days = (
+            f"{self.first}"
+            if self.first == self.last
+            else f"{self.first} .. {self.last} ({(self.last - self.first).days + 1} days)"
+        )
         return f"{days}  refused ({self.reason}): {self.message}"
 
 
@@ -98,11 +123,23 @@ def cmd_redact(args: argparse.Namespace) -> int:
         catalog = load_catalog()
         table = catalog.table(args.table)
         settings = Settings.from_env()
-        pacing = {name: value for name, value in (("duty_cycle", args.duty_cycle), ("target_batch_s", args.target_batch_s),
-                                                  ("max_canary_ms", args.max_canary_ms)) if value is not None}
-        limits = RedactionLimits(batch_rows=args.batch_rows, pause_s=args.pause_s, lock_timeout_s=args.lock_timeout_s,
-                                 max_replica_lag_s=args.max_replica_lag_s, max_runtime_s=args.max_runtime_s,
-                                 pacing=pacing)
+        pacing = {
+            name: value
+            for name, value in (
+                ("duty_cycle", args.duty_cycle),
+                ("target_batch_s", args.target_batch_s),
+                ("max_canary_ms", args.max_canary_ms),
+            )
+            if value is not None
+        }
+        limits = RedactionLimits(
+            batch_rows=args.batch_rows,
+            pause_s=args.pause_s,
+            lock_timeout_s=args.lock_timeout_s,
+            max_replica_lag_s=args.max_replica_lag_s,
+            max_runtime_s=args.max_runtime_s,
+            pacing=pacing,
+        )
         limits.validate()
         PacingLimits().merged(table.pacing, pacing)
     except ConfigError as exc:
@@ -138,8 +175,16 @@ def cmd_redact(args: argparse.Namespace) -> int:
     day = args.day
     while day <= last:
         try:
-            report = redact_day(settings, catalog, table, day, clients=clients, limits=limits, dry_run=dry_run,
-                                on_progress=lambda message: None)
+            report = redact_day(
+                settings,
+                catalog,
+                table,
+                day,
+                clients=clients,
+                limits=limits,
+                dry_run=dry_run,
+                on_progress=lambda message: None,
+            )
         except RedactionRefused as exc:
             ok = False
             results.append({"day": day.isoformat(), "status": "refused", "reason": exc.reason, "message": str(exc)})
@@ -149,16 +194,23 @@ def cmd_redact(args: argparse.Namespace) -> int:
                 flush_refusals()
                 refused = _Refusals(exc.reason, str(exc), day, day)
             if exc.reason == INSIDE_RETENTION:  # so is every later day: one line for the rest of the range
-                results.extend({"day": (day + dt.timedelta(days=n)).isoformat(), "status": "refused",
-                                "reason": exc.reason, "message": "inside its retention, as the day before"}
-                               for n in range(1, (last - day).days + 1))
+                results.extend(
+                    {
+                        "day": (day + dt.timedelta(days=n)).isoformat(),
+                        "status": "refused",
+                        "reason": exc.reason,
+                        "message": "inside its retention, as the day before",
+                    }
+                    for n in range(1, (last - day).days + 1)
+                )
                 refused.last = last
                 break
         except RedactionFailed as exc:
             ok = False
             flush_refusals()
-            results.append({"day": day.isoformat(), "status": "failed", "message": str(exc),
-                            "report": exc.report.as_dict()})
+            results.append(
+                {"day": day.isoformat(), "status": "failed", "message": str(exc), "report": exc.report.as_dict()}
+            )
             say(f"{day}  FAILED after {exc.report.rows_deleted} deleted rows: {exc}")
         except (SourceError, psycopg.Error) as exc:  # wrong password, server down: every day would say the same
             flush_refusals()
@@ -171,9 +223,11 @@ def cmd_redact(args: argparse.Namespace) -> int:
             results.append(report.as_dict())
             rows = report.rows_would_delete if dry_run else report.rows_deleted
             kept = ", ".join(f"{n} {reason}" for reason, n in report.kept_back.items() if n)
-            say(f"{day}  {report.rows_in_export:>9} {rows:>9} {report.rows_already_gone:>6} "
+            say(
+                f"{day}  {report.rows_in_export:>9} {rows:>9} {report.rows_already_gone:>6} "
                 f"{report.rows_kept_back:>6}  {report.status}{' - ' + kept if kept else ''}"
-                f"{' - ' + report.why_quit if report.why_quit else ''}")
+                f"{' - ' + report.why_quit if report.why_quit else ''}"
+            )
             ok &= report.status in ("done", "dry_run")
             statement = statement or report.delete_sql
         day += dt.timedelta(days=1)
@@ -182,8 +236,7 @@ def cmd_redact(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=1, default=str))
     elif dry_run and statement:
         size = f"{limits.batch_rows} keys" if limits.batch_rows else "keys (sized by pacing)"
-        print(f"\ndry run: nothing was written. Each batch of {size} would run, in its own "
-              f"transaction:\n{statement}")
+        print(f"\ndry run: nothing was written. Each batch of {size} would run, in its own transaction:\n{statement}")
     return 0 if ok else 1
 
 
@@ -212,19 +265,35 @@ def register_due(subparsers: argparse._SubParsersAction) -> None:
             "runs are caught up within the lookback. Exit status 1 if a day failed; nothing due is success."
         ),
     )
-    parser.add_argument("--tables", default="",
-                        help="comma-separated subset of the catalog's tables (default: all with retention_days)")
-    parser.add_argument("--lookback-days", type=int, default=None,
-                        help=f"consider days whose retention ended within this many days (default ${LOOKBACK_ENV} "
-                             f"or {DEFAULT_LOOKBACK_DAYS}); older days are listed, not redacted")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="run each due day as a Dagster dry run (tag weward/dry_run=true): PostgreSQL only read, "
-                             "nothing materialized, the automation state left as it was")
-    parser.add_argument("--abandoned-after-hours", type=float, default=DEFAULT_ABANDONED_AFTER_HOURS,
-                        help="mark runs of this command still in progress after this long as failed "
-                             f"(their process is gone; default {DEFAULT_ABANDONED_AFTER_HOURS:g})")
-    parser.add_argument("--now", type=_timestamp, default=None,
-                        help="evaluate as of this past instant (ISO 8601 with offset), e.g. to replay a missed day")
+    parser.add_argument(
+        "--tables", default="", help="comma-separated subset of the catalog's tables (default: all with retention_days)"
+    )
+    parser.add_argument(
+        "--lookback-days",
+        type=int,
+        default=None,
+        help=f"consider days whose retention ended within this many days (default ${LOOKBACK_ENV} "
+        f"or {DEFAULT_LOOKBACK_DAYS}); older days are listed, not redacted",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run each due day as a Dagster dry run (tag weward/dry_run=true): PostgreSQL only read, "
+        "nothing materialized, the automation state left as it was",
+    )
+    parser.add_argument(
+        "--abandoned-after-hours",
+        type=float,
+        default=DEFAULT_ABANDONED_AFTER_HOURS,
+        help="mark runs of this command still in progress after this long as failed "
+        f"(their process is gone; default {DEFAULT_ABANDONED_AFTER_HOURS:g})",
+    )
+    parser.add_argument(
+        "--now",
+        type=_timestamp,
+        default=None,
+        help="evaluate as of this past instant (ISO 8601 with offset), e.g. to replay a missed day",
+    )
     parser.set_defaults(handler=cmd_redact_due)
 
 
@@ -283,7 +352,8 @@ class DayState:
 
     def _latest(self, key, day: str):
         records = self.instance.fetch_materializations(
-            self.dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1).records
+            self.dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
+        ).records
         return records[0] if records else None
 
     def _last_attempt(self, day: str):
@@ -314,9 +384,12 @@ class DayState:
         # asset selection) says when. A failure before the latest export no longer counts.
         attempt = self._last_attempt(day) if redaction_status == self.dg.AssetPartitionStatus.FAILED else None
         if redaction_status == self.dg.AssetPartitionStatus.FAILED and (
-                attempt is None or attempt.create_timestamp.timestamp() > export.timestamp):
-            return (f"its last redaction failed; fix the cause (see that run), then: dagster asset materialize "
-                    f"-m weward_pipeline.definitions --select key:redaction/{self.table.name} --partition {day}")
+            attempt is None or attempt.create_timestamp.timestamp() > export.timestamp
+        ):
+            return (
+                f"its last redaction failed; fix the cause (see that run), then: dagster asset materialize "
+                f"-m weward_pipeline.definitions --select key:redaction/{self.table.name} --partition {day}"
+            )
         verdicts = latest_verdicts(self.instance, self.table.name, day)
         if not verdicts:
             return None  # checked before verdicts were recorded: the redaction verifies the day itself
@@ -324,13 +397,16 @@ class DayState:
         for name in CHECK_NAMES.values():
             passed, checked, _ = verdicts.get(name, (False, "", ""))
             if not passed or (published is not None and checked != published):
-                return (f"the export's checks have not passed on the published export (run the checks of "
-                        f"lake/{self.table.name} for {day} again, or re-export)")
+                return (
+                    f"the export's checks have not passed on the published export (run the checks of "
+                    f"lake/{self.table.name} for {day} again, or re-export)"
+                )
         return None
 
 
-def plan_table(instance, catalog: Catalog, table: TableConfig, now: dt.datetime, lookback_days: int,
-               published) -> TablePlan:
+def plan_table(
+    instance, catalog: Catalog, table: TableConfig, now: dt.datetime, lookback_days: int, published
+) -> TablePlan:
     """The due days of the lookback window, why the others are not, and due days older than it."""
     state = DayState(instance, catalog, table, published)
     window = lookback_window(catalog, table, now, lookback_days)
@@ -346,12 +422,20 @@ def plan_table(instance, catalog: Catalog, table: TableConfig, now: dt.datetime,
             not_due[day] = why
     # Older days: only those exported and never redacted nor attempted are candidates (one query each way).
     first = window[0] if window else now.astimezone(catalog.zone).date().isoformat()
-    older_days = [k for k in state.partitions.get_partition_keys(current_time=now)
-                  if k < first and retention_ends(catalog, table, dt.date.fromisoformat(k)) <= now]
+    older_days = [
+        k
+        for k in state.partitions.get_partition_keys(current_time=now)
+        if k < first and retention_ends(catalog, table, dt.date.fromisoformat(k)) <= now
+    ]
     materialized = state.dg.AssetPartitionStatus.MATERIALIZED
     older_lake, older_redaction = state.statuses(state.lake, older_days), state.statuses(state.redaction, older_days)
-    older = [d for d in older_days if older_lake.get(d) == materialized and older_redaction.get(d) is None
-             and state.why_not(d, older_lake.get(d), None) is None]
+    older = [
+        d
+        for d in older_days
+        if older_lake.get(d) == materialized
+        and older_redaction.get(d) is None
+        and state.why_not(d, older_lake.get(d), None) is None
+    ]
     return TablePlan(table=table, due=due, not_due=not_due, redacted_before=redacted_before, older=older)
 
 
@@ -391,8 +475,13 @@ def redact_one_day(defs, instance, table: TableConfig, day: str, dry_run: bool) 
     job = defs.resolve_implicit_global_asset_job_def()
     with heartbeat:
         result = job.execute_in_process(
-            instance=instance, partition_key=day, asset_selection=[key], tags=tags, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}}, run_id=heartbeat.run_id,
+            instance=instance,
+            partition_key=day,
+            asset_selection=[key],
+            tags=tags,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            run_id=heartbeat.run_id,
         )
     run = result.run_id[:8]
     metadata = {}
@@ -411,8 +500,10 @@ def redact_one_day(defs, instance, table: TableConfig, day: str, dry_run: bool) 
     if dry_run:
         text = f"dry run: would delete {value['rows_would_delete']} of {value['rows_in_export']} exported rows"
     else:
-        text = (f"redacted: {value['rows_deleted']} of {value['rows_in_export']} exported rows deleted, "
-                f"{value['rows_already_gone']} already gone")
+        text = (
+            f"redacted: {value['rows_deleted']} of {value['rows_in_export']} exported rows deleted, "
+            f"{value['rows_already_gone']} already gone"
+        )
     text += f"; kept back: {kept}" if kept else "; kept back: none"
     if value.get("needs_reexport"):
         text += f" (re-export lake/{table.name} for {day}; it is redacted again after)"
@@ -426,16 +517,27 @@ def fail_abandoned_runs(instance, older_than: dt.timedelta) -> list[str]:
 
     from weward_pipeline.defs.liveness import free_run
 
-    in_progress = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-                   dg.DagsterRunStatus.CANCELING]
-    cutoff = dt.datetime.now(dt.timezone.utc) - older_than
+    in_progress = [
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,
+    ]
+    cutoff = dt.datetime.now(dt.UTC) - older_than
     lines = []
-    for run in instance.get_runs(filters=dg.RunsFilter(tags={LAUNCHED_BY_TAG: LAUNCHED_BY}, statuses=in_progress,
-                                                       created_before=cutoff)):
-        free_run(instance, run, f"abandoned: still {run.status.value} after {older_than}; the redact-due process "
-                                "running it is gone (killed or stopped)")
-        lines.append(f"run {run.run_id[:8]} ({run.tags.get('dagster/partition', '?')}) was still "
-                     f"{run.status.value} after {older_than}: marked failed")
+    for run in instance.get_runs(
+        filters=dg.RunsFilter(tags={LAUNCHED_BY_TAG: LAUNCHED_BY}, statuses=in_progress, created_before=cutoff)
+    ):
+        free_run(
+            instance,
+            run,
+            f"abandoned: still {run.status.value} after {older_than}; the redact-due process "
+            "running it is gone (killed or stopped)",
+        )
+        lines.append(
+            f"run {run.run_id[:8]} ({run.tags.get('dagster/partition', '?')}) was still "
+            f"{run.status.value} after {older_than}: marked failed"
+        )
     return lines
 
 
@@ -448,16 +550,20 @@ def cmd_redact_due(args: argparse.Namespace) -> int:
     try:
         catalog = load_catalog()
         tables = _tables_with_retention(catalog, args.tables)
-        lookback = args.lookback_days if args.lookback_days is not None else _env_int(LOOKBACK_ENV, DEFAULT_LOOKBACK_DAYS)
+        lookback = (
+            args.lookback_days if args.lookback_days is not None else _env_int(LOOKBACK_ENV, DEFAULT_LOOKBACK_DAYS)
+        )
         if lookback < 1:
             raise ConfigError(f"--lookback-days (or ${LOOKBACK_ENV}) must be at least 1, got {lookback}")
         if args.abandoned_after_hours < 0:
             raise ConfigError("--abandoned-after-hours must be 0 or more")
-        real_now = dt.datetime.now(dt.timezone.utc)
+        real_now = dt.datetime.now(dt.UTC)
         now = args.now or real_now
         if now > real_now + dt.timedelta(minutes=1):
-            raise ConfigError(f"--now {now.isoformat()} is in the future: redaction itself checks the retention "
-                              "against the real clock")
+            raise ConfigError(
+                f"--now {now.isoformat()} is in the future: redaction itself checks the retention "
+                "against the real clock"
+            )
         defs = build_definitions(catalog)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -466,9 +572,12 @@ def cmd_redact_due(args: argparse.Namespace) -> int:
         print(f"no table of {catalog.path or 'the catalog'} has retention_days: nothing is ever redacted")
         return 0
     if not os.environ.get("DAGSTER_HOME"):
-        print("error: DAGSTER_HOME is not set. redact-due records every redaction in the Dagster instance of "
-              "$DAGSTER_HOME/dagster.yaml (in production deploy/dagster.yaml, PostgreSQL storage); set it to that "
-              "directory", file=sys.stderr)
+        print(
+            "error: DAGSTER_HOME is not set. redact-due records every redaction in the Dagster instance of "
+            "$DAGSTER_HOME/dagster.yaml (in production deploy/dagster.yaml, PostgreSQL storage); set it to that "
+            "directory",
+            file=sys.stderr,
+        )
         return 2
     instance = dg.DagsterInstance.get()
 
@@ -476,8 +585,10 @@ def cmd_redact_due(args: argparse.Namespace) -> int:
     width = max(len(t.name) for t in tables)
     mode = "dry run" if args.dry_run else "redacting"
     with instance:
-        print(f"redact-due ({mode}) as of {now.isoformat(timespec='seconds')}, lookback {lookback} days, "
-              f"Dagster instance {instance.root_directory} ({type(instance.run_storage).__name__})")
+        print(
+            f"redact-due ({mode}) as of {now.isoformat(timespec='seconds')}, lookback {lookback} days, "
+            f"Dagster instance {instance.root_directory} ({type(instance.run_storage).__name__})"
+        )
         if not args.dry_run:
             # Runs (any, e.g. a killed export) whose worker is gone free their pool slots first: the
             # redactions below claim postgres_source slots too (defs/liveness.py).
@@ -494,8 +605,9 @@ def cmd_redact_due(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def redact_table(defs, instance, catalog: Catalog, table: TableConfig, now: dt.datetime, lookback: int,
-                 dry_run: bool, width: int) -> int:
+def redact_table(
+    defs, instance, catalog: Catalog, table: TableConfig, now: dt.datetime, lookback: int, dry_run: bool, width: int
+) -> int:
     """Prints why days are not due, redacts the due ones; returns how many failed."""
     published = _published_export_ids(table)
     plan = plan_table(instance, catalog, table, now, lookback, published)
@@ -520,14 +632,20 @@ def redact_table(defs, instance, catalog: Catalog, table: TableConfig, now: dt.d
         latest = plan_table(instance, catalog, table, now, lookback, published)
     left = [day for day in latest.due if day not in attempted]
     if left and not dry_run:
-        print(f"{table.name}: still due after {MAX_ROUNDS} rounds (exports changing meanwhile?): "
-              f"{', '.join(left)}; the next run takes them")
-    summary = (f"{table.name}: {len(attempted)} due, {plan.redacted_before} redacted before, "
-               f"{len(plan.not_due)} not due in the last {lookback} days past its {table.retention_days}-day retention")
+        print(
+            f"{table.name}: still due after {MAX_ROUNDS} rounds (exports changing meanwhile?): "
+            f"{', '.join(left)}; the next run takes them"
+        )
+    summary = (
+        f"{table.name}: {len(attempted)} due, {plan.redacted_before} redacted before, "
+        f"{len(plan.not_due)} not due in the last {lookback} days past its {table.retention_days}-day retention"
+    )
     if plan.older:
-        summary += (f"; {len(plan.older)} older day(s) not redacted ({plan.older[0]} .. {plan.older[-1]}): "
-                    f"--lookback-days {_days_to_cover(catalog, table, now, plan.older[0])} or a backfill of "
-                    f"redaction/{table.name}")
+        summary += (
+            f"; {len(plan.older)} older day(s) not redacted ({plan.older[0]} .. {plan.older[-1]}): "
+            f"--lookback-days {_days_to_cover(catalog, table, now, plan.older[0])} or a backfill of "
+            f"redaction/{table.name}"
+        )
     print(summary)
     return failed
 
@@ -551,8 +669,11 @@ def _runs_of_days(reasons: dict[str, str]) -> list[tuple[str, str, str]]:
     runs: list[list[str]] = []
     for day in sorted(reasons):
         previous = runs[-1] if runs else None
-        if (previous and reasons[previous[1]] == reasons[day]
-                and dt.date.fromisoformat(previous[1]) + dt.timedelta(days=1) == dt.date.fromisoformat(day)):
+        if (
+            previous
+            and reasons[previous[1]] == reasons[day]
+            and dt.date.fromisoformat(previous[1]) + dt.timedelta(days=1) == dt.date.fromisoformat(day)
+        ):
             previous[1] = day
         else:
             runs.append([day, day])
@@ -585,8 +706,10 @@ def _tables_with_retention(catalog: Catalog, names: str) -> list[TableConfig]:
         table = catalog.table(name)  # ConfigError naming the known tables
         if table.retention_days is None:
             known = ", ".join(t.name for t in with_retention) or "none"
-            raise ConfigError(f"table {name} has no retention_days in {catalog.path or 'the catalog'}, so it is never "
-                              f"redacted; tables with a retention: {known}")
+            raise ConfigError(
+                f"table {name} has no retention_days in {catalog.path or 'the catalog'}, so it is never "
+                f"redacted; tables with a retention: {known}"
+            )
         if table not in chosen:
             chosen.append(table)
     return chosen

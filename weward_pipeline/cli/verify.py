@@ -14,16 +14,17 @@ import datetime as dt
 import json
 import sys
 
+from weward_pipeline.aws import AwsClients
 from weward_pipeline.cli import iso_date, one_line
 from weward_pipeline.config import ConfigError, Settings, load_catalog
-from weward_pipeline.aws import AwsClients
 from weward_pipeline.extract import SourceError
 from weward_pipeline.restate import compare_rows
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "verify", help="compare published days with PostgreSQL row by row (missing, extra, changed keys)",
+        "verify",
+        help="compare published days with PostgreSQL row by row (missing, extra, changed keys)",
         description=__doc__.split("\n\n", 1)[1],
     )
     parser.add_argument("table", help="catalog table name")
@@ -59,22 +60,41 @@ def cmd_verify(args: argparse.Namespace) -> int:
             continue
         ok &= result.equal
         if args.json:
-            print(json.dumps({"table": result.table, "day": str(day), "export_id": result.export_id,
-                              "lake_rows": result.lake_rows, "source_rows": result.source_rows,
-                              "missing": result.missing, "extra": result.extra, "changed": result.changed,
-                              "redacted": result.redacted, "samples": result.samples}, default=str))
+            print(
+                json.dumps(
+                    {
+                        "table": result.table,
+                        "day": str(day),
+                        "export_id": result.export_id,
+                        "lake_rows": result.lake_rows,
+                        "source_rows": result.source_rows,
+                        "missing": result.missing,
+                        "extra": result.extra,
+                        "changed": result.changed,
+                        "redacted": result.redacted,
+                        "samples": result.samples,
+                    },
+                    default=str,
+                )
+            )
         else:
             verdict = "equal" if result.equal else "DIFFERS"
-            print(f"{table.name} {day}: {verdict} (export {result.export_id}: {result.lake_rows} rows in the lake, "
-                  f"{result.source_rows} in PostgreSQL; {result.redacted} redacted from PostgreSQL as expected)")
-            for kind, meaning in (("missing", "in PostgreSQL, not in the lake"),
-                                  ("extra", "in the lake, gone from PostgreSQL"),
-                                  ("changed", "other values in PostgreSQL")):
+            print(
+                f"{table.name} {day}: {verdict} (export {result.export_id}: {result.lake_rows} rows in the lake, "
+                f"{result.source_rows} in PostgreSQL; {result.redacted} redacted from PostgreSQL as expected)"
+            )
+            for kind, meaning in (
+                ("missing", "in PostgreSQL, not in the lake"),
+                ("extra", "in the lake, gone from PostgreSQL"),
+                ("changed", "other values in PostgreSQL"),
+            ):
                 count = getattr(result, kind)
                 if count:
                     print(f"  {count} {kind} ({meaning}), e.g. keys {result.samples[kind]}")
             if not result.equal:
-                print(f"  fix: dagster asset materialize -m weward_pipeline.definitions --select lake/{table.name} "
-                      f"--partition {day}")
+                print(
+                    f"  fix: dagster asset materialize -m weward_pipeline.definitions --select lake/{table.name} "
+                    f"--partition {day}"
+                )
         day += dt.timedelta(days=1)
     return 0 if ok else 1

@@ -48,16 +48,27 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext):
     partition = run.tags.get("dagster/partition")
     # What failed, in the subject: the failed steps (one per table's export, check or redaction),
     # else the selected assets, else the job.
-    failed_steps = sorted({e.dagster_event.step_key for e in context.instance.all_logs(
-        run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE) if e.dagster_event and e.dagster_event.step_key})
+    failed_steps = sorted(
+        {
+            e.dagster_event.step_key
+            for e in context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+            if e.dagster_event and e.dagster_event.step_key
+        }
+    )
     names = failed_steps or sorted(key.to_user_string() for key in run.asset_selection or ()) or [run.job_name]
-    what = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "") + (f" {partition}" if partition else "")
+    what = (
+        ", ".join(names[:3])
+        + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        + (f" {partition}" if partition else "")
+    )
     failure = context.failure_event.message or "the run failed"
-    publisher.publish(Alert(
-        subject=f"weward_pipeline: run failed: {what}",
-        body=f"Run {run.run_id} ({what}) failed.\n\n{failure}",
-        link=run_link(_ui_url(), run.run_id),
-    ))
+    publisher.publish(
+        Alert(
+            subject=f"weward_pipeline: run failed: {what}",
+            body=f"Run {run.run_id} ({what}) failed.\n\n{failure}",
+            link=run_link(_ui_url(), run.run_id),
+        )
+    )
 
 
 @dg.sensor(
@@ -74,12 +85,15 @@ def alert_on_failed_blocking_checks(context: dg.SensorEvaluationContext):
     if after is None:
         # First tick: start from now; failures before the sensor existed are in the UI already.
         latest = context.instance.get_event_records(
-            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=1)
+            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=1
+        )
         context.update_cursor(str(latest[0].storage_id if latest else 0))
         return dg.SkipReason("started: alerting on check failures from now on")
     records = context.instance.get_event_records(
         dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-        limit=EVENTS_PER_TICK, ascending=True)
+        limit=EVENTS_PER_TICK,
+        ascending=True,
+    )
     for record in records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data
         if not evaluation.passed and evaluation.blocking:
@@ -91,13 +105,17 @@ def alert_on_failed_blocking_checks(context: dg.SensorEvaluationContext):
                 continue  # alert_on_run_failure sends this one
             key = evaluation.asset_key.to_user_string()
             partition = f" {evaluation.partition}" if evaluation.partition else ""
-            publisher.publish(Alert(
-                subject=f"weward_pipeline: check failed: {key}{partition} {evaluation.check_name}",
-                body=(f"Blocking check {evaluation.check_name} of {key}{partition} failed in run "
-                      f"{record.run_id}: nothing downstream of it runs until it passes (re-export the day)."
-                      + (f"\n\n{evaluation.description}" if evaluation.description else "")),
-                link=run_link(_ui_url(), record.run_id),
-            ))
+            publisher.publish(
+                Alert(
+                    subject=f"weward_pipeline: check failed: {key}{partition} {evaluation.check_name}",
+                    body=(
+                        f"Blocking check {evaluation.check_name} of {key}{partition} failed in run "
+                        f"{record.run_id}: nothing downstream of it runs until it passes (re-export the day)."
+                        + (f"\n\n{evaluation.description}" if evaluation.description else "")
+                    ),
+                    link=run_link(_ui_url(), record.run_id),
+                )
+            )
         context.update_cursor(str(record.storage_id))  # after publishing: a crash re-sends, never loses
     if not records:
         return dg.SkipReason("no new check evaluation")

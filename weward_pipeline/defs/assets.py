@@ -1,6 +1,5 @@
 """One table config -> `postgres/<name>` (external source) and `lake/<name>` (the daily export)."""
 
-
 import datetime as dt
 import os
 import re
@@ -13,12 +12,12 @@ from weward_pipeline import pii
 from weward_pipeline.config import Catalog, ConfigError, TableConfig
 from weward_pipeline.config import aws_region as region_from_env
 from weward_pipeline.config import glue_database as glue_database_from_env
+from weward_pipeline.defs.failures import as_failure
+from weward_pipeline.defs.resources import LakeResource, PacingConfig
 from weward_pipeline.export import ExportError, ExportResult, export_day
 from weward_pipeline.extract import SourceError
 from weward_pipeline.glue import CatalogError
 from weward_pipeline.standby import StandbyConflictError
-from weward_pipeline.defs.failures import as_failure
-from weward_pipeline.defs.resources import LakeResource, PacingConfig
 
 # All exports share one pool: PostgreSQL is one server, and a 90-day backfill of 6 tables must
 # not open 540 connections to it. The limit lives in dagster.yaml (default 2).
@@ -31,7 +30,9 @@ PERMANENT_ERRORS = (ConfigError, SourceError, CatalogError, ExportError, Standby
 
 # Transient failures (connection reset, S3 5xx, a failover) are retried with backoff: ~30 s, 60 s,
 # 120 s; a failover or an S3 throttling episode is over by then.
-EXPORT_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+EXPORT_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
 def lake_key(table: str) -> dg.AssetKey:
@@ -114,9 +115,15 @@ def pii_metadata(table: TableConfig) -> dict:
 def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
     policies = {c["name"]: c.get("pii") for c in result.source_columns}
     schema = dg.TableSchema(
-        columns=[dg.TableColumn(name=c.name, type=c.type, description=f"PostgreSQL {c.comment}",
-                                tags={"pii": policies[c.name]} if policies.get(c.name) else None)
-                 for c in result.columns]
+        columns=[
+            dg.TableColumn(
+                name=c.name,
+                type=c.type,
+                description=f"PostgreSQL {c.comment}",
+                tags={"pii": policies[c.name]} if policies.get(c.name) else None,
+            )
+            for c in result.columns
+        ]
     )
     metadata = {
         "dagster/row_count": dg.MetadataValue.int(result.rows),
@@ -139,8 +146,9 @@ def export_metadata(result: ExportResult, lake: LakeResource) -> dict:
         "dropped_rows": dg.MetadataValue.int(result.dropped_rows),
     }
     if not lake.aws_endpoint_url:  # a local endpoint has no console page
-        metadata["glue_console"] = dg.MetadataValue.url(glue_console_url(lake.aws_region, result.glue_database,
-                                                                         result.glue_table))
+        metadata["glue_console"] = dg.MetadataValue.url(
+            glue_console_url(lake.aws_region, result.glue_database, result.glue_table)
+        )
     if result.window:
         metadata.update(
             window_start=dg.MetadataValue.text(result.window["start"]),
@@ -172,8 +180,9 @@ def restatement_metadata(result: ExportResult, table: TableConfig, tags) -> dict
             previous_export_id=dg.MetadataValue.text(result.changes["previous_export_id"]),
             rows_added=dg.MetadataValue.int(result.changes["rows_added"]),
             rows_deleted=dg.MetadataValue.int(result.changes["rows_deleted"]),
-            rows_changed=dg.MetadataValue.int(changed) if changed is not None else dg.MetadataValue.text(
-                "not measured (no updated_column)"),
+            rows_changed=dg.MetadataValue.int(changed)
+            if changed is not None
+            else dg.MetadataValue.text("not measured (no updated_column)"),
         )
     return metadata
 
@@ -181,11 +190,15 @@ def restatement_metadata(result: ExportResult, table: TableConfig, tags) -> dict
 def lake_asset(
     table: TableConfig, catalog: Catalog, retry_policy: dg.RetryPolicy = EXPORT_RETRY_POLICY
 ) -> dg.AssetsDefinition:
-    description = (table.description or f"Daily {table.mode} export of {table.qualified_source}.") + (
-        f"\n\nPartition D holds the rows whose `{table.partition_column}` falls in day D ({catalog.timezone})."
-        if table.mode == "append"
-        else "\n\nPartition D holds the whole table as it stood when D was exported (just after D ended)."
-    ) + (f"\n\n{pii.description_note(table)}" if table.pii else "")
+    description = (
+        (table.description or f"Daily {table.mode} export of {table.qualified_source}.")
+        + (
+            f"\n\nPartition D holds the rows whose `{table.partition_column}` falls in day D ({catalog.timezone})."
+            if table.mode == "append"
+            else "\n\nPartition D holds the whole table as it stood when D was exported (just after D ended)."
+        )
+        + (f"\n\n{pii.description_note(table)}" if table.pii else "")
+    )
 
     @dg.asset(
         key=lake_key(table.name),
@@ -224,13 +237,24 @@ def lake_asset(
         day = dt.date.fromisoformat(context.partition_key)
         try:
             result = export_day(
-                lake.settings(), catalog, table, day,
-                clients=lake.clients(), limits=replace(lake.limits(), pacing=config.pacing.overrides()),
+                lake.settings(),
+                catalog,
+                table,
+                day,
+                clients=lake.clients(),
+                limits=replace(lake.limits(), pacing=config.pacing.overrides()),
                 on_progress=context.log.info,
             )
         except Exception as exc:  # noqa: BLE001 - classified: retried only if transient
-            raise as_failure(exc, where=f"table {table.name} day {day}", known=PERMANENT_ERRORS, log=context.log)
-        return dg.MaterializeResult(metadata={**export_metadata(result, lake), **pii_metadata(table),
-                                              **restatement_metadata(result, table, context.run.tags)})
+            raise as_failure(
+                exc, where=f"table {table.name} day {day}", known=PERMANENT_ERRORS, log=context.log
+            ) from None
+        return dg.MaterializeResult(
+            metadata={
+                **export_metadata(result, lake),
+                **pii_metadata(table),
+                **restatement_metadata(result, table, context.run.tags),
+            }
+        )
 
     return _export

@@ -6,7 +6,6 @@ public API (`DagsterInstance.fetch_observations`): Dagster 1.13 has no public qu
 by partition. Observations do not count as updates of the asset (no redaction is re-requested by them).
 """
 
-
 import dagster as dg
 
 from weward_pipeline.config import Catalog, TableConfig
@@ -16,11 +15,15 @@ from weward_pipeline.verify import Verification, verify_published_day
 
 CHECK_DESCRIPTIONS = {
     "row_count": "Rows in the published Parquet objects equal the rows of the source window at export time "
-                 "(plus, for tables with retention_days, the rows carried over because redaction already deleted them).",
+    "(plus, for tables with retention_days, the rows carried over because redaction already deleted them).",
     "objects": "The Glue partition points at exactly the objects the export wrote (present, same size and ETag).",
     "schema": "Glue's partition and table columns match the Parquet files' schema.",
 }
-CHECK_NAMES = {"row_count": "row_count_matches_source", "objects": "glue_points_at_export", "schema": "glue_schema_matches_files"}
+CHECK_NAMES = {
+    "row_count": "row_count_matches_source",
+    "objects": "glue_points_at_export",
+    "schema": "glue_schema_matches_files",
+}
 
 
 def _metadata(verification: Verification, check: str) -> dict:
@@ -44,14 +47,20 @@ def verdict_observation(table: str, day: str, verification: Verification, names)
     """The checks' verdict for one day, readable with the public API (module docstring)."""
     verdict = {name: verification.passed(check) for check, name in CHECK_NAMES.items() if name in names}
     export_id = verification.manifest.export_id if verification.manifest is not None else ""
-    return dg.AssetObservation(asset_key=lake_key(table), partition=day, metadata={
-        VERDICT: dg.MetadataValue.json(verdict), "export_id": dg.MetadataValue.text(export_id)})
+    return dg.AssetObservation(
+        asset_key=lake_key(table),
+        partition=day,
+        metadata={VERDICT: dg.MetadataValue.json(verdict), "export_id": dg.MetadataValue.text(export_id)},
+    )
 
 
-def latest_verdicts(instance: dg.DagsterInstance, table: str, day: str, limit: int = 50) -> dict[str, tuple[bool, str, str]]:
+def latest_verdicts(
+    instance: dg.DagsterInstance, table: str, day: str, limit: int = 50
+) -> dict[str, tuple[bool, str, str]]:
     """{check name: (passed, export id checked, run id)} from the newest verdict naming each check."""
     records = instance.fetch_observations(
-        dg.AssetRecordsFilter(asset_key=lake_key(table), asset_partitions=[day]), limit=limit).records
+        dg.AssetRecordsFilter(asset_key=lake_key(table), asset_partitions=[day]), limit=limit
+    ).records
     found: dict[str, tuple[bool, str, str]] = {}
     for record in records:  # newest first
         metadata = record.asset_observation.metadata
@@ -68,8 +77,12 @@ def check_evaluations(table: str, day: str, verification: Verification) -> list[
     redaction (which wants results for the export published now) proceeds by itself."""
     return [
         dg.AssetCheckEvaluation(
-            asset_key=lake_key(table), check_name=name, passed=verification.passed(check),
-            metadata=_metadata(verification, check), severity=dg.AssetCheckSeverity.ERROR, blocking=True,
+            asset_key=lake_key(table),
+            check_name=name,
+            passed=verification.passed(check),
+            metadata=_metadata(verification, check),
+            severity=dg.AssetCheckSeverity.ERROR,
+            blocking=True,
             partition=day,
         )
         for check, name in CHECK_NAMES.items()
@@ -80,7 +93,10 @@ def export_checks(table: TableConfig, catalog: Catalog) -> list[dg.AssetChecksDe
     """The three checks share one verification pass (one manifest read, one footer read per object)."""
     specs = [
         dg.AssetCheckSpec(
-            name, asset=lake_key(table.name), description=CHECK_DESCRIPTIONS[check], blocking=True,
+            name,
+            asset=lake_key(table.name),
+            description=CHECK_DESCRIPTIONS[check],
+            blocking=True,
             partitions_def=daily_partitions(catalog),
         )
         for check, name in CHECK_NAMES.items()
@@ -94,12 +110,15 @@ def export_checks(table: TableConfig, catalog: Catalog) -> list[dg.AssetChecksDe
         )
         selected = {key.name for key in context.selected_asset_check_keys}
         context.op_execution_context.log_event(
-            verdict_observation(table.name, context.partition_key, verification, selected))
+            verdict_observation(table.name, context.partition_key, verification, selected)
+        )
         for check, name in CHECK_NAMES.items():
             if name in selected:
                 yield dg.AssetCheckResult(
-                    check_name=name, asset_key=lake_key(table.name),
-                    passed=verification.passed(check), metadata=_metadata(verification, check),
+                    check_name=name,
+                    asset_key=lake_key(table.name),
+                    passed=verification.passed(check),
+                    metadata=_metadata(verification, check),
                 )
 
     return [_verify]

@@ -30,8 +30,10 @@ def short_message(error: BaseException) -> str | None:
         return str(error)
     names = sorted(set(ENV_NOT_SET.findall(str(error))))
     if names and type(error).__name__ == "DagsterInvalidConfigError":
-        return (f"{', '.join(names)} not set. Set the configuration variables (README: Configuration, the contract), "
-                "or on the local stack: eval \"$(weward-pipeline stack env)\" (after weward-pipeline demo --keep)")
+        return (
+            f"{', '.join(names)} not set. Set the configuration variables (README: Configuration, the contract), "
+            'or on the local stack: eval "$(weward-pipeline stack env)" (after weward-pipeline demo --keep)'
+        )
     return None
 
 

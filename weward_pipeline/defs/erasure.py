@@ -20,7 +20,6 @@ passing checks for the export published now, proceeds by itself.
 """
 
 from pathlib import Path
-from typing import List
 
 import dagster as dg
 from pydantic import Field
@@ -41,11 +40,15 @@ ERASURE_TASK_DEFINITION_ENV = "WEWARD_ERASURE_TASK_DEFINITION"
 
 
 class ErasureConfig(dg.Config):
-    request_url: str = Field(description="s3://<lake bucket>/_requests/erasure/<ticket>.txt, or a path the run worker "
-                             "can read: one user id per line")
+    request_url: str = Field(
+        description="s3://<lake bucket>/_requests/erasure/<ticket>.txt, or a path the run worker "
+        "can read: one user id per line"
+    )
     delete_from_postgres: bool = Field(default=False, description="also delete the users' rows from PostgreSQL, first")
     dry_run: bool = Field(default=False, description="report what would be erased; change and write nothing")
-    tables: List[str] = Field(default_factory=list, description="subset of the tables with a user_column (default: all)")
+    tables: list[str] = Field(
+        default_factory=list, description="subset of the tables with a user_column (default: all)"
+    )
     batch_rows: int = Field(default=ErasureLimits.batch_rows, description="PostgreSQL rows deleted per transaction")
 
 
@@ -53,8 +56,10 @@ def read_request(url: str, lake: LakeResource) -> ErasureRequest:
     if url.startswith("s3://"):
         allowed = requests_url(lake.settings().lake)
         if not url.startswith(allowed):
-            raise ErasureError(f"erasure requests are read from {allowed} (the only place the erasure role may read); "
-                               f"put the request file there, not at {url}")
+            raise ErasureError(
+                f"erasure requests are read from {allowed} (the only place the erasure role may read); "
+                f"put the request file there, not at {url}"
+            )
         bucket, _, key = url.removeprefix("s3://").partition("/")
         try:
             body = lake.clients().s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -80,32 +85,42 @@ def erasure_job(catalog: Catalog) -> dg.JobDefinition:
         try:
             request = read_request(config.request_url, lake)
             report = erase_users(
-                lake.settings(), catalog, request, clients=lake.clients(), tables=config.tables or None,
-                delete_from_postgres=config.delete_from_postgres, dry_run=config.dry_run,
-                limits=ErasureLimits(batch_rows=config.batch_rows), on_progress=context.log.info,
+                lake.settings(),
+                catalog,
+                request,
+                clients=lake.clients(),
+                tables=config.tables or None,
+                delete_from_postgres=config.delete_from_postgres,
+                dry_run=config.dry_run,
+                limits=ErasureLimits(batch_rows=config.batch_rows),
+                on_progress=context.log.info,
             )
         except Exception as exc:  # noqa: BLE001 - classified: retried if transient
-            raise as_failure(exc, where="erasure", known=(ConfigError, ErasureError))
+            raise as_failure(exc, where="erasure", known=(ConfigError, ErasureError)) from None
         clients = lake.clients() if any(d.status == "erased" for t in report.tables for d in t.days) else None
         for table in report.tables:
             for day in table.days:
                 if day.status != "erased":
                     continue
-                verification = verify_published_day(lake.glue(clients), clients.s3, clients.filesystem, table.table,
-                                                    day.day)
+                verification = verify_published_day(
+                    lake.glue(clients), clients.s3, clients.filesystem, table.table, day.day
+                )
                 for evaluation in check_evaluations(table.table, day.day, verification):
                     context.log_event(evaluation)
                 context.log_event(verdict_observation(table.table, day.day, verification, CHECK_NAMES.values()))
-                context.log_event(dg.AssetObservation(
-                    asset_key=lake_key(table.table), partition=day.day,
-                    metadata={
-                        "erasure_id": dg.MetadataValue.text(report.erasure_id),
-                        "rows_erased": dg.MetadataValue.int(day.rows_erased),
-                        "dagster/row_count": dg.MetadataValue.int(day.rows_after),
-                        "export_id": dg.MetadataValue.text(day.export_id),
-                        "replaces_export_id": dg.MetadataValue.text(day.previous_export_id),
-                    },
-                ))
+                context.log_event(
+                    dg.AssetObservation(
+                        asset_key=lake_key(table.table),
+                        partition=day.day,
+                        metadata={
+                            "erasure_id": dg.MetadataValue.text(report.erasure_id),
+                            "rows_erased": dg.MetadataValue.int(day.rows_erased),
+                            "dagster/row_count": dg.MetadataValue.int(day.rows_after),
+                            "export_id": dg.MetadataValue.text(day.export_id),
+                            "replaces_export_id": dg.MetadataValue.text(day.previous_export_id),
+                        },
+                    )
+                )
         summary = {
             "erasure_id": dg.MetadataValue.text(report.erasure_id),
             "status": dg.MetadataValue.text(report.status),
@@ -117,7 +132,8 @@ def erasure_job(catalog: Catalog) -> dg.JobDefinition:
         if not report.ok:
             raise dg.Failure(
                 description=f"erasure {report.erasure_id} is {report.status}: re-run it to finish (it is resumable)",
-                metadata=summary, allow_retries=False,
+                metadata=summary,
+                allow_retries=False,
             )
         return dg.Output(None, metadata=summary)
 

@@ -17,7 +17,6 @@ import dagster as dg
 
 from weward_pipeline.defs.assets import SOURCE_POOL  # the pool of every step that uses PostgreSQL
 
-
 _IN_PROCESS_CONFIG = {"retries": {"enabled": {}}}
 # forkserver: each step forks from a process that has already imported dagster, pyarrow, boto3 and
 # the code location, instead of a fresh interpreter importing them again for every step.
@@ -55,9 +54,11 @@ class OneReadInProcess(dg.Executor):
 @dg.executor(name="one_read_in_process", requirements=dg.multiple_process_executor_requirements())
 def one_read_in_process_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     def build(definition: dg.ExecutorDefinition, config: dict) -> dg.Executor:
-        context = dg.InitExecutorContext(job=init_context.job, executor_def=definition, executor_config=config,
-                                         instance=init_context.instance)
+        context = dg.InitExecutorContext(
+            job=init_context.job, executor_def=definition, executor_config=config, instance=init_context.instance
+        )
         return definition.executor_creation_fn(context)
 
-    return OneReadInProcess(build(dg.in_process_executor, _IN_PROCESS_CONFIG),
-                            build(dg.multiprocess_executor, _MULTIPROCESS_CONFIG))
+    return OneReadInProcess(
+        build(dg.in_process_executor, _IN_PROCESS_CONFIG), build(dg.multiprocess_executor, _MULTIPROCESS_CONFIG)
+    )

@@ -19,7 +19,6 @@ from weward_pipeline.defs.resources import lake_resource_from_env
 from weward_pipeline.defs.restatement import restatement_definitions
 from weward_pipeline.defs.schedules import ScheduleSettings, schedule_definitions
 
-
 # A run that reads PostgreSQL once (one table) executes in its own process; a run of several
 # tables forks its steps (forkserver) so that exports overlap within the pool's limit (executor.py).
 # beating: the run's process writes a heartbeat and frees the pool slots of runs whose worker is
@@ -64,5 +63,6 @@ def _build_definitions(catalog: Catalog, resources: dict | None, schedules: Sche
     alerts = dg.Definitions(sensors=alert_sensors())
     # With the daemon: runs whose worker stopped beating are failed and their slots freed.
     liveness = dg.Definitions(sensors=[dead_run_sensor()])
-    return dg.Definitions.merge(*per_table, schedule_definitions(catalog, schedules), restatement, redaction, erasure,
-                                alerts, liveness, shared)
+    return dg.Definitions.merge(
+        *per_table, schedule_definitions(catalog, schedules), restatement, redaction, erasure, alerts, liveness, shared
+    )

@@ -13,7 +13,7 @@ Failure: a driver's own message or traceback may echo a DSN, and Dagster keeps b
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
 
@@ -27,7 +27,7 @@ def as_failure(
     where: str,
     known: tuple[type[BaseException], ...] = (),
     resumable: tuple[type[BaseException], ...] = (),
-    metadata: Optional[dict[str, Any]] = None,
+    metadata: dict[str, Any] | None = None,
     log: Any = None,
 ) -> dg.Failure:
     """The dg.Failure for `exc` (raise it). `where`: e.g. "table step_events day 2024-03-31"."""
@@ -37,7 +37,9 @@ def as_failure(
     if reason is not None:
         if log is not None:
             log.warning(f"{where}: transient failure ({reason}); retried with backoff")
-        failure = dg.Failure(description=scrub(f"{message} [transient: {reason}]"), metadata=metadata, allow_retries=True)
+        failure = dg.Failure(
+            description=scrub(f"{message} [transient: {reason}]"), metadata=metadata, allow_retries=True
+        )
     else:
         failure = dg.Failure(description=scrub(message), metadata=metadata, allow_retries=isinstance(exc, resumable))
     # Raised inside the caller's `except`: as `raise ... from None`.

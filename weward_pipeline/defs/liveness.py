@@ -51,8 +51,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 
 import dagster as dg
 
@@ -80,13 +80,15 @@ def heartbeat_seconds(env: Mapping[str, str] = os.environ) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise ConfigError(f"{HEARTBEAT_ENV} must be a whole number of seconds, at least 1 (got {raw!r}); "
-                          f"unset it for the default {DEFAULT_HEARTBEAT_SECONDS}")
+        raise ConfigError(
+            f"{HEARTBEAT_ENV} must be a whole number of seconds, at least 1 (got {raw!r}); "
+            f"unset it for the default {DEFAULT_HEARTBEAT_SECONDS}"
+        )
     return value
 
 
 def _utc(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
 
 
 def _seconds(text: str) -> float | None:
@@ -107,15 +109,19 @@ def why_dead(record: dg.RunRecord, now: float) -> str | None:
             interval = DEFAULT_HEARTBEAT_SECONDS
         silent = now - beat
         if silent > STALE_AFTER_BEATS * interval:
-            return (f"its worker stopped beating {silent:.0f} s ago (last beat {_utc(beat)}, one every "
-                    f"{interval} s; dead after {STALE_AFTER_BEATS} missed): killed or stopped")
+            return (
+                f"its worker stopped beating {silent:.0f} s ago (last beat {_utc(beat)}, one every "
+                f"{interval} s; dead after {STALE_AFTER_BEATS} missed): killed or stopped"
+            )
         return None
     if run.status in _ENDED:
         return f"it ended ({run.status.value}) without freeing its slots"
     started = record.start_time or record.create_timestamp.timestamp()
     if now - started > UNBEATING_MAX_AGE.total_seconds():
-        return (f"it has been {run.status.value} for {(now - started) / 3600:.0f} h without a heartbeat "
-                f"(more than {UNBEATING_MAX_AGE.total_seconds() / 3600:.0f} h)")
+        return (
+            f"it has been {run.status.value} for {(now - started) / 3600:.0f} h without a heartbeat "
+            f"(more than {UNBEATING_MAX_AGE.total_seconds() / 3600:.0f} h)"
+        )
     return None
 
 
@@ -139,8 +145,9 @@ def free_run(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str) -> N
     instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
 
 
-def reap_dead_runs(instance: dg.DagsterInstance, *, now: float | None = None,
-                   keep: frozenset[str] = frozenset()) -> list[Reaped]:
+def reap_dead_runs(
+    instance: dg.DagsterInstance, *, now: float | None = None, keep: frozenset[str] = frozenset()
+) -> list[Reaped]:
     """Free the pool slots (claimed or pending) of every run whose worker is gone; see the module doc."""
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
@@ -168,8 +175,9 @@ class Heartbeat:
     `first_beat=False` (a run not created yet, given `tags()` at its creation) the first is one
     interval later."""
 
-    def __init__(self, instance: dg.DagsterInstance, run_id: str, interval: int | None = None, *,
-                 first_beat: bool = True):
+    def __init__(
+        self, instance: dg.DagsterInstance, run_id: str, interval: int | None = None, *, first_beat: bool = True
+    ):
         self.instance, self.run_id, self.first_beat = instance, run_id, first_beat
         self.interval = interval or heartbeat_seconds()
         self._stop = threading.Event()
@@ -245,10 +253,12 @@ def dead_run_sensor() -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=2 * heartbeat_seconds(),
         description="Marks failed the runs whose worker stopped beating (killed, OOM) and frees their "
-                    "postgres_source slots (weward_pipeline/defs/liveness.py).",
+        "postgres_source slots (weward_pipeline/defs/liveness.py).",
     )
     def free_slots_of_dead_runs(context: dg.SensorEvaluationContext):
         reaped = reap_dead_runs(context.instance)
-        return dg.SkipReason("; ".join(str(r) for r in reaped) if reaped else "no run holds a slot without a live worker")
+        return dg.SkipReason(
+            "; ".join(str(r) for r in reaped) if reaped else "no run holds a slot without a live worker"
+        )
 
     return free_slots_of_dead_runs

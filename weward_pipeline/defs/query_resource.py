@@ -1,7 +1,6 @@
 """`query`: SQL on the lake from Dagster code (Athena in production, DuckDB on the local stack)."""
 
 import os
-from typing import Optional
 
 import dagster as dg
 
@@ -19,21 +18,27 @@ class QueryResource(dg.ConfigurableResource):
     engine: str = "auto"
     glue_database: str = DEFAULT_GLUE_DATABASE
     aws_region: str = DEFAULT_AWS_REGION
-    aws_endpoint_url: Optional[str] = None
+    aws_endpoint_url: str | None = None
     athena_workgroup: str = "primary"
-    athena_output: Optional[str] = None
+    athena_output: str | None = None
     # Stop (and fail) a query past this many bytes scanned; the workgroup's cutoff applies as well.
-    max_bytes_scanned: Optional[int] = None
-    timeout_s: Optional[float] = None
+    max_bytes_scanned: int | None = None
+    timeout_s: float | None = None
 
     def settings(self) -> QuerySettings:
         if self.engine not in ENGINES:
-            raise dg.Failure(description=f"query resource: engine must be one of {', '.join(ENGINES)}, got {self.engine!r}",
-                             allow_retries=False)
+            raise dg.Failure(
+                description=f"query resource: engine must be one of {', '.join(ENGINES)}, got {self.engine!r}",
+                allow_retries=False,
+            )
         return QuerySettings(
-            glue_database=self.glue_database, aws_region=self.aws_region, aws_endpoint_url=self.aws_endpoint_url,
-            athena_workgroup=self.athena_workgroup, athena_output=self.athena_output,
-            max_bytes_scanned=self.max_bytes_scanned, engine=self.engine,
+            glue_database=self.glue_database,
+            aws_region=self.aws_region,
+            aws_endpoint_url=self.aws_endpoint_url,
+            athena_workgroup=self.athena_workgroup,
+            athena_output=self.athena_output,
+            max_bytes_scanned=self.max_bytes_scanned,
+            engine=self.engine,
         )
 
     def run(self, sql: str, log=None) -> QueryResult:
@@ -43,10 +48,13 @@ class QueryResource(dg.ConfigurableResource):
         def progress(p: QueryProgress) -> None:
             if log is not None and p.state != last["state"]:
                 last["state"] = p.state
-                log.info(f"query {p.query_id or ''} {p.state} after {p.elapsed_s:.1f} s, {p.bytes_scanned} bytes scanned")
+                log.info(
+                    f"query {p.query_id or ''} {p.state} after {p.elapsed_s:.1f} s, {p.bytes_scanned} bytes scanned"
+                )
 
-        engine = build_engine(self.settings(), max_bytes_scanned=self.max_bytes_scanned,
-                              timeout_s=self.timeout_s, progress=progress)
+        engine = build_engine(
+            self.settings(), max_bytes_scanned=self.max_bytes_scanned, timeout_s=self.timeout_s, progress=progress
+        )
         result = engine.run(sql)
         if log is not None:
             log.info(result.summary())

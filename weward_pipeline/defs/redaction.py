@@ -19,7 +19,6 @@ still redacts the day later).
 """
 
 import datetime as dt
-from typing import Optional
 
 import dagster as dg
 
@@ -30,7 +29,6 @@ from weward_pipeline.defs.failures import as_failure
 from weward_pipeline.defs.launch import task_definition_tags
 from weward_pipeline.defs.resources import LakeResource, PacingConfig
 from weward_pipeline.extract import SourceError
-from weward_pipeline.verify import verify_published_day
 from weward_pipeline.redact import (
     CHANGED_SINCE_EXPORT,
     CHECKS_NOT_PASSED,
@@ -41,6 +39,7 @@ from weward_pipeline.redact import (
     RedactionReport,
     redact_day,
 )
+from weward_pipeline.verify import verify_published_day
 
 DRY_RUN_TAG = "weward/dry_run"
 AUTOMATION_SENSOR = "redaction_automation"
@@ -53,7 +52,9 @@ REDACTION_TASK_DEFINITION_ENV = "WEWARD_REDACTION_TASK_DEFINITION"
 REEXPORT_CHECK = "no_rows_need_reexport"
 # Locks held by the app, a failover, a lagging replica: worth coming back to, a few minutes later.
 # Each retry re-verifies everything and deletes only what is left.
-REDACTION_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=120, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+REDACTION_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=120, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
 def redaction_key(table: str) -> dg.AssetKey:
@@ -65,20 +66,24 @@ class RedactionConfig(dg.Config):
     pause_s: pacing decides (pacing.py); `pacing` overrides the table's `pacing:` from the catalog."""
 
     dry_run: bool = False
-    batch_rows: Optional[int] = RedactionLimits.batch_rows
-    pause_s: Optional[float] = RedactionLimits.pause_s
+    batch_rows: int | None = RedactionLimits.batch_rows
+    pause_s: float | None = RedactionLimits.pause_s
     lock_timeout_s: float = RedactionLimits.lock_timeout_s
     statement_timeout_s: float = RedactionLimits.statement_timeout_s
     lock_retries: int = RedactionLimits.lock_retries
-    max_replica_lag_s: Optional[float] = None
-    max_runtime_s: Optional[float] = None
+    max_replica_lag_s: float | None = None
+    max_runtime_s: float | None = None
     pacing: PacingConfig = PacingConfig()
 
     def limits(self) -> RedactionLimits:
         return RedactionLimits(
-            batch_rows=self.batch_rows, pause_s=self.pause_s, lock_timeout_s=self.lock_timeout_s,
-            statement_timeout_s=self.statement_timeout_s, lock_retries=self.lock_retries,
-            max_replica_lag_s=self.max_replica_lag_s, max_runtime_s=self.max_runtime_s,
+            batch_rows=self.batch_rows,
+            pause_s=self.pause_s,
+            lock_timeout_s=self.lock_timeout_s,
+            statement_timeout_s=self.statement_timeout_s,
+            lock_retries=self.lock_retries,
+            max_replica_lag_s=self.max_replica_lag_s,
+            max_runtime_s=self.max_runtime_s,
             pacing=self.pacing.overrides(),
         )
 
@@ -89,6 +94,7 @@ def is_dry_run(config: RedactionConfig, tags: dict) -> bool:
 
 # -- automation ----------------------------------------------------------------------------------
 
+
 def retention_passed(table: TableConfig) -> dg.AutomationCondition:
     """Day D with D's end + retention_days <= now, in whole local days like redact.retention_ends.
 
@@ -97,12 +103,14 @@ def retention_passed(table: TableConfig) -> dg.AutomationCondition:
     """
     lookback = dt.timedelta(days=table.retention_days)
     return (~dg.AutomationCondition.in_latest_time_window(lookback)).with_label(
-        f"{table.retention_days} days of retention passed")
+        f"{table.retention_days} days of retention passed"
+    )
 
 
 def redaction_condition(table: TableConfig) -> dg.AutomationCondition:
     never_redacted = (dg.AutomationCondition.missing() & ~dg.AutomationCondition.execution_failed()).with_label(
-        NEVER_REDACTED)
+        NEVER_REDACTED
+    )
     export_changed = dg.AutomationCondition.any_deps_updated().since_last_handled().with_label(EXPORT_CHANGED)
     return (
         retention_passed(table)
@@ -131,8 +139,10 @@ def redaction_sensor() -> dg.AutomationConditionSensorDefinition:
 
 # -- the asset -----------------------------------------------------------------------------------
 
-def require_passing_checks(instance: dg.DagsterInstance, lake: LakeResource, table: TableConfig, day: str,
-                           log_event=None) -> str:
+
+def require_passing_checks(
+    instance: dg.DagsterInstance, lake: LakeResource, table: TableConfig, day: str, log_event=None
+) -> str:
     """The latest run of each blocking export check for D passed, on the export published now.
 
     A blocking check only stops downstream steps of its own run; a redaction run days later must
@@ -145,17 +155,27 @@ def require_passing_checks(instance: dg.DagsterInstance, lake: LakeResource, tab
     export_id = (partition or {}).get("Parameters", {}).get("weward.export_id")
     if export_id is None:
         raise RedactionRefused(
-            CHECKS_NOT_PASSED, f"table {table.name} day {day} was never exported; nothing was deleted. "
-                               f"Materialize lake/{table.name} for {day} first.")
+            CHECKS_NOT_PASSED,
+            f"table {table.name} day {day} was never exported; nothing was deleted. "
+            f"Materialize lake/{table.name} for {day} first.",
+        )
     verdicts = latest_verdicts(instance, table.name, day)
     if not verdicts and log_event is not None:
         clients = lake.clients()
         verification = verify_published_day(lake.glue(clients), clients.s3, clients.filesystem, table.name, day)
-        for event in (*check_evaluations(table.name, day, verification),
-                      verdict_observation(table.name, day, verification, CHECK_NAMES.values())):
+        for event in (
+            *check_evaluations(table.name, day, verification),
+            verdict_observation(table.name, day, verification, CHECK_NAMES.values()),
+        ):
             log_event(event)
-        verdicts = {name: (verification.passed(check), verification.manifest.export_id if verification.manifest else "",
-                           "this run") for check, name in CHECK_NAMES.items()}
+        verdicts = {
+            name: (
+                verification.passed(check),
+                verification.manifest.export_id if verification.manifest else "",
+                "this run",
+            )
+            for check, name in CHECK_NAMES.items()
+        }
     problems = []
     for name in CHECK_NAMES.values():
         if name not in verdicts:
@@ -249,8 +269,12 @@ def redaction_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition
         owners=list(table.owners),
         tags={"weward/redaction": "true"},
         description=description,
-        metadata={"source": table.qualified_source, "retention_days": table.retention_days,
-                  "partition_column": table.partition_column, "primary_key": ", ".join(table.primary_key)},
+        metadata={
+            "source": table.qualified_source,
+            "retention_days": table.retention_days,
+            "partition_column": table.partition_column,
+            "primary_key": ", ".join(table.primary_key),
+        },
         code_version="1",
     )
     def _redact(context: dg.AssetExecutionContext, config: RedactionConfig, lake: LakeResource):
@@ -260,21 +284,38 @@ def redaction_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition
             limits = config.limits()
             limits.validate()
             require_passing_checks(context.instance, lake, table, context.partition_key, log_event=context.log_event)
-            report = redact_day(lake.settings(), catalog, table, day, clients=lake.clients(), limits=limits,
-                                dry_run=dry_run, on_progress=context.log.info)
+            report = redact_day(
+                lake.settings(),
+                catalog,
+                table,
+                day,
+                clients=lake.clients(),
+                limits=limits,
+                dry_run=dry_run,
+                on_progress=context.log.info,
+            )
         except RedactionFailed as exc:
             if exc.report.rows_deleted:
                 yield dg.MaterializeResult(metadata=report_metadata(exc.report))
             # Every committed batch was verified: a retry finishes the day.
-            raise as_failure(exc, where=f"table {table.name} day {day}", resumable=(RedactionFailed,),
-                             metadata={"rows_deleted": exc.report.rows_deleted})
+            raise as_failure(
+                exc,
+                where=f"table {table.name} day {day}",
+                resumable=(RedactionFailed,),
+                metadata={"rows_deleted": exc.report.rows_deleted},
+            ) from None
         except Exception as exc:  # noqa: BLE001 - classified: a failover or S3 throttling is worth the retry
             metadata = {"reason": exc.reason, "deleted": 0} if isinstance(exc, RedactionRefused) else None
-            raise as_failure(exc, where=f"table {table.name} day {day}",
-                             known=(RedactionRefused, ConfigError, SourceError), metadata=metadata)
+            raise as_failure(
+                exc,
+                where=f"table {table.name} day {day}",
+                known=(RedactionRefused, ConfigError, SourceError),
+                metadata=metadata,
+            ) from None
         if dry_run:
-            yield dg.AssetObservation(asset_key=context.asset_key, partition=context.partition_key,
-                                      metadata=report_metadata(report))
+            yield dg.AssetObservation(
+                asset_key=context.asset_key, partition=context.partition_key, metadata=report_metadata(report)
+            )
             context.log.info("dry run: " + report.summary())
             return
         yield dg.MaterializeResult(metadata=report_metadata(report))
@@ -284,9 +325,10 @@ def redaction_asset(table: TableConfig, catalog: Catalog) -> dg.AssetsDefinition
         if report.lake_verified_after is False:
             raise dg.Failure(
                 description=f"ALERT: after redacting {report.rows_deleted} rows of {table.name} {day}, the lake no "
-                            f"longer verifies ({report.lake_problems_after}); restore the objects from their versions "
-                            "listed in this materialization's lake_objects",
-                allow_retries=False)
+                f"longer verifies ({report.lake_problems_after}); restore the objects from their versions "
+                "listed in this materialization's lake_objects",
+                allow_retries=False,
+            )
 
     return _redact
 
@@ -308,8 +350,9 @@ def reexport_check(table: TableConfig, catalog: Catalog) -> dg.AssetChecksDefini
             limit=1,
         ).records
         if not records:
-            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
-                                       metadata={"problem": "day not redacted yet"})
+            return dg.AssetCheckResult(
+                passed=False, severity=dg.AssetCheckSeverity.WARN, metadata={"problem": "day not redacted yet"}
+            )
         metadata = records[0].asset_materialization.metadata
         kept = metadata["kept_back"].value if "kept_back" in metadata else {}
         keys = metadata["kept_back_keys"].value if "kept_back_keys" in metadata else {}
@@ -322,7 +365,8 @@ def reexport_check(table: TableConfig, catalog: Catalog) -> dg.AssetChecksDefini
                 "keys": dg.MetadataValue.json({reason: keys.get(reason, []) for reason in stale}),
                 "export_id": metadata["export_id"] if "export_id" in metadata else dg.MetadataValue.text("?"),
                 "fix": dg.MetadataValue.text(
-                    f"re-export lake/{table.name} for {context.partition_key}" if any(stale.values()) else "none needed"),
+                    f"re-export lake/{table.name} for {context.partition_key}" if any(stale.values()) else "none needed"
+                ),
             },
         )
 

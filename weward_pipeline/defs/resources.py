@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import dagster as dg
 
@@ -22,14 +21,14 @@ class LakeResource(dg.ConfigurableResource):
     # None: WEWARD_PG_URL, read where the run executes. Never a config value resolved where runs are
     # planned: the Dagster service's webserver and daemon build every run's plan in their own tasks,
     # which have no database secret (least privilege), and an EnvVar here failed every launch there.
-    pg_url: Optional[str] = None
+    pg_url: str | None = None
     lake_url: str
     glue_database: str = DEFAULT_GLUE_DATABASE
     aws_region: str = DEFAULT_AWS_REGION
-    aws_endpoint_url: Optional[str] = None
+    aws_endpoint_url: str | None = None
     statement_timeout_s: int = 1800
     lock_timeout_s: int = 5
-    max_rows_per_second: Optional[float] = None
+    max_rows_per_second: float | None = None
 
     def settings(self) -> Settings:
         env = {
@@ -53,7 +52,7 @@ class LakeResource(dg.ConfigurableResource):
     def clients(self) -> AwsClients:
         return AwsClients.from_settings(self.settings())
 
-    def glue(self, clients: Optional[AwsClients] = None) -> GlueCatalog:
+    def glue(self, clients: AwsClients | None = None) -> GlueCatalog:
         clients = clients or self.clients()
         return GlueCatalog(clients.glue, self.glue_database)
 
@@ -62,14 +61,14 @@ class PacingConfig(dg.Config):
     """A run's pacing settings (pacing.PacingLimits); unset ones come from the table's `pacing:` in the
     catalog, then the defaults. Set in the Launchpad, e.g. `pacing: {duty_cycle: 0.25}`."""
 
-    duty_cycle: Optional[float] = None
-    target_batch_s: Optional[float] = None
-    max_canary_ms: Optional[float] = None
-    critical_canary_ms: Optional[float] = None
-    max_active_backends: Optional[int] = None
-    critical_active_backends: Optional[int] = None
-    max_replica_lag_s: Optional[float] = None
-    critical_replica_lag_s: Optional[float] = None
+    duty_cycle: float | None = None
+    target_batch_s: float | None = None
+    max_canary_ms: float | None = None
+    critical_canary_ms: float | None = None
+    max_active_backends: int | None = None
+    critical_active_backends: int | None = None
+    max_replica_lag_s: float | None = None
+    critical_replica_lag_s: float | None = None
 
     def overrides(self) -> dict:
         return {name: value for name, value in self.model_dump().items() if value is not None}

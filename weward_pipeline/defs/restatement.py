@@ -61,13 +61,16 @@ def _pipeline_deletions(lake: LakeResource, table: TableConfig):
 
     def count(manifest) -> int:
         clients = lake.clients()
-        return redaction_audit.count_deleted_since(clients.s3, settings.lake, table.name, manifest.day,
-                                                   manifest.export_id)
+        return redaction_audit.count_deleted_since(
+            clients.s3, settings.lake, table.name, manifest.day, manifest.export_id
+        )
 
     return count if table.retention_days is not None else None
 
 
-def changed_days(catalog: Catalog, day: dt.date, lake: LakeResource, log) -> dict[dt.date, dict[str, restate.DayStatus]]:
+def changed_days(
+    catalog: Catalog, day: dt.date, lake: LakeResource, log
+) -> dict[dt.date, dict[str, restate.DayStatus]]:
     """{day: {table: status}} for the days of the window that changed since their export."""
     changed: dict[dt.date, dict[str, restate.DayStatus]] = defaultdict(dict)
     settings = lake.settings()
@@ -76,9 +79,15 @@ def changed_days(catalog: Catalog, day: dt.date, lake: LakeResource, log) -> dic
         days = restate.restatement_days(catalog, table, day)
         try:
             clients = clients or lake.clients()
-            statuses, unpublished = restate.compare_days(settings, catalog, table, days, clients=clients,
-                                                         limits=lake.limits(),
-                                                         deleted_by_pipeline=_pipeline_deletions(lake, table))
+            statuses, unpublished = restate.compare_days(
+                settings,
+                catalog,
+                table,
+                days,
+                clients=clients,
+                limits=lake.limits(),
+                deleted_by_pipeline=_pipeline_deletions(lake, table),
+            )
         except (SourceError, ConfigError, OSError) as exc:
             log.warning(f"restatement: {table.name}: days {days[-1]} .. {days[0]} not compared this time: {exc}")
             continue
@@ -98,26 +107,33 @@ def restatement_requests(catalog: Catalog, tick: dt.datetime, lake: LakeResource
     requests = []
     for changed_day, statuses in sorted(changed_days(catalog, day, lake, log).items()):
         why = {name: status.why() for name, status in sorted(statuses.items())}
-        requests.append(dg.RunRequest(
-            run_key=f"restate:{changed_day}:after:{day}",
-            partition_key=changed_day.isoformat(),
-            asset_selection=[lake_key(name) for name in sorted(statuses)],
-            tags={"weward/trigger": "restatement", "weward/day": changed_day.isoformat(),
-                  RESTATED_BECAUSE_TAG: json.dumps(why, sort_keys=True)},
-        ))
+        requests.append(
+            dg.RunRequest(
+                run_key=f"restate:{changed_day}:after:{day}",
+                partition_key=changed_day.isoformat(),
+                asset_selection=[lake_key(name) for name in sorted(statuses)],
+                tags={
+                    "weward/trigger": "restatement",
+                    "weward/day": changed_day.isoformat(),
+                    RESTATED_BECAUSE_TAG: json.dumps(why, sort_keys=True),
+                },
+            )
+        )
     beyond: dict[dt.date, list[str]] = defaultdict(list)
     for table in restated_tables(catalog):
         leaving = restate.first_day_beyond(table, day)
         if leaving >= catalog.start_date:
             beyond[leaving].append(table.name)
     for leaving, names in sorted(beyond.items()):
-        requests.append(dg.RunRequest(
-            run_key=f"source-check:{leaving}:after:{day}",
-            partition_key=leaving.isoformat(),
-            asset_selection=[],
-            asset_check_keys=[dg.AssetCheckKey(lake_key(n), SOURCE_CHECK) for n in sorted(names)],
-            tags={"weward/trigger": "restatement", "weward/day": leaving.isoformat()},
-        ))
+        requests.append(
+            dg.RunRequest(
+                run_key=f"source-check:{leaving}:after:{day}",
+                partition_key=leaving.isoformat(),
+                asset_selection=[],
+                asset_check_keys=[dg.AssetCheckKey(lake_key(n), SOURCE_CHECK) for n in sorted(names)],
+                tags={"weward/trigger": "restatement", "weward/day": leaving.isoformat()},
+            )
+        )
     return requests
 
 
@@ -127,7 +143,7 @@ def restatement_job(catalog: Catalog):
         RESTATEMENT_JOB,
         selection=dg.AssetSelection.assets(*(lake_key(t.name) for t in tables)),
         description="Re-exports the days of the restatement window that changed in PostgreSQL since their export, "
-                    "one run per day; checks the day leaving the window.",
+        "one run per day; checks the day leaving the window.",
         tags={"weward/job": RESTATEMENT_JOB},
     )
 
@@ -138,10 +154,11 @@ def restatement_schedule(catalog: Catalog, settings: ScheduleSettings, job) -> d
         job=job,
         cron_schedule=settings.cron,
         execution_timezone=catalog.timezone,
-        default_status=(dg.DefaultScheduleStatus.RUNNING if settings.running_by_default
-                        else dg.DefaultScheduleStatus.STOPPED),
+        default_status=(
+            dg.DefaultScheduleStatus.RUNNING if settings.running_by_default else dg.DefaultScheduleStatus.STOPPED
+        ),
         description="Compares the restatement window of each append table with PostgreSQL and re-exports the "
-                    "days that changed (one run per day, tagged with why).",
+        "days that changed (one run per day, tagged with why).",
         tags={"weward/trigger": "restatement"},
     )
     def _restate(context: dg.ScheduleEvaluationContext, lake: LakeResource):
@@ -169,25 +186,48 @@ def source_check(table: TableConfig, catalog: Catalog) -> dg.AssetChecksDefiniti
         day = dt.date.fromisoformat(context.partition_key)
         last_day = dt.datetime.now(catalog.zone).date() - dt.timedelta(days=1)
         if day > restate.first_day_beyond(table, last_day):
-            return dg.AssetCheckResult(passed=True, metadata={
-                "status": f"inside the {table.restate_days}-day restatement window (re-exported by the daily run "
-                          "when it changes)"})
+            return dg.AssetCheckResult(
+                passed=True,
+                metadata={
+                    "status": f"inside the {table.restate_days}-day restatement window (re-exported by the daily run "
+                    "when it changes)"
+                },
+            )
         settings, clients = lake.settings(), lake.clients()
         _, manifest = published_manifest(lake.glue(clients), clients.s3, table.name, day.isoformat())
         if manifest is None:
-            return dg.AssetCheckResult(passed=False, metadata={
-                "problem": f"{day} has no published export", "fix": reexport_command(table.name, day.isoformat())})
-        [status], _ = restate.compare_days(settings, catalog, table, [day], clients=clients, limits=lake.limits(),
-                                           deleted_by_pipeline=_pipeline_deletions(lake, table))
+            return dg.AssetCheckResult(
+                passed=False,
+                metadata={
+                    "problem": f"{day} has no published export",
+                    "fix": reexport_command(table.name, day.isoformat()),
+                },
+            )
+        [status], _ = restate.compare_days(
+            settings,
+            catalog,
+            table,
+            [day],
+            clients=clients,
+            limits=lake.limits(),
+            deleted_by_pipeline=_pipeline_deletions(lake, table),
+        )
         metadata = {key: dg.MetadataValue.text(str(value)) for key, value in status.as_metadata().items()}
         if status.changed:
             metadata["fix"] = dg.MetadataValue.text(
                 f"{reexport_command(table.name, day.isoformat())}   (see which keys: weward-pipeline verify "
-                f"{table.name} {day})")
+                f"{table.name} {day})"
+            )
         return dg.AssetCheckResult(
-            passed=not status.changed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
-            description=(f"{table.name} {day} no longer matches PostgreSQL ({status.why()}); re-export it: "
-                         f"{reexport_command(table.name, day.isoformat())}") if status.changed else None,
+            passed=not status.changed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata=metadata,
+            description=(
+                f"{table.name} {day} no longer matches PostgreSQL ({status.why()}); re-export it: "
+                f"{reexport_command(table.name, day.isoformat())}"
+            )
+            if status.changed
+            else None,
         )
 
     return _check
@@ -199,5 +239,8 @@ def restatement_definitions(catalog: Catalog, settings: ScheduleSettings | None 
         return dg.Definitions()
     settings = settings or ScheduleSettings.from_env()
     job = restatement_job(catalog)
-    return dg.Definitions(jobs=[job], schedules=[restatement_schedule(catalog, settings, job)],
-                          asset_checks=[source_check(t, catalog) for t in tables])
+    return dg.Definitions(
+        jobs=[job],
+        schedules=[restatement_schedule(catalog, settings, job)],
+        asset_checks=[source_check(t, catalog) for t in tables],
+    )

@@ -54,7 +54,7 @@ class ScheduleSettings:
             raise ConfigError("set WEWARD_SCHEDULE_CRON or WEWARD_SCHEDULE_HOUR, not both")
         if cron and not is_valid_cron_string(cron):
             raise ConfigError(
-                f"WEWARD_SCHEDULE_CRON {cron!r} is not a cron expression; use five fields, e.g. \"30 1 * * *\" "
+                f'WEWARD_SCHEDULE_CRON {cron!r} is not a cron expression; use five fields, e.g. "30 1 * * *" '
                 "(01:30 every day, in the catalog's time zone)"
             )
         deadline = _hour(env, "WEWARD_FRESHNESS_DEADLINE_HOUR", DEFAULT_FRESHNESS_DEADLINE_HOUR)

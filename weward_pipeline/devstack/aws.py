@@ -49,8 +49,11 @@ class LocalAws:
         log = open(self.base_dir / "moto.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **LOCAL_CREDENTIALS}, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **LOCAL_CREDENTIALS},
+            start_new_session=True,
         )
         self.pid = process.pid
         wait_for(lambda: process.poll() is None and port_open(self.port), 60, f"moto server on port {self.port}")
@@ -67,9 +70,13 @@ class LocalAws:
     def create_bucket(self, bucket: str, versioning: bool = True) -> None:
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=self.endpoint_url, region_name=LOCAL_REGION,
-                          aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=LOCAL_REGION,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
         try:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": LOCAL_REGION})
         except s3.exceptions.BucketAlreadyOwnedByYou:

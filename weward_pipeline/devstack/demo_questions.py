@@ -56,9 +56,16 @@ def demo_analyst_questions(stream=None) -> int:
     stream = stream or sys.stdout
     settings = QuerySettings.from_env()
     engine = build_engine(settings)
-    where = "DuckDB over the lake's Parquet objects" if isinstance(engine, LocalEngine) else f"Athena workgroup {settings.athena_workgroup}"
-    print(f"\nAnalyst questions, answered from Glue database {settings.glue_database} ({where}); "
-          'try your own: weward-pipeline query "SELECT ..."', file=stream)
+    where = (
+        "DuckDB over the lake's Parquet objects"
+        if isinstance(engine, LocalEngine)
+        else f"Athena workgroup {settings.athena_workgroup}"
+    )
+    print(
+        f"\nAnalyst questions, answered from Glue database {settings.glue_database} ({where}); "
+        'try your own: weward-pipeline query "SELECT ..."',
+        file=stream,
+    )
     failures = 0
     for title, sql in ANALYST_QUESTIONS:
         print(f"\n-- {title}\n{sql.strip()}\n", file=stream)

@@ -87,9 +87,11 @@ class LocalPostgres:
         user = _server_user()
         preexec = None
         if user is not None:
+
             def preexec() -> None:  # drop root before exec: postgres refuses to run as root
                 os.setgid(user.pw_gid)
                 os.setuid(user.pw_uid)
+
         env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", **(extra_env or {})}
         try:
             return subprocess.run(args, preexec_fn=preexec, env=env, check=True, **kwargs)
@@ -97,8 +99,10 @@ class LocalPostgres:
             detail = (exc.stderr or b"").decode(errors="replace").strip()
             hint = ""
             if user is not None:
-                hint = (f" (the server runs as OS user {user.pw_name!r}: every parent directory of "
-                        f"{self.base_dir} must be traversable by it)")
+                hint = (
+                    f" (the server runs as OS user {user.pw_name!r}: every parent directory of "
+                    f"{self.base_dir} must be traversable by it)"
+                )
             raise RuntimeError(f"{Path(args[0]).name} failed: {detail}{hint}") from None
 
     def _chown_for_server(self, path: Path) -> None:
@@ -122,9 +126,17 @@ class LocalPostgres:
         try:
             self._run(
                 [
-                    str(bindir / "initdb"), "-D", str(self.data_dir), "-U", ADMIN_USER,
-                    f"--pwfile={pwfile}", "--auth-local=scram-sha-256", "--auth-host=scram-sha-256",
-                    "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    ADMIN_USER,
+                    f"--pwfile={pwfile}",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -154,8 +166,19 @@ class LocalPostgres:
         options = " ".join(f"-c {k}={v}" for k, v in self.server_settings().items())
         options += f" -p {self.port} -k {self.data_dir}"
         self._run(
-            [str(find_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-             "-o", options, "-w", "-t", "60", "start"],
+            [
+                str(find_bindir() / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -210,8 +233,22 @@ class LocalStandby(LocalPostgres):
         self._chown_for_server(self.data_dir)
         # -R writes standby.signal and primary_conninfo; -X stream copies the WAL the backup needs.
         self._run(
-            [str(find_bindir() / "pg_basebackup"), "-D", str(self.data_dir), "-R", "-X", "stream",
-             "--checkpoint=fast", "--no-sync", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", ADMIN_USER],
+            [
+                str(find_bindir() / "pg_basebackup"),
+                "-D",
+                str(self.data_dir),
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.primary.port),
+                "-U",
+                ADMIN_USER,
+            ],
             extra_env={"PGPASSWORD": self.primary.admin_password},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -220,8 +257,10 @@ class LocalStandby(LocalPostgres):
     def start(self) -> None:
         super().start()
         # Not on the command line, where ALTER SYSTEM (set()) could not override them.
-        self.set(max_standby_streaming_delay=self.max_standby_streaming_delay,
-                 hot_standby_feedback="on" if self.hot_standby_feedback else "off")
+        self.set(
+            max_standby_streaming_delay=self.max_standby_streaming_delay,
+            hot_standby_feedback="on" if self.hot_standby_feedback else "off",
+        )
 
     def server_settings(self) -> dict[str, str]:
         return {
@@ -250,8 +289,14 @@ class LocalStandby(LocalPostgres):
                 conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
             conn.execute("SELECT pg_reload_conf()")
             # The reload is asynchronous; wait until this session's backend applies it too.
-            wait_for(lambda: all(conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
-                                 == value for name, value in settings.items()), 10, "the standby to reload its settings")
+            wait_for(
+                lambda: all(
+                    conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0] == value
+                    for name, value in settings.items()
+                ),
+                10,
+                "the standby to reload its settings",
+            )
 
     def pause_replay(self) -> None:
         self._admin("SELECT pg_wal_replay_pause()")

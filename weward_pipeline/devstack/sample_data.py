@@ -326,14 +326,30 @@ def generate(
         conn.execute(statement.format(s=s, countries=countries, partners=partners), params)
     conn.execute("DROP TABLE pg_temp.sample_active_days")
     counts = {}
-    for table in ("users", "step_events", "ward_transactions", "reward_offers", "reward_purchases", "contest_participations"):
-        counts[table] = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(s, sql.Identifier(table))).fetchone()[0]
+    for table in (
+        "users",
+        "step_events",
+        "ward_transactions",
+        "reward_offers",
+        "reward_purchases",
+        "contest_participations",
+    ):
+        counts[table] = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(s, sql.Identifier(table))).fetchone()[
+            0
+        ]
         conn.execute(sql.SQL("ANALYZE {}.{}").format(s, sql.Identifier(table)))
     return counts
 
 
-def load(url: str, *, end_date: dt.date, size: SampleSize = SampleSize(), schema: str = "public",
-         timezone: str = "Europe/Paris", seed: float = 0.42) -> dict[str, int]:
+def load(
+    url: str,
+    *,
+    end_date: dt.date,
+    size: SampleSize = SampleSize(),
+    schema: str = "public",
+    timezone: str = "Europe/Paris",
+    seed: float = 0.42,
+) -> dict[str, int]:
     """Create the sample schema in the database at `url` (if absent) and fill it."""
     with psycopg.connect(url, autocommit=True) as conn:
         exists = conn.execute(

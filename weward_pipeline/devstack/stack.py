@@ -58,8 +58,9 @@ class LocalStack:
         self.state = StackState()
         if self.state_file.exists():
             self.state = StackState(**json.loads(self.state_file.read_text()))
-        self.postgres = LocalPostgres(self.base_dir / "postgres", port=self.state.pg_port,
-                                      admin_password=self.state.pg_admin_password)
+        self.postgres = LocalPostgres(
+            self.base_dir / "postgres", port=self.state.pg_port, admin_password=self.state.pg_admin_password
+        )
         self.aws = LocalAws(self.base_dir / "moto", port=self.state.moto_port, pid=self.state.moto_pid)
 
     @property
@@ -95,7 +96,8 @@ class LocalStack:
             f"# The local stack's catalog: {SAMPLE_CATALOG} with short retentions "
             f"({', '.join(f'{t}: {d} days' for t, d in LOCAL_RETENTION_DAYS.items())}),\n"
             "# so that redaction runs on a few days of sample data. Written by weward-pipeline stack up/demo/dev.\n"
-            + yaml.safe_dump(catalog, sort_keys=False, allow_unicode=True))
+            + yaml.safe_dump(catalog, sort_keys=False, allow_unicode=True)
+        )
         self.state.extra_env["WEWARD_TABLES_FILE"] = str(self.catalog_file)
 
     def catalog(self):
@@ -129,15 +131,32 @@ class LocalStack:
         moto_up = self.state.moto_pid is not None and pid_alive(self.state.moto_pid)
         seeded = self.state.seeded
         return [
-            ("PostgreSQL", pg_pid is not None,
-             f"127.0.0.1:{self.postgres.port} (pid {pg_pid})" if pg_pid else
-             f"was on 127.0.0.1:{self.postgres.port}" if self.postgres.port else ""),
-            ("S3+Glue (moto)", moto_up,
-             f"{self.aws.endpoint_url} (pid {self.state.moto_pid})" if moto_up else
-             f"was at {self.aws.endpoint_url}" if self.aws.port else ""),
-            ("sample data", bool(seeded),
-             f"{seeded['days']} days ending {seeded['end_date']}, "
-             + ", ".join(f"{t}={n:,}" for t, n in seeded["rows"].items()) if seeded else ""),
+            (
+                "PostgreSQL",
+                pg_pid is not None,
+                f"127.0.0.1:{self.postgres.port} (pid {pg_pid})"
+                if pg_pid
+                else f"was on 127.0.0.1:{self.postgres.port}"
+                if self.postgres.port
+                else "",
+            ),
+            (
+                "S3+Glue (moto)",
+                moto_up,
+                f"{self.aws.endpoint_url} (pid {self.state.moto_pid})"
+                if moto_up
+                else f"was at {self.aws.endpoint_url}"
+                if self.aws.port
+                else "",
+            ),
+            (
+                "sample data",
+                bool(seeded),
+                f"{seeded['days']} days ending {seeded['end_date']}, "
+                + ", ".join(f"{t}={n:,}" for t, n in seeded["rows"].items())
+                if seeded
+                else "",
+            ),
         ]
 
     def down(self, remove: bool = True) -> None:
@@ -158,8 +177,11 @@ class LocalStack:
     def roles(self):
         from weward_pipeline.roles import PipelineRoles
 
-        return PipelineRoles(export_password=self.state.export_password, redact_password=self.state.redact_password,
-                             erase_password=self.state.erase_password)
+        return PipelineRoles(
+            export_password=self.state.export_password,
+            redact_password=self.state.redact_password,
+            erase_password=self.state.erase_password,
+        )
 
     def _ensure_roles(self) -> None:
         """The export, redaction and erasure roles (created once, passwords kept in the 0600 state file),
@@ -191,16 +213,28 @@ class LocalStack:
             **self.state.extra_env,
         }
 
-    def seed(self, *, days: int = 5, users: int = 2_000, end_date: dt.date | None = None,
-             timezone: str = "Europe/Paris", seed: float = 0.42) -> dict[str, int]:
+    def seed(
+        self,
+        *,
+        days: int = 5,
+        users: int = 2_000,
+        end_date: dt.date | None = None,
+        timezone: str = "Europe/Paris",
+        seed: float = 0.42,
+    ) -> dict[str, int]:
         """Load the sample app data, ending yesterday in `timezone` (so those days are exportable)."""
         from weward_pipeline.devstack import sample_data
 
         if self.state.seeded:
             return self.state.seeded["rows"]
         end_date = end_date or (dt.datetime.now(ZoneInfo(timezone)).date() - dt.timedelta(days=1))
-        rows = sample_data.load(self.pg_url(), end_date=end_date,
-                                size=sample_data.SampleSize(users=users, days=days), timezone=timezone, seed=seed)
+        rows = sample_data.load(
+            self.pg_url(),
+            end_date=end_date,
+            size=sample_data.SampleSize(users=users, days=days),
+            timezone=timezone,
+            seed=seed,
+        )
         self.state.seeded = {"rows": rows, "end_date": end_date.isoformat(), "days": days}
         self._ensure_roles()  # the tables exist now: grant on them
         self._save()

@@ -16,7 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from weward_pipeline.query import dialect
-from weward_pipeline.query.catalog import ATHENA_CATALOG, latest_view_name, latest_view_sql, list_lake_tables, queryable_names
+from weward_pipeline.query.catalog import (
+    ATHENA_CATALOG,
+    latest_view_name,
+    latest_view_sql,
+    list_lake_tables,
+    queryable_names,
+)
 from weward_pipeline.query.errors import (
     BytesScannedLimitError,
     QueryCancelledError,
@@ -42,7 +48,9 @@ _SYNTAX_MARKERS = ("mismatched input", "extraneous input", "no viable alternativ
 def _athena_arrow_type(info: dict) -> pa.DataType:
     kind = info.get("Type", "varchar").lower()
     if kind in ("tinyint", "smallint", "integer", "int", "bigint"):
-        return {"tinyint": pa.int8(), "smallint": pa.int16(), "integer": pa.int32(), "int": pa.int32()}.get(kind, pa.int64())
+        return {"tinyint": pa.int8(), "smallint": pa.int16(), "integer": pa.int32(), "int": pa.int32()}.get(
+            kind, pa.int64()
+        )
     if kind in ("double", "float", "real"):
         return pa.float64() if kind == "double" else pa.float32()
     if kind == "decimal":
@@ -120,7 +128,10 @@ class AthenaEngine:
                 workgroup = self.athena.get_work_group(WorkGroup=self.workgroup).get("WorkGroup")
             except ClientError as exc:
                 workgroup = None
-                if exc.response.get("Error", {}).get("Code") not in ("InvalidRequestException", "ResourceNotFoundException"):
+                if exc.response.get("Error", {}).get("Code") not in (
+                    "InvalidRequestException",
+                    "ResourceNotFoundException",
+                ):
                     raise QueryError(f"cannot read Athena workgroup {self.workgroup}: {exc}") from None
             if not workgroup:
                 raise QueryError(
@@ -186,12 +197,15 @@ class AthenaEngine:
                     return execution
                 if self.max_bytes_scanned is not None and scanned > self.max_bytes_scanned:
                     self._stop(query_id)
-                    raise BytesScannedLimitError(self.max_bytes_scanned, scanned, CLIENT_LIMIT_SOURCE, f"Athena query {query_id}")
+                    raise BytesScannedLimitError(
+                        self.max_bytes_scanned, scanned, CLIENT_LIMIT_SOURCE, f"Athena query {query_id}"
+                    )
                 if self.timeout_s is not None and elapsed > self.timeout_s:
                     self._stop(query_id)
                     raise QueryCancelledError(
                         f"Athena query {query_id} stopped after the {self.timeout_s:g} s timeout; it had scanned "
-                        f"{format_bytes(scanned)} (billed: {format_usd(athena_cost_usd(scanned, self.usd_per_tb))})", scanned,
+                        f"{format_bytes(scanned)} (billed: {format_usd(athena_cost_usd(scanned, self.usd_per_tb))})",
+                        scanned,
                     )
                 self.sleep(interval)
                 interval = min(interval * 1.5, self.poll_interval_s[1])
@@ -199,7 +213,8 @@ class AthenaEngine:
             self._stop(query_id)
             raise QueryCancelledError(
                 f"Athena query {query_id} cancelled (Ctrl-C) after {time.monotonic() - started:.1f} s; it had scanned "
-                f"{format_bytes(scanned)} (billed: {format_usd(athena_cost_usd(scanned, self.usd_per_tb))})", scanned,
+                f"{format_bytes(scanned)} (billed: {format_usd(athena_cost_usd(scanned, self.usd_per_tb))})",
+                scanned,
             ) from None
 
     def failure(self, execution: dict, sql: str) -> QueryError:
@@ -212,12 +227,14 @@ class AthenaEngine:
         query_id = execution.get("QueryExecutionId")
         lowered = reason.lower()
         if "bytes scanned limit" in lowered:
-            return BytesScannedLimitError(self.workgroup_cutoff, scanned, f"Athena workgroup {self.workgroup}",
-                                          f"Athena query {query_id}")
+            return BytesScannedLimitError(
+                self.workgroup_cutoff, scanned, f"Athena workgroup {self.workgroup}", f"Athena query {query_id}"
+            )
         if state == "CANCELLED":
             return QueryCancelledError(
                 f"Athena query {query_id} was cancelled{': ' + reason if reason else ' (from the console or another client)'}; "
-                f"it had scanned {format_bytes(scanned)}", scanned,
+                f"it had scanned {format_bytes(scanned)}",
+                scanned,
             )
         body = re.sub(r"^[A-Z_]+: ", "", reason)
         position = _ATHENA_POSITION.search(body)
@@ -229,19 +246,25 @@ class AthenaEngine:
             missing = [name.group(1).split(".")[-1]] if name else [detail]
             try:
                 lake = list_lake_tables(self.glue_client, self.database)
-                known = sorted(set(queryable_names({n: t for n, t in lake.items() if not t.is_view}))
-                               | {n for n, t in lake.items() if t.is_view})
+                known = sorted(
+                    set(queryable_names({n: t for n, t in lake.items() if not t.is_view}))
+                    | {n for n, t in lake.items() if t.is_view}
+                )
             except Exception:  # noqa: BLE001 - the listing is a hint; the error stands without it
                 known = []
             return UnknownTableError(missing, known, self.database)
         if "SCHEMA_NOT_FOUND" in reason or "Schema '" in reason:
-            return QueryFailedError(f"{detail} (the lake's Glue database is {self.database}: WEWARD_GLUE_DATABASE)", sql, line, column)
+            return QueryFailedError(
+                f"{detail} (the lake's Glue database is {self.database}: WEWARD_GLUE_DATABASE)", sql, line, column
+            )
         if any(marker in lowered for marker in _SYNTAX_MARKERS) or athena_error.get("ErrorType") == 1004:
             return QuerySyntaxError(detail, sql, line, column)
         return QueryFailedError(detail or f"Athena query {query_id} {state}", sql, line, column)
 
     def results(self, query_id: str, statement_type: str) -> pa.Table:
-        pages = self.athena.get_paginator("get_query_results").paginate(QueryExecutionId=query_id, PaginationConfig={"PageSize": 1000})
+        pages = self.athena.get_paginator("get_query_results").paginate(
+            QueryExecutionId=query_id, PaginationConfig={"PageSize": 1000}
+        )
         column_info: list[dict] = []
         rows: list[list[str | None]] = []
         first = True
@@ -269,10 +292,17 @@ class AthenaEngine:
         table = self.results(query_id, statement_type)
         stats = execution.get("Statistics") or {}
         return QueryResult(
-            sql=sql, engine=self.name, table=table, bytes_scanned=int(stats.get("DataScannedInBytes") or 0),
-            elapsed_s=time.monotonic() - started, query_id=query_id, workgroup=self.workgroup,
+            sql=sql,
+            engine=self.name,
+            table=table,
+            bytes_scanned=int(stats.get("DataScannedInBytes") or 0),
+            elapsed_s=time.monotonic() - started,
+            query_id=query_id,
+            workgroup=self.workgroup,
             output_location=(execution.get("ResultConfiguration") or {}).get("OutputLocation"),
-            statement_type=statement_type, usd_per_tb=self.usd_per_tb, executed_sql=sql,
+            statement_type=statement_type,
+            usd_per_tb=self.usd_per_tb,
+            executed_sql=sql,
         )
 
     def create_latest_views(self, tables: list[str] | None = None) -> list[QueryResult]:
@@ -282,7 +312,9 @@ class AthenaEngine:
         chosen = snapshot if not tables else [t for t in tables if t in snapshot]
         unknown = sorted(set(tables or []) - set(snapshot))
         if unknown:
-            raise QueryError(f"not snapshot tables of {self.database}: {', '.join(unknown)}; snapshot tables: {', '.join(snapshot) or '(none)'}")
+            raise QueryError(
+                f"not snapshot tables of {self.database}: {', '.join(unknown)}; snapshot tables: {', '.join(snapshot) or '(none)'}"
+            )
         results = []
         for name in chosen:
             view = latest_view_name(name)

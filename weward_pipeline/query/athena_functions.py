@@ -11,7 +11,8 @@ the SQL keywords that read as calls. A name missing here refuses a query Athena 
 
 from __future__ import annotations
 
-ATHENA_FUNCTIONS: frozenset[str] = frozenset("""
+ATHENA_FUNCTIONS: frozenset[str] = frozenset(
+    """
 abs acos all_match any_match any_value approx_distinct approx_most_frequent approx_percentile approx_set
 arbitrary array_agg array_distinct array_except array_histogram array_intersect array_join array_max
 array_min array_position array_remove array_sort array_union arrays_overlap asin at_timezone atan atan2
@@ -64,7 +65,8 @@ url_extract_query uuid value_at_quantile values_at_quantiles var_pop var_samp va
 week_of_year width_bucket wilson_interval_lower wilson_interval_upper with_timezone word_stem xxhash64
 year year_of_week yow zip zip_with
 coalesce array row interval
-""".split())
+""".split()
+)
 
 # DuckDB (or PostgreSQL) spellings an analyst may carry over, and Athena's word for them.
 ATHENA_SPELLING: dict[str, str] = {

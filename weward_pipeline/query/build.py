@@ -24,11 +24,24 @@ def build_engine(
     limit = max_bytes_scanned if max_bytes_scanned is not None else settings.max_bytes_scanned
     if kind == "local":
         glue = aws.client(settings, "glue")
-        return LocalEngine(glue, aws.s3_filesystem(settings.aws_region, settings.aws_endpoint_url), settings.glue_database,
-                           max_bytes_scanned=limit, timeout_s=timeout_s, progress=progress)
+        return LocalEngine(
+            glue,
+            aws.s3_filesystem(settings.aws_region, settings.aws_endpoint_url),
+            settings.glue_database,
+            max_bytes_scanned=limit,
+            timeout_s=timeout_s,
+            progress=progress,
+        )
     if kind == "athena":
         athena, glue = aws.clients(settings, "athena", "glue")
-        return AthenaEngine(athena, glue, settings.glue_database, workgroup=settings.athena_workgroup,
-                            output_location=settings.athena_output, max_bytes_scanned=limit,
-                            timeout_s=timeout_s, progress=progress)
+        return AthenaEngine(
+            athena,
+            glue,
+            settings.glue_database,
+            workgroup=settings.athena_workgroup,
+            output_location=settings.athena_output,
+            max_bytes_scanned=limit,
+            timeout_s=timeout_s,
+            progress=progress,
+        )
     raise ConfigError(f"unknown query engine {kind!r}; use one of {', '.join(ENGINES)}")

@@ -80,9 +80,18 @@ def queryable_names(tables: dict[str, LakeTable]) -> list[str]:
 # Glue type -> Arrow type (the inverse of typemap, for any Hive type Glue may hold).
 
 _SIMPLE_TYPES = {
-    "tinyint": pa.int8(), "smallint": pa.int16(), "int": pa.int32(), "integer": pa.int32(),
-    "bigint": pa.int64(), "float": pa.float32(), "real": pa.float32(), "double": pa.float64(),
-    "boolean": pa.bool_(), "string": pa.string(), "binary": pa.binary(), "date": pa.date32(),
+    "tinyint": pa.int8(),
+    "smallint": pa.int16(),
+    "int": pa.int32(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "float": pa.float32(),
+    "real": pa.float32(),
+    "double": pa.float64(),
+    "boolean": pa.bool_(),
+    "string": pa.string(),
+    "binary": pa.binary(),
+    "date": pa.date32(),
     # Athena reads Parquet timestamps (UTC-adjusted or not) as wall-clock values without zone.
     "timestamp": pa.timestamp("us"),
 }

@@ -57,12 +57,14 @@ READ = "athena"
 WRITE = "duckdb"
 
 # Words that may stand before "(" without being a function call.
-_NOT_CALLS = frozenset("""
+_NOT_CALLS = frozenset(
+    """
 in exists values over filter using on and or not as with from join select where having by when then
 else case between like is all any some distinct within group lateral unnest table ordinality rows
 partition decimal varchar char varbinary timestamp time interval array map row union intersect except
 rollup cube sets bernoulli system match_recognize define pattern measures subset
-""".split())
+""".split()
+)
 _KEYWORDS = ("SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "HAVING", "JOIN", "LIMIT", "UNION", "WITH", "ON")
 
 
@@ -202,21 +204,32 @@ def _refuse_non_athena(sql: str, tokens: list[Token], statement: exp.Expression)
         if token.token_type in (TokenType.VAR, TokenType.PARAMETER) and token.text.startswith("$"):
             _refuse(sql, token, "Athena has no $n parameters in a query: write the value")
         if token.token_type == TokenType.L_BRACKET and (
-            previous is None or previous.token_type in (TokenType.COMMA, TokenType.L_PAREN, TokenType.SELECT, TokenType.EQ)
+            previous is None
+            or previous.token_type in (TokenType.COMMA, TokenType.L_PAREN, TokenType.SELECT, TokenType.EQ)
             or previous.token_type in (TokenType.IN, TokenType.AND, TokenType.OR)
         ):
             _refuse(sql, token, "Athena writes an array as ARRAY[1, 2], not [1, 2]")
         if token.token_type == TokenType.COMMA and following is not None and following.token_type == TokenType.FROM:
             _refuse(sql, token, "a comma before FROM: Athena does not allow a trailing comma in the select list")
-        if token.token_type == TokenType.OFFSET and previous is not None and any(
-            t.token_type == TokenType.LIMIT for t in tokens[max(i - 4, 0):i]
+        if (
+            token.token_type == TokenType.OFFSET
+            and previous is not None
+            and any(t.token_type == TokenType.LIMIT for t in tokens[max(i - 4, 0) : i])
         ):
             _refuse(sql, token, "Athena writes OFFSET before LIMIT: ... OFFSET 5 LIMIT 10")
-        if token.token_type == TokenType.PERCENT and previous is not None and previous.token_type == TokenType.NUMBER and (
-            any(t.token_type in (TokenType.LIMIT, TokenType.USING) for t in tokens[max(i - 4, 0):i])
+        if (
+            token.token_type == TokenType.PERCENT
+            and previous is not None
+            and previous.token_type == TokenType.NUMBER
+            and (any(t.token_type in (TokenType.LIMIT, TokenType.USING) for t in tokens[max(i - 4, 0) : i]))
         ):
             _refuse(sql, token, "Athena has no LIMIT n% or USING SAMPLE: write TABLESAMPLE BERNOULLI (10)")
-        if token.token_type == TokenType.VAR and token.text.upper() == "SAMPLE" and previous is not None and previous.text.upper() == "USING":
+        if (
+            token.token_type == TokenType.VAR
+            and token.text.upper() == "SAMPLE"
+            and previous is not None
+            and previous.text.upper() == "USING"
+        ):
             _refuse(sql, token, "Athena has no USING SAMPLE: write TABLESAMPLE BERNOULLI (10)")
     if tokens and tokens[0].token_type == TokenType.FROM:
         _refuse(sql, tokens[0], "Athena statements start with SELECT or WITH, not FROM")
@@ -228,7 +241,9 @@ def _refuse_non_athena(sql: str, tokens: list[Token], statement: exp.Expression)
     for group in statement.find_all(exp.Group):
         if group.args.get("all") and not group.expressions:
             token = next((t for t in tokens if t.token_type == TokenType.ALL), tokens[0])
-            _refuse(sql, token, "Athena has no GROUP BY ALL: list the grouped columns (or their positions: GROUP BY 1, 2)")
+            _refuse(
+                sql, token, "Athena has no GROUP BY ALL: list the grouped columns (or their positions: GROUP BY 1, 2)"
+            )
 
 
 def _table_function_names(statement: exp.Expression) -> set[str]:
@@ -249,7 +264,10 @@ def _refuse_unknown_functions(sql: str, tokens: list[Token], statement: exp.Expr
     aliases |= {c.alias.lower() for c in statement.find_all(exp.CTE)}
     table_functions = _table_function_names(statement)
     for i, token in enumerate(tokens[:-1]):
-        if tokens[i + 1].token_type != TokenType.L_PAREN or token.token_type in (TokenType.IDENTIFIER, TokenType.STRING):
+        if tokens[i + 1].token_type != TokenType.L_PAREN or token.token_type in (
+            TokenType.IDENTIFIER,
+            TokenType.STRING,
+        ):
             continue
         name = token.text.lower()
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name in _NOT_CALLS or name in ATHENA_FUNCTIONS:
@@ -285,7 +303,10 @@ def referenced_tables(statement: exp.Expression) -> list[tuple[str, ...]]:
 # --------------------------------------------------------------------------------------------
 
 _INTEGER_TYPES = {
-    exp.DataType.Type.TINYINT: 3, exp.DataType.Type.SMALLINT: 5, exp.DataType.Type.INT: 10, exp.DataType.Type.BIGINT: 19,
+    exp.DataType.Type.TINYINT: 3,
+    exp.DataType.Type.SMALLINT: 5,
+    exp.DataType.Type.INT: 10,
+    exp.DataType.Type.BIGINT: 19,
 }
 
 
@@ -342,8 +363,10 @@ def _divide(node: exp.Div, applied: list[str]) -> exp.Expression | None:
     if _is_integer(left) and _is_integer(right):
         applied.append("integer division truncates")
         return exp.IntDiv(this=left.copy(), expression=right.copy())
-    if (_is_decimal(left) or _is_decimal(right)) and (_is_decimal(left) or _is_integer(left)) and (
-        _is_decimal(right) or _is_integer(right)
+    if (
+        (_is_decimal(left) or _is_decimal(right))
+        and (_is_decimal(left) or _is_integer(left))
+        and (_is_decimal(right) or _is_integer(right))
     ):
         a, b = _decimal_shape(left), _decimal_shape(right)
         if a and b:
@@ -391,7 +414,9 @@ def _date_diff(node: exp.DateDiff, applied: list[str]) -> exp.Expression:
     unit = node.args.get("unit")
     unit_text = (unit.name if unit is not None else "day").lower()
     # sqlglot: DateDiff(this=end, expression=start); DuckDB date_sub(part, start, end) counts whole parts.
-    return exp.Anonymous(this="date_sub", expressions=[exp.Literal.string(unit_text), node.expression.copy(), node.this.copy()])
+    return exp.Anonymous(
+        this="date_sub", expressions=[exp.Literal.string(unit_text), node.expression.copy(), node.this.copy()]
+    )
 
 
 def _wall_clock(node: exp.Expression, applied: list[str]) -> exp.Expression:
@@ -400,7 +425,9 @@ def _wall_clock(node: exp.Expression, applied: list[str]) -> exp.Expression:
         value, zone = node.this, node.args["zone"]
     else:
         value, zone = node.expressions[0], node.expressions[1]
-    return exp.Anonymous(this="timezone", expressions=[zone.copy(), exp.cast(value.copy(), exp.DataType.build("TIMESTAMPTZ"))])
+    return exp.Anonymous(
+        this="timezone", expressions=[zone.copy(), exp.cast(value.copy(), exp.DataType.build("TIMESTAMPTZ"))]
+    )
 
 
 def _json_scalar(node: exp.JSONExtractScalar, applied: list[str]) -> exp.Expression:
@@ -434,7 +461,12 @@ def _regexp_replace(node: exp.RegexpReplace, applied: list[str]) -> exp.Expressi
 
 
 _TEXT = {exp.DataType.Type.VARCHAR, exp.DataType.Type.TEXT, exp.DataType.Type.CHAR, exp.DataType.Type.NCHAR}
-_TEMPORAL = {exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.DATETIME}
+_TEMPORAL = {
+    exp.DataType.Type.DATE,
+    exp.DataType.Type.TIMESTAMP,
+    exp.DataType.Type.TIMESTAMPTZ,
+    exp.DataType.Type.DATETIME,
+}
 
 
 def _kind(node: exp.Expression):
@@ -460,11 +492,15 @@ def _refuse_text_vs_time(statement: exp.Expression, athena_sql: str) -> None:
             if kinds & _TEXT and kinds & _TEMPORAL:
                 text_side = a if _kind(a) in _TEXT else b
                 name = text_side.name if isinstance(text_side, exp.Column) else text_side.sql(dialect=READ)
-                hint = (f"{name} is a string (YYYY-MM-DD): compare it with a string, e.g. {name} >= '2024-03-01'"
-                        if name == "dt" else f"cast one side: CAST({name} AS date) or date_format(...)")
+                hint = (
+                    f"{name} is a string (YYYY-MM-DD): compare it with a string, e.g. {name} >= '2024-03-01'"
+                    if name == "dt"
+                    else f"cast one side: CAST({name} AS date) or date_format(...)"
+                )
                 raise QueryFailedError(
                     f"Athena cannot compare varchar with {min(k.value.lower() for k in kinds & _TEMPORAL)} "
-                    f"({node.sql(dialect=READ)}): {hint}", athena_sql,
+                    f"({node.sql(dialect=READ)}): {hint}",
+                    athena_sql,
                 )
 
 
@@ -498,9 +534,17 @@ def _typed_copy(statement: exp.Expression, tables, catalog: str, database: str) 
 
     schema = {catalog: {database: _schema(tables)}} if tables else None
     try:
-        tree = qualify(statement.copy(), schema=schema, catalog=catalog, db=database, dialect=READ,
-                       validate_qualify_columns=False, expand_stars=False, quote_identifiers=True,
-                       identify=True)
+        tree = qualify(
+            statement.copy(),
+            schema=schema,
+            catalog=catalog,
+            db=database,
+            dialect=READ,
+            validate_qualify_columns=False,
+            expand_stars=False,
+            quote_identifiers=True,
+            identify=True,
+        )
         return annotate_types(tree, schema=schema, dialect=READ)
     except (OptimizeError, SchemaError, KeyError, ValueError, TypeError, AttributeError):
         return None
@@ -551,7 +595,12 @@ def _rewrite(tree: exp.Expression, applied: list[str]) -> exp.Expression:
 
 
 def to_duckdb(
-    statement: exp.Expression, athena_sql: str, tables: dict[str, list[tuple[str, str]]], *, catalog: str, database: str,
+    statement: exp.Expression,
+    athena_sql: str,
+    tables: dict[str, list[tuple[str, str]]],
+    *,
+    catalog: str,
+    database: str,
 ) -> Translation:
     """The DuckDB statement that answers `statement` as Athena would.
 
@@ -574,12 +623,14 @@ def to_duckdb(
     except UnsupportedError as exc:
         raise QueryFailedError(
             f"cannot translate this Athena SQL for the local engine: {str(exc).splitlines()[0]} "
-            "(DuckDB has no equivalent); run it with --engine athena", athena_sql,
+            "(DuckDB has no equivalent); run it with --engine athena",
+            athena_sql,
         ) from None
     except SqlglotError as exc:  # a translation bug: say so, never a traceback
         raise QueryFailedError(
             f"cannot translate this Athena SQL for the local engine ({str(exc).splitlines()[0]}); "
-            "run it with --engine athena", athena_sql,
+            "run it with --engine athena",
+            athena_sql,
         ) from None
     return Translation(athena_sql, duckdb_sql, sorted(set(applied)), typed is not None)
 

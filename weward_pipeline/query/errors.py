@@ -72,7 +72,10 @@ class BytesScannedLimitError(QueryError):
             f"({engine}), over the {limit_text} per query allowed by {where}. Read fewer days "
             "(WHERE dt BETWEEN '2024-03-01' AND '2024-03-07' prunes partitions), select only the "
             "columns you need, or, if the scan is intended, raise the limit"
-            + (" (--max-bytes-scanned)" if where.startswith("--") or "WEWARD_" in where else
-               " in the workgroup (infra: bytes_scanned_cutoff_per_query) or use another workgroup")
+            + (
+                " (--max-bytes-scanned)"
+                if where.startswith("--") or "WEWARD_" in where
+                else " in the workgroup (infra: bytes_scanned_cutoff_per_query) or use another workgroup"
+            )
             + "."
         )

@@ -54,7 +54,7 @@ class _Partition:
 def _s3_path(location: str) -> str:
     for scheme in ("s3://", "s3a://", "s3n://"):
         if location.startswith(scheme):
-            return location[len(scheme):].rstrip("/")
+            return location[len(scheme) :].rstrip("/")
     raise QueryError(f"location {location!r} is not on S3; the local engine reads s3:// locations only")
 
 
@@ -159,12 +159,17 @@ class LocalEngine:
         with ThreadPoolExecutor(max_workers=self.listing_threads) as pool:
             return list(pool.map(listing, entries))
 
-    def _dataset(self, table: LakeTable, filesystem: pafs.FileSystem) -> tuple[ds.Dataset | pa.Table, list[_Partition], list[str]]:
+    def _dataset(
+        self, table: LakeTable, filesystem: pafs.FileSystem
+    ) -> tuple[ds.Dataset | pa.Table, list[_Partition], list[str]]:
         """The table as one pyarrow dataset (one fragment per object, tagged with its partition
         values), its partitions, and the columns the view must turn into UTC wall-clock time."""
         where = f"table {table.name}"
         fields = [pa.field(name, glue_type_to_arrow(typ, f"{where}, column {name!r}")) for name, typ in table.columns]
-        fields += [pa.field(name, glue_type_to_arrow(typ, f"{where}, partition key {name!r}")) for name, typ in table.partition_keys]
+        fields += [
+            pa.field(name, glue_type_to_arrow(typ, f"{where}, partition key {name!r}"))
+            for name, typ in table.partition_keys
+        ]
         partitions = self._partitions(table)
         paths, expressions = [], []
         for partition in partitions:
@@ -191,7 +196,11 @@ class LocalEngine:
         if not paths:
             return schema.empty_table(), partitions, to_wall_clock
         dataset = ds.FileSystemDataset.from_paths(
-            paths, schema=schema, format=ds.ParquetFileFormat(), filesystem=filesystem, partitions=expressions,
+            paths,
+            schema=schema,
+            format=ds.ParquetFileFormat(),
+            filesystem=filesystem,
+            partitions=expressions,
         )
         return dataset, partitions, to_wall_clock
 
@@ -207,8 +216,9 @@ class LocalEngine:
         tables = self.tables()
         real = {n: t for n, t in tables.items() if not t.is_view}
         known = queryable_names(real)
-        latest_views = {latest_view_name(n): n for n, t in real.items()
-                        if t.mode == "snapshot" and latest_view_name(n) not in real}
+        latest_views = {
+            latest_view_name(n): n for n, t in real.items() if t.mode == "snapshot" and latest_view_name(n) not in real
+        }
         athena_views = sorted(n for n in referenced if n in tables and n not in known)
         if athena_views:
             raise QueryError(
@@ -268,28 +278,35 @@ class LocalEngine:
             con.execute("SET lock_configuration = true")
 
             if self.timeout_s:
+
                 def _timeout():
                     cancelled["timeout"] = True
                     con.interrupt()
+
                 timer = threading.Timer(self.timeout_s, _timeout)
                 timer.daemon = True
                 timer.start()
             if self.progress:
+
                 def _tick():
                     while not stop_ticking.wait(0.5):
                         self.progress(QueryProgress(self.name, "RUNNING", time.monotonic() - started, budget.bytes))
+
                 ticker = threading.Thread(target=_tick, daemon=True)
                 ticker.start()
             try:
                 relation = con.sql(executed)
                 result = relation.to_arrow_table() if relation is not None else pa.table({})
                 if budget.exceeded:  # the last reads crossed the limit as the query finished
-                    raise BytesScannedLimitError(self.max_bytes_scanned, budget.bytes, CLIENT_LIMIT_SOURCE, "local engine")
+                    raise BytesScannedLimitError(
+                        self.max_bytes_scanned, budget.bytes, CLIENT_LIMIT_SOURCE, "local engine"
+                    )
             except KeyboardInterrupt:
                 con.interrupt()
                 raise QueryCancelledError(
                     f"query cancelled (Ctrl-C) after {time.monotonic() - started:.1f} s and "
-                    f"{format_bytes(budget.bytes)} read", budget.bytes,
+                    f"{format_bytes(budget.bytes)} read",
+                    budget.bytes,
                 ) from None
             except duckdb.Error as exc:
                 if "\nLINE " not in str(exc) and isinstance(exc, (duckdb.BinderException, duckdb.CatalogException)):
@@ -314,9 +331,15 @@ class LocalEngine:
         if self.progress:
             self.progress(QueryProgress(self.name, "SUCCEEDED", elapsed, budget.bytes))
         return QueryResult(
-            sql=sql, engine=self.name, table=result, bytes_scanned=budget.bytes, elapsed_s=elapsed,
-            executed_sql=executed, rewrites=translation.rewrites,
-            partitions_listed=partitions_listed, days_read=days_read(handler.opened, list(partitions_listed)),
+            sql=sql,
+            engine=self.name,
+            table=result,
+            bytes_scanned=budget.bytes,
+            elapsed_s=elapsed,
+            executed_sql=executed,
+            rewrites=translation.rewrites,
+            partitions_listed=partitions_listed,
+            days_read=days_read(handler.opened, list(partitions_listed)),
         )
 
     def _translate(self, exc, sql: str, executed: str, budget: ScanBudget, timed_out: bool, tables) -> QueryError:
@@ -334,23 +357,31 @@ class LocalEngine:
             )
         detail = _duckdb_detail(message)
         line, column = _original_position(message, executed, sql, detail)
-        function = re.search(r"(?:Scalar|Aggregate|Table) Function with name \"?([A-Za-z_0-9]+)\"? does not exist", message)
+        function = re.search(
+            r"(?:Scalar|Aggregate|Table) Function with name \"?([A-Za-z_0-9]+)\"? does not exist", message
+        )
         if function and dialect.untranslatable_function(function.group(1)):
             name = function.group(1).lower()
             line, column = dialect.locate(sql, name)
             return QueryFailedError(
                 f"{name}: an Athena function the local engine cannot translate (DuckDB has none like it); "
-                "run this query with --engine athena", sql, line, column,
+                "run this query with --engine athena",
+                sql,
+                line,
+                column,
             )
         if isinstance(exc, duckdb.ParserException):
             return QueryFailedError(
                 f"the DuckDB translation of this Athena SQL does not parse ({detail}); see it with --show-sql "
-                "and run the query with --engine athena", sql,
+                "and run the query with --engine athena",
+                sql,
             )
         if isinstance(exc, duckdb.CatalogException) and "does not exist" in detail and not function:
             name = re.search(r'with name "?([^"!\s]+)', detail)
             missing = [name.group(1)] if name else [detail]
-            return UnknownTableError(missing, queryable_names({n: t for n, t in tables.items() if not t.is_view}), self.database)
+            return UnknownTableError(
+                missing, queryable_names({n: t for n, t in tables.items() if not t.is_view}), self.database
+            )
         if isinstance(exc, duckdb.PermissionException):
             return QueryFailedError(f"{detail} (the local engine reads only the lake's tables)", sql, line, column)
         return QueryFailedError(detail, sql, line, column)
@@ -373,7 +404,7 @@ def _original_position(message: str, executed: str, sql: str, detail: str) -> tu
     if line and column:
         lines = executed.splitlines()
         text = lines[line - 1] if 0 < line <= len(lines) else ""
-        match = re.match(r'"?([A-Za-z_][A-Za-z0-9_]*)"?(?:\."?([A-Za-z_][A-Za-z0-9_]*)"?)?', text[column - 1:])
+        match = re.match(r'"?([A-Za-z_][A-Za-z0-9_]*)"?(?:\."?([A-Za-z_][A-Za-z0-9_]*)"?)?', text[column - 1 :])
         if match:
             word = match.group(2) or match.group(1)
     if word is None:

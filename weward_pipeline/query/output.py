@@ -68,7 +68,8 @@ class QueryResult:
                 # Days read, not days published: a dt filter that read one day says so.
                 ident = "; tables: " + ", ".join(
                     f"{t} ({self.days_read.get(t, n)} of {n} day{'s' if n != 1 else ''} read)"
-                    for t, n in sorted(self.partitions_listed.items()))
+                    for t, n in sorted(self.partitions_listed.items())
+                )
         return f"{rows} row{'s' if rows != 1 else ''} in {self.elapsed_s:.2f} s, {scanned}, {cost}{ident}"
 
     def format(self, max_rows: int = 100, max_width: int = 40) -> str:
@@ -90,16 +91,16 @@ def _cell(value) -> str:
 def format_table(table: pa.Table, max_rows: int = 100, max_width: int = 40) -> str:
     """A plain, aligned text table (numbers right-aligned, NULL spelled out)."""
     names = table.column_names
-    numeric = [
-        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) for t in table.schema.types
-    ]
+    numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) for t in table.schema.types]
     shown = table.slice(0, max_rows)
     columns = [[_cell(v) for v in shown.column(i).to_pylist()] for i in range(len(names))]
     columns = [[c if len(c) <= max_width else c[: max_width - 1] + "…" for c in column] for column in columns]
     widths = [max([len(n)] + [len(c) for c in column]) for n, column in zip(names, columns)]
 
     def line(values: list[str]) -> str:
-        return " | ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+        return " | ".join(
+            v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))
+        ).rstrip()
 
     out = [line(names), "-+-".join("-" * w for w in widths)]
     out.extend(line([column[r] for column in columns]) for r in range(shown.num_rows))

@@ -30,7 +30,7 @@ def parse_size(text: str | int | None) -> int | None:
     if isinstance(text, int):
         return text
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?(?:e[0-9]+)?)\s*([a-zA-Z]*?)(?:i?b)?\s*", text.strip(), re.I)
-    unit = (match.group(2).lower() if match else "")
+    unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS:
         raise ConfigError(f"cannot read the size {text!r}: use bytes or a unit, e.g. 500MB, 10GB, 1TB")
     return int(float(match.group(1)) * _UNITS[unit])

@@ -22,8 +22,8 @@ Rules that matter here and that a reading of the SDK call name gets wrong:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import parse_qsl
 from xml.etree import ElementTree
 
@@ -88,8 +88,11 @@ def _kms(env: Environment, operation: str, action: str, bucket: str, why: str) -
     key = env.bucket_keys.get(bucket)
     if key is None:
         return []
-    context = {**_GLOBAL, "kms:ViaService": f"s3.{env.account.region}.amazonaws.com",
-               "kms:EncryptionContext:aws:s3:arn": _s3_arn(env, bucket)}
+    context = {
+        **_GLOBAL,
+        "kms:ViaService": f"s3.{env.account.region}.amazonaws.com",
+        "kms:EncryptionContext:aws:s3:arn": _s3_arn(env, bucket),
+    }
     return [Authorization(operation, action, key, context, why)]
 
 
@@ -115,8 +118,15 @@ def _object_read(env, operation, bucket, key, version, status, *, decrypt: bool)
     action = "s3:GetObjectVersion" if version else "s3:GetObject"
     found = [Authorization(operation, action, _s3_arn(env, bucket, key), dict(_GLOBAL))]
     if status == 404:
-        found.append(Authorization(operation, "s3:ListBucket", _s3_arn(env, bucket), dict(_GLOBAL),
-                                   "S3 answers 404 for a missing object only to a caller with s3:ListBucket (else 403)"))
+        found.append(
+            Authorization(
+                operation,
+                "s3:ListBucket",
+                _s3_arn(env, bucket),
+                dict(_GLOBAL),
+                "S3 answers 404 for a missing object only to a caller with s3:ListBucket (else 403)",
+            )
+        )
     if decrypt and status < 300:
         found += _kms(env, operation, "kms:Decrypt", bucket, "reading an SSE-KMS object")
     return found
@@ -141,18 +151,33 @@ def authorize_s3(record: RecordedRequest, env: Environment) -> list[Authorizatio
         raise UnmappedRequest(record.describe())
     if key is None:
         if method == "HEAD":
-            return [Authorization("s3:HeadBucket", "s3:ListBucket", bucket_arn, dict(_GLOBAL),
-                                  "HeadBucket is authorized as s3:ListBucket without s3:prefix")]
+            return [
+                Authorization(
+                    "s3:HeadBucket",
+                    "s3:ListBucket",
+                    bucket_arn,
+                    dict(_GLOBAL),
+                    "HeadBucket is authorized as s3:ListBucket without s3:prefix",
+                )
+            ]
         if method == "GET":
-            simple = {"location": "s3:GetBucketLocation", "versioning": "s3:GetBucketVersioning",
-                      "encryption": "s3:GetEncryptionConfiguration", "policy": "s3:GetBucketPolicy",
-                      "lifecycle": "s3:GetLifecycleConfiguration", "tagging": "s3:GetBucketTagging",
-                      "acl": "s3:GetBucketAcl", "uploads": "s3:ListBucketMultipartUploads"}
+            simple = {
+                "location": "s3:GetBucketLocation",
+                "versioning": "s3:GetBucketVersioning",
+                "encryption": "s3:GetEncryptionConfiguration",
+                "policy": "s3:GetBucketPolicy",
+                "lifecycle": "s3:GetLifecycleConfiguration",
+                "tagging": "s3:GetBucketTagging",
+                "acl": "s3:GetBucketAcl",
+                "uploads": "s3:ListBucketMultipartUploads",
+            }
             for param, action in simple.items():
                 if param in query:
                     return [Authorization(f"s3:Get{param}", action, bucket_arn, dict(_GLOBAL))]
             if "versions" in query:
-                return [Authorization("s3:ListObjectVersions", "s3:ListBucketVersions", bucket_arn, _list_context(query))]
+                return [
+                    Authorization("s3:ListObjectVersions", "s3:ListBucketVersions", bucket_arn, _list_context(query))
+                ]
             operation = "s3:ListObjectsV2" if query.get("list-type") == "2" else "s3:ListObjects"
             return [Authorization(operation, "s3:ListBucket", bucket_arn, _list_context(query))]
         if method == "POST" and "delete" in query:
@@ -178,25 +203,44 @@ def authorize_s3(record: RecordedRequest, env: Environment) -> list[Authorizatio
         return _object_read(env, operation, bucket, key, version, record.status, decrypt=method == "GET")
     if method == "PUT":
         copy = record.headers.get("x-amz-copy-source")
-        operation = ("s3:UploadPartCopy" if copy and "uploadId" in query else "s3:CopyObject" if copy
-                     else "s3:UploadPart" if "uploadId" in query else "s3:PutObjectTagging" if "tagging" in query
-                     else "s3:PutObject")
+        operation = (
+            "s3:UploadPartCopy"
+            if copy and "uploadId" in query
+            else "s3:CopyObject"
+            if copy
+            else "s3:UploadPart"
+            if "uploadId" in query
+            else "s3:PutObjectTagging"
+            if "tagging" in query
+            else "s3:PutObject"
+        )
         if operation == "s3:PutObjectTagging":
             return [Authorization(operation, "s3:PutObjectTagging", object_arn, dict(_GLOBAL))]
         found = [Authorization(operation, "s3:PutObject", object_arn, _sse_context(record))]
         if copy:
             source_bucket, source_key, source_version = _copy_source(copy)
-            found += _object_read(env, operation, source_bucket, source_key, source_version, record.status, decrypt=True)
+            found += _object_read(
+                env, operation, source_bucket, source_key, source_version, record.status, decrypt=True
+            )
         if operation != "s3:UploadPart":
             found += _kms(env, operation, "kms:GenerateDataKey", bucket, "writing an SSE-KMS object")
         return found
     if method == "POST" and "uploads" in query:
-        return [Authorization("s3:CreateMultipartUpload", "s3:PutObject", object_arn, _sse_context(record)),
-                *_kms(env, "s3:CreateMultipartUpload", "kms:GenerateDataKey", bucket, "writing an SSE-KMS object")]
+        return [
+            Authorization("s3:CreateMultipartUpload", "s3:PutObject", object_arn, _sse_context(record)),
+            *_kms(env, "s3:CreateMultipartUpload", "kms:GenerateDataKey", bucket, "writing an SSE-KMS object"),
+        ]
     if method == "POST" and "uploadId" in query:
-        return [Authorization("s3:CompleteMultipartUpload", "s3:PutObject", object_arn, dict(_GLOBAL)),
-                *_kms(env, "s3:CompleteMultipartUpload", "kms:Decrypt", bucket,
-                      "S3 decrypts the parts of an SSE-KMS multipart upload to complete it")]
+        return [
+            Authorization("s3:CompleteMultipartUpload", "s3:PutObject", object_arn, dict(_GLOBAL)),
+            *_kms(
+                env,
+                "s3:CompleteMultipartUpload",
+                "kms:Decrypt",
+                bucket,
+                "S3 decrypts the parts of an SSE-KMS multipart upload to complete it",
+            ),
+        ]
     if method == "DELETE":
         if "uploadId" in query:
             return [Authorization("s3:AbortMultipartUpload", "s3:AbortMultipartUpload", object_arn, dict(_GLOBAL))]
@@ -224,9 +268,22 @@ def _delete_objects(record: RecordedRequest, env: Environment, bucket: str) -> l
 _GLUE_DATABASE_ONLY = {"GetDatabase", "CreateDatabase", "UpdateDatabase", "DeleteDatabase"}
 _GLUE_ALL_TABLES = {"GetTables", "SearchTables", "GetTableVersions"}
 _GLUE_TABLE = {
-    "GetTable", "CreateTable", "UpdateTable", "DeleteTable", "GetPartition", "GetPartitions", "BatchGetPartition",
-    "CreatePartition", "BatchCreatePartition", "UpdatePartition", "BatchUpdatePartition", "DeletePartition",
-    "BatchDeletePartition", "GetTableVersion", "DeleteTableVersion", "BatchDeleteTableVersion",
+    "GetTable",
+    "CreateTable",
+    "UpdateTable",
+    "DeleteTable",
+    "GetPartition",
+    "GetPartitions",
+    "BatchGetPartition",
+    "CreatePartition",
+    "BatchCreatePartition",
+    "UpdatePartition",
+    "BatchUpdatePartition",
+    "DeletePartition",
+    "BatchDeletePartition",
+    "GetTableVersion",
+    "DeleteTableVersion",
+    "BatchDeleteTableVersion",
 }
 
 
@@ -272,21 +329,41 @@ def athena_reads_and_writes(env: Environment, body: dict, query_id: str) -> list
     a = env.account
     base = f"arn:{a.partition}:glue:{a.region}:{a.account_id}"
     database = (body.get("QueryExecutionContext") or {}).get("Database") or "default"
-    found = [Authorization("athena:StartQueryExecution", "glue:GetDatabase", r, dict(_GLOBAL), _ATHENA_WHY)
-             for r in (f"{base}:catalog", f"{base}:database/{database}")]
+    found = [
+        Authorization("athena:StartQueryExecution", "glue:GetDatabase", r, dict(_GLOBAL), _ATHENA_WHY)
+        for r in (f"{base}:catalog", f"{base}:database/{database}")
+    ]
     for table in sorted(_referenced_tables(body["QueryString"])):
         location = env.table_locations.get((database, table))
         if location is None:
-            raise UnmappedRequest(f"Athena query {query_id} reads {database}.{table}, whose location the rehearsal does not know")
+            raise UnmappedRequest(
+                f"Athena query {query_id} reads {database}.{table}, whose location the rehearsal does not know"
+            )
         for action in ("glue:GetTable", "glue:GetPartitions"):
-            found += [Authorization("athena:StartQueryExecution", action, r, dict(_GLOBAL), _ATHENA_WHY)
-                      for r in (f"{base}:catalog", f"{base}:database/{database}", f"{base}:table/{database}/{table}")]
+            found += [
+                Authorization("athena:StartQueryExecution", action, r, dict(_GLOBAL), _ATHENA_WHY)
+                for r in (f"{base}:catalog", f"{base}:database/{database}", f"{base}:table/{database}/{table}")
+            ]
         bucket, _, prefix = location.removeprefix("s3://").partition("/")
         prefix = prefix.rstrip("/") + "/"
-        found.append(Authorization("athena:StartQueryExecution", "s3:ListBucket", _s3_arn(env, bucket),
-                                   {**_GLOBAL, "s3:prefix": prefix}, _ATHENA_WHY))
-        found.append(Authorization("athena:StartQueryExecution", "s3:GetObject", _s3_arn(env, bucket, prefix + "part-00000.parquet"),
-                                   dict(_GLOBAL), _ATHENA_WHY))
+        found.append(
+            Authorization(
+                "athena:StartQueryExecution",
+                "s3:ListBucket",
+                _s3_arn(env, bucket),
+                {**_GLOBAL, "s3:prefix": prefix},
+                _ATHENA_WHY,
+            )
+        )
+        found.append(
+            Authorization(
+                "athena:StartQueryExecution",
+                "s3:GetObject",
+                _s3_arn(env, bucket, prefix + "part-00000.parquet"),
+                dict(_GLOBAL),
+                _ATHENA_WHY,
+            )
+        )
         found += _kms(env, "athena:StartQueryExecution", "kms:Decrypt", bucket, _ATHENA_WHY)
     workgroup = env.workgroups.get(body.get("WorkGroup") or "primary") or Workgroup(None, enforced=False)
     requested = (body.get("ResultConfiguration") or {}).get("OutputLocation")
@@ -297,15 +374,35 @@ def athena_reads_and_writes(env: Environment, body: dict, query_id: str) -> list
     key = (prefix.rstrip("/") + "/" if prefix else "") + f"{query_id}.csv"
     put_context = dict(_GLOBAL)
     if workgroup.kms_key:
-        put_context.update({"s3:x-amz-server-side-encryption": "aws:kms",
-                            "s3:x-amz-server-side-encryption-aws-kms-key-id": workgroup.kms_key})
-    found.append(Authorization("athena:StartQueryExecution", "s3:GetBucketLocation", _s3_arn(env, bucket), dict(_GLOBAL), _ATHENA_WHY))
-    found.append(Authorization("athena:StartQueryExecution", "s3:PutObject", _s3_arn(env, bucket, key), put_context, _ATHENA_WHY))
+        put_context.update(
+            {
+                "s3:x-amz-server-side-encryption": "aws:kms",
+                "s3:x-amz-server-side-encryption-aws-kms-key-id": workgroup.kms_key,
+            }
+        )
+    found.append(
+        Authorization(
+            "athena:StartQueryExecution", "s3:GetBucketLocation", _s3_arn(env, bucket), dict(_GLOBAL), _ATHENA_WHY
+        )
+    )
+    found.append(
+        Authorization("athena:StartQueryExecution", "s3:PutObject", _s3_arn(env, bucket, key), put_context, _ATHENA_WHY)
+    )
     key_arn = workgroup.kms_key or env.bucket_keys.get(bucket)
     if key_arn:
-        found.append(Authorization("athena:StartQueryExecution", "kms:GenerateDataKey", key_arn,
-                                   {**_GLOBAL, "kms:ViaService": f"s3.{a.region}.amazonaws.com",
-                                    "kms:EncryptionContext:aws:s3:arn": _s3_arn(env, bucket)}, _ATHENA_WHY))
+        found.append(
+            Authorization(
+                "athena:StartQueryExecution",
+                "kms:GenerateDataKey",
+                key_arn,
+                {
+                    **_GLOBAL,
+                    "kms:ViaService": f"s3.{a.region}.amazonaws.com",
+                    "kms:EncryptionContext:aws:s3:arn": _s3_arn(env, bucket),
+                },
+                _ATHENA_WHY,
+            )
+        )
     return found
 
 
@@ -327,13 +424,25 @@ def authorize_athena(record: RecordedRequest, env: Environment, operation: str, 
         workgroups = {body.get("WorkGroup") or body.get("Name") or "primary"}
     if operation in ("GetDataCatalog", "GetDatabase", "GetTableMetadata", "ListDatabases", "ListTableMetadata"):
         catalog = body.get("CatalogName") or body.get("Name") or "AwsDataCatalog"
-        return [Authorization(f"athena:{operation}", f"athena:{operation}",
-                              f"arn:{a.partition}:athena:{a.region}:{a.account_id}:datacatalog/{catalog}", dict(_GLOBAL))]
+        return [
+            Authorization(
+                f"athena:{operation}",
+                f"athena:{operation}",
+                f"arn:{a.partition}:athena:{a.region}:{a.account_id}:datacatalog/{catalog}",
+                dict(_GLOBAL),
+            )
+        ]
     if operation == "ListDataCatalogs" or operation == "ListWorkGroups":
         return [Authorization(f"athena:{operation}", f"athena:{operation}", "*", dict(_GLOBAL))]
-    return [Authorization(f"athena:{operation}", f"athena:{operation}",
-                          f"arn:{a.partition}:athena:{a.region}:{a.account_id}:workgroup/{wg}", dict(_GLOBAL))
-            for wg in sorted(workgroups)] + on_behalf
+    return [
+        Authorization(
+            f"athena:{operation}",
+            f"athena:{operation}",
+            f"arn:{a.partition}:athena:{a.region}:{a.account_id}:workgroup/{wg}",
+            dict(_GLOBAL),
+        )
+        for wg in sorted(workgroups)
+    ] + on_behalf
 
 
 def _ecs_arn(env: Environment, kind: str, name: str) -> str:
@@ -353,26 +462,48 @@ def authorize_ecs(record: RecordedRequest, env: Environment, operation: str, bod
         return [Authorization("ecs:DescribeTaskDefinition", "ecs:DescribeTaskDefinition", "*", dict(_GLOBAL))]
     if operation in ("DescribeTasks", "StopTask"):
         tasks = body.get("tasks") or [body.get("task")]
-        return [Authorization(f"ecs:{operation}", f"ecs:{operation}", _ecs_arn(env, "task", t if t.startswith("arn:") else f"{cluster_name}/{t}"),
-                              in_cluster) for t in tasks]
+        return [
+            Authorization(
+                f"ecs:{operation}",
+                f"ecs:{operation}",
+                _ecs_arn(env, "task", t if t.startswith("arn:") else f"{cluster_name}/{t}"),
+                in_cluster,
+            )
+            for t in tasks
+        ]
     if operation == "RunTask":
         answer = json.loads(record.response or "{}")
         started = answer.get("tasks") or []
-        definition = started[0]["taskDefinitionArn"] if started else _ecs_arn(env, "task-definition", body["taskDefinition"])
+        definition = (
+            started[0]["taskDefinitionArn"] if started else _ecs_arn(env, "task-definition", body["taskDefinition"])
+        )
         found = [Authorization("ecs:RunTask", "ecs:RunTask", definition, in_cluster)]
         overrides = body.get("overrides") or {}
         roles = list(env.task_definition_roles.get(definition, ()))
         roles += [overrides[k] for k in ("taskRoleArn", "executionRoleArn") if overrides.get(k)]
         if not roles and definition not in env.task_definition_roles:
             raise UnmappedRequest(f"{record.describe()}: the roles of task definition {definition} are unknown")
-        found += [Authorization("ecs:RunTask", "iam:PassRole", role, {**_GLOBAL, "iam:PassedToService": "ecs-tasks.amazonaws.com"},
-                                "RunTask passes the task definition's task and execution roles")
-                  for role in dict.fromkeys(roles)]
+        found += [
+            Authorization(
+                "ecs:RunTask",
+                "iam:PassRole",
+                role,
+                {**_GLOBAL, "iam:PassedToService": "ecs-tasks.amazonaws.com"},
+                "RunTask passes the task definition's task and execution roles",
+            )
+            for role in dict.fromkeys(roles)
+        ]
         if body.get("tags"):
             task = started[0]["taskArn"] if started else _ecs_arn(env, "task", f"{cluster_name}/*")
-            found.append(Authorization("ecs:RunTask", "ecs:TagResource", task,
-                                       {**_GLOBAL, "ecs:CreateAction": "RunTask", "aws:TagKeys": tuple(t["key"] for t in body["tags"])},
-                                       "tagging a task at launch is ecs:TagResource with ecs:CreateAction=RunTask"))
+            found.append(
+                Authorization(
+                    "ecs:RunTask",
+                    "ecs:TagResource",
+                    task,
+                    {**_GLOBAL, "ecs:CreateAction": "RunTask", "aws:TagKeys": tuple(t["key"] for t in body["tags"])},
+                    "tagging a task at launch is ecs:TagResource with ecs:CreateAction=RunTask",
+                )
+            )
         return found
     raise UnmappedRequest(f"{record.describe()}: ECS operation {operation} is not mapped")
 
@@ -386,7 +517,9 @@ def authorize_logs(record: RecordedRequest, env: Environment, operation: str, bo
     raise UnmappedRequest(f"{record.describe()}: CloudWatch Logs operation {operation} is not mapped")
 
 
-def authorize_secretsmanager(record: RecordedRequest, env: Environment, operation: str, body: dict) -> list[Authorization]:
+def authorize_secretsmanager(
+    record: RecordedRequest, env: Environment, operation: str, body: dict
+) -> list[Authorization]:
     secret = body.get("SecretId", "")
     arn = secret if secret.startswith("arn:") else env.secret_arns.get(secret)
     if arn is None:
@@ -420,8 +553,19 @@ def authorize(record: RecordedRequest, env: Environment) -> list[Authorization]:
     if service == "sts" and operation == "GetCallerIdentity":
         return []  # needs no permission
     if service == "ec2" and operation in ("DescribeNetworkInterfaces", "DescribeSubnets", "DescribeSecurityGroups"):
-        return [Authorization(f"ec2:{operation}", f"ec2:{operation}", "*", dict(_GLOBAL),
-                              "EC2 Describe* actions have no resource-level permissions")]
+        return [
+            Authorization(
+                f"ec2:{operation}",
+                f"ec2:{operation}",
+                "*",
+                dict(_GLOBAL),
+                "EC2 Describe* actions have no resource-level permissions",
+            )
+        ]
     if service == "sns" and operation == "Publish":
-        return [Authorization("sns:Publish", "sns:Publish", form.get("TopicArn") or form.get("TargetArn", ""), dict(_GLOBAL))]
+        return [
+            Authorization(
+                "sns:Publish", "sns:Publish", form.get("TopicArn") or form.get("TargetArn", ""), dict(_GLOBAL)
+            )
+        ]
     raise UnmappedRequest(f"{record.describe()}: no mapping for {service} {operation}")

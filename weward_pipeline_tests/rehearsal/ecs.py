@@ -55,26 +55,39 @@ def create_ecs(endpoint_url: str, region: str, production, families: list[str], 
     (cluster,) = production.resources("aws_ecs_cluster")
     name = cluster.values["name"]
     existing = ecs.describe_clusters(clusters=[name])["clusters"]
-    cluster_arn = existing[0]["clusterArn"] if existing and existing[0]["status"] == "ACTIVE" else \
-        ecs.create_cluster(clusterName=name)["cluster"]["clusterArn"]
+    cluster_arn = (
+        existing[0]["clusterArn"]
+        if existing and existing[0]["status"] == "ACTIVE"
+        else ecs.create_cluster(clusterName=name)["cluster"]["clusterArn"]
+    )
     registered = {}
     for family in [*families, daemon_family]:
         try:
-            registered[family] = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]["taskDefinitionArn"]
+            registered[family] = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"][
+                "taskDefinitionArn"
+            ]
         except ecs.exceptions.ClientException:
-            registered[family] = ecs.register_task_definition(
-                **_register_input(production.task_definitions[family]))["taskDefinition"]["taskDefinitionArn"]
+            registered[family] = ecs.register_task_definition(**_register_input(production.task_definitions[family]))[
+                "taskDefinition"
+            ]["taskDefinitionArn"]
     running = ecs.list_tasks(cluster=name, family=daemon_family)["taskArns"]
     if running:
         daemon_task = running[0]
     else:
         vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
-        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # as the app's VPC (and moto's ENIs need it)
+        ec2.modify_vpc_attribute(
+            VpcId=vpc, EnableDnsHostnames={"Value": True}
+        )  # as the app's VPC (and moto's ENIs need it)
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
-        group = ec2.create_security_group(GroupName="weward-prod-dagster", Description="the service's", VpcId=vpc)["GroupId"]
-        daemon_task = ecs.run_task(cluster=name, taskDefinition=registered[daemon_family], launchType="FARGATE",
-                                   networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}},
-                                   )["tasks"][0]["taskArn"]
+        group = ec2.create_security_group(GroupName="weward-prod-dagster", Description="the service's", VpcId=vpc)[
+            "GroupId"
+        ]
+        daemon_task = ecs.run_task(
+            cluster=name,
+            taskDefinition=registered[daemon_family],
+            launchType="FARGATE",
+            networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}},
+        )["tasks"][0]["taskArn"]
     return LocalEcs(cluster_arn, daemon_task, registered)
 
 

@@ -29,21 +29,49 @@ import base64
 import datetime as dt
 import ipaddress
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 ContextValue = str | Sequence[str]
 
 _NEGATED = {
-    "StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "NumericNotEquals", "DateNotEquals",
-    "NotIpAddress", "ArnNotEquals", "ArnNotLike",
+    "StringNotEquals",
+    "StringNotEqualsIgnoreCase",
+    "StringNotLike",
+    "NumericNotEquals",
+    "DateNotEquals",
+    "NotIpAddress",
+    "ArnNotEquals",
+    "ArnNotLike",
 }
 _OPERATORS = {
-    "StringEquals", "StringNotEquals", "StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase", "StringLike",
-    "StringNotLike", "NumericEquals", "NumericNotEquals", "NumericLessThan", "NumericLessThanEquals",
-    "NumericGreaterThan", "NumericGreaterThanEquals", "DateEquals", "DateNotEquals", "DateLessThan",
-    "DateLessThanEquals", "DateGreaterThan", "DateGreaterThanEquals", "Bool", "BinaryEquals", "IpAddress",
-    "NotIpAddress", "ArnEquals", "ArnLike", "ArnNotEquals", "ArnNotLike", "Null",
+    "StringEquals",
+    "StringNotEquals",
+    "StringEqualsIgnoreCase",
+    "StringNotEqualsIgnoreCase",
+    "StringLike",
+    "StringNotLike",
+    "NumericEquals",
+    "NumericNotEquals",
+    "NumericLessThan",
+    "NumericLessThanEquals",
+    "NumericGreaterThan",
+    "NumericGreaterThanEquals",
+    "DateEquals",
+    "DateNotEquals",
+    "DateLessThan",
+    "DateLessThanEquals",
+    "DateGreaterThan",
+    "DateGreaterThanEquals",
+    "Bool",
+    "BinaryEquals",
+    "IpAddress",
+    "NotIpAddress",
+    "ArnEquals",
+    "ArnLike",
+    "ArnNotEquals",
+    "ArnNotLike",
+    "Null",
 }
 
 
@@ -162,9 +190,9 @@ def resource_matches(pattern: str, resource: str, context: Mapping[str, ContextV
 def _parse_date(value: str) -> dt.datetime:
     text = value.strip()
     if re.fullmatch(r"-?\d+(\.\d+)?", text):
-        return dt.datetime.fromtimestamp(float(text), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(float(text), dt.UTC)
     parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _compare(operator: str, policy_value: str, request_value: str, context) -> bool:
@@ -187,12 +215,22 @@ def _compare(operator: str, policy_value: str, request_value: str, context) -> b
             return arn_like(expanded, request_value)
     if base.startswith("Numeric"):
         a, b = float(request_value), float(policy_value)
-        return {"NumericEquals": a == b, "NumericLessThan": a < b, "NumericLessThanEquals": a <= b,
-                "NumericGreaterThan": a > b, "NumericGreaterThanEquals": a >= b}[base]
+        return {
+            "NumericEquals": a == b,
+            "NumericLessThan": a < b,
+            "NumericLessThanEquals": a <= b,
+            "NumericGreaterThan": a > b,
+            "NumericGreaterThanEquals": a >= b,
+        }[base]
     if base.startswith("Date"):
         a, b = _parse_date(request_value), _parse_date(policy_value)
-        return {"DateEquals": a == b, "DateLessThan": a < b, "DateLessThanEquals": a <= b,
-                "DateGreaterThan": a > b, "DateGreaterThanEquals": a >= b}[base]
+        return {
+            "DateEquals": a == b,
+            "DateLessThan": a < b,
+            "DateLessThanEquals": a <= b,
+            "DateGreaterThan": a > b,
+            "DateGreaterThanEquals": a >= b,
+        }[base]
     if base == "Bool":
         expanded = substitute(policy_value, context)
         return expanded is not None and expanded.lower() == request_value.lower()

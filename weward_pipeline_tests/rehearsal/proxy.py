@@ -22,9 +22,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 # Request headers that change how a request is authorized; everything else is left out.
-_KEPT_HEADERS = ("x-amz-target", "x-amz-copy-source", "x-amz-server-side-encryption",
-                 "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-copy-source-server-side-encryption-customer-algorithm",
-                 "content-type", "host")
+_KEPT_HEADERS = (
+    "x-amz-target",
+    "x-amz-copy-source",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-copy-source-server-side-encryption-customer-algorithm",
+    "content-type",
+    "host",
+)
 _MAX_RECORDED_BODY = 64 * 1024
 _JOB_KEY_PREFIX = "rehearsal-"
 
@@ -164,9 +170,13 @@ class RecordingProxy:
         authorization = handler.headers.get("Authorization", "")
         split = urlsplit(handler.path)
         query = parse_qsl(split.query, keep_blank_values=True)
-        found = _CREDENTIAL.search(authorization) or _CREDENTIAL.search(unquote(dict(query).get("X-Amz-Credential", "")) + "/aws4_request")
+        found = _CREDENTIAL.search(authorization) or _CREDENTIAL.search(
+            unquote(dict(query).get("X-Amz-Credential", "")) + "/aws4_request"
+        )
         access_key, region, service = found.groups() if found else (None, None, None)
-        job = access_key[len(_JOB_KEY_PREFIX):] if access_key and access_key.startswith(_JOB_KEY_PREFIX) else access_key
+        job = (
+            access_key[len(_JOB_KEY_PREFIX) :] if access_key and access_key.startswith(_JOB_KEY_PREFIX) else access_key
+        )
         kept = {k.lower(): v for k, v in handler.headers.items() if k.lower() in _KEPT_HEADERS}
         content_type = kept.get("content-type", "")
         control_plane = service != "s3" or split.query and ("delete" in dict(query))
@@ -174,8 +184,15 @@ class RecordingProxy:
         if control_plane or "json" in content_type or "x-www-form-urlencoded" in content_type:
             text = body[:_MAX_RECORDED_BODY].decode("utf-8", "replace")
         record = RecordedRequest(
-            job=job, service=service, region=region, method=handler.command, path=unquote(split.path),
-            query=[(k, v) for k, v in query if not k.startswith("X-Amz-")], headers=kept, body=text, status=status,
+            job=job,
+            service=service,
+            region=region,
+            method=handler.command,
+            path=unquote(split.path),
+            query=[(k, v) for k, v in query if not k.startswith("X-Amz-")],
+            headers=kept,
+            body=text,
+            status=status,
             client=_client(handler.headers.get("User-Agent", "")),
             response=payload[:_MAX_RECORDED_BODY].decode("utf-8", "replace") if "x-amz-target" in kept else None,
         )

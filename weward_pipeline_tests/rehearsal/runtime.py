@@ -73,7 +73,7 @@ class Image:
 
 def read_dockerfile(path: Path = DOCKERFILE, *, tables_file: str) -> Image:
     text = path.read_text().replace("\\\n", " ")
-    final = text[text.rindex("\nFROM "):]  # the final stage
+    final = text[text.rindex("\nFROM ") :]  # the final stage
     env: dict[str, str] = {"PATH": BASE_IMAGE_PATH}
     volumes: list[str] = []
     owned: dict[str, tuple[int, int]] = {}
@@ -84,7 +84,9 @@ def read_dockerfile(path: Path = DOCKERFILE, *, tables_file: str) -> Image:
         instruction = instruction.upper()
         if instruction == "ENV":
             for key, value in re.findall(r'(\w+)=("[^"]*"|\S+)', rest):
-                env[key] = re.sub(r"\$(\w+)|\$\{(\w+)\}", lambda m: env.get(m.group(1) or m.group(2), ""), value.strip('"'))
+                env[key] = re.sub(
+                    r"\$(\w+)|\$\{(\w+)\}", lambda m: env.get(m.group(1) or m.group(2), ""), value.strip('"')
+                )
         elif instruction == "USER":
             uid, _, gid = rest.strip().partition(":")
             user = (int(uid), int(gid or uid))
@@ -92,7 +94,9 @@ def read_dockerfile(path: Path = DOCKERFILE, *, tables_file: str) -> Image:
             workdir = rest.strip()
         elif instruction == "VOLUME":
             rest = rest.strip()
-            volumes += [v.strip().strip('"') for v in (rest.strip("[]").split(",") if rest.startswith("[") else rest.split())]
+            volumes += [
+                v.strip().strip('"') for v in (rest.strip("[]").split(",") if rest.startswith("[") else rest.split())
+            ]
         elif instruction == "RUN":
             for uid, gid, targets in re.findall(r"chown\s+(?:-R\s+)?(\d+):(\d+)\s+([^&;|]+)", rest):
                 for target in targets.split():
@@ -120,14 +124,18 @@ class TaskRuntime:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_rendered(cls, task_definition, command: list[str] | None = None,
-                      environment: dict[str, str] | None = None) -> TaskRuntime:
+    def from_rendered(
+        cls, task_definition, command: list[str] | None = None, environment: dict[str, str] | None = None
+    ) -> TaskRuntime:
         """From terraform_render's TaskDefinition (its essential container); `command` and
         `environment` override the container's, as RunTask's containerOverrides do (a backfill of
         another day, an erasure's run config)."""
         container = task_definition.container
-        runtime = cls.from_container_definition(task_definition.family, container.definition,
-                                                task_definition.task_role.arn if task_definition.task_role else None)
+        runtime = cls.from_container_definition(
+            task_definition.family,
+            container.definition,
+            task_definition.task_role.arn if task_definition.task_role else None,
+        )
         if command is not None:
             runtime.command = list(command)
         runtime.environment.update(environment or {})
@@ -181,12 +189,15 @@ def bwrap_available() -> str | None:
     return shutil.which("bwrap")
 
 
-def build_command(task: TaskRuntime, image: Image, *, env: dict[str, str], base: Path,
-                  extra_binds: dict[str, str] | None = None) -> tuple[list[str], dict[str, Path]]:
+def build_command(
+    task: TaskRuntime, image: Image, *, env: dict[str, str], base: Path, extra_binds: dict[str, str] | None = None
+) -> tuple[list[str], dict[str, Path]]:
     """The bwrap command line running `task.command`, and the host directory of each volume."""
     bwrap = bwrap_available()
     if bwrap is None:
-        raise RuntimeUnavailable("bubblewrap is not installed: run scripts/install-system-deps.sh (apt-get install bubblewrap)")
+        raise RuntimeUnavailable(
+            "bubblewrap is not installed: run scripts/install-system-deps.sh (apt-get install bubblewrap)"
+        )
     uid, gid = task.user or image.user
     # A mount point outside /opt that this host's read-only root lacks (ECS Exec's /managed-agents,
     # /var/lib/amazon/ssm: only its agent, as root, writes there) cannot be created by bwrap: skipped.
@@ -205,8 +216,25 @@ def build_command(task: TaskRuntime, image: Image, *, env: dict[str, str], base:
     for container_path, host in binds.items():
         opt += ["--ro-bind", host, container_path]
     root = ["--ro-bind", "/", "/"] if task.readonly_root else ["--bind", "/", "/"]
-    args = [bwrap, "--unshare-user", "--uid", str(uid), "--gid", str(gid), "--unshare-pid", "--unshare-ipc",
-            "--die-with-parent", *root, "--dev", "/dev", "--proc", "/proc", *opt, "--remount-ro", "/opt"]
+    args = [
+        bwrap,
+        "--unshare-user",
+        "--uid",
+        str(uid),
+        "--gid",
+        str(gid),
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--die-with-parent",
+        *root,
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        *opt,
+        "--remount-ro",
+        "/opt",
+    ]
     for container_path, host in volumes.items():
         args += ["--bind", str(host), container_path]
     args += ["--chdir", image.workdir, "--clearenv"]
@@ -224,8 +252,9 @@ def secret_name(value_from: str) -> str:
     return value_from
 
 
-def container_environment(task: TaskRuntime, image: Image, secret_values: dict[str, str],
-                          overrides: dict[str, str]) -> dict[str, str]:
+def container_environment(
+    task: TaskRuntime, image: Image, secret_values: dict[str, str], overrides: dict[str, str]
+) -> dict[str, str]:
     """Image ENV, then the task's environment and secrets (as ECS sets them), then the local overrides.
 
     `secret_values` maps a secret's name (as deploy/<env>.env names it) to its local value; each
@@ -241,13 +270,23 @@ def container_environment(task: TaskRuntime, image: Image, secret_values: dict[s
         raise KeyError(f"no local value for the task's secret(s) {', '.join(missing)}")
     unknown = sorted(set(overrides) - set(LOCAL_OVERRIDES))
     if unknown:
-        raise KeyError(f"override(s) {', '.join(unknown)} are not local endpoint/credential settings: "
-                       "the rehearsal must run with the task definition's environment")
+        raise KeyError(
+            f"override(s) {', '.join(unknown)} are not local endpoint/credential settings: "
+            "the rehearsal must run with the task definition's environment"
+        )
     return {**image.env, **task.environment, **resolved, **overrides}
 
 
-def run_task(task: TaskRuntime, image: Image, *, secret_values: dict[str, str], overrides: dict[str, str],
-             base: Path, timeout: float = 600, extra_binds: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_task(
+    task: TaskRuntime,
+    image: Image,
+    *,
+    secret_values: dict[str, str],
+    overrides: dict[str, str],
+    base: Path,
+    timeout: float = 600,
+    extra_binds: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     env = container_environment(task, image, secret_values, overrides)
     command, _ = build_command(task, image, env=env, base=base, extra_binds=extra_binds)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

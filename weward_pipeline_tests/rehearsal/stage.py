@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,9 @@ PROD_ENV = ROOT / "deploy" / "prod.env"
 
 
 def read_env_file(path: Path = PROD_ENV) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
+    return dict(
+        line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    )
 
 
 def ensure_glue_database(endpoint_url: str, region: str, name: str) -> None:
@@ -73,9 +74,12 @@ class Stage:
         today = dt.date.today()
         stage = cls(pg_server, aws_server, proxy, base, old_day=today - dt.timedelta(days=95))
         app = pg_server.create_database(f"rehearsal_app_{secrets.token_hex(3)}")
-        sample_data.load(app, end_date=stage.old_day, size=sample_data.SampleSize(users=30, days=2),
-                         timezone="Europe/Paris")
-        roles = PipelineRoles(export_role="rehearsal_export", redact_role="rehearsal_redact", erase_role="rehearsal_erase")
+        sample_data.load(
+            app, end_date=stage.old_day, size=sample_data.SampleSize(users=30, days=2), timezone="Europe/Paris"
+        )
+        roles = PipelineRoles(
+            export_role="rehearsal_export", redact_role="rehearsal_redact", erase_role="rehearsal_erase"
+        )
         admin = pg_server.admin_url()
         ensure_roles(admin, roles)
         grant_catalog(app, load_catalog(SAMPLE_CATALOG), roles)
@@ -86,7 +90,9 @@ class Stage:
             # Idempotent: several rehearsal modules of one session share the server.
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
-            conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(dagster_password)))
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(dagster_password))
+            )
             # A fresh Dagster storage per stage: runs a previous stage left failed may still hold
             # postgres_source slots (no daemon frees them here), and a later export would wait on them.
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
@@ -103,8 +109,11 @@ class Stage:
             "DAGSTER_PG_PASSWORD": dagster_password,
         }
         # By secret name, as deploy/prod.env names them (<VARIABLE>_SECRET=<secret name>).
-        stage.secret_values = {name: local[key.removesuffix("_SECRET")] for key, name in prod.items()
-                               if key.endswith("_SECRET") and key.removesuffix("_SECRET") in local}
+        stage.secret_values = {
+            name: local[key.removesuffix("_SECRET")]
+            for key, name in prod.items()
+            if key.endswith("_SECRET") and key.removesuffix("_SECRET") in local
+        }
         stage.app_url = app
         return stage
 
@@ -114,7 +123,9 @@ class Stage:
 
     def admin(self, service: str):
         """A client of the local AWS endpoint as the operator/Terraform (not through the proxy)."""
-        return boto3.client(service, endpoint_url=self.aws_server.endpoint_url, region_name=read_env_file()["AWS_REGION"])
+        return boto3.client(
+            service, endpoint_url=self.aws_server.endpoint_url, region_name=read_env_file()["AWS_REGION"]
+        )
 
     def put_erasure_request(self, ticket: str, users: int = 2) -> tuple[str, list[str]]:
         """An operator puts a request (ids of `users` users of the app) where the erasure task reads."""
@@ -134,11 +145,25 @@ class Stage:
     def check_evaluations(self) -> list[tuple[str, str, str | None, str]]:
         """(asset key as JSON, check, partition, execution status) of every check of every run (Dagster's storage)."""
         with psycopg.connect(self.pg_server.admin_url(read_env_file()["DAGSTER_PG_DB"])) as conn:
-            return [tuple(row) for row in conn.execute(
-                "SELECT asset_key, check_name, partition, execution_status FROM asset_check_executions")]
+            return [
+                tuple(row)
+                for row in conn.execute(
+                    "SELECT asset_key, check_name, partition, execution_status FROM asset_check_executions"
+                )
+            ]
 
-    def launch(self, job: str, daemon: runtime.TaskRuntime, image: runtime.Image, metadata_uri: str, dagster_job: str, *,
-               tags: dict | None = None, run_config: dict | None = None, timeout: float = 300) -> JobRun:
+    def launch(
+        self,
+        job: str,
+        daemon: runtime.TaskRuntime,
+        image: runtime.Image,
+        metadata_uri: str,
+        dagster_job: str,
+        *,
+        tags: dict | None = None,
+        run_config: dict | None = None,
+        timeout: float = 300,
+    ) -> JobRun:
         """`dagster job launch` of `dagster_job` as the Dagster daemon launches it: in the daemon's
         task runtime (environment, secrets, read-only root, volumes), deploy/workspace.yaml and
         deploy/dagster.yaml (EcsRunLauncher) but for the run coordinator: the daemon's queue hands
@@ -154,18 +179,51 @@ class Stage:
         instance_yaml = work / "dagster.yaml"
         instance_yaml.write_text(yaml.safe_dump(config))
         instance_yaml.chmod(0o644)
-        task = runtime.TaskRuntime(**{**daemon.__dict__, "command": [
-            "dagster", "job", "launch", "-w", "/opt/dagster/app/workspace.yaml", "-j", dagster_job,
-            "--tags", json.dumps(tags or {}), "--config-json", json.dumps(run_config or {})]})
-        overrides = {**self.overrides(job), "ECS_CONTAINER_METADATA_URI_V4": metadata_uri,
-                     "AWS_DEFAULT_REGION": daemon.environment["AWS_REGION"]}
-        result = runtime.run_task(task, image, secret_values=self.secret_values, overrides=overrides, base=work,
-                                  timeout=timeout, extra_binds={f"{image.env['DAGSTER_HOME']}/dagster.yaml": str(instance_yaml)})
+        task = runtime.TaskRuntime(
+            **{
+                **daemon.__dict__,
+                "command": [
+                    "dagster",
+                    "job",
+                    "launch",
+                    "-w",
+                    "/opt/dagster/app/workspace.yaml",
+                    "-j",
+                    dagster_job,
+                    "--tags",
+                    json.dumps(tags or {}),
+                    "--config-json",
+                    json.dumps(run_config or {}),
+                ],
+            }
+        )
+        overrides = {
+            **self.overrides(job),
+            "ECS_CONTAINER_METADATA_URI_V4": metadata_uri,
+            "AWS_DEFAULT_REGION": daemon.environment["AWS_REGION"],
+        }
+        result = runtime.run_task(
+            task,
+            image,
+            secret_values=self.secret_values,
+            overrides=overrides,
+            base=work,
+            timeout=timeout,
+            extra_binds={f"{image.env['DAGSTER_HOME']}/dagster.yaml": str(instance_yaml)},
+        )
         self.runs[job] = JobRun(job, task, result)
         return self.runs[job]
 
-    def watch_and_stop(self, job: str, daemon: runtime.TaskRuntime, image: runtime.Image, metadata_uri: str,
-                       dagster_job: str, *, timeout: float = 300) -> JobRun:
+    def watch_and_stop(
+        self,
+        job: str,
+        daemon: runtime.TaskRuntime,
+        image: runtime.Image,
+        metadata_uri: str,
+        dagster_job: str,
+        *,
+        timeout: float = 300,
+    ) -> JobRun:
         """What the service does with a launched run after the launch, through EcsRunLauncher's own
         methods in the daemon's runtime: the run monitoring's health check, the failure message's
         debug info (task and its logs), and the UI's terminate. Recorded under `job`."""
@@ -182,18 +240,35 @@ class Stage:
         work = self.base / job
         work.mkdir(parents=True)
         work.chmod(0o755)
-        overrides = {**self.overrides(job), "ECS_CONTAINER_METADATA_URI_V4": metadata_uri,
-                     "AWS_DEFAULT_REGION": daemon.environment["AWS_REGION"]}
-        result = runtime.run_task(task, image, secret_values=self.secret_values, overrides=overrides, base=work, timeout=timeout)
+        overrides = {
+            **self.overrides(job),
+            "ECS_CONTAINER_METADATA_URI_V4": metadata_uri,
+            "AWS_DEFAULT_REGION": daemon.environment["AWS_REGION"],
+        }
+        result = runtime.run_task(
+            task, image, secret_values=self.secret_values, overrides=overrides, base=work, timeout=timeout
+        )
         self.runs[job] = JobRun(job, task, result)
         return self.runs[job]
 
-    def run_cli(self, job: str, argv: list[str], environment: dict[str, str], role: str, *, timeout: float = 300) -> JobRun:
+    def run_cli(
+        self, job: str, argv: list[str], environment: dict[str, str], role: str, *, timeout: float = 300
+    ) -> JobRun:
         """A command an analyst runs on their machine (no task runtime), as `role`, recorded under `job`."""
         env = {"PATH": os.environ["PATH"], "HOME": str(self.base), **environment, **self.overrides(job)}
-        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        task = runtime.TaskRuntime(family="(an analyst's machine)", command=argv, environment=environment, secrets={},
-                                   user=None, readonly_root=False, mount_points={}, role=role)
+        result = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+        task = runtime.TaskRuntime(
+            family="(an analyst's machine)",
+            command=argv,
+            environment=environment,
+            secrets={},
+            user=None,
+            readonly_root=False,
+            mount_points={},
+            role=role,
+        )
         self.runs[job] = JobRun(job, task, result)
         return self.runs[job]
 
@@ -215,6 +290,8 @@ class Stage:
         work = self.base / job
         work.mkdir(parents=True)
         work.chmod(0o755)
-        result = runtime.run_task(task, image, secret_values=values, overrides=self.overrides(job), base=work, timeout=timeout)
+        result = runtime.run_task(
+            task, image, secret_values=values, overrides=self.overrides(job), base=work, timeout=timeout
+        )
         self.runs[job] = JobRun(job, task, result)
         return self.runs[job]
