@@ -204,7 +204,8 @@ def build_command(
     mounted = [p for p in task.mount_points if p.startswith("/opt") or Path(p).is_dir()]
     volumes = {path: volume_directory(path, image, base, (uid, gid)) for path in mounted}
     opt = ["--tmpfs", "/opt"]
-    binds = {"/opt/venv": os.environ.get("WEWARD_REHEARSAL_VENV", str(Path(os.sys.executable).parents[1]))}
+    venv = os.environ.get("WEWARD_REHEARSAL_VENV", str(Path(os.sys.executable).parents[1]))
+    binds = {"/opt/venv": venv}
     for container_path, source in image.files.items():
         host = source if source.startswith("/") else str(ROOT / source)
         binds[container_path] = host
@@ -237,6 +238,15 @@ def build_command(
     ]
     for container_path, host in volumes.items():
         args += ["--bind", str(host), container_path]
+    # The sandbox reaches the host's venv and checkout by their own paths (the venv's script shebangs,
+    # PYTHONPATH's worktree). A checkout under a task volume's path (CI clones into /tmp, a Fargate
+    # volume here) would be hidden by it: bind them back on top, read-only, onto mount points made in
+    # the volume's host directory (the container user could not create them; nothing else changes).
+    for exposed in sorted({str(Path(venv).absolute()), str(ROOT)}):
+        for container_path, host in volumes.items():
+            if Path(exposed).is_relative_to(container_path):
+                (host / Path(exposed).relative_to(container_path)).mkdir(parents=True, exist_ok=True)
+                args += ["--ro-bind", exposed, exposed]
     args += ["--chdir", image.workdir, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
