@@ -238,9 +238,14 @@ def kill_an_export_holding_both_slots(env, instance, tmp_path, sample_database) 
     return run_id, died
 
 
-def failed_at(instance, run_id: str) -> float:
+def failed_at(instance, run_id: str, died: float) -> float:
+    """When the dead run was marked failed; never before STALE_AFTER_BEATS beats of silence."""
     (event,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     assert event.message.startswith("Marked failed by weward_pipeline: its worker stopped beating"), event.message
+    last_beat = dt.datetime.fromisoformat(instance.get_run_by_id(run_id).tags[liveness.HEARTBEAT_TAG]).timestamp()
+    assert last_beat <= died
+    # Never while the dead run could still be alive: a live run beats again within one beat.
+    assert event.timestamp - last_beat > liveness.STALE_AFTER_BEATS * BEAT, (event.timestamp - last_beat)
     return event.timestamp
 
 
@@ -255,9 +260,8 @@ def test_without_the_daemon_the_next_export_frees_a_killed_exports_slots_within_
 
     run = instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/partition": "2024-03-31"}))[0]
     assert run.dagster_run.status == dg.DagsterRunStatus.SUCCESS
-    freed = failed_at(instance, dead)
-    # Never while the dead run could still be alive, and within the bound once the next run was up.
-    assert freed - died >= (liveness.STALE_AFTER_BEATS - 1) * BEAT  # its last beat was at most one beat before
+    freed = failed_at(instance, dead, died)
+    # Within the bound once the next run was up.
     assert freed <= max(died + BOUND, run.start_time + BEAT) + 2, (freed - died, run.start_time - died)
     assert claimed(instance) == []
     # deploy/dagster.yaml's compute logs: the step logs of the run are in S3 under the production prefix.
@@ -291,9 +295,9 @@ def test_with_the_daemon_its_sensor_frees_a_killed_exports_slots_within_the_boun
         )
         dead, died = kill_an_export_holding_both_slots(env, instance, tmp_path, sample_database)
         wait_for(lambda: claimed(instance) == [], 60, "the sensor to free the slots", logs=(daemon_log,))
-        freed = failed_at(instance, dead)
+        freed = failed_at(instance, dead, died)
         # The sensor evaluates every 2 beats; the daemon's sensor loop adds a few seconds.
-        assert (liveness.STALE_AFTER_BEATS - 1) * BEAT <= freed - died <= BOUND + 2 * BEAT + 5, freed - died
+        assert freed - died <= BOUND + 2 * BEAT + 5, freed - died
         assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)

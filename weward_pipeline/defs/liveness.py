@@ -87,8 +87,8 @@ def heartbeat_seconds(env: Mapping[str, str] = os.environ) -> int:
     return value
 
 
-def _utc(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
+def _utc(seconds: float, timespec: str = "seconds") -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec=timespec)
 
 
 def _seconds(text: str) -> float | None:
@@ -185,7 +185,8 @@ class Heartbeat:
 
     def tags(self) -> dict[str, str]:
         """The heartbeat tags as of now (also the tags to create a run with)."""
-        return {HEARTBEAT_TAG: _utc(time.time()), HEARTBEAT_SECONDS_TAG: str(self.interval)}
+        # Milliseconds: a beat truncated to the second looks up to a second older than it is.
+        return {HEARTBEAT_TAG: _utc(time.time(), "milliseconds"), HEARTBEAT_SECONDS_TAG: str(self.interval)}
 
     def beat(self) -> None:
         self.instance.add_run_tags(self.run_id, self.tags())
