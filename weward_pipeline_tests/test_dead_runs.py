@@ -245,7 +245,7 @@ def failed_at(instance, run_id: str, died: float) -> float:
     last_beat = dt.datetime.fromisoformat(instance.get_run_by_id(run_id).tags[liveness.HEARTBEAT_TAG]).timestamp()
     assert last_beat <= died
     # Never while the dead run could still be alive: a live run beats again within one beat.
-    assert event.timestamp - last_beat > liveness.STALE_AFTER_BEATS * BEAT, (event.timestamp - last_beat)
+    assert event.timestamp - last_beat > liveness.STALE_AFTER_BEATS * BEAT, event.timestamp - last_beat
     return event.timestamp
 
 
