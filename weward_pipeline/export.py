@@ -417,6 +417,8 @@ def _read_day(
             written = writer.objects
             raise
         rows_written = sum(o.rows for o in written)
+        # The day is read: release the snapshot before reading the previous export's keys from S3.
+        extraction.close()
         if rows_written != extraction.source_rows + carried or (
             export_keys and keys_entry.rows != extraction.source_rows
         ):
