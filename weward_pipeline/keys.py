@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from weward_pipeline import lake, pii, redaction_audit
 from weward_pipeline.config import LakeLocation, TableConfig
-from weward_pipeline.extract import FINGERPRINT_COLUMN, FINGERPRINT_FUNCTION, Extraction
+from weward_pipeline.extract import FINGERPRINT_COLUMN, FINGERPRINT_FUNCTION, Extraction, detached_columns
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.verify import published_manifest
 
@@ -153,7 +153,7 @@ class KeySet:
         self.rows = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
-        self._chunks.append(batch.select(self.primary_key))
+        self._chunks.append(detached_columns(batch, self.primary_key))
         self.rows += batch.num_rows
 
     def absent(self, keys: pa.Table) -> pa.Table:

@@ -44,7 +44,7 @@ from psycopg import sql
 
 from weward_pipeline import pg
 from weward_pipeline.config import Catalog, Settings, TableConfig
-from weward_pipeline.extract import DayWindow, ExtractLimits, SourceError, describe
+from weward_pipeline.extract import DayWindow, ExtractLimits, SourceError, describe, detached_columns
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.lake import Manifest
 from weward_pipeline.pg import mask_error
@@ -315,12 +315,7 @@ class ExportDiff:
             self.with_updated = False
             self.columns = list(self.table.primary_key)
             self._batches = [b.select(self.columns) for b in self._batches]
-        # Copied, not selected: a column of an ADBC batch keeps the whole batch alive (the Arrow C
-        # data interface releases a batch as one), so selecting two columns kept every row of the day
-        # in memory (2M rows: +390 MB; bench/results.md). The copies take 8-16 bytes a row.
-        self._batches.append(
-            pa.RecordBatch.from_arrays([pa.concat_arrays([batch.column(c)]) for c in self.columns], names=self.columns)
-        )
+        self._batches.append(detached_columns(batch, self.columns))
 
     def _match(self, new: pa.Table, old: pa.Table, keys: list[str]):
         """How many rows of `new` are in `old` by primary key (unique on both sides: a snapshot, the

@@ -659,3 +659,15 @@ def test_a_re_exports_diff_counts_added_changed_and_deleted_rows_by_primary_key(
         "rows_deleted": 3,
         "rows_changed": 4 if updated_column else None,
     }
+
+
+def test_keys_kept_across_a_day_are_copies_not_views_of_the_read_batches():
+    """A view of an ADBC batch's column keeps the whole batch (every column) alive until the view goes."""
+    import pyarrow as pa
+
+    from weward_pipeline.extract import detached_columns
+
+    batch = pa.RecordBatch.from_pydict({"id": pa.array([1, 2, 3], pa.int64()), "payload": ["a", "b", "c"]})
+    kept = detached_columns(batch, ["id"])
+    assert kept.schema.names == ["id"] and kept.column(0).to_pylist() == [1, 2, 3]
+    assert kept.column(0).buffers()[1].address != batch.column(0).buffers()[1].address
