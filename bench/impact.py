@@ -160,9 +160,9 @@ def pinned(cpus: set[int] | None):
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-def pin_tree(root_pid: int, cpus: set[int]) -> int:
-    """Pin a process and its children (PostgreSQL's postmaster: new backends inherit it)."""
-    pinned_count = 0
+def _tree(root_pid: int) -> list[int]:
+    """A process and its children."""
+    pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             pid = int(stat.parent.name)
@@ -170,12 +170,31 @@ def pin_tree(root_pid: int, cpus: set[int]) -> int:
         except (OSError, ValueError, IndexError):
             continue
         if pid == root_pid or ppid == root_pid:
+            pids.append(pid)
+    return pids
+
+
+def pin_tree(root_pid: int, cpus: set[int]) -> int:
+    """Pin a process and its children (PostgreSQL's postmaster: new backends inherit it)."""
+    pinned_count = 0
+    for pid in _tree(root_pid):
+        try:
+            os.sched_setaffinity(pid, cpus)
+            pinned_count += 1
+        except OSError:
+            pass
+    return pinned_count
+
+
+def nice_tree(root_pid: int, niceness: int) -> None:
+    """Lower the priority of every thread of a process and its children (Linux nices threads one by
+    one; threads started later inherit their creator's)."""
+    for pid in _tree(root_pid):
+        for task in Path(f"/proc/{pid}/task").glob("[0-9]*"):
             try:
-                os.sched_setaffinity(pid, cpus)
-                pinned_count += 1
+                os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
             except OSError:
                 pass
-    return pinned_count
 
 
 def pgbench_init(pgbench: str, url: str, scale: int) -> None:

@@ -136,6 +136,20 @@ def kept_sections(results: Path) -> str:
     return "\n\n".join(kept) + ("\n" if kept else "")
 
 
+def write_results(report: dict, results_path: Path) -> str:
+    """results.md (the report's sections, then the kept ones) and results.json beside it."""
+    text = render(report)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    kept = kept_sections(results_path)
+    results_path.write_text(
+        "# Benchmark results\n\nWritten by `make bench` (bench/run.py); see bench/README.md.\n\n"
+        + text
+        + ("\n" + kept if kept else "")
+    )
+    results_path.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
+    return text
+
+
 # -- arguments -------------------------------------------------------------------------------------
 
 
@@ -183,6 +197,11 @@ def parse_args(argv: list[str]):
     parser.add_argument("--product-python", default=default_python(".venv"))
     parser.add_argument("--peer-python", default=default_python(".venv-bench"))
     parser.add_argument("--results", default=str(REPO / "bench" / "results.md"))
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: write --results again from the results.json beside it (after a report change)",
+    )
     parser.add_argument("--work-dir", help="default: a new directory under /tmp, removed at the end")
     args = parser.parse_args(argv)
     args.methods = [m for m in args.methods.split(",") if m]
@@ -198,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     from weward_pipeline.devstack.postgres import LocalPostgres
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.render:
+        results = Path(args.results)
+        write_results(json.loads(results.with_suffix(".json").read_text()), results)
+        return 0
     started = time.monotonic()
     started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -287,16 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             if outcome is not None:
                 report[name] = outcome
         report["total_minutes"] = (time.monotonic() - started) / 60
-        text = render(report)
-        results_path = Path(args.results)
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        kept = kept_sections(results_path)
-        results_path.write_text(
-            "# Benchmark results\n\nWritten by `make bench` (bench/run.py); see bench/README.md.\n\n"
-            + text
-            + ("\n" + kept if kept else "")
-        )
-        results_path.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
+        text = write_results(report, Path(args.results))
         print()
         print(text)
         return 0 if summaries.get("product") and summaries.get("copy_floor") else 1

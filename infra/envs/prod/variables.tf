@@ -90,7 +90,7 @@ variable "run_worker_cpu" {
 }
 
 variable "run_worker_memory" {
-  description = "Fargate memory (MiB) of one run. make bench measured the whole run's process tree: 374 MB RSS for a one-table run (flat with the day's size), 1,232 MB for the scheduled all-tables run with two 2M-row tables exporting at once (bench/results.md): 4096 leaves 3x headroom over the largest."
+  description = "Fargate memory (MiB) of one run. make bench measured the whole run's process tree: 349 MB RSS for a one-table first export of 2M rows (flat with the day's size), 481 MB for a re-export (plus about 60 bytes per row of the day), 1,232 MB for the scheduled all-tables run with two 2M-row tables exporting at once (bench/results.md): 4096 leaves 3x headroom over the largest."
   type        = number
   default     = 4096
 }
