@@ -54,6 +54,19 @@ class AppStats:
     transactions: int
     seconds: float
 
+    @classmethod
+    def between(cls, samples, t0: float, t1: float) -> AppStats:
+        """The transactions of `samples` ((done at, latency ms) pairs) that ended within [t0, t1]."""
+        inside = [latency for done, latency in samples if t0 <= done <= t1]
+        seconds = max(t1 - t0, 1e-9)
+        return cls(
+            tps=len(inside) / seconds,
+            p50_ms=percentile(inside, 0.50),
+            p99_ms=percentile(inside, 0.99),
+            transactions=len(inside),
+            seconds=seconds,
+        )
+
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
@@ -131,15 +144,7 @@ class PgbenchRun:
         return result
 
     def stats(self, t0: float, t1: float) -> AppStats:
-        inside = [latency for done, latency in self.samples() if t0 <= done <= t1]
-        seconds = max(t1 - t0, 1e-9)
-        return AppStats(
-            tps=len(inside) / seconds,
-            p50_ms=percentile(inside, 0.50),
-            p99_ms=percentile(inside, 0.99),
-            transactions=len(inside),
-            seconds=seconds,
-        )
+        return AppStats.between(self.samples(), t0, t1)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.log_dir, ignore_errors=True)
@@ -311,15 +316,7 @@ class ContinuousLoad:
             raise self._error
 
     def stats(self, t0: float, t1: float) -> AppStats:
-        inside = [latency for run in self.runs for done, latency in run.samples() if t0 <= done <= t1]
-        seconds = max(t1 - t0, 1e-9)
-        return AppStats(
-            tps=len(inside) / seconds,
-            p50_ms=percentile(inside, 0.50),
-            p99_ms=percentile(inside, 0.99),
-            transactions=len(inside),
-            seconds=seconds,
-        )
+        return AppStats.between((sample for run in self.runs for sample in run.samples()), t0, t1)
 
     def kill(self) -> None:
         self._stop.set()

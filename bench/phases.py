@@ -54,55 +54,32 @@ def measure_impact(runner: Runner, args, product_seconds: float, rows: int, say,
 
         return action
 
-    phases = [
-        _phase("quiet (no pipeline)", quiet, args.quiet_seconds, pgbench, url, rate, args, client_cpus, touch, say)
-    ]
-    phases.append(
-        _phase(
-            "export, unpaced (reads as fast as it can)",
-            export(None),
-            product_seconds * 2 + 10,
-            pgbench,
-            url,
-            rate,
-            args,
-            client_cpus,
-            touch,
-            say,
-        )
+    phases: list[dict] = []
+
+    def measure(label: str, action, expected: float) -> None:
+        """One phase under the app load, appended to `phases`."""
+        phases.append(_phase(label, action, expected, pgbench, url, rate, args, client_cpus, touch, say))
+
+    measure("quiet (no pipeline)", quiet, args.quiet_seconds)
+    measure(
+        "export, unpaced (reads as fast as it can)",
+        export(None),
+        product_seconds * 2 + 10,
     )
-    phases.append(
-        _phase(
-            "export, default pacing",
-            export(None, "default"),
-            product_seconds * 4 + 10,
-            pgbench,
-            url,
-            rate,
-            args,
-            client_cpus,
-            touch,
-            say,
-        )
+    measure(
+        "export, default pacing",
+        export(None, "default"),
+        product_seconds * 4 + 10,
     )
     # Throttles are fractions of what the export did here, under the app load, on its own CPU.
     unthrottled = phases[1]["action"]
     product_rate = rows / (unthrottled["seconds"] if "seconds" in unthrottled else product_seconds)
     for fraction in args.throttles:
         throttle = round(product_rate * fraction, -3) or 1000
-        phases.append(
-            _phase(
-                f"export, throttled to {throttle:,.0f} rows/s ({fraction:.0%})",
-                export(throttle),
-                rows / throttle * 1.3 + 5,
-                pgbench,
-                url,
-                rate,
-                args,
-                client_cpus,
-                touch,
-                say,
-            )
+        measure(
+            f"export, throttled to {throttle:,.0f} rows/s ({fraction:.0%})",
+            export(throttle),
+            rows / throttle * 1.3 + 5,
         )
         phases[-1]["throttle"] = throttle
     keyed_export = None
@@ -128,19 +105,10 @@ def measure_impact(runner: Runner, args, product_seconds: float, rows: int, say,
 
                 return action
 
-            phases.append(
-                _phase(
-                    f"redaction (first {args.redact_seconds:.0f} s)",
-                    redaction("default"),
-                    args.redact_seconds + 15,
-                    pgbench,
-                    url,
-                    rate,
-                    args,
-                    client_cpus,
-                    touch,
-                    say,
-                )
+            measure(
+                f"redaction (first {args.redact_seconds:.0f} s)",
+                redaction("default"),
+                args.redact_seconds + 15,
             )
             # For comparison, the fixed pace the redaction had before pacing, on another day of the same
             # size (a re-run of the same day would only skip the rows already gone).
@@ -156,35 +124,17 @@ def measure_impact(runner: Runner, args, product_seconds: float, rows: int, say,
                 if "error" in keyed_other:
                     say(f"  FAILED: {keyed_other['error']}\n{keyed_other.get('log', '')}")
                 else:
-                    phases.append(
-                        _phase(
-                            f"redaction (first {args.redact_seconds:.0f} s of another day), fixed pace "
-                            "before pacing: 1000-row batches, 50 ms pauses",
-                            redaction("fixed", **day),
-                            args.redact_seconds + 15,
-                            pgbench,
-                            url,
-                            rate,
-                            args,
-                            client_cpus,
-                            touch,
-                            say,
-                        )
+                    measure(
+                        f"redaction (first {args.redact_seconds:.0f} s of another day), fixed pace "
+                        "before pacing: 1000-row batches, 50 ms pauses",
+                        redaction("fixed", **day),
+                        args.redact_seconds + 15,
                     )
     # The machine is shared: the quiet baseline again at the end (the report compares with the lower).
-    phases.append(
-        _phase(
-            "quiet (no pipeline, again at the end)",
-            quiet,
-            args.quiet_seconds,
-            pgbench,
-            url,
-            rate,
-            args,
-            client_cpus,
-            touch,
-            say,
-        )
+    measure(
+        "quiet (no pipeline, again at the end)",
+        quiet,
+        args.quiet_seconds,
     )
     return {
         "capacity_tps": capacity,
