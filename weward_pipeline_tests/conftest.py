@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from weward_pipeline.devstack import sample_data
 from weward_pipeline.devstack.aws import LocalAws
 from weward_pipeline.devstack.postgres import LocalPostgres
 from weward_pipeline.export import AwsClients
+from weward_pipeline.glue import GlueCatalog
 
 # The sample data used by most tests spans the 2024 spring DST change (2024-03-31 has 23 hours
 # in Europe/Paris).
@@ -104,6 +106,36 @@ def make_settings(lake_env: dict, pg_url: str) -> Settings:
 
 def make_catalog(*tables: dict, start_date: str = "2024-01-01", timezone: str = TIMEZONE):
     return parse_catalog({"start_date": start_date, "timezone": timezone, "tables": list(tables)})
+
+
+def materialize_command(selection: str, day: str, dagster: str | None = None) -> list[str]:
+    """The export task's command (infra: `dagster asset materialize ... --partition <day>`);
+    `dagster` defaults to this interpreter's."""
+    dagster = dagster or str(Path(sys.executable).parent / "dagster")
+    return [
+        dagster,
+        "asset",
+        "materialize",
+        "-m",
+        "weward_pipeline.definitions",
+        "--select",
+        selection,
+        "--partition",
+        day,
+    ]
+
+
+class OneTable:
+    """A catalog of one table, against the test PostgreSQL at `pg_url` and the test lake: the base of
+    the tests' scenarios."""
+
+    def __init__(self, lake_env, clients: AwsClients, pg_url: str, table: dict) -> None:
+        self.settings = make_settings(lake_env, pg_url)
+        self.catalog = make_catalog(table)
+        self.table = self.catalog.tables[0]
+        self.clients = clients
+        self.pg_url = pg_url
+        self.glue = GlueCatalog(clients.glue, self.settings.glue_database)
 
 
 @pytest.fixture

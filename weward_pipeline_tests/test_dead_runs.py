@@ -29,6 +29,7 @@ from psycopg import sql
 from weward_pipeline.config import ConfigError
 from weward_pipeline.defs import liveness
 from weward_pipeline.defs.assets import SOURCE_POOL
+from weward_pipeline_tests.conftest import materialize_command
 from weward_pipeline_tests.test_production_dagster_storage import production_dagster_home
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,17 +173,7 @@ def materialize(env, selection: str, day: str, log: Path) -> subprocess.Popen:
     """The export task's command (infra: dagster asset materialize ... --partition <day>), in its own session."""
     with log.open("w") as out:
         return subprocess.Popen(
-            [
-                str(BIN / "dagster"),
-                "asset",
-                "materialize",
-                "-m",
-                "weward_pipeline.definitions",
-                "--select",
-                selection,
-                "--partition",
-                day,
-            ],
+            materialize_command(selection, day),
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -19,6 +19,7 @@ from weward_pipeline.defs.factory import build_definitions
 from weward_pipeline.defs.resources import LakeResource
 from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.verify import verify_published_day
+from weward_pipeline_tests.conftest import materialize_command
 from weward_pipeline_tests.lake_reader import read_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,17 +90,7 @@ def test_documented_mistakes_of_dagster_asset_materialize_print_one_line(tmp_pat
     typo = tmp_path / "tables.yaml"
     typo.write_text("start_date: '2024-01-01'\ntables:\n  - name: step_events\n    mod: append\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEWARD_")}
-    command = [
-        str(Path(sys.executable).parent / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "weward_pipeline.definitions",
-        "--select",
-        "lake/step_events",
-        "--partition",
-        "2024-03-31",
-    ]
+    command = materialize_command("lake/step_events", "2024-03-31")
     for extra, expected in (
         ({"WEWARD_TABLES_FILE": str(typo)}, "unknown key(s) mod"),
         ({}, "missing environment variable(s) WEWARD_PG_URL, WEWARD_LAKE_URL"),
@@ -224,17 +215,7 @@ def test_the_documented_cli_command_materializes_a_partition(sample_catalog_file
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "weward_pipeline.definitions",
-            "--select",
-            "lake/reward_purchases",
-            "--partition",
-            "2024-03-31",
-        ],
+        materialize_command("lake/reward_purchases", "2024-03-31"),
         cwd=REPO,
         env=env,
         capture_output=True,

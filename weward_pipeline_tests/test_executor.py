@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from weward_pipeline_tests.conftest import materialize_command
 from weward_pipeline_tests.test_definitions import REPO, sample_catalog_file  # noqa: F401 - fixture
 
 
@@ -17,17 +17,7 @@ def materialize(selection: str, tmp_path: Path) -> str:
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "weward_pipeline.definitions",
-            "--select",
-            selection,
-            "--partition",
-            "2024-03-31",
-        ],
+        materialize_command(selection, "2024-03-31"),
         cwd=REPO,
         env={**os.environ, "DAGSTER_HOME": str(home)},
         capture_output=True,

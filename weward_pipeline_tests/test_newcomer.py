@@ -39,6 +39,7 @@ import pytest
 
 from weward_pipeline.devstack.demo_questions import ANALYST_QUESTIONS
 from weward_pipeline.devstack.processes import free_port, pid_alive, port_open, wait_for
+from weward_pipeline_tests.conftest import materialize_command
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent
@@ -261,17 +262,7 @@ def test_a_new_users_first_hour_from_a_fresh_clone():
         home = base / "dagster_home"
         home.mkdir()
         shutil.copy(user.clone / "dagster.yaml", home / "dagster.yaml")
-        materialize = [
-            str(VENV / "bin" / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "weward_pipeline.definitions",
-            "--select",
-            "lake/step_events",
-            "--partition",
-            days[0],
-        ]
+        materialize = materialize_command("lake/step_events", days[0], dagster=str(VENV / "bin" / "dagster"))
         unset = user.run(
             materialize, env={**{k: v for k, v in env.items() if k != "WEWARD_PG_URL"}, "DAGSTER_HOME": str(home)}
         )

@@ -26,11 +26,10 @@ from weward_pipeline import redact
 from weward_pipeline.devstack import sample_data
 from weward_pipeline.export import ExportError, export_day
 from weward_pipeline.extract import DayWindow
-from weward_pipeline.glue import GlueCatalog
 from weward_pipeline.keys import RedactionKeys
 from weward_pipeline.redact import RedactionLimits, RedactionRefused, redact_day
 from weward_pipeline.verify import published_manifest
-from weward_pipeline_tests.conftest import TIMEZONE, make_catalog, make_settings
+from weward_pipeline_tests.conftest import TIMEZONE, OneTable, make_catalog, make_settings
 from weward_pipeline_tests.lake_reader import read_table
 
 DAY = dt.date(2024, 3, 31)  # 23 hours in Europe/Paris
@@ -56,14 +55,9 @@ def app_db(fresh_database):
     return fresh_database
 
 
-class Scenario:
+class Scenario(OneTable):
     def __init__(self, lake_env, clients, pg_url, table=STEP_EVENTS):
-        self.settings = make_settings(lake_env, pg_url)
-        self.catalog = make_catalog(table)
-        self.table = self.catalog.tables[0]
-        self.clients = clients
-        self.pg_url = pg_url
-        self.glue = GlueCatalog(clients.glue, self.settings.glue_database)
+        super().__init__(lake_env, clients, pg_url, table)
 
     def export(self, day=DAY):
         return export_day(self.settings, self.catalog, self.table, day, clients=self.clients)

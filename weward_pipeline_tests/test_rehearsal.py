@@ -23,6 +23,7 @@ from psycopg import sql
 from weward_pipeline.config import SAMPLE_CATALOG, Settings, load_catalog
 from weward_pipeline.export import AwsClients, export_day
 from weward_pipeline.secret_store import PiiKey
+from weward_pipeline_tests.conftest import materialize_command
 from weward_pipeline_tests.rehearsal.authz import Account, Environment, Workgroup
 from weward_pipeline_tests.rehearsal.check import denials, report
 from weward_pipeline_tests.rehearsal.ecs import TaskMetadataEndpoint, create_ecs
@@ -185,17 +186,7 @@ def rehearsal(production, pg_server, aws_server, recording_proxy, stack_dir):
     stage = Stage.build(pg_server, aws_server, recording_proxy, base)
     image = runtime.read_dockerfile(tables_file=str(SAMPLE_CATALOG))
     export = production.task_definitions[PROD_FAMILIES["export"]]
-    backfill = [
-        "dagster",
-        "asset",
-        "materialize",
-        "-m",
-        "weward_pipeline.definitions",
-        "--select",
-        "key:lake/step_events",
-        "--partition",
-        stage.old_day.isoformat(),
-    ]
+    backfill = materialize_command("key:lake/step_events", stage.old_day.isoformat(), dagster="dagster")
     stage.run("export-backfill", runtime.TaskRuntime.from_rendered(export, command=backfill), image)
     stage.run("export", runtime.TaskRuntime.from_rendered(export), image)
     stage.run(

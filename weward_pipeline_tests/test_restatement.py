@@ -14,8 +14,7 @@ from weward_pipeline import cli, pg, restate
 from weward_pipeline.config import DEFAULT_RESTATE_DAYS, ConfigError
 from weward_pipeline.export import export_day
 from weward_pipeline.extract import DayWindow, ExtractLimits, SourceError
-from weward_pipeline.glue import GlueCatalog
-from weward_pipeline_tests.conftest import TIMEZONE, make_catalog, make_settings
+from weward_pipeline_tests.conftest import TIMEZONE, OneTable, make_catalog
 from weward_pipeline_tests.lake_reader import read_table
 
 PURCHASES = {
@@ -110,14 +109,9 @@ def shop_db(fresh_database):
     return fresh_database
 
 
-class Shop:
+class Shop(OneTable):
     def __init__(self, lake_env, clients, pg_url, table=PURCHASES):
-        self.settings = make_settings(lake_env, pg_url)
-        self.catalog = make_catalog(table)
-        self.table = self.catalog.tables[0]
-        self.clients = clients
-        self.pg_url = pg_url
-        self.glue = GlueCatalog(clients.glue, self.settings.glue_database)
+        super().__init__(lake_env, clients, pg_url, table)
 
     def export(self, day, now=None):
         return export_day(self.settings, self.catalog, self.table, day, clients=self.clients, now=now)
